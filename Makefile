@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-smoke install system-deps migrate worker serve clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+system-deps:
+	bash scripts/system-deps.sh
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+# Set up the embedded default (SQLite + a broker-less Celery transport), a demo trial with a login per
+# role, then run a real Celery worker process and the web server together (Ctrl-C stops both).
+demo: migrate
+	$(PY) manage.py collectstatic --noinput -v 0
+	$(PY) manage.py setup_demo
+	bash scripts/run-demo.sh $(HOST) $(PORT)
+
+# The whole suite, on whatever DATABASE_URL / CELERY_BROKER_URL say (the embedded default when unset).
+test: install
+	bash scripts/system-deps.sh --check-or-install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A quick pass on the embedded default (SQLite, filesystem broker), whatever the environment says.
+test-smoke: install
+	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -q tests/trial $(PYTEST_ARGS)
+
+clean:
+	rm -rf var/ .pytest_cache

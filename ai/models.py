@@ -1,0 +1,1 @@
+"""Models of the ai app (built by its own issue)."""

@@ -1,0 +1,1 @@
+"""Models of the reading app (built by its own issue)."""

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# System packages the tests need beyond Python: R with lme4, lmerTest, ordinal, pROC and psych (our
+# statistics are checked against them) and DCMTK (the ingest benchmark). From Debian's packages only.
+# --check-or-install: install only what is missing, and only where we may (root with apt-get).
+set -euo pipefail
+PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych dcmtk)
+
+missing() {
+  command -v Rscript >/dev/null 2>&1 || { echo yes; return; }
+  Rscript -e 'for (p in c("lme4","lmerTest","ordinal","pROC","psych")) if (!requireNamespace(p, quietly=TRUE)) quit(status=1)' \
+    >/dev/null 2>&1 || { echo yes; return; }
+  command -v dcmj2pnm >/dev/null 2>&1 || { echo yes; return; }
+  echo no
+}
+
+if [ "${1:-}" = "--check-or-install" ] && [ "$(missing)" = "no" ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "Missing system packages for the R cross-checks: install ${PACKAGES[*]} (Debian/Ubuntu), then re-run." >&2
+  exit 0  # the r_oracle tests will then fail with a clear message, naming what is missing
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""Models of the stats app (built by its own issue)."""

@@ -1,0 +1,62 @@
+"""Shared fixtures: people with roles, a trial at each status, isolated media folders."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+
+PASSWORD = "a-long-test-password-2026"
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, *, can_create_trials: bool = False, **extra):
+        user = get_user_model().objects.create_user(
+            username=username, email=f"{username}@example.org", password=PASSWORD, **extra
+        )
+        if can_create_trials:
+            user.user_permissions.add(Permission.objects.get(codename="add_trial"))
+            user = get_user_model().objects.get(pk=user.pk)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def investigator(make_user):
+    return make_user("ines", can_create_trials=True)
+
+
+@pytest.fixture
+def outsider(make_user):
+    return make_user("oscar")
+
+
+@pytest.fixture
+def trial(investigator):
+    from trial import services
+
+    return services.create_trial(by=investigator, code="jpc-1", title="Janus-Pro-CXR replication",
+                                 registration_id="NCT07117266")
+
+
+@pytest.fixture
+def site(trial, investigator):
+    from trial import services
+
+    return services.add_site(trial=trial, by=investigator, code="site-a", name="Hospital A")
+
+
+@pytest.fixture
+def enrolling_trial(trial, site, investigator):
+    from trial import services
+
+    return services.transition_trial(trial=trial, by=investigator, to="enrolling")

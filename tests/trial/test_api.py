@@ -1,0 +1,87 @@
+"""The REST API: token auth, role checks, clear errors, the OpenAPI schema."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from trial.models import Site, Trial
+
+
+@pytest.fixture
+def api(investigator):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=investigator).key}")
+    return client
+
+
+@pytest.fixture
+def outsider_api(outsider):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
+    return client
+
+
+def test_anonymous_requests_are_refused(db):
+    assert APIClient().get("/api/trials/").status_code == 401
+
+
+def test_create_trial_and_site_through_the_api(api):
+    r = api.post("/api/trials/", {"code": "api-1", "title": "API trial", "registration_id": "NCT1",
+                                  "findings": ["pneumothorax", "pleural effusion"]}, format="json")
+    assert r.status_code == 201, r.json()
+    assert r.json()["findings"] == ["pneumothorax", "pleural effusion"]
+    r = api.post("/api/trials/api-1/sites/", {"code": "s1", "name": "Site 1"}, format="json")
+    assert r.status_code == 201
+    assert [s["code"] for s in api.get("/api/trials/api-1/sites/").json()] == ["s1"]
+
+
+def test_duplicate_trial_code_gives_409_with_the_reason(api, trial):
+    r = api.post("/api/trials/", {"code": trial.code, "title": "Again"}, format="json")
+    assert r.status_code == 409
+    assert r.json() == {"detail": "The trial code “jpc-1” is already used; choose another.",
+                        "code": "duplicate_code", "field": "code"}
+    assert Trial.objects.count() == 1
+
+
+def test_illegal_transition_gives_409(api, trial):
+    r = api.post(f"/api/trials/{trial.code}/transition/", {"to": "locked"}, format="json")
+    assert r.status_code == 409 and "cannot move to" in r.json()["detail"]
+    trial.refresh_from_db()
+    assert trial.status == "setup"
+
+
+def test_outsider_gets_403_and_learns_nothing(outsider_api, trial):
+    urls = [f"/api/trials/{trial.code}/", f"/api/trials/{trial.code}/sites/", f"/api/trials/{trial.code}/members/",
+            f"/api/trials/{trial.code}/cases/", f"/api/trials/{trial.code}/allocations/"]
+    for url in urls:
+        r = outsider_api.get(url)
+        assert r.status_code == 403, url
+        assert trial.title not in r.content.decode()
+    missing = outsider_api.get("/api/trials/does-not-exist/")
+    assert missing.status_code == 403 and missing.json() == outsider_api.get(urls[0]).json()
+    r = outsider_api.post(f"/api/trials/{trial.code}/sites/", {"code": "x", "name": "X"}, format="json")
+    assert r.status_code == 403
+    assert not Site.objects.filter(code="x").exists()
+
+
+def test_outsider_does_not_see_the_trial_in_lists(outsider_api, trial):
+    assert outsider_api.get("/api/trials/").json() == []
+
+
+def test_invite_known_user_adds_member_at_once(api, trial, make_user):
+    make_user("ed")
+    r = api.post(f"/api/trials/{trial.code}/members/", {"email": "ed@example.org", "role": "expert"}, format="json")
+    assert r.status_code == 201 and r.json()["pseudonym"] == "E01"
+    r = api.post(f"/api/trials/{trial.code}/members/", {"email": "new@example.org", "role": "statistician"},
+                 format="json")
+    assert r.status_code == 202 and r.json()["invited"] is True
+
+
+def test_schema_and_docs_are_served_without_a_cdn(client, investigator):
+    client.force_login(investigator)
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/trials/{code}/cases/" in schema.content
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs
+    assert "cdn" not in docs.lower() and "unpkg" not in docs and "jsdelivr" not in docs

@@ -1,0 +1,155 @@
+"""REST API for trials, sites, members and cases (token or session auth). Thin: selectors and services."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from . import selectors, services
+from .errors import FileTooLarge, ServiceError
+from .models import Role
+from .serializers import (
+    AllocationSerializer,
+    CaseSerializer,
+    CaseUploadSerializer,
+    InviteSerializer,
+    MembershipSerializer,
+    SiteSerializer,
+    TransitionSerializer,
+    TrialCreateSerializer,
+    TrialSerializer,
+    TrialUpdateSerializer,
+)
+
+
+def exception_handler(exc, context):
+    """Service refusals become clear JSON errors: {"detail", "code", "field"} with a fitting status."""
+    if isinstance(exc, ServiceError):
+        body = {"detail": exc.message, "code": exc.code}
+        if exc.field:
+            body["field"] = exc.field
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = PermissionDenied(str(exc) or selectors.NO_ACCESS)
+    return drf_exception_handler(exc, context)
+
+
+def _valid(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _site(trial, code):
+    site = trial.sites.filter(code=code).first() if code else None
+    if code and site is None:
+        raise ValidationError({"site": f"No site “{code}” in this trial."})
+    return site
+
+
+class TrialListAPI(APIView):
+    @extend_schema(responses=TrialSerializer(many=True))
+    def get(self, request):
+        return Response(TrialSerializer(selectors.trials_for_user(user=request.user), many=True).data)
+
+    @extend_schema(request=TrialCreateSerializer, responses={201: TrialSerializer})
+    def post(self, request):
+        trial = services.create_trial(by=request.user, **_valid(TrialCreateSerializer, request.data))
+        return Response(TrialSerializer(trial).data, status=status.HTTP_201_CREATED)
+
+
+class TrialDetailAPI(APIView):
+    @extend_schema(responses=TrialSerializer)
+    def get(self, request, code):
+        return Response(TrialSerializer(selectors.trial_for_user(code=code, user=request.user)).data)
+
+    @extend_schema(request=TrialUpdateSerializer, responses=TrialSerializer)
+    def patch(self, request, code):
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        data = _valid(TrialUpdateSerializer, request.data)
+        return Response(TrialSerializer(services.update_trial_settings(trial=trial, by=request.user, **data)).data)
+
+
+class TrialTransitionAPI(APIView):
+    @extend_schema(request=TransitionSerializer, responses=TrialSerializer)
+    def post(self, request, code):
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        data = _valid(TransitionSerializer, request.data)
+        return Response(TrialSerializer(services.transition_trial(trial=trial, by=request.user, to=data["to"])).data)
+
+
+class SiteListAPI(APIView):
+    @extend_schema(responses=SiteSerializer(many=True))
+    def get(self, request, code):
+        trial = selectors.trial_for_user(code=code, user=request.user)
+        return Response(SiteSerializer(selectors.sites_for(trial=trial, user=request.user), many=True).data)
+
+    @extend_schema(request=SiteSerializer, responses={201: SiteSerializer})
+    def post(self, request, code):
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        data = _valid(SiteSerializer, request.data)
+        site = services.add_site(trial=trial, by=request.user, code=data["code"], name=data["name"])
+        return Response(SiteSerializer(site).data, status=status.HTTP_201_CREATED)
+
+
+class MemberListAPI(APIView):
+    @extend_schema(responses=MembershipSerializer(many=True))
+    def get(self, request, code):
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        return Response(MembershipSerializer(selectors.members_for(trial=trial, user=request.user), many=True).data)
+
+    @extend_schema(request=InviteSerializer, responses={201: MembershipSerializer, 202: InviteSerializer})
+    def post(self, request, code):
+        """Add a known user (by e-mail) at once, or send an invitation (202)."""
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        data = _valid(InviteSerializer, request.data)
+        result = services.invite_member(trial=trial, by=request.user, email=data["email"], role=data["role"],
+                                        site=_site(trial, data.get("site")),
+                                        accept_url=lambda token: request.build_absolute_uri(f"/invitations/{token}/"))
+        if hasattr(result, "pseudonym"):
+            return Response(MembershipSerializer(result).data, status=status.HTTP_201_CREATED)
+        return Response({"email": result.email, "role": result.role, "invited": True}, status=status.HTTP_202_ACCEPTED)
+
+
+class CaseListAPI(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(responses=CaseSerializer(many=True))
+    def get(self, request, code):
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        return Response(CaseSerializer(selectors.cases_for(trial=trial, user=request.user), many=True).data)
+
+    @extend_schema(request={"multipart/form-data": CaseUploadSerializer}, responses={201: CaseSerializer})
+    def post(self, request, code):
+        """Upload one DICOM file as a new case; a refused file gets a reason and nothing is stored."""
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        data = _valid(CaseUploadSerializer, request.data)
+        upload = data["file"]
+        if upload.size > settings.CXR_MAX_DICOM_BYTES:  # refuse before reading it into memory
+            raise FileTooLarge(
+                f"The file is {upload.size / 1e6:.1f} MB; the limit is {settings.CXR_MAX_DICOM_BYTES / 1e6:.0f} MB."
+            )
+        case = services.enrol_case(trial=trial, site=_site(trial, data["site"]), by=request.user,
+                                   data=upload.read(), filename=upload.name,
+                                   clinical_history=data.get("clinical_history", ""))
+        return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED)
+
+
+class CaseDetailAPI(APIView):
+    @extend_schema(responses=CaseSerializer)
+    def get(self, request, code, case_code):
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        return Response(CaseSerializer(selectors.case_for(trial=trial, code=case_code, user=request.user)).data)
+
+
+class AllocationListAPI(APIView):
+    @extend_schema(responses=AllocationSerializer(many=True))
+    def get(self, request, code):
+        trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+        return Response(AllocationSerializer(selectors.allocations_for(trial=trial, user=request.user), many=True).data)

@@ -1,0 +1,112 @@
+"""Investigator forms (crispy, Bootstrap 5). Forms only shape input; services decide."""
+from __future__ import annotations
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Submit
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+
+from .models import DEFAULT_FINDINGS, Design, Role, Site, Trial
+
+
+class _CrispyForm(forms.Form):
+    submit_label = "Save"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helper = FormHelper()
+        self.helper.add_input(Submit("submit", self.submit_label))
+
+
+def _findings_initial(findings: list[str]) -> str:
+    return "\n".join(findings)
+
+
+class FindingsField(forms.CharField):
+    widget = forms.Textarea(attrs={"rows": 6})
+
+    def to_python(self, value):
+        text = super().to_python(value) or ""
+        return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
+
+
+class TrialForm(_CrispyForm):
+    submit_label = "Create trial"
+    code = forms.SlugField(max_length=40, help_text="Short, used in URLs: letters, digits, hyphens.")
+    title = forms.CharField(max_length=200)
+    registration_id = forms.CharField(max_length=40, required=False, label="Registration id",
+                                      help_text="e.g. NCT07117266")
+    design = forms.ChoiceField(choices=Design.choices, initial=Design.PAIRED_PARALLEL)
+    findings = FindingsField(help_text="One finding per line.", initial=_findings_initial(DEFAULT_FINDINGS))
+    experts_per_item = forms.IntegerField(min_value=1, max_value=99, initial=5, help_text="Odd: 3, 5, 7 …")
+    allow_no_preference = forms.BooleanField(required=False, initial=True)
+    require_signoff = forms.BooleanField(required=False, initial=False, label="Require senior sign-off")
+    washout_days = forms.IntegerField(min_value=0, max_value=365, initial=28, help_text="Crossover only.")
+    ratio_assisted = forms.IntegerField(min_value=1, max_value=9, initial=1)
+    ratio_standard = forms.IntegerField(min_value=1, max_value=9, initial=1)
+    block_multiples = forms.CharField(initial="1, 2, 3", help_text="Block sizes as multiples of the ratio sum.")
+
+    def clean_block_multiples(self):
+        try:
+            return [int(x) for x in self.cleaned_data["block_multiples"].replace(" ", "").split(",") if x]
+        except ValueError:
+            raise forms.ValidationError("Give whole numbers separated by commas, e.g. 1, 2, 3.")
+
+
+class TrialSettingsForm(TrialForm):
+    submit_label = "Save settings"
+
+    def __init__(self, *args, trial: Trial, **kwargs):
+        kwargs.setdefault("initial", {
+            "code": trial.code, "title": trial.title, "registration_id": trial.registration_id,
+            "design": trial.design, "findings": _findings_initial(trial.findings),
+            "experts_per_item": trial.experts_per_item, "allow_no_preference": trial.allow_no_preference,
+            "require_signoff": trial.require_signoff, "washout_days": trial.washout_days,
+            "ratio_assisted": trial.ratio_assisted, "ratio_standard": trial.ratio_standard,
+            "block_multiples": ", ".join(str(m) for m in trial.block_multiples),
+        })
+        super().__init__(*args, **kwargs)
+        self.fields["code"].disabled = True
+        if trial.status != "setup":
+            for name in ("design", "ratio_assisted", "ratio_standard", "block_multiples", "experts_per_item"):
+                self.fields[name].disabled = True
+                self.fields[name].help_text = "Frozen once enrolment has started."
+
+
+class SiteForm(_CrispyForm):
+    submit_label = "Add site"
+    code = forms.SlugField(max_length=20)
+    name = forms.CharField(max_length=200)
+
+
+class InviteForm(_CrispyForm):
+    submit_label = "Invite"
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Role.choices)
+    site = forms.ModelChoiceField(queryset=Site.objects.none(), required=False,
+                                  help_text="Readers belong to a site.")
+
+    def __init__(self, *args, trial: Trial, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = trial.sites.all()
+
+
+class SignupForm(_CrispyForm):
+    """Creates the account of an invited person; the invitation names the trial and role."""
+
+    submit_label = "Create account and join"
+    username = forms.CharField(max_length=150)
+    password = forms.CharField(widget=forms.PasswordInput)
+
+    def clean_username(self):
+        name = self.cleaned_data["username"]
+        if get_user_model().objects.filter(username__iexact=name).exists():
+            raise forms.ValidationError("This username is taken.")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password"):
+            validate_password(data["password"], get_user_model()(username=data.get("username", "")))
+        return data

@@ -1,0 +1,51 @@
+"""Enrol every DICOM file of a folder into a trial site, with a progress bar and a per-file verdict."""
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from trial import selectors, services
+from trial.errors import ServiceError
+from trial.models import Role
+
+
+class Command(BaseCommand):
+    help = "Import a folder of DICOM files as cases of TRIAL at SITE (rejections are listed, nothing kept from them)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("trial")
+        parser.add_argument("site")
+        parser.add_argument("folder")
+        parser.add_argument("--as", dest="username", required=True, help="An investigator of the trial.")
+        parser.add_argument("--history-suffix", default=".txt",
+                            help="A text file next to each DICOM file with this suffix holds its clinical history.")
+
+    def handle(self, *args, trial, site, folder, username, history_suffix, **options):
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user {username}.")
+        try:
+            trial_obj = selectors.trial_for_user(code=trial, user=user, roles=[Role.INVESTIGATOR])
+        except Exception as exc:
+            raise CommandError(str(exc)) from exc
+        site_obj = trial_obj.sites.filter(code=site).first()
+        if site_obj is None:
+            raise CommandError(f"No site {site} in {trial}.")
+        root = Path(folder)
+        if not root.is_dir():
+            raise CommandError(f"{folder} is not a folder.")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != history_suffix)
+        enrolled, rejected = 0, []
+        for path in tqdm(files, desc="Enrolling", unit="file", file=self.stderr._out):
+            history_file = path.with_suffix(history_suffix)
+            history = history_file.read_text(encoding="utf-8") if history_file.exists() else ""
+            try:
+                services.enrol_case(trial=trial_obj, site=site_obj, by=user, data=path.read_bytes(),
+                                    filename=path.name, clinical_history=history)
+                enrolled += 1
+            except ServiceError as exc:
+                rejected.append((path, exc.message))
+        for path, reason in rejected:
+            self.stdout.write(f"REJECTED {path}: {reason}")
+        self.stdout.write(self.style.SUCCESS(f"{enrolled} enrolled, {len(rejected)} rejected, of {len(files)} files."))

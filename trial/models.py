@@ -1,0 +1,290 @@
+"""Trials, sites, memberships, cases, allocations and the audit log: the data every other app stands on."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+DEFAULT_FINDINGS = [
+    "pleural effusion",
+    "pneumothorax",
+    "consolidation",
+    "atelectasis",
+    "cardiomegaly",
+    "lung opacity",
+]
+
+
+def default_findings() -> list[str]:
+    return list(DEFAULT_FINDINGS)
+
+
+def default_block_multiples() -> list[int]:
+    # Blocks of 1, 2 or 3 times the ratio sum: 2, 4 or 6 for 1:1.
+    return [1, 2, 3]
+
+
+class Design(models.TextChoices):
+    PAIRED_PARALLEL = "paired_parallel", "Paired parallel (readers randomized 1:1, every case read in both arms)"
+    CASE_RANDOMIZED = "case_randomized", "Case randomized (each case randomized to one arm, read once)"
+    CROSSOVER = "crossover", "Crossover (every reader reads every case in both arms, with washout)"
+
+
+class Status(models.TextChoices):
+    SETUP = "setup", "Setup"
+    ENROLLING = "enrolling", "Enrolling"
+    READING = "reading", "Reading"
+    SCORING = "scoring", "Scoring"
+    LOCKED = "locked", "Locked"
+    UNBLINDED = "unblinded", "Unblinded"
+
+
+# The only moves a trial can make; each is one step forward, never back (a locked trial stays locked).
+ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    Status.SETUP: (Status.ENROLLING,),
+    Status.ENROLLING: (Status.READING,),
+    Status.READING: (Status.SCORING,),
+    Status.SCORING: (Status.LOCKED,),
+    Status.LOCKED: (Status.UNBLINDED,),
+    Status.UNBLINDED: (),
+}
+
+
+class Arm(models.TextChoices):
+    ASSISTED = "assisted", "AI-assisted"
+    STANDARD = "standard", "Standard care"
+
+
+class Role(models.TextChoices):
+    INVESTIGATOR = "investigator", "Investigator"
+    READER = "reader", "Reader (radiologist)"
+    SENIOR = "senior", "Senior (sign-off)"
+    EXPERT = "expert", "Expert (blinded scorer)"
+    STATISTICIAN = "statistician", "Statistician"
+
+
+class Trial(models.Model):
+    code = models.SlugField(max_length=40, unique=True, help_text="Short code used in URLs, e.g. janus-cxr-1.")
+    title = models.CharField(max_length=200)
+    registration_id = models.CharField(
+        max_length=40, blank=True, help_text="Registry identifier, e.g. NCT07117266."
+    )
+    design = models.CharField(max_length=20, choices=Design.choices, default=Design.PAIRED_PARALLEL)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.SETUP)
+    findings = models.JSONField(default=default_findings, help_text="The findings readers mark and experts judge.")
+    experts_per_item = models.PositiveSmallIntegerField(default=5)
+    allow_no_preference = models.BooleanField(default=True)
+    washout_days = models.PositiveSmallIntegerField(default=28, help_text="Crossover only: days between two reads of a case.")
+    require_signoff = models.BooleanField(default=False, help_text="Reports are final only after a senior signs them.")
+    # Randomization: permuted blocks of sizes multiple × (assisted + standard ratio).
+    ratio_assisted = models.PositiveSmallIntegerField(default=1)
+    ratio_standard = models.PositiveSmallIntegerField(default=1)
+    block_multiples = models.JSONField(default=default_block_multiples)
+    # Concealment: the seed never leaves the server (no serializer, form, template or admin field shows it).
+    randomization_seed = models.BinaryField(max_length=32, editable=False)
+    # Keys the de-identified UIDs and the duplicate check of this trial; as secret as the seed.
+    uid_secret = models.BinaryField(max_length=32, editable=False)
+    case_counter = models.PositiveIntegerField(default=0, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(experts_per_item__gte=1) & Q(experts_per_item__lte=99),
+                name="trial_experts_per_item_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in Status]), name="trial_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(design__in=[d.value for d in Design]), name="trial_design_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.title}"
+
+
+class Site(models.Model):
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="sites")
+    code = models.SlugField(max_length=20)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [models.UniqueConstraint(fields=["trial", "code"], name="site_code_unique_in_trial")]
+
+    def __str__(self) -> str:
+        return f"{self.code} ({self.name})"
+
+
+class Membership(models.Model):
+    """One role of one person in one trial; a person may hold several roles."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trial_memberships")
+    role = models.CharField(max_length=14, choices=Role.choices)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, null=True, blank=True, related_name="memberships")
+    # A pseudonym for exports and blinded views ("R03", "E02"), stable for the trial's life.
+    pseudonym = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["role", "pseudonym"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "user", "role"], name="membership_unique_role"),
+            models.UniqueConstraint(fields=["trial", "pseudonym"], name="membership_pseudonym_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.role} in {self.trial.code}"
+
+
+class Invitation(models.Model):
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=14, choices=Role.choices)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+def case_file_path(case: "Case", filename: str) -> str:
+    return f"trials/{case.trial_id}/cases/{case.code}/{filename}"
+
+
+class Case(models.Model):
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="cases")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="cases")
+    code = models.CharField(max_length=20, help_text="The case's pseudonymous code, e.g. C0007.")
+    clinical_history = models.TextField(blank=True)
+    # Keyed hash (HMAC with the trial's uid_secret) of the original SOP Instance UID: detects a second
+    # upload of the same image without keeping the identifying UID itself.
+    source_fingerprint = models.CharField(max_length=64)
+    dicom = models.FileField(upload_to=case_file_path, max_length=300)
+    display_image = models.FileField(upload_to=case_file_path, max_length=300)
+    thumbnail = models.FileField(upload_to=case_file_path, max_length=300)
+    modality = models.CharField(max_length=4)
+    view_position = models.CharField(max_length=16, blank=True)
+    rows = models.PositiveIntegerField()
+    columns = models.PositiveIntegerField()
+    bits_stored = models.PositiveSmallIntegerField()
+    photometric = models.CharField(max_length=16)
+    transfer_syntax = models.CharField(max_length=80)
+    display_width = models.PositiveIntegerField()
+    display_height = models.PositiveIntegerField()
+    window_center = models.FloatField()
+    window_width = models.FloatField()
+    window_source = models.CharField(max_length=40)
+    enrolled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "code"], name="case_code_unique_in_trial"),
+            models.UniqueConstraint(fields=["trial", "source_fingerprint"], name="case_image_unique_in_trial"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trial.code}/{self.code}"
+
+
+class CaseIdentity(models.Model):
+    """The link from a case back to the hospital's records: investigators only, never exported blinded."""
+
+    case = models.OneToOneField(Case, on_delete=models.PROTECT, related_name="identity")
+    accession_number = models.CharField(max_length=64, blank=True)
+    patient_id = models.CharField(max_length=64, blank=True)
+    study_instance_uid = models.CharField(max_length=64, blank=True)
+    sop_instance_uid = models.CharField(max_length=64)
+    original_filename = models.CharField(max_length=255, blank=True)
+
+
+class Allocation(models.Model):
+    """One concealed allocation, written once: the n-th unit of a stratum gets the n-th arm of the sequence."""
+
+    class Unit(models.TextChoices):
+        READER = "reader", "Reader"
+        CASE = "case", "Case"
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="allocations")
+    stratum = models.CharField(max_length=40)
+    position = models.PositiveIntegerField(help_text="0-based index within the stratum's sequence.")
+    unit_type = models.CharField(max_length=8, choices=Unit.choices)
+    membership = models.OneToOneField(
+        Membership, on_delete=models.PROTECT, null=True, blank=True, related_name="allocation"
+    )
+    case = models.OneToOneField(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="allocation")
+    arm = models.CharField(max_length=10, choices=Arm.choices)
+    block = models.PositiveIntegerField()
+    block_size = models.PositiveSmallIntegerField()
+    allocated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    allocated_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["stratum", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "stratum", "position"], name="allocation_position_unique"),
+            models.CheckConstraint(
+                condition=(Q(unit_type="reader", membership__isnull=False, case__isnull=True)
+                           | Q(unit_type="case", case__isnull=False, membership__isnull=True)),
+                name="allocation_one_unit",
+            ),
+        ]
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("The audit log is append-only: events cannot be updated.")
+
+    def delete(self):
+        raise PermissionError("The audit log is append-only: events cannot be deleted.")
+
+
+class AuditEvent(models.Model):
+    """Append-only, hash-chained: each event holds the hash of the one before it."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=60)
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("The audit log is append-only: events cannot be changed.")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The audit log is append-only: events cannot be deleted.")
+
+
+class AuditHead(models.Model):
+    """One row: the hash of the last event. Locking it serializes appends so the chain never forks."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_hash = models.CharField(max_length=64)
+    count = models.PositiveBigIntegerField(default=0)

@@ -1,0 +1,92 @@
+"""API shapes. No serializer names the randomization seed, the UID secret or a case's identity."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import Allocation, Case, Design, Membership, Role, Site, Status, Trial
+
+
+class TrialSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Trial
+        fields = [
+            "code", "title", "registration_id", "design", "status", "findings", "experts_per_item",
+            "allow_no_preference", "washout_days", "require_signoff", "ratio_assisted", "ratio_standard",
+            "block_multiples", "created_at",
+        ]
+        read_only_fields = ["status", "created_at"]
+
+
+class TrialCreateSerializer(serializers.Serializer):
+    code = serializers.SlugField(max_length=40)
+    title = serializers.CharField(max_length=200)
+    registration_id = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    design = serializers.ChoiceField(choices=Design.choices, required=False)
+    findings = serializers.ListField(child=serializers.CharField(max_length=60), required=False)
+    experts_per_item = serializers.IntegerField(min_value=1, max_value=99, required=False)
+    allow_no_preference = serializers.BooleanField(required=False)
+    washout_days = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    require_signoff = serializers.BooleanField(required=False)
+    ratio_assisted = serializers.IntegerField(min_value=1, max_value=9, required=False)
+    ratio_standard = serializers.IntegerField(min_value=1, max_value=9, required=False)
+    block_multiples = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=10), required=False)
+
+
+class TrialUpdateSerializer(TrialCreateSerializer):
+    code = None
+    title = serializers.CharField(max_length=200, required=False)
+
+
+class TransitionSerializer(serializers.Serializer):
+    to = serializers.ChoiceField(choices=Status.choices)
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Site
+        fields = ["code", "name", "created_at"]
+        read_only_fields = ["created_at"]
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    site = serializers.CharField(source="site.code", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Membership
+        fields = ["pseudonym", "username", "role", "site", "created_at"]
+
+
+class InviteSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    site = serializers.SlugField(required=False, allow_null=True, help_text="Site code (readers).")
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    site = serializers.CharField(source="site.code", read_only=True)
+
+    class Meta:
+        model = Case
+        fields = [
+            "code", "site", "clinical_history", "modality", "view_position", "rows", "columns", "bits_stored",
+            "photometric", "transfer_syntax", "display_width", "display_height", "window_center",
+            "window_width", "window_source", "enrolled_at",
+        ]
+
+
+class CaseUploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    site = serializers.SlugField(help_text="Site code.")
+    clinical_history = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+
+
+class AllocationSerializer(serializers.ModelSerializer):
+    unit = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Allocation
+        fields = ["stratum", "position", "unit_type", "unit", "arm", "allocated_at"]
+
+    def get_unit(self, obj) -> str:
+        return obj.membership.pseudonym if obj.membership_id else obj.case.code

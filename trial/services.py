@@ -1,0 +1,434 @@
+"""Every write to trials, sites, members, cases and allocations: one transaction each, audited."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import logging
+import secrets
+from collections.abc import Callable
+
+import pydicom
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from . import audit, dicom, randomization
+from .errors import (
+    CaseRejected,
+    DuplicateCode,
+    DuplicateImage,
+    FileTooLarge,
+    IllegalTransition,
+    ServiceError,
+    WrongStatus,
+)
+from .models import (
+    ALLOWED_TRANSITIONS,
+    Allocation,
+    Case,
+    CaseIdentity,
+    Design,
+    Invitation,
+    Membership,
+    Role,
+    Site,
+    Status,
+    Trial,
+)
+from .selectors import require_role
+
+logger = logging.getLogger(__name__)
+User = get_user_model()
+
+PSEUDONYM_PREFIX = {
+    Role.INVESTIGATOR: "I",
+    Role.READER: "R",
+    Role.SENIOR: "S",
+    Role.EXPERT: "E",
+    Role.STATISTICIAN: "T",
+}
+# Settings that define the randomization and the scoring design: frozen once enrolment starts.
+DESIGN_FIELDS = ("design", "ratio_assisted", "ratio_standard", "block_multiples", "experts_per_item")
+SETTINGS_FIELDS = (
+    "title", "registration_id", "findings", "allow_no_preference", "washout_days", "require_signoff",
+) + DESIGN_FIELDS
+
+
+def _locked(trial: Trial) -> Trial:
+    """Re-read the trial under a row lock: allocations, case codes and pseudonyms are taken one at a time."""
+    return Trial.objects.select_for_update().get(pk=trial.pk)
+
+
+def _require_investigator(trial: Trial, user) -> None:
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+
+
+def clean_findings(findings) -> list[str]:
+    if not isinstance(findings, (list, tuple)):
+        raise ServiceError("Findings must be a list of names.", field="findings")
+    cleaned = [" ".join(str(f).split()).lower() for f in findings]
+    cleaned = [f for f in cleaned if f]
+    if not cleaned:
+        raise ServiceError("A trial needs at least one finding.", field="findings")
+    if len(set(cleaned)) != len(cleaned):
+        raise ServiceError("Each finding may appear only once.", field="findings")
+    if any(len(f) > 60 for f in cleaned):
+        raise ServiceError("A finding name may have at most 60 characters.", field="findings")
+    return cleaned
+
+
+def _validate_design(values: dict) -> None:
+    n = values.get("experts_per_item")
+    if n is not None and (n < 1 or n % 2 == 0):
+        # An odd number of experts gives every pair a majority; the paper used 5.
+        raise ServiceError("The number of experts per item must be odd (e.g. 3 or 5).", field="experts_per_item")
+    if "block_multiples" in values or "ratio_assisted" in values or "ratio_standard" in values:
+        try:
+            randomization.Scheme(
+                ratio=(int(values.get("ratio_assisted", 1)), int(values.get("ratio_standard", 1))),
+                block_multiples=tuple(values.get("block_multiples", (1, 2, 3))),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ServiceError(f"Randomization settings are not valid: {exc}", field="block_multiples") from exc
+    if values.get("design") is not None and values["design"] not in Design.values:
+        raise ServiceError("Unknown trial design.", field="design")
+
+
+def scheme_for(trial: Trial) -> randomization.Scheme:
+    return randomization.Scheme(
+        arms=("assisted", "standard"),
+        ratio=(trial.ratio_assisted, trial.ratio_standard),
+        block_multiples=tuple(trial.block_multiples),
+    )
+
+
+# ----------------------------------------------------------------------------- trials and sites
+
+
+@transaction.atomic
+def create_trial(*, by, code: str, title: str, registration_id: str = "", design: str = Design.PAIRED_PARALLEL,
+                 findings: list[str] | None = None, experts_per_item: int = 5, **options) -> Trial:
+    """Create a trial in setup; its creator becomes its first investigator."""
+    if not (by.is_staff or by.has_perm("trial.add_trial")):
+        raise ServiceError("You are not allowed to create trials; ask an administrator.", code="forbidden")
+    values = {"design": design, "experts_per_item": experts_per_item, **options}
+    _validate_design(values)
+    if Trial.objects.filter(code=code).exists():
+        raise DuplicateCode(f"The trial code “{code}” is already used; choose another.", field="code")
+    unknown = set(options) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise ServiceError(f"Unknown trial settings: {', '.join(sorted(unknown))}.")
+    try:
+        with transaction.atomic():
+            trial = Trial.objects.create(
+                code=code, title=title, registration_id=registration_id, design=design,
+                findings=clean_findings(findings) if findings is not None else Trial._meta.get_field("findings").get_default(),
+                experts_per_item=experts_per_item, randomization_seed=randomization.new_seed(),
+                uid_secret=secrets.token_bytes(32), created_by=by, **options,
+            )
+    except IntegrityError as exc:  # a concurrent create with the same code
+        raise DuplicateCode(f"The trial code “{code}” is already used; choose another.", field="code") from exc
+    audit.record(actor=by, action="trial.created", obj=trial, payload={
+        "code": code, "title": title, "registration_id": registration_id, "design": design,
+        "findings": trial.findings, "experts_per_item": experts_per_item,
+        "randomization": randomization.ALGORITHM,
+        # A commitment to the seed: after unblinding the seed can be revealed and checked against it.
+        "seed_sha256": hashlib.sha256(bytes(trial.randomization_seed)).hexdigest(),
+    })
+    _add_membership(trial=trial, by=by, user=by, role=Role.INVESTIGATOR)
+    return trial
+
+
+@transaction.atomic
+def update_trial_settings(*, trial: Trial, by, **changes) -> Trial:
+    _require_investigator(trial, by)
+    trial = _locked(trial)
+    unknown = set(changes) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise ServiceError(f"Unknown trial settings: {', '.join(sorted(unknown))}.")
+    changed = {k: v for k, v in changes.items() if getattr(trial, k) != v}
+    if any(k in DESIGN_FIELDS for k in changed) and trial.status != Status.SETUP:
+        raise WrongStatus("The design, randomization and scoring settings are frozen once enrolment has started.")
+    if "findings" in changed:
+        if trial.status not in (Status.SETUP, Status.ENROLLING):
+            raise WrongStatus("Findings can no longer change: reading has started.", field="findings")
+        changed["findings"] = clean_findings(changed["findings"])
+    merged = {k: getattr(trial, k) for k in DESIGN_FIELDS} | changed
+    _validate_design(merged)
+    if not changed:
+        return trial
+    before = {k: getattr(trial, k) for k in changed}
+    for key, value in changed.items():
+        setattr(trial, key, value)
+    trial.save(update_fields=list(changed))
+    audit.record(actor=by, action="trial.settings_changed", obj=trial, payload={"before": before, "after": changed})
+    return trial
+
+
+def _check_can_leave(trial: Trial, target: str) -> None:
+    """Preconditions of each step, so that a trial cannot move on half-ready."""
+    if target == Status.ENROLLING:
+        if not trial.sites.exists():
+            raise IllegalTransition("Add at least one site before enrolment starts.")
+    if target == Status.READING:
+        if not trial.cases.exists():
+            raise IllegalTransition("Enrol at least one case before reading starts.")
+        if trial.design == Design.PAIRED_PARALLEL:
+            arms = set(trial.allocations.filter(unit_type=Allocation.Unit.READER).values_list("arm", flat=True))
+            if arms != {"assisted", "standard"}:
+                raise IllegalTransition("Reading needs at least one randomized reader in each arm.")
+        elif not trial.memberships.filter(role=Role.READER).exists():
+            raise IllegalTransition("Reading needs at least one reader.")
+
+
+@transaction.atomic
+def transition_trial(*, trial: Trial, by, to: str) -> Trial:
+    _require_investigator(trial, by)
+    trial = _locked(trial)
+    if to not in ALLOWED_TRANSITIONS.get(trial.status, ()):
+        allowed = ", ".join(ALLOWED_TRANSITIONS.get(trial.status, ())) or "none (final)"
+        raise IllegalTransition(
+            f"A trial in “{trial.status}” cannot move to “{to}”. Allowed next status: {allowed}."
+        )
+    _check_can_leave(trial, to)
+    before = trial.status
+    trial.status = to
+    trial.save(update_fields=["status"])
+    audit.record(actor=by, action="trial.status_changed", obj=trial, payload={"from": before, "to": to})
+    if to == Status.ENROLLING and trial.design in (Design.PAIRED_PARALLEL, Design.CROSSOVER):
+        # Readers who joined during setup are randomized now, in the order they joined.
+        for membership in trial.memberships.filter(role=Role.READER, allocation__isnull=True).order_by("id"):
+            _allocate_reader(trial=trial, by=by, membership=membership)
+    return trial
+
+
+@transaction.atomic
+def add_site(*, trial: Trial, by, code: str, name: str) -> Site:
+    _require_investigator(trial, by)
+    trial = _locked(trial)
+    if trial.status in (Status.LOCKED, Status.UNBLINDED):
+        raise WrongStatus("Sites cannot be added to a locked trial.")
+    if trial.sites.filter(code=code).exists():
+        raise DuplicateCode(f"The site code “{code}” is already used in this trial.", field="code")
+    site = Site.objects.create(trial=trial, code=code, name=name)
+    audit.record(actor=by, action="site.added", obj=site, payload={"code": code, "name": name})
+    return site
+
+
+# ----------------------------------------------------------------------------- members
+
+
+def _add_membership(*, trial: Trial, by, user, role: str, site: Site | None = None) -> Membership:
+    if role not in Role.values:
+        raise ServiceError("Unknown role.", field="role")
+    if site is not None and site.trial_id != trial.pk:
+        raise ServiceError("That site belongs to another trial.", field="site")
+    if role == Role.READER and site is None and trial.design == Design.PAIRED_PARALLEL:
+        # Readers are randomized within their site (stratified by site, as in the paper).
+        raise ServiceError("A reader must belong to a site in a paired-parallel trial.", field="site")
+    trial = _locked(trial)
+    if role == Role.READER and trial.status not in (Status.SETUP, Status.ENROLLING):
+        raise WrongStatus("Readers can join only before reading starts (they must be randomized).", field="role")
+    if Membership.objects.filter(trial=trial, user=user, role=role).exists():
+        raise DuplicateCode(f"{user.get_username()} already holds the role {role} in this trial.", field="role")
+    prefix = PSEUDONYM_PREFIX[role]
+    number = Membership.objects.filter(trial=trial, role=role).count() + 1
+    membership = Membership.objects.create(
+        trial=trial, user=user, role=role, site=site, pseudonym=f"{prefix}{number:02d}"
+    )
+    audit.record(actor=by, action="member.added", obj=membership, trial=trial, payload={
+        "user": user.pk, "role": role, "site": site.code if site else None, "pseudonym": membership.pseudonym,
+    })
+    if role == Role.READER and trial.status == Status.ENROLLING and trial.design != Design.CASE_RANDOMIZED:
+        _allocate_reader(trial=trial, by=by, membership=membership)
+    return membership
+
+
+@transaction.atomic
+def add_member(*, trial: Trial, by, user, role: str, site: Site | None = None) -> Membership:
+    _require_investigator(trial, by)
+    return _add_membership(trial=trial, by=by, user=user, role=role, site=site)
+
+
+@transaction.atomic
+def invite_member(*, trial: Trial, by, email: str, role: str, site: Site | None = None,
+                  accept_url: Callable[[str], str] | None = None) -> Invitation | Membership:
+    """Add a known user at once; otherwise e-mail an invitation link that creates the account."""
+    _require_investigator(trial, by)
+    email = email.strip().lower()
+    existing = User.objects.filter(email__iexact=email).first()
+    if existing is not None:
+        return add_member(trial=trial, by=by, user=existing, role=role, site=site)
+    if role == Role.READER and trial.status not in (Status.SETUP, Status.ENROLLING):
+        raise WrongStatus("Readers can join only before reading starts (they must be randomized).", field="role")
+    if role == Role.READER and site is None and trial.design == Design.PAIRED_PARALLEL:
+        raise ServiceError("A reader must belong to a site in a paired-parallel trial.", field="site")
+    if site is not None and site.trial_id != trial.pk:
+        raise ServiceError("That site belongs to another trial.", field="site")
+    if trial.invitations.filter(email=email, role=role, accepted_at__isnull=True).exists():
+        raise DuplicateCode(f"{email} already has an open invitation as {role}.", field="email")
+    invitation = Invitation.objects.create(
+        trial=trial, email=email, role=role, site=site, token=secrets.token_urlsafe(32), invited_by=by
+    )
+    audit.record(actor=by, action="member.invited", obj=invitation, trial=trial,
+                 payload={"email": email, "role": role, "site": site.code if site else None})
+    link = accept_url(invitation.token) if accept_url else reverse("trial:accept_invitation", args=[invitation.token])
+    transaction.on_commit(lambda: send_mail(
+        subject=f"Invitation to the trial {trial.title}",
+        message=f"You are invited to join {trial.title} as {role}. Accept here: {link}",
+        from_email=None, recipient_list=[email], fail_silently=True,
+    ))
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(*, token: str, user) -> Membership:
+    invitation = Invitation.objects.select_for_update().filter(token=token).first()
+    if invitation is None or invitation.accepted_at is not None:
+        raise ServiceError("This invitation is not valid or was already used.", code="invalid_invitation")
+    membership = _add_membership(trial=invitation.trial, by=user, user=user, role=invitation.role,
+                                 site=invitation.site)
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit.record(actor=user, action="member.invitation_accepted", obj=invitation, trial=invitation.trial)
+    return membership
+
+
+# ----------------------------------------------------------------------------- randomization
+
+
+def _allocate(*, trial: Trial, by, stratum: str, unit_type: str, membership=None, case=None) -> Allocation:
+    trial = _locked(trial)  # the lock makes "next position" safe under concurrent requests
+    if trial.status != Status.ENROLLING:
+        raise WrongStatus(f"Allocations are made only while the trial is enrolling (it is {trial.status}).")
+    position = Allocation.objects.filter(trial=trial, stratum=stratum).count()
+    drawn = randomization.allocate(seed=bytes(trial.randomization_seed), stratum=stratum, index=position,
+                                   scheme=scheme_for(trial))
+    allocation = Allocation.objects.create(
+        trial=trial, stratum=stratum, position=position, unit_type=unit_type, membership=membership, case=case,
+        arm=drawn.arm, block=drawn.block, block_size=drawn.block_size, allocated_by=by,
+    )
+    audit.record(actor=by, action="allocation.made", obj=allocation, trial=trial, payload={
+        "unit_type": unit_type, "unit": membership.pseudonym if membership else case.code,
+        "stratum": stratum, "position": position, "arm": drawn.arm,
+    })
+    return allocation
+
+
+@transaction.atomic
+def allocate_reader(*, trial: Trial, by, membership: Membership) -> Allocation:
+    """Randomize one reader to an arm (paired-parallel), or to the arm they read first (crossover)."""
+    _require_investigator(trial, by)
+    return _allocate_reader(trial=trial, by=by, membership=membership)
+
+
+def _allocate_reader(*, trial: Trial, by, membership: Membership) -> Allocation:
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.trial_id != trial.pk or membership.role != Role.READER:
+        raise ServiceError("Only readers of this trial are randomized.")
+    if trial.design == Design.CASE_RANDOMIZED:
+        raise ServiceError("In a case-randomized trial cases are randomized, not readers.")
+    if Allocation.objects.filter(membership=membership).exists():
+        raise DuplicateCode(f"Reader {membership.pseudonym} is already randomized.")
+    stratum = membership.site.code if membership.site else "all"
+    return _allocate(trial=trial, by=by, stratum=stratum, unit_type=Allocation.Unit.READER, membership=membership)
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def fingerprint(trial: Trial, sop_instance_uid: str) -> str:
+    return hmac.new(bytes(trial.uid_secret), sop_instance_uid.encode(), hashlib.sha256).hexdigest()
+
+
+def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "", clinical_history: str = "") -> Case:
+    """Validate, de-identify, render and store one radiograph as a new case. A refusal stores nothing."""
+    _require_investigator(trial, by)
+    if site.trial_id != trial.pk:
+        raise ServiceError("That site belongs to another trial.", field="site")
+    if trial.status != Status.ENROLLING:
+        raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling (it is {trial.status}).")
+    if len(data) > settings.CXR_MAX_DICOM_BYTES:
+        raise FileTooLarge(
+            f"The file is {len(data) / 1e6:.1f} MB; the limit is {settings.CXR_MAX_DICOM_BYTES / 1e6:.0f} MB."
+        )
+    # All the work that can refuse happens before anything is written.
+    try:
+        ds = dicom.read_radiograph(data, max_bytes=settings.CXR_MAX_DICOM_BYTES)
+    except dicom.DicomRejection as exc:
+        raise CaseRejected(exc.reason, code=exc.code) from exc
+    print_ = fingerprint(trial, str(ds.SOPInstanceUID))
+    if Case.objects.filter(trial=trial, source_fingerprint=print_).exists():
+        raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.")
+    summary = dicom.image_summary(ds)
+    try:
+        rendered = dicom.render_display(ds)
+    except dicom.DicomRejection as exc:
+        raise CaseRejected(exc.reason, code=exc.code) from exc
+    return _store_case(trial=trial, site=site, by=by, ds=ds, fingerprint_=print_, summary=summary,
+                       rendered=rendered, filename=filename, clinical_history=clinical_history)
+
+
+def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filename, clinical_history) -> Case:
+    saved: list = []
+    try:
+        with transaction.atomic():
+            locked = _locked(trial)
+            if locked.status != Status.ENROLLING:
+                raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling (it is {locked.status}).")
+            locked.case_counter += 1
+            locked.save(update_fields=["case_counter"])
+            code = f"C{locked.case_counter:04d}"
+            clean, record = dicom.deidentify(ds, case_code=code, uid_secret=bytes(trial.uid_secret),
+                                             uid_root=settings.CXR_UID_ROOT)
+            buffer = io.BytesIO()
+            pydicom.dcmwrite(buffer, clean, enforce_file_format=True)
+            case = Case(
+                trial=locked, site=site, code=code, clinical_history=clinical_history.strip(),
+                source_fingerprint=fingerprint_, enrolled_by=by,
+                modality=summary["modality"], view_position=summary.get("view_position") or "",
+                rows=summary["rows"], columns=summary["columns"], bits_stored=summary["bits_stored"],
+                photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
+                display_width=rendered.width, display_height=rendered.height,
+                window_center=rendered.window_center, window_width=rendered.window_width,
+                window_source=rendered.source,
+            )
+            case.dicom.save("image.dcm", ContentFile(buffer.getvalue()), save=False)
+            saved.append(case.dicom)
+            case.display_image.save("display.png", ContentFile(rendered.png), save=False)
+            saved.append(case.display_image)
+            case.thumbnail.save("thumbnail.png", ContentFile(rendered.thumbnail_png), save=False)
+            saved.append(case.thumbnail)
+            case.save()
+            CaseIdentity.objects.create(
+                case=case, accession_number=record.accession_number or "", patient_id=record.patient_id or "",
+                study_instance_uid=record.study_instance_uid or "", sop_instance_uid=record.sop_instance_uid,
+                original_filename=filename[:255],
+            )
+            audit.record(actor=by, action="case.enrolled", obj=case, trial=locked, payload={
+                "code": code, "site": site.code, "modality": case.modality, "has_history": bool(case.clinical_history),
+                "dicom_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+            })
+            if locked.design == Design.CASE_RANDOMIZED:
+                _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
+    except IntegrityError as exc:
+        _delete_files(saved)
+        raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.") from exc
+    except BaseException:
+        _delete_files(saved)  # nothing is kept from a refused or failed enrolment
+        raise
+    return case
+
+
+def _delete_files(files) -> None:
+    for field_file in files:
+        try:
+            field_file.storage.delete(field_file.name)
+        except OSError:  # pragma: no cover - best effort cleanup; the transaction already rolled back
+            logger.exception("Could not remove %s after a failed enrolment", field_file.name)

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from . import views
+
+app_name = "trial"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("trials/new/", views.trial_create, name="create"),
+    path("invitations/<str:token>/", views.accept_invitation, name="accept_invitation"),
+    path("t/<slug:code>/", views.trial_detail, name="detail"),
+    path("t/<slug:code>/settings/", views.trial_settings, name="settings"),
+    path("t/<slug:code>/status/", views.trial_transition, name="transition"),
+    path("t/<slug:code>/sites/add/", views.site_add, name="site_add"),
+    path("t/<slug:code>/members/invite/", views.member_invite, name="member_invite"),
+    path("t/<slug:code>/cases/", views.case_list, name="case_list"),
+    path("t/<slug:code>/cases/upload/", views.case_upload, name="case_upload"),
+    path("t/<slug:code>/cases/<str:case_code>/", views.case_detail, name="case_detail"),
+    path("t/<slug:code>/cases/<str:case_code>/<str:kind>.png", views.case_image, name="case_image"),
+    path("t/<slug:code>/audit/", views.audit_log, name="audit_log"),
+]

@@ -1,0 +1,195 @@
+"""Investigator and member pages: thin; selectors read, services write."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from . import selectors, services
+from .errors import ServiceError
+from .forms import InviteForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
+from .models import ALLOWED_TRANSITIONS, Invitation, Role, Site, Status
+
+
+def _form_error(form, exc: ServiceError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+@login_required
+def home(request):
+    trials = list(selectors.trials_for_user(user=request.user))
+    roles = selectors.memberships_of_user(user=request.user)
+    for trial in trials:
+        trial.my_roles = sorted(roles.get(trial.pk, []))
+    can_create = request.user.is_staff or request.user.has_perm("trial.add_trial")
+    return render(request, "trial/home.html", {"trials": trials, "can_create": can_create})
+
+
+@login_required
+def trial_create(request):
+    form = TrialForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            trial = services.create_trial(by=request.user, **form.cleaned_data)
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Trial {trial.code} created. Add sites and invite members.")
+            return redirect("trial:detail", trial.code)
+    return render(request, "trial/trial_form.html", {"form": form, "title": "New trial"})
+
+
+@login_required
+def trial_detail(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user)
+    my_roles = selectors.roles_of(trial=trial, user=request.user)
+    context = {"trial": trial, "my_roles": my_roles, "sites": selectors.sites_for(trial=trial, user=request.user)}
+    if Role.INVESTIGATOR in my_roles:
+        context.update(
+            members=selectors.members_for(trial=trial, user=request.user),
+            invitations=selectors.invitations_for(trial=trial, user=request.user),
+            balance=selectors.arm_balance(trial=trial, user=request.user),
+            n_cases=selectors.cases_for(trial=trial, user=request.user).count(),
+            next_statuses=[(s, Status(s).label) for s in ALLOWED_TRANSITIONS[trial.status]],
+            site_form=SiteForm(), invite_form=InviteForm(trial=trial),
+        )
+    return render(request, "trial/trial_detail.html", context)
+
+
+@login_required
+def trial_settings(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    form = TrialSettingsForm(request.POST or None, trial=trial)
+    if request.method == "POST" and form.is_valid():
+        changes = {k: v for k, v in form.cleaned_data.items() if k != "code" and not form.fields[k].disabled}
+        try:
+            services.update_trial_settings(trial=trial, by=request.user, **changes)
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("trial:detail", trial.code)
+    return render(request, "trial/trial_form.html", {"form": form, "title": f"Settings of {trial.code}", "trial": trial})
+
+
+@login_required
+@require_POST
+def trial_transition(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    try:
+        services.transition_trial(trial=trial, by=request.user, to=request.POST.get("to", ""))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"The trial is now {request.POST['to']}.")
+    return redirect("trial:detail", trial.code)
+
+
+@login_required
+@require_POST
+def site_add(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    form = SiteForm(request.POST)
+    if form.is_valid():
+        try:
+            services.add_site(trial=trial, by=request.user, **form.cleaned_data)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Site {form.cleaned_data['code']} added.")
+    else:
+        messages.error(request, "Site not added: " + "; ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("trial:detail", trial.code)
+
+
+@login_required
+@require_POST
+def member_invite(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    form = InviteForm(request.POST, trial=trial)
+    if form.is_valid():
+        try:
+            result = services.invite_member(
+                trial=trial, by=request.user, **form.cleaned_data,
+                accept_url=lambda token: request.build_absolute_uri(reverse("trial:accept_invitation", args=[token])),
+            )
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        else:
+            if isinstance(result, Invitation):
+                messages.success(request, f"Invitation sent to {result.email}.")
+            else:
+                messages.success(request, f"{result.user.get_username()} added as {result.role} ({result.pseudonym}).")
+    else:
+        messages.error(request, "Not invited: " + "; ".join(e for errs in form.errors.values() for e in errs))
+    return redirect("trial:detail", trial.code)
+
+
+def accept_invitation(request, token):
+    invitation = get_object_or_404(Invitation, token=token, accepted_at__isnull=True)
+    form = None if request.user.is_authenticated else SignupForm(request.POST or None)
+    if request.method == "POST":
+        user = request.user
+        if form is not None:
+            if not form.is_valid():
+                return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
+            user = get_user_model().objects.create_user(
+                username=form.cleaned_data["username"], email=invitation.email, password=form.cleaned_data["password"]
+            )
+            login(request, user)
+        try:
+            services.accept_invitation(token=token, user=user)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return redirect("trial:home")
+        messages.success(request, f"You joined {invitation.trial.title} as {invitation.role}.")
+        return redirect("trial:detail", invitation.trial.code)
+    return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
+
+
+@login_required
+def case_list(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    cases = selectors.cases_for(trial=trial, user=request.user)
+    return render(request, "trial/case_list.html", {"trial": trial, "cases": cases})
+
+
+@login_required
+def case_upload(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])  # the page uploads through the API, one file at a time
+    return render(request, "trial/case_upload.html", {
+        "trial": trial, "sites": selectors.sites_for(trial=trial, user=request.user),
+    })
+
+
+@login_required
+def case_detail(request, code, case_code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    case = selectors.case_for(trial=trial, code=case_code, user=request.user)
+    identity = selectors.case_identity(case=case, user=request.user)
+    return render(request, "trial/case_detail.html", {"trial": trial, "case": case, "identity": identity})
+
+
+@login_required
+def case_image(request, code, case_code, kind):
+    trial = selectors.trial_for_user(code=code, user=request.user)
+    if kind not in ("display", "thumbnail"):
+        raise PermissionDenied("Unknown image.")
+    field_file = selectors.case_image_for(trial=trial, code=case_code, user=request.user, kind=kind)
+    response = FileResponse(field_file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+def audit_log(request, code):
+    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    events = selectors.audit_events_for(trial=trial, user=request.user)[:500]
+    return render(request, "trial/audit_log.html", {"trial": trial, "events": events})
