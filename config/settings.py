@@ -144,6 +144,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"TrialStatusEnum": "trial.models.Status", "RoleEnum": "trial.models.Role"},
 }
 
 # Celery. Embedded default: kombu's filesystem transport, a real broker-less queue shared by the web

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import logging
 import secrets
 from collections.abc import Callable
 
-import pydicom
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
@@ -387,8 +385,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             code = f"C{locked.case_counter:04d}"
             clean, record = dicom.deidentify(ds, case_code=code, uid_secret=bytes(trial.uid_secret),
                                              uid_root=settings.CXR_UID_ROOT)
-            buffer = io.BytesIO()
-            pydicom.dcmwrite(buffer, clean, enforce_file_format=True)
+            clean_bytes = dicom.dicom_bytes(clean)
             case = Case(
                 trial=locked, site=site, code=code, clinical_history=clinical_history.strip(),
                 source_fingerprint=fingerprint_, enrolled_by=by,
@@ -399,7 +396,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
                 window_center=rendered.window_center, window_width=rendered.window_width,
                 window_source=rendered.source,
             )
-            case.dicom.save("image.dcm", ContentFile(buffer.getvalue()), save=False)
+            case.dicom.save("image.dcm", ContentFile(clean_bytes), save=False)
             saved.append(case.dicom)
             case.display_image.save("display.png", ContentFile(rendered.png), save=False)
             saved.append(case.display_image)
@@ -413,7 +410,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             )
             audit.record(actor=by, action="case.enrolled", obj=case, trial=locked, payload={
                 "code": code, "site": site.code, "modality": case.modality, "has_history": bool(case.clinical_history),
-                "dicom_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+                "dicom_sha256": hashlib.sha256(clean_bytes).hexdigest(),
             })
             if locked.design == Design.CASE_RANDOMIZED:
                 _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
