@@ -1,5 +1,6 @@
 """Create (once) a demo trial in the paper's design with one login per role, and enrol a first case."""
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -25,8 +26,10 @@ class Command(BaseCommand):
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:
-            user = User.objects.create_user(username=username, email=f"{username}@demo.invalid",
-                                            password=DEMO_PASSWORD, **extra)
+            if not hasattr(self, "_password_hash"):  # hash once: the hasher is slow on purpose
+                self._password_hash = make_password(DEMO_PASSWORD)
+            user = User.objects.create(username=username, email=f"{username}@demo.invalid",
+                                       password=self._password_hash, **extra)
         return user
 
     @transaction.atomic
