@@ -6,12 +6,15 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# CPU-sized torch by default; a GPU machine sets TORCH_SPEC (e.g. TORCH_SPEC=torch) for a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: demo test test-smoke install system-deps migrate worker serve clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+	$(PIP) install -q '$(TORCH_SPEC)'
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
