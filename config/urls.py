@@ -11,5 +11,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("trial.api_urls")),
+    path("api/", include("ai.api_urls")),
+    path("api/", include("reading.api_urls")),
     path("", include("trial.urls")),
+    path("", include("ai.urls")),
+    path("", include("reading.urls")),
 ]

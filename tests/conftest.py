@@ -9,9 +9,18 @@ PASSWORD = "a-long-test-password-2026"
 
 
 @pytest.fixture(autouse=True)
+def _eager_celery():
+    """Tasks run in the test's own process; the integration tests start real workers instead."""
+    from config.celery import app
+
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = False, False
+
+
+@pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
     return settings.MEDIA_ROOT
 

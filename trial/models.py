@@ -173,6 +173,10 @@ class Case(models.Model):
     dicom = models.FileField(upload_to=case_file_path, max_length=300)
     display_image = models.FileField(upload_to=case_file_path, max_length=300)
     thumbnail = models.FileField(upload_to=case_file_path, max_length=300)
+    # The viewer's real window/level: modality values at display size packed 16-bit in an RGB PNG, and
+    # the window presets (file, auto, lung, mediastinum, bone) in those units.
+    values_image = models.FileField(upload_to=case_file_path, max_length=300, blank=True)
+    display_windows = models.JSONField(default=dict, blank=True)
     modality = models.CharField(max_length=4)
     view_position = models.CharField(max_length=16, blank=True)
     rows = models.PositiveIntegerField()

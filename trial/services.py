@@ -198,6 +198,8 @@ def transition_trial(*, trial: Trial, by, to: str) -> Trial:
     trial.status = to
     trial.save(update_fields=["status"])
     audit.record(actor=by, action="trial.status_changed", obj=trial, payload={"from": before, "to": to})
+    trial_id = trial.pk
+    transaction.on_commit(lambda: _announce(STATUS_CHANGED_TASKS, trial_id, to))
     if to == Status.ENROLLING and trial.design in (Design.PAIRED_PARALLEL, Design.CROSSOVER):
         # Readers who joined during setup are randomized now, in the order they joined.
         for membership in trial.memberships.filter(role=Role.READER, allocation__isnull=True).order_by("id"):
@@ -414,6 +416,8 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             })
             if locked.design == Design.CASE_RANDOMIZED:
                 _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
+            case_id = case.pk
+            transaction.on_commit(lambda: announce_case_enrolled(case_id))
     except IntegrityError as exc:
         _delete_files(saved)
         raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.") from exc
@@ -421,6 +425,28 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
         _delete_files(saved)  # nothing is kept from a refused or failed enrolment
         raise
     return case
+
+
+# Apps above react to what happens here: ai drafts every enrolled case, reading routes the cases
+# when reading starts. trial must not import them (apps depend downward only), so it names their
+# tasks: a visible, documented contract rather than a signal.
+CASE_ENROLLED_TASKS = ("ai.tasks.draft_case",)
+STATUS_CHANGED_TASKS = ("reading.tasks.trial_status_changed",)
+
+
+def _announce(task_names: tuple[str, ...], *args) -> None:
+    from celery import current_app
+
+    for name in task_names:
+        task = current_app.tasks.get(name)
+        if task is not None:
+            task.delay(*args)  # honours eager mode in tests
+        else:
+            current_app.send_task(name, args=list(args))
+
+
+def announce_case_enrolled(case_id: int) -> None:
+    _announce(CASE_ENROLLED_TASKS, case_id)
 
 
 def _delete_files(files) -> None:

@@ -1,0 +1,57 @@
+"""Reads of the ai app, scoped by role. Drafts reach readers only through reading's selectors, which check the arm."""
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+
+from trial.models import Case, Role, Trial
+from trial.selectors import require_role
+
+from .models import AIDraft, DraftStatus, ModelVersion, TrialModel
+
+
+def trial_model(*, trial: Trial) -> ModelVersion | None:
+    assignment = TrialModel.objects.filter(trial=trial).select_related("model_version").first()
+    return assignment.model_version if assignment else None
+
+
+def models_for_investigator(*, trial: Trial, user) -> QuerySet[ModelVersion]:
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    return ModelVersion.objects.all()
+
+
+def drafts_for_trial(*, trial: Trial, user) -> QuerySet[AIDraft]:
+    """Investigators follow the pipeline: every draft's state and failure reason (not shown to readers)."""
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    return AIDraft.objects.filter(case__trial=trial).select_related("case", "model_version").order_by("case__code")
+
+
+def cases_without_draft(*, trial: Trial, user) -> QuerySet[Case]:
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    model = trial_model(trial=trial)
+    cases = trial.cases.all()
+    return cases.exclude(ai_drafts__model_version=model) if model else cases
+
+
+def draft_progress(*, trial: Trial, user) -> dict[str, int]:
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    counts = {s.value: 0 for s in DraftStatus}
+    model = trial_model(trial=trial)
+    if model is not None:
+        rows = AIDraft.objects.filter(case__trial=trial, model_version=model).values("status").annotate(n=Count("id"))
+        counts.update({row["status"]: row["n"] for row in rows})
+    counts["missing"] = trial.cases.count() - sum(counts[s.value] for s in DraftStatus)
+    counts["total"] = trial.cases.count()
+    return counts
+
+
+def ready_draft_of_case(*, case: Case) -> AIDraft | None:
+    """The trial model's ready draft of a case. No permission check here: only for selectors of apps above
+    (reading), which decide whether the asking user may see it (assisted arm only)."""
+    model = trial_model(trial=case.trial)
+    if model is None:
+        return None
+    return AIDraft.objects.filter(case=case, model_version=model, status=DraftStatus.READY).first()
+
+
+def draft_ready(*, case: Case) -> bool:
+    return ready_draft_of_case(case=case) is not None

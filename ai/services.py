@@ -1,0 +1,225 @@
+"""Every write of the ai app: registering models, assigning one to a trial, requesting and making drafts."""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from PIL import Image
+
+from trial import audit
+from trial.errors import Conflict, ServiceError, WrongStatus
+from trial.models import Case, Role, Status, Trial
+from trial.selectors import require_role
+
+from . import backends
+from .models import AIDraft, Backend, DraftStatus, ModelVersion, TrialModel
+
+logger = logging.getLogger(__name__)
+
+# A running claim older than this is a worker that died without Celery redelivering its task.
+STALE_CLAIM = timedelta(minutes=30)
+
+
+def backend_for(model_version: ModelVersion) -> backends.Backend:
+    """The process-wide backend of a model version (loaded once per worker process)."""
+    options = {}
+    if model_version.server_model:
+        options["model"] = model_version.server_model
+    if model_version.api_key_env:
+        options["api_key"] = os.environ.get(model_version.api_key_env, "")
+    return backends.get_backend(
+        model_version.backend, path=model_version.path or None, url=model_version.url or None,
+        settings=backends.GenerationSettings.from_dict(model_version.generation), **options,
+    )
+
+
+def _blank_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (256, 256), 0).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@transaction.atomic
+def register_model(*, by, name: str, backend: str, path: str = "", url: str = "", server_model: str = "",
+                   api_key_env: str = "", generation: dict | None = None, description: str = "",
+                   is_demo: bool = False, check: bool = True) -> ModelVersion:
+    """Check the checkpoint (or server) and load it once, so a bad one is refused here, not at the first case."""
+    if backend not in Backend.values:
+        raise ServiceError(f"Unknown backend “{backend}”; use one of {', '.join(Backend.values)}.", field="backend")
+    if ModelVersion.objects.filter(name=name).exists():
+        raise Conflict(f"A model version named “{name}” is already registered.", field="name")
+    settings = backends.GenerationSettings.from_dict(generation or {})
+    sha256, n_parameters = "", None
+    if backend == Backend.JANUS:
+        if not path:
+            raise ServiceError("A janus model needs the path of its checkpoint folder.", field="path")
+        path = os.path.abspath(path)
+        try:
+            info = backends.inspect_checkpoint(path)
+        except backends.ModelError as exc:
+            raise ServiceError(f"The checkpoint was refused: {exc}", field="path") from exc
+        sha256, n_parameters = info.sha256, info.n_parameters
+    elif not url:
+        raise ServiceError("An http model needs the server URL.", field="url")
+    version = ModelVersion(name=name, description=description, backend=backend, path=path, url=url,
+                           server_model=server_model, api_key_env=api_key_env, weights_sha256=sha256,
+                           n_parameters=n_parameters, generation=settings.to_dict(), is_demo=is_demo,
+                           registered_by=by)
+    if check:
+        try:
+            backend_for(version).generate([backends.DraftRequest(image_png=_blank_png())], findings=["pneumothorax"])
+        except backends.ModelError as exc:
+            raise ServiceError(f"The model could not produce a draft: {exc}", field="path") from exc
+    version.save()
+    audit.record(actor=by, action="model.registered", obj=version, payload={
+        "name": name, "backend": backend, "path": path, "url": url, "weights_sha256": sha256,
+        "n_parameters": n_parameters, "generation": version.generation, "is_demo": is_demo,
+    })
+    return version
+
+
+@transaction.atomic
+def assign_model(*, trial: Trial, by, model_version: ModelVersion) -> TrialModel:
+    """Choose the model of a trial. It is part of the intervention: fixed once the first case is enrolled."""
+    require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
+    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    if trial.cases.exists() or trial.status not in (Status.SETUP, Status.ENROLLING):
+        raise WrongStatus("The trial's model cannot change once cases are enrolled.")
+    current = TrialModel.objects.filter(trial=trial).first()
+    if current is not None:
+        before = current.model_version.name
+        current.model_version, current.assigned_by = model_version, by
+        current.save(update_fields=["model_version", "assigned_by"])
+    else:
+        before = None
+        current = TrialModel.objects.create(trial=trial, model_version=model_version, assigned_by=by)
+    audit.record(actor=by, action="model.assigned", obj=trial, payload={"from": before, "to": model_version.name})
+    return current
+
+
+def request_draft(*, case: Case, model_version: ModelVersion | None = None) -> AIDraft | None:
+    """Make sure the case has a draft row for the trial's model and that a task will fill it. Idempotent."""
+    if model_version is None:
+        assignment = TrialModel.objects.filter(trial_id=case.trial_id).select_related("model_version").first()
+        if assignment is None:
+            return None  # a trial without a model: the standard arm only, nothing to draft
+        model_version = assignment.model_version
+    try:
+        with transaction.atomic():
+            draft, created = AIDraft.objects.get_or_create(case=case, model_version=model_version)
+    except IntegrityError:  # two enrolment events at once: the other one created it
+        return AIDraft.objects.get(case=case, model_version=model_version)
+    if created:
+        audit.record(actor=None, action="draft.requested", obj=draft, trial=case.trial,
+                     payload={"case": case.code, "model": model_version.name})
+        _enqueue(draft)
+    return draft
+
+
+def _enqueue(draft: AIDraft) -> None:
+    from .tasks import generate_draft  # tasks import services: import here, not at module load
+
+    draft_id = draft.pk
+    transaction.on_commit(lambda: generate_draft.delay(draft_id))
+
+
+def _claim(*, draft_id: int, task_id: str) -> AIDraft | None:
+    """Mark the draft as running under this task, unless it is done or another live task holds it."""
+    with transaction.atomic():
+        draft = AIDraft.objects.select_for_update().select_related("case", "model_version").get(pk=draft_id)
+        if draft.status == DraftStatus.READY:
+            return None
+        held_by_other = (draft.status == DraftStatus.RUNNING and draft.claimed_by and draft.claimed_by != task_id
+                         and draft.started_at and timezone.now() - draft.started_at < STALE_CLAIM)
+        if held_by_other:
+            return None
+        draft.status, draft.claimed_by, draft.started_at = DraftStatus.RUNNING, task_id, timezone.now()
+        draft.attempts += 1
+        draft.error = ""
+        draft.save(update_fields=["status", "claimed_by", "started_at", "attempts", "error"])
+        return draft
+
+
+def generate_draft(*, draft_id: int, task_id: str = "inline") -> AIDraft | None:
+    """Produce the draft outside any transaction (it takes seconds), then store it once.
+
+    Safe to run twice: a ready draft is left alone, and only the task that holds the claim may store.
+    TransientModelError propagates (the task retries); PermanentModelError marks the draft failed.
+    """
+    draft = _claim(draft_id=draft_id, task_id=task_id)
+    if draft is None:
+        return None
+    case = draft.case
+    request = backends.DraftRequest(image_png=case.display_image.open("rb").read(),
+                                     clinical_history=case.clinical_history)
+    try:
+        result = backend_for(draft.model_version).generate([request], findings=list(case.trial.findings))[0]
+    except backends.PermanentModelError as exc:
+        mark_failed(draft_id=draft_id, task_id=task_id, reason=str(exc))
+        return None
+    return _store(draft_id=draft_id, task_id=task_id, result=result)
+
+
+@transaction.atomic
+def _store(*, draft_id: int, task_id: str, result) -> AIDraft | None:
+    draft = AIDraft.objects.select_for_update().get(pk=draft_id)
+    if draft.status == DraftStatus.READY or draft.claimed_by != task_id:
+        return None  # someone else finished or took over; exactly one result is kept
+    draft.text, draft.findings, draft.impression = result.text, result.findings, result.impression
+    draft.finding_scores = {k: float(v) for k, v in result.finding_scores.items()}
+    draft.score_source = getattr(result, "score_source", "") or ""
+    draft.generated_tokens, draft.seconds = result.generated_tokens, result.seconds
+    draft.status, draft.finished_at = DraftStatus.READY, timezone.now()
+    draft.save()
+    audit.record(actor=None, action="draft.ready", obj=draft, trial=draft.case.trial, payload={
+        "case": draft.case.code, "model": draft.model_version.name, "attempts": draft.attempts,
+        "tokens": draft.generated_tokens, "seconds": round(draft.seconds or 0, 3),
+    })
+    return draft
+
+
+@transaction.atomic
+def mark_failed(*, draft_id: int, task_id: str, reason: str) -> None:
+    draft = AIDraft.objects.select_for_update().select_related("case").get(pk=draft_id)
+    if draft.status == DraftStatus.READY:
+        return
+    draft.status, draft.error, draft.finished_at, draft.claimed_by = DraftStatus.FAILED, reason, timezone.now(), ""
+    draft.save(update_fields=["status", "error", "finished_at", "claimed_by"])
+    audit.record(actor=None, action="draft.failed", obj=draft, trial=draft.case.trial,
+                 payload={"case": draft.case.code, "reason": reason, "attempts": draft.attempts})
+
+
+@transaction.atomic
+def retry_draft(*, draft: AIDraft, by) -> AIDraft:
+    """An investigator sends a failed draft back to the queue."""
+    require_role(trial=draft.case.trial, user=by, roles=[Role.INVESTIGATOR])
+    draft = AIDraft.objects.select_for_update().get(pk=draft.pk)
+    if draft.status != DraftStatus.FAILED:
+        raise Conflict("Only a failed draft can be retried.")
+    draft.status, draft.error, draft.claimed_by = DraftStatus.PENDING, "", ""
+    draft.save(update_fields=["status", "error", "claimed_by"])
+    audit.record(actor=by, action="draft.retried", obj=draft, trial=draft.case.trial)
+    _enqueue(draft)
+    return draft
+
+
+def backfill(*, trial: Trial, by) -> list[AIDraft]:
+    """Request a draft for every case of the trial that has none (failed ones are retried)."""
+    require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
+    assignment = TrialModel.objects.filter(trial=trial).select_related("model_version").first()
+    if assignment is None:
+        raise ServiceError("This trial has no AI model; assign one first.")
+    touched = []
+    for case in trial.cases.exclude(ai_drafts__model_version=assignment.model_version):
+        draft = request_draft(case=case, model_version=assignment.model_version)
+        if draft is not None:
+            touched.append(draft)
+    for draft in AIDraft.objects.filter(case__trial=trial, model_version=assignment.model_version,
+                                        status=DraftStatus.FAILED):
+        touched.append(retry_draft(draft=draft, by=by))
+    audit.record(actor=by, action="draft.backfill", obj=trial, payload={"requested": len(touched)})
+    return touched

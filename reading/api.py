@@ -1,0 +1,144 @@
+"""The reading API used by the reading screen (and by anyone scripting a reader study)."""
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from trial import selectors as trial_selectors
+from trial.models import Role
+
+from . import selectors, services
+from .serializers import CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer, saved_payload
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _windows(case) -> dict:
+    return case.display_windows or {}
+
+
+def read_payload(read, request) -> dict:
+    """Everything the reading screen needs for one read; the draft only in the assisted arm."""
+    draft = selectors.visible_draft(read=read)
+    report = selectors.latest_report(read=read)
+    nxt = selectors.next_read(read=read)
+    position, total = selectors.position_of(read=read)
+    case = read.case
+    return {
+        "id": read.pk, "page_url": reverse("reading:read", args=[read.trial.code, read.pk]),
+        "case": case.code, "position": position, "of": total, "status": read.status,
+        "image": {
+            "display_url": reverse("reading:read_image", args=[read.pk, "display"]),
+            "values_url": reverse("reading:read_image", args=[read.pk, "values"]) if case.values_image else None,
+            "width": case.display_width, "height": case.display_height, "windows": _windows(case),
+        },
+        "clinical_history": case.clinical_history,
+        "findings": list(read.trial.findings),
+        "draft": {"findings": draft.findings, "impression": draft.impression, "label": "AI draft"} if draft else None,
+        "saved": saved_payload(selectors.saved_text(read=read)),
+        "report": ReportSerializer(report).data if report else None,
+        "urls": {name: reverse(f"api-read-{name}", args=[read.pk]) for name in ("events", "autosave", "submit", "correct")},
+        "next": {"id": nxt.pk, "api_url": reverse("api-read", args=[nxt.pk]),
+                 "page_url": reverse("reading:read", args=[read.trial.code, nxt.pk])} if nxt else None,
+        "idle_after_seconds": services.IDLE_AFTER_SECONDS,
+        "autosave_every_seconds": services.AUTOSAVE_EVERY_SECONDS,
+        "heartbeat_seconds": services.HEARTBEAT_SECONDS,
+    }
+
+
+class WorklistAPI(APIView):
+    @extend_schema(responses=dict)
+    def get(self, request, code):
+        trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.READER])
+        wl = selectors.worklist(trial=trial, reader_user=request.user)
+        return Response({"done": wl.done, "total": wl.total, "reads": [
+            {"id": r.id, "position": r.position, "case": r.case_code, "status": r.status, "available": r.available,
+             "api_url": reverse("api-read", args=[r.id])} for r in wl.rows]})
+
+
+class ReadAPI(APIView):
+    @extend_schema(responses=dict)
+    def get(self, request, read_id):
+        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        return Response(read_payload(read, request))
+
+
+class ReadEventAPI(APIView):
+    @extend_schema(request=EventSerializer, responses={201: dict})
+    def post(self, request, read_id):
+        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        data = _valid(EventSerializer, request.data)
+        event = services.record_event(read=read, by=request.user, kind=data["kind"], tab_id=data["tab_id"],
+                                      client_time=data.get("client_time"))
+        return Response({"server_time": event.server_time.isoformat()}, status=status.HTTP_201_CREATED)
+
+
+class AutosaveAPI(APIView):
+    def _save(self, request, read_id):
+        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        data = _valid(TextSerializer, request.data)
+        try:
+            saved = services.autosave(read=read, by=request.user, findings=data["findings"],
+                                      impression=data["impression"], finding_flags=data["finding_flags"],
+                                      base_version=data.get("base_version"), tab_id=data["tab_id"])
+        except services.StaleVersion as exc:
+            return Response({"detail": exc.message, "code": exc.code, "current": saved_payload(exc.current)},
+                            status=status.HTTP_409_CONFLICT)
+        return Response({"version": saved.version, "saved_at": saved.saved_at.isoformat()})
+
+    @extend_schema(request=TextSerializer, responses=dict)
+    def put(self, request, read_id):
+        return self._save(request, read_id)
+
+    @extend_schema(request=TextSerializer, responses=dict)
+    def post(self, request, read_id):
+        """Same as PUT, for navigator.sendBeacon when the page is closing."""
+        return self._save(request, read_id)
+
+
+class SubmitAPI(APIView):
+    @extend_schema(request=TextSerializer, responses={201: ReportSerializer})
+    def post(self, request, read_id):
+        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        data = _valid(TextSerializer, request.data)
+        try:
+            report = services.submit_report(read=read, by=request.user, findings=data["findings"],
+                                            impression=data["impression"], finding_flags=data["finding_flags"],
+                                            base_version=data.get("base_version"), tab_id=data["tab_id"])
+        except services.StaleVersion as exc:
+            return Response({"detail": exc.message, "code": exc.code, "current": saved_payload(exc.current)},
+                            status=status.HTTP_409_CONFLICT)
+        return Response({"report": ReportSerializer(report).data}, status=status.HTTP_201_CREATED)
+
+
+class CorrectAPI(APIView):
+    @extend_schema(request=CorrectionSerializer, responses={201: ReportSerializer})
+    def post(self, request, read_id):
+        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        data = _valid(CorrectionSerializer, request.data)
+        report = services.correct_report(read=read, by=request.user, **data)
+        return Response({"report": ReportSerializer(report).data}, status=status.HTTP_201_CREATED)
+
+
+class SignoffQueueAPI(APIView):
+    @extend_schema(responses=dict)
+    def get(self, request, code):
+        trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
+        return Response([{"id": r.pk, "case": r.read.case.code, "reader": r.read.reader.pseudonym,
+                          "arm": r.read.arm, **ReportSerializer(r).data}
+                         for r in selectors.signoff_queue(trial=trial, user=request.user)])
+
+
+class SignAPI(APIView):
+    @extend_schema(request=None, responses=ReportSerializer)
+    def post(self, request, code, report_id):
+        trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
+        report = selectors.report_for_senior(trial=trial, report_id=report_id, user=request.user)
+        return Response(ReportSerializer(services.sign_report(report=report, by=request.user)).data)

@@ -1,0 +1,296 @@
+"""Every write of the reading app: routing cases to readers, events, autosave, submit, correct, sign off."""
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ai import selectors as ai_selectors
+from trial import audit
+from trial.errors import Conflict, ServiceError, WrongStatus
+from trial.models import Arm, Design, Membership, Role, Status, Trial
+from trial.selectors import require_role
+
+from . import timing
+from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
+from .textdiff import draft_survival
+
+_rng = secrets.SystemRandom()
+
+IDLE_AFTER_SECONDS = 60
+HEARTBEAT_SECONDS = 15
+AUTOSAVE_EVERY_SECONDS = 5
+# A tab silent for longer than this is gone (closed, crashed); its time stops at the last sign of life.
+GAP_CAP_SECONDS = HEARTBEAT_SECONDS * 2
+# A client clock this far from the server's is recorded as skewed (the server's time is used anyway).
+CLOCK_SKEW_WARNING_SECONDS = 120
+MAX_TEXT = 20_000
+# The second crossover read of a case waits for the first: until then its start is "never".
+WAITING_FOR_FIRST_READ = datetime(9999, 1, 1, tzinfo=dt_timezone.utc)
+
+
+class AlreadySubmitted(Conflict):
+    code = "already_submitted"
+
+
+class StaleVersion(Conflict):
+    code = "stale_version"
+
+    def __init__(self, message: str, *, current: ReportDraft):
+        super().__init__(message)
+        self.current = current
+
+
+# ------------------------------------------------------------------------------------------ routing
+
+
+def _readers(trial: Trial) -> list[Membership]:
+    return list(trial.memberships.filter(role=Role.READER).select_related("site", "allocation"))
+
+
+def _new_order_key() -> int:
+    return _rng.randrange(1, 2**62)
+
+
+def _open_load(trial: Trial) -> Counter:
+    return Counter(Read.objects.filter(trial=trial).exclude(status=ReadStatus.SUBMITTED)
+                   .values_list("reader_id", flat=True))
+
+
+def _least_loaded(candidates: list[Membership], load: Counter) -> Membership:
+    fewest = min(load[m.pk] for m in candidates)
+    return _rng.choice([m for m in candidates if load[m.pk] == fewest])  # random tie-break
+
+
+@transaction.atomic
+def route_trial(*, trial: Trial) -> int:
+    """Put every enrolled, unrouted case on worklists, as the trial's design says. Idempotent.
+
+    paired-parallel: one reader of each arm per case, within the case's site when that site has readers
+    of both arms, fewest open reads first; case-randomized: one reader in the case's allocated arm;
+    crossover: every reader, both arms, first period in the reader's allocated arm, the second after
+    the washout (set when the first read is submitted).
+    """
+    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    readers = _readers(trial)
+    load = _open_load(trial)
+    routed = 0
+    cases = trial.cases.filter(reads__isnull=True).select_related("site", "allocation").order_by("code")
+    for case in cases:
+        plan: list[tuple[Membership, str, int]] = []
+        if trial.design == Design.PAIRED_PARALLEL:
+            for arm in (Arm.ASSISTED, Arm.STANDARD):
+                in_arm = [m for m in readers if getattr(getattr(m, "allocation", None), "arm", None) == arm]
+                local = [m for m in in_arm if m.site_id == case.site_id]
+                both_local = local and any(m.site_id == case.site_id for m in readers
+                                           if getattr(getattr(m, "allocation", None), "arm", None) != arm)
+                pool = local if both_local else in_arm
+                if not pool:
+                    raise ServiceError(f"No randomized reader in the {arm} arm: cannot route {case.code}.")
+                plan.append((_least_loaded(pool, load), arm, 1))
+        elif trial.design == Design.CASE_RANDOMIZED:
+            allocation = getattr(case, "allocation", None)
+            if allocation is None:
+                raise ServiceError(f"Case {case.code} has no allocation.")
+            local = [m for m in readers if m.site_id == case.site_id] or readers
+            if not local:
+                raise ServiceError("The trial has no reader.")
+            plan.append((_least_loaded(local, load), allocation.arm, 1))
+        else:  # crossover
+            for reader in readers:
+                first = getattr(getattr(reader, "allocation", None), "arm", None)
+                if first is None:
+                    continue
+                second = Arm.STANDARD if first == Arm.ASSISTED else Arm.ASSISTED
+                plan += [(reader, first, 1), (reader, second, 2)]
+        for reader, arm, period in plan:
+            Read.objects.create(trial=trial, case=case, reader=reader, arm=arm, period=period,
+                                order_key=_new_order_key(),
+                                # the second crossover read waits for the first one (see submit_report)
+                                available_from=WAITING_FOR_FIRST_READ if period == 2 else None)
+            load[reader.pk] += 1
+        routed += 1
+    if routed:
+        audit.record(actor=None, action="reading.routed", obj=trial, payload={"cases": routed})
+    return routed
+
+
+# ------------------------------------------------------------------------------------------ events
+
+
+def _now() -> datetime:
+    return timezone.now()
+
+
+def _require_own_read(read: Read, user) -> None:
+    if read.reader.user_id != user.pk:
+        raise ServiceError("This case is not on your worklist.", code="forbidden")
+
+
+def _require_reading(trial: Trial) -> None:
+    if trial.status != Status.READING:
+        raise WrongStatus(f"The trial is not in its reading phase (it is {trial.status}); nothing was saved.")
+
+
+@transaction.atomic
+def record_event(*, read: Read, by, kind: str, tab_id: str, client_time: datetime | None = None) -> ReadEvent:
+    _require_own_read(read, by)
+    if kind not in ReadEvent.Kind.values or kind in (ReadEvent.Kind.SUBMITTED, ReadEvent.Kind.AUTOSAVED):
+        raise ServiceError(f"Unknown event “{kind}”.", field="kind")
+    read = Read.objects.select_for_update().get(pk=read.pk)
+    if read.status == ReadStatus.SUBMITTED:
+        raise AlreadySubmitted("This read is submitted; its time is closed.")
+    _require_reading(read.trial)
+    now = _now()
+    skew = (client_time - now).total_seconds() if client_time else None
+    event = ReadEvent.objects.create(read=read, kind=kind, tab_id=tab_id[:64] or "unknown", server_time=now,
+                                     client_time=client_time, clock_skew_seconds=skew)
+    if kind == ReadEvent.Kind.OPENED and read.opened_at is None:
+        read.opened_at, read.status = now, ReadStatus.IN_PROGRESS
+        read.save(update_fields=["opened_at", "status"])
+        audit.record(actor=by, action="read.opened", obj=read, trial=read.trial, payload={"case": read.case.code})
+    return event
+
+
+def _clean_text(value: str, field: str) -> str:
+    if len(value) > MAX_TEXT:
+        raise ServiceError(f"The {field} is longer than {MAX_TEXT} characters.", field=field)
+    return value.replace("\r\n", "\n")
+
+
+def _clean_flags(read: Read, flags: dict) -> dict[str, bool]:
+    findings = set(read.trial.findings)
+    unknown = set(flags or {}) - findings
+    if unknown:
+        raise ServiceError(f"Unknown finding(s): {', '.join(sorted(unknown))}.", field="finding_flags")
+    return {name: bool((flags or {}).get(name, False)) for name in read.trial.findings}
+
+
+@transaction.atomic
+def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: dict, base_version: int | None,
+             tab_id: str) -> ReportDraft:
+    """Keep the text; refuse (409, with the newer text) a save based on an older version than stored."""
+    _require_own_read(read, by)
+    read = Read.objects.select_for_update().get(pk=read.pk)
+    if read.status == ReadStatus.SUBMITTED:
+        raise AlreadySubmitted("This read is already submitted; the report can only be corrected.")
+    _require_reading(read.trial)
+    saved = ReportDraft.objects.filter(read=read).first()
+    if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
+        raise StaleVersion("Another tab saved a newer text of this report.", current=saved)
+    if saved is not None and base_version is None and saved.version > 0 and saved.tab_id != tab_id:
+        raise StaleVersion("This report already has saved text from another tab.", current=saved)
+    now = _now()
+    values = {"findings": _clean_text(findings, "findings"), "impression": _clean_text(impression, "impression"),
+              "finding_flags": _clean_flags(read, finding_flags), "tab_id": tab_id[:64], "saved_at": now}
+    if saved is None:
+        saved = ReportDraft.objects.create(read=read, version=1, **values)
+    else:
+        for key, value in values.items():
+            setattr(saved, key, value)
+        saved.version += 1
+        saved.save()
+    ReadEvent.objects.create(read=read, kind=ReadEvent.Kind.AUTOSAVED, tab_id=tab_id[:64] or "unknown", server_time=now)
+    if read.status == ReadStatus.ASSIGNED:
+        read.status = ReadStatus.IN_PROGRESS
+        read.save(update_fields=["status"])
+    return saved
+
+
+def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
+    events = [timing.Event(e.kind, e.tab_id, e.server_time) for e in read.events.all()]
+    return timing.reading_time(events, gap_cap_seconds=GAP_CAP_SECONDS, until=until)
+
+
+@transaction.atomic
+def submit_report(*, read: Read, by, findings: str, impression: str, finding_flags: dict,
+                  base_version: int | None = None, tab_id: str = "") -> Report:
+    """Freeze the reader's report; the read's time is computed from its events, never from the client."""
+    _require_own_read(read, by)
+    read = Read.objects.select_for_update().select_related("trial", "case").get(pk=read.pk)
+    if read.status == ReadStatus.SUBMITTED:
+        raise AlreadySubmitted("This report was already submitted.")
+    _require_reading(read.trial)
+    if not impression.strip():
+        raise ServiceError("An impression is required.", field="impression")
+    saved = ReportDraft.objects.filter(read=read).first()
+    if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
+        raise StaleVersion("Another tab saved a newer text of this report; review it before submitting.",
+                           current=saved)
+    now = _now()
+    ReadEvent.objects.create(read=read, kind=ReadEvent.Kind.SUBMITTED, tab_id=tab_id[:64] or "unknown", server_time=now)
+    survival = None
+    if read.arm == Arm.ASSISTED:
+        draft = ai_selectors.ready_draft_of_case(case=read.case)
+        if draft is not None:
+            survival = draft_survival(draft=f"{draft.findings}\n{draft.impression}", report=f"{findings}\n{impression}")
+    report = Report.objects.create(
+        read=read, version=1, findings=_clean_text(findings, "findings").strip(),
+        impression=_clean_text(impression, "impression").strip(), finding_flags=_clean_flags(read, finding_flags),
+        author=by, created_at=now,
+        draft_edit_distance=survival.edit_distance if survival else None,
+        draft_kept_share=survival.kept_share if survival else None,
+    )
+    times = _times(read, until=now)
+    read.status, read.submitted_at = ReadStatus.SUBMITTED, now
+    read.wall_seconds, read.active_seconds = times.wall_seconds, times.active_seconds
+    read.save(update_fields=["status", "submitted_at", "wall_seconds", "active_seconds"])
+    if read.period == 1 and read.trial.design == Design.CROSSOVER:
+        Read.objects.filter(case=read.case, reader=read.reader, period=2).update(
+            available_from=now + timedelta(days=read.trial.washout_days))
+    audit.record(actor=by, action="report.submitted", obj=report, trial=read.trial, payload={
+        "read": read.pk, "case": read.case.code, "version": 1, "wall_seconds": round(times.wall_seconds, 3),
+        "active_seconds": round(times.active_seconds, 3),
+    })
+    return report
+
+
+@transaction.atomic
+def correct_report(*, read: Read, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
+    """A new version with a reason, by the reader (or a senior at sign-off); earlier versions are kept."""
+    read = Read.objects.select_for_update().select_related("trial", "case", "reader").get(pk=read.pk)
+    is_reader = read.reader.user_id == by.pk
+    if not is_reader:
+        require_role(trial=read.trial, user=by, roles=[Role.SENIOR])
+    if read.status != ReadStatus.SUBMITTED:
+        raise Conflict("Only a submitted report can be corrected; keep editing the draft instead.")
+    if read.trial.status not in (Status.READING,):
+        raise WrongStatus(f"Reports can no longer be corrected (the trial is {read.trial.status}).")
+    if not reason.strip():
+        raise ServiceError("A correction needs a reason.", field="reason")
+    if not impression.strip():
+        raise ServiceError("An impression is required.", field="impression")
+    last = read.reports.order_by("-version").first()
+    report = Report.objects.create(
+        read=read, version=last.version + 1, findings=_clean_text(findings, "findings").strip(),
+        impression=_clean_text(impression, "impression").strip(), finding_flags=_clean_flags(read, finding_flags),
+        reason=reason.strip(), author=by, created_at=_now(),
+        draft_edit_distance=last.draft_edit_distance, draft_kept_share=last.draft_kept_share,
+    )
+    audit.record(actor=by, action="report.corrected", obj=report, trial=read.trial,
+                 payload={"read": read.pk, "version": report.version, "reason": reason.strip()})
+    return report
+
+
+@transaction.atomic
+def sign_report(*, report: Report, by) -> Report:
+    """A senior signs the latest version of a report (to edit, correct_report first, then sign)."""
+    report = Report.objects.select_for_update().select_related("read__trial", "read__reader").get(pk=report.pk)
+    require_role(trial=report.read.trial, user=by, roles=[Role.SENIOR])
+    if report.read.reader.user_id == by.pk:
+        raise ServiceError("A senior cannot sign their own report.")
+    latest = report.read.reports.order_by("-version").first()
+    if latest.pk != report.pk:
+        raise Conflict("Only the latest version of a report can be signed.")
+    if report.signed_at is not None:
+        raise Conflict("This report is already signed.")
+    report.signed_by, report.signed_at = by, _now()
+    report.save(update_fields=["signed_by", "signed_at"])
+    audit.record(actor=by, action="report.signed", obj=report, trial=report.read.trial,
+                 payload={"read": report.read_id, "version": report.version})
+    return report

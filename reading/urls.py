@@ -1,0 +1,15 @@
+from django.urls import path
+
+from . import views
+
+app_name = "reading"
+urlpatterns = [
+    path("t/<slug:code>/read/", views.worklist_page, name="worklist"),
+    path("t/<slug:code>/read/<int:read_id>/", views.read_page, name="read"),
+    path("r/<int:read_id>/<str:kind>.png", views.read_image, name="read_image"),
+    path("t/<slug:code>/signoff/", views.signoff_queue, name="signoff_queue"),
+    path("t/<slug:code>/signoff/<int:report_id>/", views.signoff_report, name="signoff_report"),
+    path("t/<slug:code>/signoff/<int:report_id>/image.png", views.senior_image, name="senior_image"),
+    path("t/<slug:code>/reading/", views.dashboard_page, name="dashboard"),
+    path("t/<slug:code>/reading/route/", views.route_now, name="route"),
+]

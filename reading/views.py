@@ -1,0 +1,115 @@
+"""Reader, senior and investigator pages of the reading app: thin; selectors read, services write."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from trial import selectors as trial_selectors
+from trial.errors import ServiceError
+from trial.models import Role
+
+from . import selectors, services
+
+
+@login_required
+def worklist_page(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.READER])
+    worklist = selectors.worklist(trial=trial, reader_user=request.user)
+    rows = [{"id": r.id, "position": r.position, "case_code": r.case_code, "status": r.status,
+             "available": r.available, "url": reverse("reading:read", args=[trial.code, r.id])}
+            for r in worklist.rows]
+    resume = worklist.resume
+    return render(request, "reading/worklist.html", {
+        "trial": trial, "reads": rows, "progress": {"done": worklist.done, "total": worklist.total},
+        "resume_url": reverse("reading:read", args=[trial.code, resume.id]) if resume else None,
+    })
+
+
+@login_required
+def read_page(request, code, read_id):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.READER])
+    read = selectors.read_for_reader(read_id=read_id, reader_user=request.user, trial=trial)
+    return render(request, "reading/read.html", {
+        "trial": trial, "read_api_url": reverse("api-read", args=[read.pk]),
+        "worklist_url": reverse("reading:worklist", args=[trial.code]),
+    })
+
+
+@login_required
+def read_image(request, read_id, kind):
+    """The radiograph of a read, for its reader only (display PNG or the packed 16-bit values)."""
+    read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+    field = {"display": read.case.display_image, "values": read.case.values_image}.get(kind)
+    if field is None or not field:
+        raise PermissionDenied("Unknown image.")
+    response = FileResponse(field.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@login_required
+def signoff_queue(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
+    return render(request, "reading/signoff_queue.html", {
+        "trial": trial, "reports": selectors.signoff_queue(trial=trial, user=request.user),
+    })
+
+
+@login_required
+def signoff_report(request, code, report_id):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
+    report = selectors.report_for_senior(trial=trial, report_id=report_id, user=request.user)
+    if request.method == "POST":
+        try:
+            if request.POST.get("action") == "edit":
+                report = services.correct_report(
+                    read=report.read, by=request.user, findings=request.POST.get("findings", ""),
+                    impression=request.POST.get("impression", ""), reason=request.POST.get("reason", ""),
+                    finding_flags={f: True for f in request.POST.getlist("finding_flags")},
+                )
+            services.sign_report(report=report, by=request.user)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+            return render(request, "reading/signoff_report.html", {
+                "trial": trial, "report": report, "typed": request.POST,
+                "image_url": reverse("reading:senior_image", args=[trial.code, report.pk]),
+            })
+        messages.success(request, f"Report of {report.read.case.code} signed.")
+        return redirect("reading:signoff_queue", trial.code)
+    return render(request, "reading/signoff_report.html", {
+        "trial": trial, "report": report, "typed": None,
+        "image_url": reverse("reading:senior_image", args=[trial.code, report.pk]),
+    })
+
+
+@login_required
+def senior_image(request, code, report_id):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
+    report = selectors.report_for_senior(trial=trial, report_id=report_id, user=request.user)
+    return FileResponse(report.read.case.display_image.open("rb"), content_type="image/png")
+
+
+@login_required
+def dashboard_page(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    return render(request, "reading/dashboard.html", {
+        "trial": trial, **selectors.dashboard(trial=trial, user=request.user),
+    })
+
+
+@login_required
+@require_POST
+def route_now(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    try:
+        routed = services.route_trial(trial=trial)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{routed} cases routed to worklists.")
+    return redirect("reading:dashboard", trial.code)

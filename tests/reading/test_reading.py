@@ -1,0 +1,299 @@
+"""Reading: routing by design, worklists, the arms, server-measured time, autosave, submit, corrections."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from ai.models import AIDraft, DraftStatus
+from reading import selectors, services
+from reading.models import Read, ReadEvent, Report, ReportDraft
+from tests.reading.conftest import DRAFT_FINDINGS, DRAFT_IMPRESSION, make_draft
+from trial import services as trial_services
+from trial.errors import ServiceError, WrongStatus
+from trial.models import AuditEvent
+
+
+def api_for(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def _submit(read, user, impression="No acute cardiopulmonary abnormality.", **kw):
+    return services.submit_report(read=read, by=user, findings=kw.get("findings", "Clear lungs."),
+                                  impression=impression, finding_flags=kw.get("flags", {}), tab_id="t1")
+
+
+# -------------------------------------------------------------------------- the full paired-parallel trial
+
+
+def test_full_paired_parallel_trial(build_trial, make_user):
+    trial, readers, cases, _ = build_trial(readers_per_site=4, n_cases=12)
+    reads = list(Read.objects.filter(trial=trial).select_related("reader__allocation"))
+    # every case exactly once in each arm, by a reader randomized to that arm
+    per_case = Counter((r.case_id, r.arm) for r in reads)
+    assert len(per_case) == 24 and set(per_case.values()) == {1}
+    assert all(r.reader.allocation.arm == r.arm for r in reads)
+    arms = Counter(r.reader.allocation.arm for r in reads)
+    assert arms == {"assisted": 12, "standard": 12}
+    # two readers per arm (1:1 allocation of four readers), load balanced within each arm
+    per_reader = Counter(r.reader_id for r in reads)
+    assert sorted(per_reader.values()) == [6, 6, 6, 6]
+    users = {u.pk: u for u in readers}
+    for read in reads:
+        user = users[read.reader.user_id]
+        payload = api_for(user).get(f"/api/reads/{read.pk}/").json()
+        if read.arm == "assisted":
+            assert payload["draft"]["impression"] == DRAFT_IMPRESSION
+        else:
+            assert payload["draft"] is None and DRAFT_FINDINGS not in json.dumps(payload)
+        services.record_event(read=read, by=user, kind="opened", tab_id="t1")
+        _submit(read, user)
+    assert Read.objects.filter(trial=trial, status="submitted").count() == 24
+    assert all(r.active_seconds is not None and r.wall_seconds is not None
+               for r in Read.objects.filter(trial=trial))
+    assert AuditEvent.objects.filter(action="report.submitted").count() == 24
+
+
+def test_worklist_order_is_random_per_reader_and_stored(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=12)
+    first = [r.case_code for r in selectors.worklist(trial=trial, reader_user=readers[0]).rows]
+    again = [r.case_code for r in selectors.worklist(trial=trial, reader_user=readers[0]).rows]
+    assert first == again and len(first) == 12
+    assert first != sorted(first) or [r.case_code for r in selectors.worklist(trial=trial, reader_user=readers[1]).rows] != sorted(first)
+    keys = list(Read.objects.filter(reader__user=readers[0]).values_list("order_key", flat=True))
+    assert len(set(keys)) == 12  # stored, distinct
+
+
+def test_worklist_shows_nothing_of_other_readers(build_trial, client):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=4)
+    client.force_login(readers[0])
+    page = client.get(f"/t/{trial.code}/read/").content.decode()
+    other = Read.objects.filter(trial=trial).exclude(reader__user=readers[0]).values_list("pk", flat=True)
+    for pk in other:
+        assert f"/read/{pk}/" not in page
+    assert readers[1].username not in page
+
+
+def test_reader_cannot_open_another_readers_read_by_page_or_api(build_trial, client):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=4)
+    theirs = Read.objects.filter(trial=trial, reader__user=readers[1]).first()
+    client.force_login(readers[0])
+    assert client.get(f"/t/{trial.code}/read/{theirs.pk}/").status_code == 403
+    for url in [f"/api/reads/{theirs.pk}/", f"/r/{theirs.pk}/display.png"]:
+        r = client.get(url)
+        assert r.status_code == 403 and theirs.case.code.encode() not in r.content
+    r = api_for(readers[0]).post(f"/api/reads/{theirs.pk}/submit/", {"findings": "", "impression": "x"}, format="json")
+    assert r.status_code == 403 and not Report.objects.exists()
+
+
+def test_standard_arm_never_receives_the_draft(build_trial, client):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=6)
+    standard = Read.objects.filter(trial=trial, arm="standard").select_related("reader__user").first()
+    user = standard.reader.user
+    client.force_login(user)
+    assert selectors.visible_draft(read=standard) is None
+    for url in [f"/api/reads/{standard.pk}/", f"/t/{trial.code}/read/{standard.pk}/", f"/t/{trial.code}/read/",
+                f"/api/trials/{trial.code}/worklist/"]:
+        body = client.get(url).content.decode()
+        assert DRAFT_FINDINGS not in body and DRAFT_IMPRESSION not in body
+    # the ai app's own pages are for investigators only
+    assert client.get(f"/t/{trial.code}/ai/").status_code == 403
+    assert client.get(f"/api/trials/{trial.code}/drafts/").status_code == 403
+
+
+def test_assisted_read_waits_for_its_draft(build_trial):
+    trial, readers, cases, model = build_trial(readers_per_site=2, n_cases=4, drafts=False)
+    AIDraft.objects.create(case=cases[0], model_version=model, status=DraftStatus.PENDING)
+    assisted = Read.objects.filter(trial=trial, arm="assisted", case=cases[0]).select_related("reader__user").first()
+    row = next(r for r in selectors.worklist(trial=trial, reader_user=assisted.reader.user).rows if r.id == assisted.pk)
+    assert row.available is False
+    with pytest.raises(PermissionDenied, match="not available yet"):
+        selectors.read_for_reader(read_id=assisted.pk, reader_user=assisted.reader.user)
+    AIDraft.objects.filter(case=cases[0]).update(status=DraftStatus.READY, impression="Normal.")
+    assert selectors.read_for_reader(read_id=assisted.pk, reader_user=assisted.reader.user) == assisted
+
+
+# -------------------------------------------------------------------------- time, autosave, submit
+
+
+def test_time_is_measured_by_the_server_and_client_clock_is_only_recorded(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    user = read.reader.user
+    far = timezone.now() - timedelta(days=3)
+    event = services.record_event(read=read, by=user, kind="opened", tab_id="t1", client_time=far)
+    assert abs((event.server_time - timezone.now()).total_seconds()) < 5
+    assert event.clock_skew_seconds < -3 * 86400 + 10
+    ReadEvent.objects.filter(pk=event.pk).update(server_time=timezone.now() - timedelta(seconds=40))
+    ReadEvent.objects.create(read=read, kind="heartbeat", tab_id="t1", server_time=timezone.now() - timedelta(seconds=25))
+    ReadEvent.objects.create(read=read, kind="heartbeat", tab_id="t1", server_time=timezone.now() - timedelta(seconds=10))
+    _submit(read, user)
+    read.refresh_from_db()
+    assert 39 <= read.wall_seconds <= 45 and 39 <= read.active_seconds <= 45
+
+
+def test_autosave_restores_text_and_refuses_a_stale_tab(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    user = read.reader.user
+    v1 = services.autosave(read=read, by=user, findings="Tab A text", impression="", finding_flags={},
+                           base_version=None, tab_id="A")
+    v2 = services.autosave(read=read, by=user, findings="Tab A more", impression="", finding_flags={},
+                           base_version=v1.version, tab_id="A")
+    assert v2.version == 2
+    r = api_for(user).put(f"/api/reads/{read.pk}/autosave/", {"findings": "Tab B old", "impression": "",
+                          "base_version": 1, "tab_id": "B"}, format="json")
+    assert r.status_code == 409 and r.json()["current"]["findings"] == "Tab A more"
+    assert ReportDraft.objects.get(read=read).findings == "Tab A more"
+    payload = api_for(user).get(f"/api/reads/{read.pk}/").json()
+    assert payload["saved"]["findings"] == "Tab A more" and payload["saved"]["version"] == 2
+
+
+def test_autosave_by_beacon_post_is_accepted(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    r = api_for(read.reader.user).post(f"/api/reads/{read.pk}/autosave/",
+                                       {"findings": "typed", "impression": "imp", "tab_id": "A"}, format="json")
+    assert r.status_code == 200 and ReportDraft.objects.get(read=read).impression == "imp"
+
+
+def test_empty_impression_is_refused_and_nothing_is_written(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    r = api_for(read.reader.user).post(f"/api/reads/{read.pk}/submit/", {"findings": "x", "impression": "  "},
+                                       format="json")
+    assert r.status_code == 400 and r.json()["detail"] == "An impression is required."
+    read.refresh_from_db()
+    assert read.status != "submitted" and not Report.objects.exists()
+
+
+def test_submitting_twice_is_refused(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    _submit(read, read.reader.user)
+    r = api_for(read.reader.user).post(f"/api/reads/{read.pk}/submit/", {"findings": "", "impression": "again"},
+                                       format="json")
+    assert r.status_code == 409 and "already submitted" in r.json()["detail"]
+    assert Report.objects.filter(read=read).count() == 1
+
+
+def test_submitting_after_reading_ended_is_refused(build_trial, investigator):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    trial_services.transition_trial(trial=trial, by=investigator, to="scoring")
+    with pytest.raises(WrongStatus, match="not in its reading phase"):
+        _submit(read, read.reader.user)
+    assert not Report.objects.exists()
+
+
+def test_submitted_report_is_immutable_and_a_correction_is_a_new_version(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    report = _submit(read, read.reader.user, impression="First impression.")
+    report.impression = "Changed"
+    with pytest.raises(PermissionError):
+        report.save()
+    with pytest.raises(ServiceError, match="needs a reason"):
+        services.correct_report(read=read, by=read.reader.user, findings="", impression="Second.",
+                                finding_flags={}, reason=" ")
+    v2 = services.correct_report(read=read, by=read.reader.user, findings="", impression="Second.",
+                                 finding_flags={}, reason="Missed a nodule")
+    assert v2.version == 2 and Report.objects.get(read=read, version=1).impression == "First impression."
+
+
+def test_draft_survival_is_recorded_in_the_assisted_arm_only(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    assisted = Read.objects.filter(trial=trial, arm="assisted").select_related("reader__user").first()
+    standard = Read.objects.filter(trial=trial, arm="standard").select_related("reader__user").first()
+    a = _submit(assisted, assisted.reader.user, findings=DRAFT_FINDINGS, impression=DRAFT_IMPRESSION)
+    s = _submit(standard, standard.reader.user)
+    assert a.draft_edit_distance == 0 and a.draft_kept_share == 1
+    assert s.draft_edit_distance is None and s.draft_kept_share is None
+
+
+def test_unknown_finding_flag_is_refused(build_trial):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    with pytest.raises(ServiceError, match="Unknown finding"):
+        _submit(read, read.reader.user, flags={"rib fracture": True})
+
+
+# -------------------------------------------------------------------------- senior, designs, queries
+
+
+def test_senior_signs_or_edits_and_signs(build_trial, investigator, make_user):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    senior = make_user("sid")
+    trial_services.add_member(trial=trial, by=investigator, user=senior, role="senior")
+    reads = list(Read.objects.filter(trial=trial).select_related("reader__user")[:2])
+    r1, r2 = (_submit(r, r.reader.user) for r in reads)
+    queue = list(selectors.signoff_queue(trial=trial, user=senior))
+    assert {r.pk for r in queue} == {r1.pk, r2.pk}
+    services.sign_report(report=r1, by=senior)
+    v2 = services.correct_report(read=reads[1], by=senior, findings="", impression="Edited by senior.",
+                                 finding_flags={}, reason="Clarified")
+    services.sign_report(report=v2, by=senior)
+    assert not selectors.signoff_queue(trial=trial, user=senior).exists()
+    with pytest.raises(PermissionDenied):
+        selectors.signoff_queue(trial=trial, user=readers[0])
+
+
+def test_crossover_reads_every_case_in_both_arms_with_washout(build_trial):
+    trial, readers, cases, _ = build_trial(design="crossover", readers_per_site=2, n_cases=3, washout_days=14)
+    reads = Read.objects.filter(trial=trial)
+    assert reads.count() == 2 * 3 * 2
+    firsts = Counter(r.arm for r in reads.filter(period=1, case=cases[0]))
+    assert firsts == {"assisted": 1, "standard": 1}  # counterbalanced: half the readers start assisted
+    user = readers[0]
+    first = reads.filter(reader__user=user, case=cases[0], period=1).get()
+    second = reads.filter(reader__user=user, case=cases[0], period=2).get()
+    available = {r.id for r in selectors.worklist(trial=trial, reader_user=user).rows if r.available}
+    assert first.pk in available and second.pk not in available
+    _submit(first, user)
+    second.refresh_from_db()
+    assert (second.available_from - timezone.now()).days in (13, 14)
+    assert second.pk not in {r.id for r in selectors.worklist(trial=trial, reader_user=user).rows if r.available}
+
+
+def test_case_randomized_trial_reads_each_case_once_in_its_arm(build_trial):
+    trial, readers, cases, _ = build_trial(design="case_randomized", readers_per_site=2, n_cases=6)
+    reads = Read.objects.filter(trial=trial).select_related("case__allocation")
+    assert reads.count() == 6
+    assert all(r.arm == r.case.allocation.arm for r in reads)
+
+
+def test_routing_twice_routes_nothing_more(build_trial):
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=4)
+    assert services.route_trial(trial=trial) == 0
+    assert Read.objects.filter(trial=trial).count() == 8
+
+
+def _queries(django_assert_max_num_queries, client, urls):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for url in urls:
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(url).status_code == 200
+        counts.append(len(ctx))
+    return counts
+
+
+def test_worklist_and_reading_queries_do_not_grow_with_cases(build_trial, client, django_assert_max_num_queries):
+    small, readers_small, _, _ = build_trial(readers_per_site=2, n_cases=2, code="small")
+    big, readers_big, _, _ = build_trial(readers_per_site=2, n_cases=14, code="big")
+    counts = []
+    for trial, user in ((small, readers_small[0]), (big, readers_big[0])):
+        client.force_login(user)
+        read = Read.objects.filter(reader__user=user).first()
+        counts.append(_queries(django_assert_max_num_queries, client,
+                               [f"/t/{trial.code}/read/", f"/api/reads/{read.pk}/", f"/api/trials/{trial.code}/worklist/"]))
+    assert counts[0] == counts[1], counts

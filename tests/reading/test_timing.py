@@ -1,0 +1,62 @@
+"""Reading time from server-stamped events: wall and active seconds, idle, hidden, tabs, crashes."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from reading.timing import Event, reading_time
+
+T0 = datetime(2026, 1, 1, 9, 0, 0, tzinfo=timezone.utc)
+
+
+def ev(kind, seconds, tab="a"):
+    return Event(kind, tab, T0 + timedelta(seconds=seconds))
+
+
+def test_simple_read_counts_everything_between_open_and_submit():
+    events = [ev("opened", 0), ev("image_shown", 1), ev("heartbeat", 15), ev("heartbeat", 30), ev("submitted", 40)]
+    t = reading_time(events, gap_cap_seconds=30)
+    assert t.wall_seconds == 40 and t.active_seconds == 40
+
+
+def test_hidden_and_idle_time_is_not_active():
+    events = [ev("opened", 0), ev("hidden", 10), ev("visible", 110), ev("heartbeat", 125), ev("idle", 130),
+              ev("resumed", 200), ev("submitted", 210)]
+    t = reading_time(events, gap_cap_seconds=30)
+    assert t.wall_seconds == 210
+    assert t.active_seconds == 10 + 20 + 10
+
+
+def test_a_second_tab_does_not_double_count():
+    events = [ev("opened", 0, "a"), ev("heartbeat", 15, "a"), ev("opened", 5, "b"), ev("heartbeat", 20, "b"),
+              ev("heartbeat", 30, "a"), ev("submitted", 30, "a")]
+    t = reading_time(events, gap_cap_seconds=30)
+    assert t.active_seconds == 30
+
+
+def test_a_crashed_tab_counts_only_up_to_the_cap_after_its_last_sign_of_life():
+    # tab a dies at 15 s (no more events); the reader comes back in tab b ten minutes later
+    events = [ev("opened", 0, "a"), ev("heartbeat", 15, "a"), ev("opened", 600, "b"), ev("submitted", 630, "b")]
+    t = reading_time(events, gap_cap_seconds=30)
+    assert t.active_seconds == 15 + 30 + 30
+    assert t.wall_seconds == 630
+
+
+def test_reload_in_the_same_tab_continues_the_same_session():
+    events = [ev("opened", 0), ev("heartbeat", 15), ev("opened", 20), ev("heartbeat", 35), ev("submitted", 40)]
+    assert reading_time(events, gap_cap_seconds=30).active_seconds == 40
+
+
+def test_events_after_submission_are_ignored():
+    events = [ev("opened", 0), ev("submitted", 20), ev("heartbeat", 25), ev("visible", 90)]
+    t = reading_time(events, gap_cap_seconds=30)
+    assert t.active_seconds == 20 and t.wall_seconds == 20
+
+
+def test_unsubmitted_read_is_measured_up_to_now():
+    events = [ev("opened", 0), ev("heartbeat", 15)]
+    t = reading_time(events, gap_cap_seconds=30, until=T0 + timedelta(seconds=20))
+    assert t.active_seconds == 20
+
+
+def test_no_events_means_no_time():
+    assert reading_time([], gap_cap_seconds=30).active_seconds == 0
