@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python, from Debian's packages only: R with lme4, lmerTest,
 # ordinal, pROC and psych (our statistics are checked against them), DCMTK (the ingest benchmark) and
-# Chromium (the real-browser tests drive it through Playwright; no browser is ever downloaded).
+# Chromium (the real-browser tests drive it through Playwright; no browser is ever downloaded) and
+# docker-compose (validates docker/compose.yaml; no engine needed).
 # --check-or-install: install only what is missing, and only where we may (root with apt-get).
 set -euo pipefail
-PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych dcmtk chromium)
+PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych dcmtk chromium docker-compose)
 
 missing() {
   command -v Rscript >/dev/null 2>&1 || { echo yes; return; }
@@ -12,6 +13,7 @@ missing() {
     >/dev/null 2>&1 || { echo yes; return; }
   command -v dcmj2pnm >/dev/null 2>&1 || { echo yes; return; }
   [ -x /usr/bin/chromium ] || { echo yes; return; }
+  command -v docker-compose >/dev/null 2>&1 || { echo yes; return; }
   echo no
 }
 

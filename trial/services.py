@@ -431,7 +431,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
 # when reading starts. trial must not import them (apps depend downward only), so it names their
 # tasks: a visible, documented contract rather than a signal.
 CASE_ENROLLED_TASKS = ("ai.tasks.draft_case",)
-STATUS_CHANGED_TASKS = ("reading.tasks.trial_status_changed",)
+STATUS_CHANGED_TASKS = ("reading.tasks.trial_status_changed", "scoring.tasks.trial_status_changed")
 
 
 def _announce(task_names: tuple[str, ...], *args) -> None:
