@@ -52,7 +52,10 @@ def register_model(*, by, name: str, backend: str, path: str = "", url: str = ""
         raise ServiceError(f"Unknown backend “{backend}”; use one of {', '.join(Backend.values)}.", field="backend")
     if ModelVersion.objects.filter(name=name).exists():
         raise Conflict(f"A model version named “{name}” is already registered.", field="name")
-    settings = backends.GenerationSettings.from_dict(generation or {})
+    try:
+        settings = backends.GenerationSettings.from_dict(generation or {})
+    except ValueError as exc:
+        raise ServiceError(f"Generation settings are not valid: {exc}", field="generation") from exc
     sha256, n_parameters = "", None
     if backend == Backend.JANUS:
         if not path:

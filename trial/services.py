@@ -352,8 +352,9 @@ def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "",
     _require_investigator(trial, by)
     if site.trial_id != trial.pk:
         raise ServiceError("That site belongs to another trial.", field="site")
-    if trial.status != Status.ENROLLING:
-        raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling (it is {trial.status}).")
+    status = Trial.objects.values_list("status", flat=True).get(pk=trial.pk)  # fresh: the caller's copy may be old
+    if status != Status.ENROLLING:
+        raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling (it is {status}).")
     if len(data) > settings.CXR_MAX_DICOM_BYTES:
         raise FileTooLarge(
             f"The file is {len(data) / 1e6:.1f} MB; the limit is {settings.CXR_MAX_DICOM_BYTES / 1e6:.0f} MB."

@@ -1,0 +1,162 @@
+"""The draft pipeline on the Django side: one draft per case and model, retries, failures with reasons."""
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from ai import backends, selectors, services
+from ai.models import AIDraft, DraftStatus, ModelVersion, TrialModel
+from tests import dicom_corpus as corpus
+from trial import services as trial_services
+from trial.errors import ServiceError, WrongStatus
+from trial.models import AuditEvent
+
+
+class FakeBackend:
+    """Stands in for a model: scripted failures, then a fixed draft. Counts calls."""
+
+    def __init__(self, failures=()):
+        self.failures = list(failures)
+        self.calls = 0
+
+    def generate(self, requests, *, findings):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        assert requests[0].image_png.startswith(b"\x89PNG")
+        return [backends.Draft(text="FINDINGS: Clear.\nIMPRESSION: Normal.", findings="Clear.", impression="Normal.",
+                               finding_scores={f: 0.1 for f in findings}, generated_tokens=7, seconds=0.01)]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    backend = FakeBackend()
+    monkeypatch.setattr(services, "backend_for", lambda model_version: backend)
+    return backend
+
+
+@pytest.fixture
+def model(db):
+    return ModelVersion.objects.create(name="fake", backend="http", url="http://127.0.0.1:9/v1")
+
+
+@pytest.fixture
+def ai_trial(trial, site, investigator, model):
+    services.assign_model(trial=trial, by=investigator, model_version=model)
+    return trial_services.transition_trial(trial=trial, by=investigator, to="enrolling")
+
+
+def _enrol(trial, site, by, seed, capture):
+    with capture(execute=True):
+        return trial_services.enrol_case(trial=trial, site=site, by=by,
+                                         data=corpus.radiograph_bytes(seed=seed, rows=120, columns=100))
+
+
+def test_enrolment_produces_one_ready_draft(ai_trial, site, investigator, fake, django_capture_on_commit_callbacks):
+    case = _enrol(ai_trial, site, investigator, 1, django_capture_on_commit_callbacks)
+    draft = AIDraft.objects.get(case=case)
+    assert draft.status == DraftStatus.READY and draft.impression == "Normal."
+    assert draft.finding_scores == {f: 0.1 for f in ai_trial.findings}
+    assert AuditEvent.objects.filter(action="draft.ready").count() == 1
+
+
+def test_the_same_enrolment_event_twice_gives_one_draft(ai_trial, site, investigator, fake,
+                                                       django_capture_on_commit_callbacks):
+    case = _enrol(ai_trial, site, investigator, 2, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        trial_services.announce_case_enrolled(case.pk)
+        trial_services.announce_case_enrolled(case.pk)
+    assert AIDraft.objects.filter(case=case).count() == 1 and fake.calls == 1
+
+
+def test_running_the_generation_again_leaves_a_ready_draft_alone(ai_trial, site, investigator, fake,
+                                                                 django_capture_on_commit_callbacks):
+    case = _enrol(ai_trial, site, investigator, 3, django_capture_on_commit_callbacks)
+    draft = AIDraft.objects.get(case=case)
+    assert services.generate_draft(draft_id=draft.pk, task_id="another") is None
+    assert fake.calls == 1
+
+
+def test_transient_errors_are_retried_then_succeed(ai_trial, site, investigator, fake, _eager_celery,
+                                                   django_capture_on_commit_callbacks):
+    _eager_celery.conf.task_eager_propagates = False  # let Celery's eager apply() perform the retries
+    fake.failures = [backends.TransientModelError("server busy"), backends.TransientModelError("timeout")]
+    case = _enrol(ai_trial, site, investigator, 4, django_capture_on_commit_callbacks)
+    draft = AIDraft.objects.get(case=case)
+    assert draft.status == DraftStatus.READY and fake.calls == 3 and draft.attempts == 3
+
+
+def test_persistent_transient_errors_end_in_failed_with_the_reason(ai_trial, site, investigator, fake, _eager_celery,
+                                                                    django_capture_on_commit_callbacks):
+    _eager_celery.conf.task_eager_propagates = False
+    fake.failures = [backends.TransientModelError("server unreachable")] * 10
+    case = _enrol(ai_trial, site, investigator, 5, django_capture_on_commit_callbacks)
+    draft = AIDraft.objects.get(case=case)
+    assert draft.status == DraftStatus.FAILED and "server unreachable" in draft.error
+    assert draft.error.startswith("Gave up after 6 attempts")
+
+
+def test_permanent_error_fails_at_once_and_investigator_can_retry(ai_trial, site, investigator, fake,
+                                                                  django_capture_on_commit_callbacks):
+    fake.failures = [backends.PermanentModelError("The processor cannot take this image.")]
+    case = _enrol(ai_trial, site, investigator, 6, django_capture_on_commit_callbacks)
+    draft = AIDraft.objects.get(case=case)
+    assert draft.status == DraftStatus.FAILED and draft.error == "The processor cannot take this image."
+    with django_capture_on_commit_callbacks(execute=True):
+        services.retry_draft(draft=draft, by=investigator)
+    draft.refresh_from_db()
+    assert draft.status == DraftStatus.READY and draft.attempts == 2
+
+
+def test_backfill_drafts_every_case_missing_one(trial, site, investigator, model, fake,
+                                                django_capture_on_commit_callbacks):
+    trial = trial_services.transition_trial(trial=trial, by=investigator, to="enrolling")
+    cases = [_enrol(trial, site, investigator, 10 + i, django_capture_on_commit_callbacks) for i in range(3)]
+    assert not AIDraft.objects.exists()  # no model yet: nothing drafted
+    TrialModel.objects.create(trial=trial, model_version=model, assigned_by=investigator)
+    with django_capture_on_commit_callbacks(execute=True):
+        requested = services.backfill(trial=trial, by=investigator)
+    assert len(requested) == 3
+    assert selectors.draft_progress(trial=trial, user=investigator)["ready"] == 3
+    assert {d.case_id for d in AIDraft.objects.all()} == {c.pk for c in cases}
+
+
+def test_model_cannot_change_once_cases_are_enrolled(ai_trial, site, investigator, fake,
+                                                     django_capture_on_commit_callbacks):
+    _enrol(ai_trial, site, investigator, 20, django_capture_on_commit_callbacks)
+    other = ModelVersion.objects.create(name="other", backend="http", url="http://127.0.0.1:9/v1")
+    with pytest.raises(WrongStatus, match="cannot change once cases are enrolled"):
+        services.assign_model(trial=ai_trial, by=investigator, model_version=other)
+
+
+def test_register_model_refuses_a_missing_checkpoint(tmp_path, db):
+    with pytest.raises(ServiceError, match="checkpoint was refused"):
+        services.register_model(by=None, name="missing", backend="janus", path=str(tmp_path / "nope"))
+    assert not ModelVersion.objects.filter(name="missing").exists()
+
+
+def test_register_model_command_reports_a_corrupt_checkpoint(tmp_path, db):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CommandError, match="checkpoint was refused"):
+        call_command("register_model", "corrupt", "--path", str(folder))
+
+
+def test_bad_generation_settings_are_refused(db):
+    with pytest.raises(ServiceError, match="Generation settings are not valid"):
+        services.register_model(by=None, name="bad", backend="http", url="http://x/v1",
+                                generation={"max_new_tokens": 0}, check=False)
+
+
+def test_drafts_page_and_api_are_for_investigators(client, ai_trial, site, investigator, outsider, fake,
+                                                   django_capture_on_commit_callbacks):
+    _enrol(ai_trial, site, investigator, 30, django_capture_on_commit_callbacks)
+    client.force_login(investigator)
+    page = client.get(f"/t/{ai_trial.code}/ai/").content.decode()
+    assert "fake" in page and "Ready" in page
+    assert client.get(f"/api/trials/{ai_trial.code}/drafts/progress/").json()["ready"] == 1
+    client.force_login(outsider)
+    assert client.get(f"/t/{ai_trial.code}/ai/").status_code == 403
+    assert client.get(f"/api/trials/{ai_trial.code}/drafts/").status_code == 403
