@@ -1,4 +1,5 @@
 """All settings, read from the environment (12-factor); with nothing set, a self-contained development setup."""
+import os
 from pathlib import Path
 
 import environ
@@ -81,8 +82,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the worker process share the file: wait for a lock instead of failing,
     # and take the write lock at BEGIN so select_for_update-style sections serialize.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
-    # A file, not memory, so that a worker process started by a test sees the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-cxr-trial.sqlite3")}
+    # A file, not memory, so that a worker process started by a test sees the test database; one per
+    # test process, so that two test runs on one checkout never share (and delete) each other's.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-cxr-trial-{os.getpid()}.sqlite3")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by all web processes in production (login throttling counts failures here).

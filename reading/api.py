@@ -46,7 +46,9 @@ def read_payload(read, request) -> dict:
         "report": ReportSerializer(report).data if report else None,
         "urls": {name: reverse(f"api-read-{name}", args=[read.pk]) for name in ("events", "autosave", "submit", "correct")},
         "next": {"id": nxt.pk, "api_url": reverse("api-read", args=[nxt.pk]),
-                 "page_url": reverse("reading:read", args=[read.trial.code, nxt.pk])} if nxt else None,
+                 "page_url": reverse("reading:read", args=[read.trial.code, nxt.pk]),
+                 # prefetched by the client once this radiograph is painted: "next case" paints sooner
+                 "display_url": reverse("reading:read_image", args=[nxt.pk, "display"])} if nxt else None,
         "idle_after_seconds": services.IDLE_AFTER_SECONDS,
         "autosave_every_seconds": services.AUTOSAVE_EVERY_SECONDS,
         "heartbeat_seconds": services.HEARTBEAT_SECONDS,

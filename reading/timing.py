@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 # After these events the tab is active (the reader is looking, or just showed a sign of life) ...
-ACTIVE_AFTER = {"opened", "image_shown", "first_edit", "visible", "resumed", "heartbeat", "autosaved"}
-# ... after these it is not.
+ACTIVE_AFTER = {"opened", "image_shown", "first_edit", "visible", "resumed", "heartbeat"}
+# ... after these it is not ...
 INACTIVE_AFTER = {"hidden", "idle", "submitted"}
+# ... and these change nothing: a save is a sign of life only for a tab already active, because the
+# last-chance save sent while a page closes may reach the server after its "hidden".
+NEUTRAL = {"autosaved"}
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,11 @@ def _tab_intervals(events: list[Event], *, gap_cap: timedelta, end: datetime | N
     intervals = []
     active_since: datetime | None = None
     for previous, event in zip([None, *events[:-1]], events):
-        if active_since is not None:
+        was_active = active_since is not None
+        if was_active:
             intervals.append((active_since, min(event.time, previous.time + gap_cap)))
             active_since = None
-        if event.kind in ACTIVE_AFTER:
+        if event.kind in ACTIVE_AFTER or (event.kind in NEUTRAL and was_active):
             active_since = event.time
     if active_since is not None:  # still active after its last event
         stop = events[-1].time + gap_cap
