@@ -8,6 +8,7 @@ import io
 import os
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal, Mapping
@@ -15,7 +16,7 @@ from typing import Final, Literal, Mapping
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
@@ -55,6 +56,7 @@ REJECTION_CODES: Final[Mapping[str, str]] = MappingProxyType({
     "not_dicom": "Not a DICOM file",
     "truncated": "File cut short",
     "missing_attribute": "Required DICOM attribute missing",
+    "invalid_attribute": "Required DICOM attribute unreadable",
     "wrong_modality": "Not a radiograph (modality other than CR or DX)",
     "not_chest": "Body part other than the chest",
     "multi_frame": "More than one frame",
@@ -138,9 +140,11 @@ def read_radiograph(
     if not has_preamble:
         _refuse_non_dicom(raw)
     ds = _parse(raw, has_preamble)
+    _drop_unreadable(ds)
     _check_header(ds, has_preamble)
     _check_pixel_data(ds)
     _decode(ds)
+    _check_display_attributes(ds)
     return ds
 
 
@@ -204,6 +208,9 @@ def _refuse_non_dicom(raw: bytes) -> None:
 
 
 def _parse(raw: bytes, has_preamble: bool) -> FileDataset:
+    # pydicom reports a premature end of file only as a warning.  catch_warnings is process-wide:
+    # in a threaded server another thread's warning could land here at the same moment; the
+    # structural checks below and in _check_pixel_data still catch a cut file without it.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -236,8 +243,7 @@ def _parse(raw: bytes, has_preamble: bool) -> FileDataset:
                 f"The file is cut short: it ends after {len(raw)} bytes, inside the DICOM header.",
             )
     _check_last_element_complete(ds, len(raw))
-    if not has_preamble:
-        _adopt_transfer_syntax(ds)
+    _adopt_transfer_syntax(ds)
     return ds
 
 
@@ -250,7 +256,10 @@ def _check_last_element_complete(ds: Dataset, size: int) -> None:
     """pydicom keeps a value cut short by the end of the file without a word; catch that here."""
     if not len(ds):
         return
-    last = ds.get_item(max(ds.keys()))
+    try:
+        last = ds.get_item(max(ds.keys()))
+    except Exception:
+        return  # an element pydicom cannot even look at is dropped by _drop_unreadable
     if not isinstance(last, RawDataElement) or last.length == 0xFFFFFFFF:
         return
     value = last.value
@@ -268,8 +277,8 @@ def _check_last_element_complete(ds: Dataset, size: int) -> None:
 
 
 def _adopt_transfer_syntax(ds: FileDataset) -> None:
-    # A bare data set has no file meta; record the encoding pydicom detected so the pixel
-    # decoder and the writer know it.
+    # A bare data set (or a damaged file meta) has no transfer syntax; record the encoding
+    # pydicom detected so the pixel decoder and the writer know it.
     if "TransferSyntaxUID" in ds.file_meta:
         return
     implicit, little = ds.original_encoding
@@ -278,6 +287,45 @@ def _adopt_transfer_syntax(ds: FileDataset) -> None:
             "not_dicom", "The file is a big-endian DICOM data set without file meta information."
         )
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+
+
+# Attributes that decide whether the file may be used and how its pixels are read: if pydicom
+# cannot read one of them the file is refused.  Any other unreadable element is dropped: it
+# could not be checked for identifying content either.
+_CRITICAL_ATTRIBUTES: Final = frozenset(Tag(tag_for_keyword(k)) for k in (
+    "SOPClassUID", "SOPInstanceUID", "Modality", "BodyPartExamined", "NumberOfFrames",
+    "BurnedInAnnotation", "PresentationLUTShape", "RescaleSlope", "RescaleIntercept",
+    "ModalityLUTSequence", *_REQUIRED_IMAGE_ATTRIBUTES,
+))
+
+
+def _drop_unreadable(ds: Dataset, *, top_level: bool = True) -> None:
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]  # converts the raw value: raises on a value its VR cannot hold
+            if elem.VR in ("DS", "IS"):
+                _require_numbers(elem.value)
+            if top_level and tag in _CRITICAL_ATTRIBUTES and elem.VR not in dictionary_VR(tag).split(" or "):
+                raise ValueError(f"it is encoded as {elem.VR}, not {dictionary_VR(tag)}")
+        except Exception as exc:
+            if top_level and tag in _CRITICAL_ATTRIBUTES:
+                raise DicomRejection(
+                    "invalid_attribute",
+                    f"{_words(keyword_for_tag(tag))} ({_tag_text(tag)}) cannot be read: "
+                    f"{_short(exc, 100)}.",
+                ) from exc
+            del ds[tag]
+            continue
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _drop_unreadable(item, top_level=False)
+
+
+def _require_numbers(value: object) -> None:
+    # pydicom keeps a DS or IS it cannot parse as a plain string (with a warning): not a number
+    for v in value if isinstance(value, MultiValue) else [value]:
+        if isinstance(v, str) and v.strip():
+            raise ValueError(f"'{v}' is not a number")
 
 
 def _check_header(ds: FileDataset, has_preamble: bool) -> None:
@@ -314,7 +362,7 @@ def _check_header(ds: FileDataset, has_preamble: bool) -> None:
             n_frames = int(frames)
         except (TypeError, ValueError):
             raise DicomRejection(
-                "missing_attribute", f"Number of Frames (0028,0008) is '{frames}', not a number."
+                "invalid_attribute", f"Number of Frames (0028,0008) is '{frames}', not a number."
             ) from None
         if n_frames > 1:
             raise DicomRejection(
@@ -323,8 +371,17 @@ def _check_header(ds: FileDataset, has_preamble: bool) -> None:
                 "Send each view as its own file.",
             )
         if n_frames < 1:
-            raise DicomRejection("not_image_size", f"Number of Frames (0028,0008) is {n_frames}.")
+            raise DicomRejection(
+                "invalid_attribute", f"Number of Frames (0028,0008) is {n_frames}; an image has at least one."
+            )
 
+    for keyword in ("Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel", "PixelRepresentation"):
+        value = _value(ds, keyword)
+        if not isinstance(value, int):  # US with a multiplicity or a cast gone wrong
+            raise DicomRejection(
+                "invalid_attribute",
+                f"{_words(keyword)} ({_tag_text(tag_for_keyword(keyword))}) is '{value}', not a whole number.",
+            )
     photometric = _text(ds, "PhotometricInterpretation").upper()
     samples = int(ds.SamplesPerPixel)
     if photometric not in _MONOCHROME or samples != 1:
@@ -394,6 +451,12 @@ def _check_pixel_data(ds: FileDataset) -> None:
             "state or a header-only export.",
         )
     tsyntax = UID(ds.file_meta.get("TransferSyntaxUID", ExplicitVRLittleEndian))
+    if not tsyntax.is_transfer_syntax:
+        raise DicomRejection(
+            "undecodable",
+            f"The image is encoded as {_syntax_name(tsyntax)}, a transfer syntax this platform "
+            "cannot read. Export it uncompressed, as JPEG 2000 or as JPEG lossless.",
+        )
     if tsyntax.is_compressed:
         try:
             decoder = get_decoder(tsyntax)
@@ -423,9 +486,17 @@ def _check_pixel_data(ds: FileDataset) -> None:
         )
 
 
+# Transfer syntaxes newer than pydicom 3.0's dictionary, named for the refusal message.
+_NEWER_SYNTAX_NAMES: Final = MappingProxyType({
+    "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+    "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+    "1.2.840.10008.1.2.4.112": "JPEG XL",
+})
+
+
 def _syntax_name(tsyntax: UID) -> str:
-    name = tsyntax.name
-    return name if name == str(tsyntax) else f"{name} ({tsyntax})"
+    name = _NEWER_SYNTAX_NAMES.get(str(tsyntax), tsyntax.name)
+    return f"{name} ({tsyntax})" if name != str(tsyntax) else f"an unknown transfer syntax ({tsyntax})"
 
 
 def _decode(ds: FileDataset) -> None:
@@ -434,7 +505,9 @@ def _decode(ds: FileDataset) -> None:
         warnings.simplefilter("always")
         try:
             arr = ds.pixel_array  # decodes once; pydicom caches the array on the dataset
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # Rust codecs (pylibjpeg-rle) panic with a BaseException
             raise DicomRejection(
                 "undecodable",
                 f"The image data could not be decoded as {_syntax_name(tsyntax)} "
@@ -444,7 +517,6 @@ def _decode(ds: FileDataset) -> None:
         message = str(w.message)
         if any(benign in message for benign in _BENIGN_DECODE_WARNINGS):
             continue
-        ds.pixel_array_options()  # drop the cached array of a refused file
         if "frames" in message.lower():
             raise DicomRejection(
                 "multi_frame",
@@ -463,6 +535,24 @@ def _decode(ds: FileDataset) -> None:
             f"The decoded image is {' × '.join(map(str, arr.shape))} pixels, but the header "
             f"declares {ds.Rows} × {ds.Columns}.",
         )
+
+
+def _check_display_attributes(ds: FileDataset) -> None:
+    """Try the rescale / Modality LUT and the VOI LUT once, so rendering cannot fail later."""
+    probe = ds.pixel_array[:1, :1]
+    try:
+        apply_modality_lut(probe, ds)
+    except Exception as exc:
+        raise DicomRejection(
+            "invalid_attribute",
+            f"The rescale or Modality LUT cannot be applied ({_short(exc, 100)}); the pixel values "
+            "cannot be interpreted.",
+        ) from exc
+    if "VOILUTSequence" in ds:
+        try:
+            apply_voi_lut(probe.astype(np.int64), ds, index=0, prefer_lut=True)
+        except Exception:
+            del ds.VOILUTSequence  # a display LUT that cannot be applied is ignored, as viewers do
 
 
 def _short(message: object, limit: int = 160) -> str:
@@ -896,6 +986,10 @@ BEYOND_PROFILE: Final[Mapping[str, str]] = MappingProxyType({
     "any other UI not under the DICOM root 1.2.840.10008": "U: an instance UID the table does not list",
     "any other DA, DT or TM": "X: the basic profile keeps no dates (no Retain Longitudinal option)",
     "any other element of VR UN": "X: content we cannot interpret is not kept",
+    "public attributes unknown to pydicom's dictionary": "X: nothing says they are safe",
+    "any other element whose VR is not its dictionary VR": "X: e.g. a sequence stored as bytes",
+    "any other text value too long for its VR or holding control characters":
+        "X: a damaged length field makes a value swallow the elements after it",
 })
 
 # Option 113108: keeps what describes the body, not the person, for readers who need age and sex.
@@ -982,6 +1076,8 @@ def deidentify(
     out.DeidentificationMethodCodeSequence = Sequence([_code_item(v, m) for v, m in codes])
     out.LongitudinalTemporalInformationModified = "REMOVED"
 
+    if "SOPClassUID" not in out or "SOPInstanceUID" not in out:
+        raise ValueError("deidentify expects a dataset accepted by read_radiograph (SOP Class/Instance UID missing)")
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     out.file_meta = _file_meta(out, tsyntax or ExplicitVRLittleEndian)
     return out, record
@@ -1037,37 +1133,46 @@ class _UidMap:
 def _copy_clean(src: Dataset, dst: Dataset, actions: Mapping[BaseTag, Action], uids: _UidMap) -> None:
     for tag in list(src.keys()):
         tag = Tag(tag)
-        if tag.is_private or tag.element == 0x0000 or tag.group & 0xFF00 in (0x5000, 0x6000):
-            continue
+        if tag.is_private or tag.element == 0x0000 or tag.group == 0x0002 or tag.group & 0xFF00 in (0x5000, 0x6000):
+            continue  # group 0002 outside the file meta is misplaced: the meta is rebuilt
         try:
             elem = src[tag]
+            _copy_element(elem, dst, actions.get(tag) or _default_action(elem), actions, uids)
         except Exception:
-            continue  # a value pydicom cannot read is a value we cannot vouch for: drop it
-        vr = elem.VR
-        action = actions.get(tag) or _default_action(elem)
-        if action == "X":
-            continue
-        if action == "Z":
-            dst.add(DataElement(tag, vr, Sequence() if vr == "SQ" else empty_value_for_VR(vr)))
-        elif action == "D":
-            dst.add(DataElement(tag, vr, _dummy(elem, uids)))
-        elif action == "U":
-            dst.add(DataElement(tag, vr, _map_uids(elem.value, uids)))
-        elif vr == "SQ":
-            items = Sequence()
-            for item in elem.value:
-                clean = Dataset()
-                _copy_clean(item, clean, actions, uids)
-                items.append(clean)
-            dst.add(DataElement(tag, vr, items, is_undefined_length=elem.is_undefined_length))
-        else:  # K: values are immutable (str, bytes, numbers) except multi-values, copied here
-            value = list(elem.value) if isinstance(elem.value, MultiValue) else elem.value
-            dst.add(DataElement(tag, vr, value, is_undefined_length=elem.is_undefined_length))
+            continue  # a value pydicom cannot read or write is one we cannot vouch for: drop it
+
+
+def _copy_element(
+    elem: DataElement, dst: Dataset, action: Action, actions: Mapping[BaseTag, Action], uids: _UidMap
+) -> None:
+    tag, vr = elem.tag, elem.VR
+    if action == "X":
+        return
+    if action == "Z":
+        dst.add(DataElement(tag, vr, Sequence() if vr == "SQ" else empty_value_for_VR(vr)))
+    elif action == "D":
+        dst.add(DataElement(tag, vr, _dummy(elem, uids)))
+    elif action == "U":
+        dst.add(DataElement(tag, vr, _map_uids(elem.value, uids)))
+    elif vr == "SQ":
+        items = Sequence()
+        for item in elem.value:
+            clean = Dataset()
+            _copy_clean(item, clean, actions, uids)
+            items.append(clean)
+        dst.add(DataElement(tag, vr, items, is_undefined_length=elem.is_undefined_length))
+    else:  # K: values are immutable (str, bytes, numbers) except multi-values, copied here
+        value = list(elem.value) if isinstance(elem.value, MultiValue) else elem.value
+        dst.add(DataElement(tag, vr, value, is_undefined_length=elem.is_undefined_length))
 
 
 def _default_action(elem: DataElement) -> Action:
     """The catch-all rules of BEYOND_PROFILE for attributes the table does not list."""
     vr = elem.VR
+    if not dictionary_has_tag(elem.tag):
+        return "X"  # a public attribute the dictionary does not know: nothing says it is safe
+    if vr not in dictionary_VR(elem.tag).split(" or "):
+        return "X"  # e.g. a sequence stored as bytes: its content cannot be inspected
     if vr == "PN":
         return "Z"
     if vr in ("DA", "DT", "TM", "UN"):
@@ -1076,7 +1181,30 @@ def _default_action(elem: DataElement) -> Action:
         values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
         if any(v and not str(v).startswith(_DICOM_ROOT) for v in values):
             return "U"
+    if _looks_corrupt(elem):
+        return "X"
     return "K"
+
+
+# PS3.5 Table 6.2-1 maximum lengths.  A longer value, or control characters in it, mean a
+# damaged length field: the value has swallowed the elements that followed it, names included.
+_MAX_LENGTH: Final[Mapping[str, int]] = MappingProxyType({
+    "AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64, "PN": 3 * 64 + 2,
+    "SH": 16, "TM": 14, "UC": 2**32 - 2, "LT": 10240, "ST": 1024, "UT": 2**32 - 2,
+})
+_CONTROL_CHARACTERS: Final = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")  # ESC (\x1b) starts ISO 2022
+
+
+def _looks_corrupt(elem: DataElement) -> bool:
+    limit = _MAX_LENGTH.get(elem.VR)
+    if limit is None:
+        return False
+    values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
+    for value in values:
+        text = str(value) if value is not None else ""
+        if len(text) > limit or _CONTROL_CHARACTERS.search(text):
+            return True
+    return False
 
 
 def _map_uids(value: object, uids: _UidMap) -> object:
@@ -1160,14 +1288,14 @@ def render_display(
     # image itself is touched once, by this gather, and stays 8-bit from here on.
     pixels = lut[_lut_index(arr)]
 
-    image = Image.fromarray(pixels, mode="L")
+    image = Image.fromarray(pixels)  # 2-D uint8: mode "L"
     if max(image.size) > max_side:
         image = image.resize(_fit(image.size, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     thumb = image.resize(_fit(image.size, thumb_side), Image.Resampling.LANCZOS, reducing_gap=2.0) \
         if max(image.size) > thumb_side else image
     return RenderedImage(
-        png=_png(image, compress_level=1),  # level 1: ~3x faster than 6 for ~10 % more bytes
-        thumbnail_png=_png(thumb, compress_level=6),
+        png=_png(image, fast=True),
+        thumbnail_png=_png(thumb, fast=False),
         width=image.width,
         height=image.height,
         window_center=float(center),
@@ -1184,9 +1312,15 @@ def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def _png(image: Image.Image, *, compress_level: int) -> bytes:
+def _png(image: Image.Image, *, fast: bool) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=compress_level)
+    if fast:
+        # Quantum noise leaves LZ77 little to match in a radiograph: Huffman coding alone makes a
+        # smaller file than level 1 (RG1: 1.23 vs 1.57 MB) in less time (0.14 vs 0.16 s; level 6
+        # takes 0.8 s).
+        image.save(buf, format="PNG", compress_level=1, compress_type=zlib.Z_HUFFMAN_ONLY)
+    else:
+        image.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 
@@ -1264,7 +1398,10 @@ def _pixel_value(ds: Dataset, keyword: str) -> int | None:
     value = _value(ds, keyword)
     if value is None or value == "":
         return None
-    value = int(value[0] if isinstance(value, (list, MultiValue)) else value)
+    try:
+        value = int(value[0] if isinstance(value, (list, MultiValue)) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
     # US/SS is ambiguous in the dictionary: read a signed image's padding as signed
     if int(_value(ds, "PixelRepresentation") or 0) == 1 and value > 32767:
         value -= 65536
@@ -1318,8 +1455,9 @@ def _voi_lut(ds: Dataset, modality: np.ndarray) -> tuple[np.ndarray, float, floa
     # the LUT is indexed by integers; rescaled values are rounded to the nearest one
     index = modality if np.issubdtype(modality.dtype, np.integer) else np.rint(modality).astype(np.int64)
     out = apply_voi_lut(index, ds, index=0, prefer_lut=True).astype(np.float64)
-    data = np.asarray(item.LUTData, dtype=np.float64)
-    lo, hi = float(data.min()), float(data.max())
+    # the LUT's own output range, read through pydicom (LUT Data may be US or OW, either endian)
+    entries_out = apply_voi_lut(np.arange(first, first + entries, dtype=np.int64), ds, index=0, prefer_lut=True)
+    lo, hi = float(entries_out.min()), float(entries_out.max())
     y = np.clip((out - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(out)
     # report the input range the LUT covers, as the equivalent window
     return y, first + entries / 2.0, float(entries)
