@@ -26,7 +26,7 @@ import pydicom  # noqa: E402
 from pydicom.uid import RLELossless  # noqa: E402
 
 from tests import dicom_corpus as corpus  # noqa: E402
-from trial.dicom import deidentify, dicom_bytes, read_radiograph, render_display  # noqa: E402
+from trial.dicom import deidentify, dicom_bytes, read_radiograph, render_display, render_values  # noqa: E402
 
 SECRET = b"benchmark secret, not a real one"
 DCMJ2PNM_OPTIONS = ["--write-png", "+Wm"]  # PNG, VOI window from the pixels' min and max
@@ -91,13 +91,16 @@ def ours(path: Path, out: Path, stages: dict[str, float]) -> float:
     t3 = time.perf_counter()
     rendered = render_display(ds)
     t4 = time.perf_counter()
+    values = render_values(ds)  # the viewer's 16-bit values image, as enrol_case stores it
+    t4b = time.perf_counter()
     (out / f"{path.stem}.dcm").write_bytes(blob)
     (out / f"{path.stem}.png").write_bytes(rendered.png)
     (out / f"{path.stem}.thumb.png").write_bytes(rendered.thumbnail_png)
+    (out / f"{path.stem}.values.png").write_bytes(values.png)
     t5 = time.perf_counter()
     for name, seconds in (("read, validate, decode", t1 - t0), ("de-identify", t2 - t1),
                           ("write DICOM bytes", t3 - t2), ("render PNG + thumbnail", t4 - t3),
-                          ("write outputs", t5 - t4)):
+                          ("render viewer values PNG", t4b - t4), ("write outputs", t5 - t4b)):
         stages[name] = stages.get(name, 0.0) + seconds
     return t5 - t0
 
@@ -191,7 +194,7 @@ def report(files, both, ours_only, mine, theirs, mine_only, per_file_ours, per_f
     dcmtk_total = statistics.median(theirs.runs)
     print()
     print("Files:", ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))
-    print("ours : read_radiograph + deidentify + dicom_bytes + render_display (display PNG, long side ≤ 2048,")
+    print("ours : read_radiograph + deidentify + dicom_bytes + render_display + render_values (display PNG, long side ≤ 2048,")
     print("       and a 256 px thumbnail), reading the file and writing the three outputs, in one warm")
     print("       Python process (how a Celery worker runs it).")
     print(f"dcmtk: dcmj2pnm {' '.join(DCMJ2PNM_OPTIONS)} FILE OUT.png: one process per file, as the tool is")

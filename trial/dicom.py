@@ -1304,6 +1304,68 @@ def render_display(
     )
 
 
+@dataclass(frozen=True)
+class ValuesImage:
+    """What the viewer needs for a real window/level: the image's values at display size, 16 bits packed
+    into the red (high byte) and green (low byte) channels of an RGB PNG, higher = brighter (MONOCHROME1
+    already inverted), and window presets in those units ([center, width], or None)."""
+
+    png: bytes
+    width: int
+    height: int
+    windows: dict[str, list[float] | None]
+
+
+# Presets for radiographs, whose values have no physical unit (unlike CT's Hounsfield units): positions
+# and widths as fractions of the auto window (lo..hi), lungs being the dark part of a chest film.
+_PRESETS: Final = {"lung": (0.35, 0.70), "mediastinum": (0.70, 0.50), "bone": (0.80, 0.30)}
+
+
+def render_values(ds: Dataset, *, max_side: int = 2048) -> ValuesImage:
+    """The modality values at the display image's size (same resize) for the browser's window/level."""
+    arr = ds.pixel_array
+    if arr.ndim != 2:
+        raise ValueError(f"expected one greyscale frame, got an array of shape {arr.shape}")
+    domain = _lut_domain(arr)
+    modality = np.asarray(apply_modality_lut(domain, ds), dtype=np.float64)
+    padding = _padding_mask(ds, domain)
+    hist = np.bincount(_lut_index(arr)[::2, ::2].ravel(), minlength=domain.size)
+    hist[padding] = 0
+    present = hist > 0
+    if not present.any():
+        present = ~padding if (~padding).any() else np.ones(domain.size, dtype=bool)
+    m_min, m_max = float(modality[present].min()), float(modality[present].max())
+    scale = 65535.0 / max(m_max - m_min, 1e-9)
+    inverted = _inverted(ds)
+    # One table from stored value to viewer value; the image itself is touched once, by the gather.
+    to_view = (m_max - modality) if inverted else (modality - m_min)
+    lut = np.clip(np.rint(to_view * scale), 0, 65535).astype(np.float32)
+    lut[padding] = 0.0
+    values = Image.fromarray(lut[_lut_index(arr)], mode="F")
+    if max(values.size) > max_side:
+        values = values.resize(_fit(values.size, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    v = np.clip(np.rint(np.asarray(values)), 0, 65535).astype(np.uint16)
+    rgb = np.zeros((*v.shape, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1] = v >> 8, v & 0xFF
+    buf = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", compress_level=1)
+
+    def in_view_units(center: float, width: float) -> list[float]:
+        c = (m_max - center) if inverted else (center - m_min)
+        return [round(c * scale, 3), round(width * scale, 3)]
+
+    low, high = _percentiles(modality, hist)
+    auto = in_view_units((low + high) / 2, high - low)
+    lo, span = auto[0] - auto[1] / 2, auto[1]
+    windows: dict[str, list[float] | None] = {"auto": auto, "file": None}
+    file_window = _file_window(ds)
+    if file_window is not None:
+        windows["file"] = in_view_units(*file_window)
+    for name, (position, width) in _PRESETS.items():
+        windows[name] = [round(lo + position * span, 3), round(width * span, 3)]
+    return ValuesImage(png=buf.getvalue(), width=int(v.shape[1]), height=int(v.shape[0]), windows=windows)
+
+
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
     w, h = size
     scale = side / max(w, h)

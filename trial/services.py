@@ -370,13 +370,14 @@ def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "",
     summary = dicom.image_summary(ds)
     try:
         rendered = dicom.render_display(ds)
+        values = dicom.render_values(ds)
     except dicom.DicomRejection as exc:
         raise CaseRejected(exc.reason, code=exc.code) from exc
     return _store_case(trial=trial, site=site, by=by, ds=ds, fingerprint_=print_, summary=summary,
-                       rendered=rendered, filename=filename, clinical_history=clinical_history)
+                       rendered=rendered, values=values, filename=filename, clinical_history=clinical_history)
 
 
-def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filename, clinical_history) -> Case:
+def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, values, filename, clinical_history) -> Case:
     saved: list = []
     try:
         with transaction.atomic():
@@ -397,7 +398,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
                 photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
                 display_width=rendered.width, display_height=rendered.height,
                 window_center=rendered.window_center, window_width=rendered.window_width,
-                window_source=rendered.source,
+                window_source=rendered.source, display_windows=values.windows,
             )
             case.dicom.save("image.dcm", ContentFile(clean_bytes), save=False)
             saved.append(case.dicom)
@@ -405,6 +406,8 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             saved.append(case.display_image)
             case.thumbnail.save("thumbnail.png", ContentFile(rendered.thumbnail_png), save=False)
             saved.append(case.thumbnail)
+            case.values_image.save("values.png", ContentFile(values.png), save=False)
+            saved.append(case.values_image)
             case.save()
             CaseIdentity.objects.create(
                 case=case, accession_number=record.accession_number or "", patient_id=record.patient_id or "",

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests import dicom_corpus as corpus
+from trial import dicom
 from trial.dicom import (
     BASIC_PROFILE,
     REJECTION_CODES,
@@ -620,3 +621,39 @@ def test_profile_table_lists_the_core_identifiers_with_their_actions():
     assert BASIC_PROFILE["StudyInstanceUID"] == "U"
     assert BASIC_PROFILE["PersonName"] == "D"
     assert set(BASIC_PROFILE.values()) <= {"D", "Z", "X", "K", "U"}
+
+
+# ------------------------------------------------------------------------------------ viewer values
+
+
+def _unpack(values_png: bytes) -> np.ndarray:
+    rgb = np.asarray(Image.open(io.BytesIO(values_png)).convert("RGB")).astype(np.uint16)
+    return (rgb[..., 0] << 8) | rgb[..., 1]
+
+
+def test_viewer_values_match_the_display_image_size_and_brightness():
+    ds = read_radiograph(corpus.real_cr_film("RG1_UNCR.dcm"))
+    display = render_display(ds)
+    values = dicom.render_values(ds)
+    assert (values.width, values.height) == (display.width, display.height)
+    v = _unpack(values.png).astype(np.float64)
+    shown = np.asarray(Image.open(io.BytesIO(display.png))).astype(np.float64)
+    # MONOCHROME1 film: values are already inverted, so they rise and fall with the display image
+    assert np.corrcoef(v.ravel(), shown.ravel())[0, 1] > 0.95
+
+
+def test_viewer_auto_window_reproduces_the_auto_display():
+    ds = read_radiograph(corpus.radiograph_bytes(photometric="MONOCHROME1", bits_stored=12, window=False))
+    values = dicom.render_values(ds)
+    c, w = values.windows["auto"]
+    v = _unpack(values.png).astype(np.float64)
+    windowed = np.clip((v - (c - w / 2)) / w, 0, 1) * 255
+    shown = np.asarray(Image.open(io.BytesIO(render_display(ds, window="auto").png))).astype(np.float64)
+    assert np.abs(windowed - shown).mean() < 2.0
+
+
+def test_viewer_presets_are_ordered_dark_to_bright():
+    values = dicom.render_values(read_radiograph(corpus.radiograph_bytes()))
+    w = values.windows
+    assert w["file"] is not None and set(w) == {"auto", "file", "lung", "mediastinum", "bone"}
+    assert w["lung"][0] < w["mediastinum"][0] < w["bone"][0]
