@@ -18,7 +18,11 @@ urlpatterns = [
     path("api/", include("trial.api_urls")),
     path("api/", include("ai.api_urls")),
     path("api/", include("reading.api_urls")),
+    path("api/", include("scoring.api_urls")),
+    path("api/", include("stats.api_urls")),
     path("", include("trial.urls")),
     path("", include("ai.urls")),
     path("", include("reading.urls")),
+    path("", include("scoring.urls")),
+    path("", include("stats.urls")),
 ]

@@ -51,7 +51,8 @@ def memberships_of_user(*, user) -> dict[int, list[str]]:
 
 
 def sites_for(*, trial: Trial, user) -> QuerySet[Site]:
-    require_role(trial=trial, user=user)
+    """Not for experts: they are blinded to where a case comes from (the site is a blinded field of scoring)."""
+    require_role(trial=trial, user=user, roles=[r for r in Role.values if r != Role.EXPERT])
     return trial.sites.annotate(n_cases=Count("cases", distinct=True)).order_by("code")
 
 

@@ -32,6 +32,9 @@ def home(request):
 
 @login_required
 def trial_create(request):
+    if not (request.user.is_staff or request.user.has_perm("trial.add_trial")):
+        # The same rule as services.create_trial, before the form is shown: nobody fills in a form they cannot send.
+        raise PermissionDenied("You are not allowed to create trials; ask an administrator.")
     form = TrialForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -48,7 +51,9 @@ def trial_create(request):
 def trial_detail(request, code):
     trial = selectors.trial_for_user(code=code, user=request.user)
     my_roles = selectors.roles_of(trial=trial, user=request.user)
-    context = {"trial": trial, "my_roles": my_roles, "sites": selectors.sites_for(trial=trial, user=request.user)}
+    sees_sites = bool(my_roles - {Role.EXPERT})  # experts are blinded to the sites (see scoring)
+    context = {"trial": trial, "my_roles": my_roles,
+               "sites": selectors.sites_for(trial=trial, user=request.user) if sees_sites else []}
     if Role.INVESTIGATOR in my_roles:
         context.update(
             members=selectors.members_for(trial=trial, user=request.user),
@@ -162,7 +167,7 @@ def case_list(request, code):
 @login_required
 def case_upload(request, code):
     trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-    if request.method != "GET":
+    if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])  # the page uploads through the API, one file at a time
     return render(request, "trial/case_upload.html", {
         "trial": trial, "sites": selectors.sites_for(trial=trial, user=request.user),

@@ -108,7 +108,9 @@ class LMMResult:
     def ratio_confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         self._require_log()
         low, high = self.confidence_interval(confidence_level)
-        return ConfidenceInterval(math.exp(low), math.exp(high))
+        # With a tiny df (a small subgroup) the t interval can be astronomically wide: exp overflows to
+        # infinity rather than raising, so that the interval reads "unbounded".
+        return ConfidenceInterval(_safe_exp(low), _safe_exp(high))
 
     @property
     def percent_reduction(self) -> float:
@@ -732,3 +734,10 @@ def _fit(y: np.ndarray, X: np.ndarray, names: list[str], factors: list[tuple[np.
         theta=tuple(float(t) for t in theta),
         converged=converged,
     )
+
+
+def _safe_exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf

@@ -23,7 +23,8 @@ def _read_one_case(page, read, *, typed: str, expect_draft: bool):
         assert "AI draft" in page.inner_text("#text-source")
     else:
         assert impression.input_value() == ""
-    # window/level: drag on the viewer changes the overlay's numbers
+    # window/level on the real values (the 16-bit values image loads after the first paint)
+    page.wait_for_function("() => window.CxrReading.viewer.state().valuesLoaded")
     overlay_before = page.inner_text("#viewer")
     box = page.locator("#viewer canvas").first.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)

@@ -60,3 +60,13 @@ def test_unsubmitted_read_is_measured_up_to_now():
 
 def test_no_events_means_no_time():
     assert reading_time([], gap_cap_seconds=30).active_seconds == 0
+
+
+def test_a_save_arriving_after_hidden_does_not_restart_the_clock():
+    events = [ev("opened", 0), ev("hidden", 10), ev("autosaved", 11), ev("visible", 100), ev("submitted", 110)]
+    assert reading_time(events, gap_cap_seconds=30).active_seconds == 20
+
+
+def test_a_save_while_active_is_a_sign_of_life():
+    events = [ev("opened", 0), ev("autosaved", 25), ev("autosaved", 50), ev("submitted", 70)]
+    assert reading_time(events, gap_cap_seconds=30).active_seconds == 70

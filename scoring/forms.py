@@ -1,0 +1,116 @@
+"""Forms of the scoring pages, built from the item's blinded view (scoring.selectors.item_view)."""
+from __future__ import annotations
+
+from django import forms
+
+from trial.models import Role
+
+from .models import Mark
+
+
+def _radios(choices, *, required=True, label=""):
+    return forms.ChoiceField(choices=choices, widget=forms.RadioSelect, required=required, label=label)
+
+
+class CorrectionMixin(forms.Form):
+    correction_reason = forms.CharField(required=False, max_length=4000, label="Reason for the correction",
+                                        widget=forms.TextInput(attrs={"autocomplete": "off"}))
+
+    def __init__(self, *args, correcting: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not correcting:
+            del self.fields["correction_reason"]
+        else:
+            self.fields["correction_reason"].required = True
+
+    def reason(self) -> str | None:
+        return self.cleaned_data.get("correction_reason") if "correction_reason" in self.fields else None
+
+
+class QualityForm(CorrectionMixin):
+    def __init__(self, *args, scale: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        likert = [(str(s["value"]), f"{s['value']} · {s['label']}") for s in scale["likert"]]
+        self.fields["overall"] = _radios(likert, label="Overall quality")
+        for sub in scale["subscores"]:
+            self.fields[f"sub_{sub['key']}"] = forms.ChoiceField(
+                choices=[("", "—")] + [(str(s["value"]), str(s["value"])) for s in scale["likert"]], required=False,
+                label=sub["label"], help_text=sub.get("help", ""))
+        self.fields["radpeer"] = _radios([(r["value"], r["label"]) for r in scale["radpeer"]], label="RADPEER")
+        self.fields["comment"] = forms.CharField(required=False, max_length=4000, label="Comment",
+                                                 widget=forms.Textarea(attrs={"rows": 2}))
+        self.subscore_keys = [s["key"] for s in scale["subscores"]]
+        self.order_fields(["overall", *[f"sub_{k}" for k in self.subscore_keys], "radpeer", "comment",
+                           "correction_reason"])
+
+    def values(self) -> dict:
+        data = self.cleaned_data
+        return {"overall": int(data["overall"]), "radpeer": data["radpeer"], "comment": data["comment"],
+                "subscores": {k: int(data[f"sub_{k}"]) for k in self.subscore_keys if data.get(f"sub_{k}")}}
+
+
+class PreferenceForm(CorrectionMixin):
+    def __init__(self, *args, scale: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["choice"] = _radios([(c["value"], c["label"]) for c in scale["choices"]],
+                                        label="Which report is better?")
+        self.fields["reason"] = forms.CharField(required=False, max_length=4000, label="Why (optional)",
+                                                widget=forms.Textarea(attrs={"rows": 2}))
+        self.order_fields(["choice", "reason", "correction_reason"])
+
+
+class FindingsForm(CorrectionMixin):
+    """One row per trial finding; field names are positions (finding names have spaces)."""
+
+    def __init__(self, *args, findings: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.findings = list(findings)
+        for i, name in enumerate(self.findings):
+            self.fields[f"finding_{i}"] = _radios(Mark.choices, label=name.capitalize())
+        self.order_fields([f"finding_{i}" for i in range(len(self.findings))] + ["correction_reason"])
+
+    def marks(self) -> dict:
+        return {name: self.cleaned_data[f"finding_{i}"] for i, name in enumerate(self.findings)}
+
+
+class AdjudicationForm(forms.Form):
+    def __init__(self, *args, findings: list[dict], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.findings = [f["finding"] for f in findings]
+        for i, f in enumerate(findings):
+            self.fields[f"finding_{i}"] = forms.ChoiceField(
+                choices=[("", "—"), ("present", "Present"), ("absent", "Absent")], required=False,
+                label=f["finding"].capitalize() + ("" if f["pending"] else " (already decided by you)"))
+        self.fields["reason"] = forms.CharField(required=False, max_length=4000, label="Note (optional)",
+                                                widget=forms.Textarea(attrs={"rows": 2}))
+
+    def decisions(self) -> dict:
+        return {name: self.cleaned_data[f"finding_{i}"] == "present" for i, name in enumerate(self.findings)
+                if self.cleaned_data.get(f"finding_{i}")}
+
+
+class SettingsForm(forms.Form):
+    adjudicator = forms.ModelChoiceField(queryset=None, required=False, empty_label="(none)",
+                                         help_text="An expert who settles findings on which the panel has no majority.")
+    reference_standard = forms.BooleanField(required=False, label="Experts mark each finding on every case",
+                                            help_text="The reference standard of the detection endpoints.")
+    subscores = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}),
+                                help_text="One per line: key | label | help. Each is scored 1–5, optionally.")
+
+    def __init__(self, *args, trial, current, **kwargs):
+        super().__init__(*args, initial={
+            "adjudicator": current.adjudicator_id, "reference_standard": current.reference_standard,
+            "subscores": "\n".join(f"{s['key']} | {s['label']} | {s.get('help', '')}" for s in current.subscores),
+        }, **kwargs)
+        self.fields["adjudicator"].queryset = trial.memberships.filter(role=Role.EXPERT).order_by("pseudonym")
+        self.fields["adjudicator"].label_from_instance = lambda m: f"{m.pseudonym} ({m.user.get_username()})"
+
+    def clean_subscores(self) -> list[dict]:
+        out = []
+        for line in self.cleaned_data["subscores"].splitlines():
+            if not line.strip():
+                continue
+            parts = [p.strip() for p in line.split("|")]
+            out.append({"key": parts[0], "label": parts[1] if len(parts) > 1 else "",
+                        "help": parts[2] if len(parts) > 2 else ""})
+        return out

@@ -1,0 +1,452 @@
+"""Every read of scoring data, scoped. The blinding lives here, once: what an expert can reach is built by
+`item_view` and `worklist` from an allow-list of fields (normalized text, the radiograph, the clinical
+history, the expert's own answers), never from a model or a serializer of one. No arm, reader, time,
+draft, site, date, case code, database id or other expert's answer leaves through them.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Exists, OuterRef, Q
+from django.urls import reverse
+
+from reading.models import Read, ReadStatus, Report
+from trial.models import Arm, Design, Membership, Role, Status, Trial
+from trial.selectors import require_role
+
+from .models import (
+    LIKERT,
+    Adjudication,
+    Assignment,
+    Choice,
+    FindingVote,
+    Item,
+    ItemKind,
+    Mark,
+    Preference,
+    QualityScore,
+    Radpeer,
+    ReferenceMethod,
+    ReferenceStandard,
+    ScoringSettings,
+    ShownReport,
+    Side,
+)
+
+NOT_ASSIGNED = "This item is not assigned to you."
+NOT_ADJUDICATOR = "Only the trial's adjudicator can open the adjudication queue."
+ANSWER_MODEL = {ItemKind.QUALITY: QualityScore, ItemKind.PAIR: Preference, ItemKind.REFERENCE: FindingVote}
+# Labels experts see; chosen to name no arm ("standard" is never shown to an expert, even as a word).
+KIND_LABEL = {ItemKind.REFERENCE: "Findings", ItemKind.QUALITY: "Report quality", ItemKind.PAIR: "Comparison"}
+
+
+def settings_of(trial: Trial) -> ScoringSettings:
+    """The trial's scoring settings, or the defaults (unsaved) when none were set."""
+    return (ScoringSettings.objects.filter(trial=trial).select_related("adjudicator").first()
+            or ScoringSettings(trial=trial))
+
+
+# ----------------------------------------------------------------------------- reports and experts (no permission: for services)
+
+
+def latest_reports(reads) -> dict[int, Report]:
+    """read id → its latest report version."""
+    latest: dict[int, Report] = {}
+    for report in Report.objects.filter(read__in=reads).order_by("read_id", "version"):
+        latest[report.read_id] = report
+    return latest
+
+
+def _is_final(read: Read, report: Report | None, require_signoff: bool) -> bool:
+    return (read.status == ReadStatus.SUBMITTED and report is not None
+            and (not require_signoff or report.signed_at is not None))
+
+
+@dataclass
+class Unit:
+    case_id: int
+    reads: list[Read]                     # assisted first when there are two
+    reports: dict[int, Report] = field(default_factory=dict)
+
+
+def ready_units(trial: Trial, *, case_id: int | None = None) -> list[Unit]:
+    """Units whose every report is final (signed, where the trial asks for it): see scoring.services."""
+    reads = Read.objects.filter(trial=trial).select_related("case", "reader")
+    if case_id is not None:
+        reads = reads.filter(case_id=case_id)
+    reads = list(reads)
+    latest = latest_reports(reads)
+    groups: dict[tuple, list[Read]] = defaultdict(list)
+    for read in reads:
+        groups[(read.case_id, read.reader_id) if trial.design == Design.CROSSOVER else (read.case_id,)].append(read)
+    units = []
+    for key, group in groups.items():
+        arms = sorted(read.arm for read in group)
+        expected = [Arm.ASSISTED.value, Arm.STANDARD.value] if trial.design != Design.CASE_RANDOMIZED else arms[:1]
+        if arms != expected:
+            continue
+        if not all(_is_final(read, latest.get(read.pk), trial.require_signoff) for read in group):
+            continue
+        group.sort(key=lambda read: read.arm != Arm.ASSISTED)
+        units.append(Unit(case_id=key[0], reads=group, reports={read.pk: latest[read.pk] for read in group}))
+    return units
+
+
+def expert_eligibility(trial: Trial) -> tuple[list[Membership], list[Membership]]:
+    """(eligible, conflicted): an expert who holds another role in the trial could recognise reports."""
+    experts = list(trial.memberships.filter(role=Role.EXPERT).select_related("user").order_by("id"))
+    others = set(trial.memberships.exclude(role=Role.EXPERT).values_list("user_id", flat=True))
+    return [m for m in experts if m.user_id not in others], [m for m in experts if m.user_id in others]
+
+
+# ----------------------------------------------------------------------------- the expert's own work
+
+
+def _expert(*, trial: Trial, user) -> Membership:
+    require_role(trial=trial, user=user, roles=[Role.EXPERT])
+    return trial.memberships.get(user=user, role=Role.EXPERT)
+
+
+def _answered() -> Q:
+    return Q(qualityscores__isnull=False) | Q(preferences__isnull=False) | Q(findingvotes__isnull=False)
+
+
+def _my_current(expert: Membership):
+    answered = Assignment.objects.filter(pk=OuterRef("pk")).filter(_answered())
+    return (Assignment.objects.filter(expert=expert, item__superseded_at__isnull=True)
+            .select_related("item").annotate(done=Exists(answered)).order_by("item__phase", "order_key"))
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    key: str
+    position: int
+    kind: str
+    label: str
+    done: bool
+    available: bool
+
+
+@dataclass(frozen=True)
+class Worklist:
+    rows: list[WorklistRow]
+    done: int
+    total: int
+
+    @property
+    def resume(self) -> WorklistRow | None:
+        return next((r for r in self.rows if r.available and not r.done), None)
+
+
+def _rows(assignments) -> list[WorklistRow]:
+    # An item opens once the expert has answered the earlier phases of the same case (image, then each
+    # report alone, then the pair).
+    open_phases: dict[int, set[int]] = defaultdict(set)
+    for a in assignments:
+        if not a.done:
+            open_phases[a.item.case_id].add(a.item.phase)
+    return [WorklistRow(a.key, i + 1, a.item.kind, KIND_LABEL[a.item.kind], a.done,
+                        not any(p < a.item.phase for p in open_phases[a.item.case_id]))
+            for i, a in enumerate(assignments)]
+
+
+def worklist(*, trial: Trial, expert_user) -> Worklist:
+    """The expert's current items in their stored random order: position, kind and state only."""
+    rows = _rows(list(_my_current(_expert(trial=trial, user=expert_user))))
+    return Worklist(rows, sum(r.done for r in rows), len(rows))
+
+
+def assignment_for_expert(*, key: str, user, trial: Trial | None = None) -> Assignment:
+    """The user's own assignment by its opaque key; anything else gets the same refusal."""
+    assignment = Assignment.objects.select_related("item__trial", "item__case", "expert").filter(key=key).first()
+    if (assignment is None or not getattr(user, "is_authenticated", False) or assignment.expert.user_id != user.pk
+            or assignment.expert.role != Role.EXPERT or (trial is not None and assignment.item.trial_id != trial.pk)):
+        raise PermissionDenied(NOT_ASSIGNED)
+    return assignment
+
+
+def _answer_payload(kind: str, answer) -> dict:
+    common = {"version": answer.version, "correction_reason": answer.correction_reason}
+    if kind == ItemKind.QUALITY:
+        return {**common, "overall": answer.overall, "subscores": answer.subscores, "radpeer": answer.radpeer,
+                "comment": answer.comment}
+    if kind == ItemKind.PAIR:
+        return {**common, "choice": answer.choice, "reason": answer.reason}
+    return {**common, "marks": answer.marks}
+
+
+def _shown_reports(assignment: Assignment) -> list[dict]:
+    shown = list(assignment.item.shown_reports.order_by("id"))
+    if assignment.item.kind != ItemKind.PAIR:
+        return [{"side": None, "label": "Report", "findings": s.findings, "impression": s.impression} for s in shown]
+    by_arm = {s.arm: s for s in shown}
+    left = Arm.ASSISTED if assignment.assisted_side == Side.A else Arm.STANDARD
+    right = Arm.STANDARD if left == Arm.ASSISTED else Arm.ASSISTED
+    return [{"side": side, "label": f"Report {side}", "findings": by_arm[arm].findings,
+             "impression": by_arm[arm].impression} for side, arm in ((Side.A, left), (Side.B, right))]
+
+
+def _replacement(assignment: Assignment) -> Assignment | None:
+    return (Assignment.objects.filter(expert=assignment.expert, item__unit=assignment.item.unit,
+                                      item__trial=assignment.item.trial, item__superseded_at__isnull=True).first())
+
+
+def item_view(*, assignment: Assignment) -> dict:
+    """Everything the scoring screen and the API show for one assignment: the blinded allow-list."""
+    item, trial, case = assignment.item, assignment.item.trial, assignment.item.case
+    scoring_settings = settings_of(trial)
+    rows = _rows(list(_my_current(assignment.expert)))
+    row = next((r for r in rows if r.key == assignment.key), None)
+    model = ANSWER_MODEL[item.kind]
+    answer = model.objects.filter(assignment=assignment).order_by("-version").first()
+    nxt = next((r for r in rows if r.available and not r.done and r.key != assignment.key), None)
+    replacement = _replacement(assignment) if item.superseded_at else None
+    key = assignment.key
+    # Not yet available (an earlier item of the same radiograph is unanswered): nothing of the case is
+    # sent, so that the order image → each report → the pair holds whatever URL the expert opens.
+    shown = bool(row and row.available) or answer is not None
+    return {
+        "key": key, "kind": item.kind, "label": KIND_LABEL[item.kind],
+        "position": row.position if row else None, "of": len(rows),
+        "available": bool(row and row.available), "replaced": item.superseded_at is not None,
+        "replacement_key": replacement.key if replacement else None,
+        "open": trial.status in (Status.READING, Status.SCORING),
+        "image": {
+            "display_url": reverse("scoring:item_image", args=[trial.code, key, "display"]),
+            "values_url": reverse("scoring:item_image", args=[trial.code, key, "values"]) if case.values_image else None,
+            "width": case.display_width, "height": case.display_height, "windows": case.display_windows or {},
+        } if shown else None,
+        "clinical_history": case.clinical_history if shown else "",
+        "reports": _shown_reports(assignment) if shown else [],
+        "findings": list(trial.findings) if item.kind == ItemKind.REFERENCE else [],
+        "scale": {
+            "likert": [{"value": v, "label": label} for v, label in LIKERT.items()],
+            "subscores": [{"key": d["key"], "label": d["label"], "help": d.get("help", "")}
+                          for d in scoring_settings.subscores] if item.kind == ItemKind.QUALITY else [],
+            "radpeer": [{"value": c.value, "label": c.label} for c in Radpeer] if item.kind == ItemKind.QUALITY else [],
+            "choices": [{"value": c.value, "label": c.label} for c in Choice
+                        if c != Choice.NONE or trial.allow_no_preference] if item.kind == ItemKind.PAIR else [],
+            "marks": [{"value": m.value, "label": m.label} for m in Mark] if item.kind == ItemKind.REFERENCE else [],
+        },
+        "answer": _answer_payload(item.kind, answer) if answer else None,
+        "next_key": nxt.key if nxt else None,
+    }
+
+
+def image_for_expert(*, trial: Trial, key: str, user, kind: str):
+    case = assignment_for_expert(key=key, user=user, trial=trial).item.case
+    field_file = {"display": case.display_image, "values": case.values_image}.get(kind)
+    if not field_file:
+        raise PermissionDenied("Unknown image.")
+    return field_file
+
+
+# ----------------------------------------------------------------------------- the adjudicator
+
+
+def _require_adjudicator(*, trial: Trial, user) -> Membership:
+    require_role(trial=trial, user=user, roles=[Role.EXPERT])
+    adjudicator = settings_of(trial).adjudicator
+    if adjudicator is None or adjudicator.user_id != user.pk:
+        raise PermissionDenied(NOT_ADJUDICATOR)
+    return adjudicator
+
+
+def _disputed(trial: Trial):
+    return ReferenceStandard.objects.filter(trial=trial, method__in=[ReferenceMethod.PENDING,
+                                                                     ReferenceMethod.ADJUDICATED])
+
+
+def adjudication_queue(*, trial: Trial, user) -> list[dict]:
+    """Cases with a finding the panel could not settle, by opaque key: no case code, no votes."""
+    _require_adjudicator(trial=trial, user=user)
+    pending = defaultdict(list)
+    decided = defaultdict(list)
+    for ref in _disputed(trial).order_by("finding"):
+        (pending if ref.method == ReferenceMethod.PENDING else decided)[ref.case_id].append(ref.finding)
+    items = Item.objects.filter(trial=trial, kind=ItemKind.REFERENCE, superseded_at__isnull=True,
+                                case_id__in=set(pending) | set(decided)).order_by("key")
+    return [{"key": item.key, "number": i + 1, "pending": pending[item.case_id], "adjudicated": decided[item.case_id]}
+            for i, item in enumerate(items)]
+
+
+def adjudication_item(*, trial: Trial, key: str, user) -> Item:
+    _require_adjudicator(trial=trial, user=user)
+    item = (Item.objects.select_related("case", "trial").filter(trial=trial, key=key, kind=ItemKind.REFERENCE)
+            .filter(case__reference_standards__method__in=[ReferenceMethod.PENDING, ReferenceMethod.ADJUDICATED])
+            .first())
+    if item is None:
+        raise PermissionDenied("This case is not in the adjudication queue.")
+    return item
+
+
+def adjudication_view(*, item: Item) -> dict:
+    """The radiograph and the disputed findings, with the adjudicator's own earlier decision: not the votes,
+    so that the tie is broken by an independent reading."""
+    case, trial = item.case, item.trial
+    own = {a.reference.finding: a.present for a in Adjudication.objects.filter(reference__case=case)
+           .select_related("reference").order_by("decided_at")}
+    return {
+        "key": item.key,
+        "image": {
+            "display_url": reverse("scoring:adjudication_image", args=[trial.code, item.key, "display"]),
+            "values_url": (reverse("scoring:adjudication_image", args=[trial.code, item.key, "values"])
+                           if case.values_image else None),
+            "width": case.display_width, "height": case.display_height, "windows": case.display_windows or {},
+        },
+        "clinical_history": case.clinical_history,
+        "findings": [{"finding": ref.finding, "pending": ref.method == ReferenceMethod.PENDING,
+                      "decision": own.get(ref.finding)} for ref in _disputed(trial).filter(case=case).order_by("finding")],
+    }
+
+
+def adjudication_image(*, trial: Trial, key: str, user, kind: str):
+    case = adjudication_item(trial=trial, key=key, user=user).case
+    field_file = {"display": case.display_image, "values": case.values_image}.get(kind)
+    if not field_file:
+        raise PermissionDenied("Unknown image.")
+    return field_file
+
+
+# ----------------------------------------------------------------------------- investigators: completion, not results
+
+
+def progress(*, trial: Trial, user) -> dict:
+    """Completion only: counts per expert and per kind. No score, preference or vote, until unblinding."""
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    answered = Assignment.objects.filter(pk=OuterRef("pk")).filter(_answered())
+    per_expert = {}
+    rows = (Assignment.objects.filter(item__trial=trial, item__superseded_at__isnull=True)
+            .annotate(done=Exists(answered)).values("expert__pseudonym", "expert__user__username", "item__kind", "done"))
+    for row in rows:
+        entry = per_expert.setdefault(row["expert__pseudonym"], {
+            "pseudonym": row["expert__pseudonym"], "username": row["expert__user__username"], "assigned": 0, "done": 0,
+            **{kind.value: {"assigned": 0, "done": 0} for kind in ItemKind}})
+        for bucket in (entry, entry[row["item__kind"]]):
+            bucket["assigned"] += 1
+            bucket["done"] += int(row["done"])
+    items = Item.objects.filter(trial=trial)
+    eligible, conflicted = expert_eligibility(trial)
+    scoring_settings = settings_of(trial)
+    built = set(items.filter(superseded_at__isnull=True).values_list("unit", flat=True))
+    units = ready_units(trial)
+    waiting = sum(1 for u in units if f"q:{u.reads[0].pk}" not in built)
+    problems = []
+    if len(eligible) < trial.experts_per_item:
+        problems.append(f"Items need {trial.experts_per_item} experts each; the trial has {len(eligible)} eligible."
+                        + (f" Holding another role (not eligible): {', '.join(m.pseudonym for m in conflicted)}."
+                           if conflicted else ""))
+    if scoring_settings.reference_standard and scoring_settings.adjudicator_id is None:
+        problems.append("No adjudicator is designated: findings without a panel majority cannot be settled.")
+    reference = ReferenceStandard.objects.filter(trial=trial).values("method").annotate(n=Count("id"))
+    return {
+        "experts": sorted(per_expert.values(), key=lambda e: e["pseudonym"]),
+        "items": {kind.value: items.filter(kind=kind, superseded_at__isnull=True).count() for kind in ItemKind},
+        "superseded": items.filter(superseded_at__isnull=False).count(),
+        "units_ready_not_built": waiting,
+        "reference": {row["method"]: row["n"] for row in reference},
+        "adjudicator": scoring_settings.adjudicator.pseudonym if scoring_settings.adjudicator else None,
+        "eligible_experts": len(eligible),
+        "problems": problems,
+    }
+
+
+def settings_for(*, trial: Trial, user) -> ScoringSettings:
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    return settings_of(trial)
+
+
+def results_for(*, trial: Trial, user) -> dict[str, list[dict]]:
+    """The scoring data set, for investigators and statisticians once the trial is unblinded."""
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR, Role.STATISTICIAN])
+    if trial.status != Status.UNBLINDED:
+        raise PermissionDenied("Scoring results are available after unblinding; until then only completion is shown.")
+    return analysis_rows(trial)
+
+
+# ----------------------------------------------------------------------------- the analysis data set
+
+
+def _latest_answers(model, assignments) -> dict[int, tuple]:
+    """assignment id → (first version, latest version)."""
+    out: dict[int, list] = {}
+    for answer in model.objects.filter(assignment__in=assignments).order_by("assignment_id", "version"):
+        out.setdefault(answer.assignment_id, [answer, answer])[1] = answer
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _times(assignment: Assignment, first) -> dict:
+    seconds = (first.submitted_at - assignment.opened_at).total_seconds() if assignment.opened_at else None
+    return {"opened_at": assignment.opened_at, "submitted_at": first.submitted_at, "seconds": seconds}
+
+
+def analysis_rows(trial: Trial, *, include_superseded: bool = False) -> dict[str, list[dict]]:
+    """The scoring data set, long format, one plain dict per answer (latest version; times of the first).
+
+    NO PERMISSION CHECK: for the stats app only, after its own checks (role, lock, unblinding). Keys:
+    - "quality": per report and expert: case, site, arm, reader, period, report id/version, expert,
+      position, overall, sub_<key>, radpeer, comment, version, opened_at, submitted_at, seconds.
+    - "preference": per pair and expert: case, site, reader_assisted, reader_standard, expert,
+      assisted_side ("A" = left), left_arm, choice ("A", "B", "none"), preferred_arm, reason, times.
+    - "finding_votes": per case, finding and expert: mark (present / absent / uncertain).
+    - "reference_standard": per case and finding: present, method, vote counts, decided_by, decided_at.
+    Superseded items (a report corrected after them) are left out unless `include_superseded`.
+    """
+    items = Item.objects.filter(trial=trial)
+    if not include_superseded:
+        items = items.filter(superseded_at__isnull=True)
+    assignments = list(Assignment.objects.filter(item__in=items)
+                       .select_related("item__case__site", "expert").order_by("item_id", "expert__pseudonym"))
+    shown = defaultdict(list)
+    for s in (ShownReport.objects.filter(item__in=items)
+              .select_related("read__reader").order_by("id")):
+        shown[s.item_id].append(s)
+    positions = {}
+    by_expert = defaultdict(list)
+    for a in sorted(assignments, key=lambda a: (a.item.phase, a.order_key)):
+        by_expert[a.expert_id].append(a)
+    for expert_assignments in by_expert.values():
+        for i, a in enumerate(expert_assignments):
+            positions[a.pk] = i + 1
+    answers = {kind: _latest_answers(model, assignments) for kind, model in ANSWER_MODEL.items()}
+    rows: dict[str, list[dict]] = {"quality": [], "preference": [], "finding_votes": [], "reference_standard": []}
+    for a in assignments:
+        item = a.item
+        pair = answers[item.kind].get(a.pk)
+        if pair is None:
+            continue
+        first, last = pair
+        base = {"trial": trial.code, "case": item.case.code, "site": item.case.site.code, "item": item.pk,
+                "item_superseded": item.superseded_at is not None, "expert": a.expert.pseudonym,
+                "position": positions[a.pk], "version": last.version, "corrected": last.version > 1,
+                **_times(a, first)}
+        if item.kind == ItemKind.QUALITY:
+            s = shown[item.pk][0]
+            rows["quality"].append({**base, "arm": s.arm, "reader": s.read.reader.pseudonym, "period": s.read.period,
+                                    "read": s.read_id, "report": s.report_id, "report_version": s.report_version,
+                                    "overall": last.overall, "radpeer": last.radpeer, "comment": last.comment,
+                                    **{f"sub_{k}": v for k, v in last.subscores.items()}})
+        elif item.kind == ItemKind.PAIR:
+            by_arm = {s.arm: s for s in shown[item.pk]}
+            left_arm = Arm.ASSISTED.value if a.assisted_side == Side.A else Arm.STANDARD.value
+            right_arm = Arm.STANDARD.value if left_arm == Arm.ASSISTED.value else Arm.ASSISTED.value
+            preferred = {Choice.A: left_arm, Choice.B: right_arm}.get(last.choice)
+            rows["preference"].append({
+                **base, "reader_assisted": by_arm[Arm.ASSISTED].read.reader.pseudonym,
+                "reader_standard": by_arm[Arm.STANDARD].read.reader.pseudonym,
+                "report_assisted": by_arm[Arm.ASSISTED].report_id, "report_standard": by_arm[Arm.STANDARD].report_id,
+                "assisted_side": a.assisted_side, "left_arm": left_arm, "choice": last.choice,
+                "preferred_arm": preferred, "reason": last.reason})
+        else:
+            for finding, mark in last.marks.items():
+                rows["finding_votes"].append({**base, "finding": finding, "mark": mark})
+    for ref in (ReferenceStandard.objects.filter(trial=trial).select_related("case__site", "decided_by")
+                .order_by("case__code", "finding")):
+        rows["reference_standard"].append({
+            "trial": trial.code, "case": ref.case.code, "site": ref.case.site.code, "finding": ref.finding,
+            "present": ref.present, "method": ref.method, "votes_present": ref.votes_present,
+            "votes_absent": ref.votes_absent, "votes_uncertain": ref.votes_uncertain,
+            "decided_by": ref.decided_by.pseudonym if ref.decided_by else None, "decided_at": ref.decided_at})
+    return rows

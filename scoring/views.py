@@ -1,0 +1,173 @@
+"""Expert, adjudicator and investigator pages of the scoring app: thin; selectors read, services write."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from trial import selectors as trial_selectors
+from trial.errors import ServiceError
+from trial.models import Role
+
+from . import selectors, services
+from .forms import AdjudicationForm, FindingsForm, PreferenceForm, QualityForm, SettingsForm
+from .models import ItemKind
+
+
+def _image(field_file):
+    response = FileResponse(field_file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    response.headers.pop("Content-Disposition", None)  # no file name: it is the same for every item anyway
+    return response
+
+
+def _form_error(form, exc: ServiceError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+
+
+# ------------------------------------------------------------------------------------- experts
+
+
+@login_required
+def worklist_page(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
+    wl = selectors.worklist(trial=trial, expert_user=request.user)
+    adjudicator = selectors.settings_of(trial).adjudicator
+    is_adjudicator = adjudicator is not None and adjudicator.user_id == request.user.pk
+    return render(request, "scoring/worklist.html", {
+        "trial": trial, "rows": wl.rows, "progress": {"done": wl.done, "total": wl.total},
+        "resume": wl.resume, "is_adjudicator": is_adjudicator,
+    })
+
+
+def _item_form(view, data=None, correcting=False):
+    kwargs = {"correcting": correcting}
+    if view["kind"] == ItemKind.QUALITY:
+        return QualityForm(data, scale=view["scale"], **kwargs)
+    if view["kind"] == ItemKind.PAIR:
+        return PreferenceForm(data, scale=view["scale"], **kwargs)
+    return FindingsForm(data, findings=view["findings"], **kwargs)
+
+
+def _submit(form, assignment, user) -> None:
+    kind, reason = assignment.item.kind, form.reason()
+    if kind == ItemKind.QUALITY:
+        services.submit_quality_score(assignment=assignment, by=user, reason=reason, **form.values())
+    elif kind == ItemKind.PAIR:
+        services.submit_preference(assignment=assignment, by=user, choice=form.cleaned_data["choice"],
+                                   reason_text=form.cleaned_data["reason"], reason=reason)
+    else:
+        services.submit_findings(assignment=assignment, by=user, marks=form.marks(), reason=reason)
+
+
+@login_required
+def item_page(request, code, key):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
+    assignment = selectors.assignment_for_expert(key=key, user=request.user, trial=trial)
+    view = selectors.item_view(assignment=assignment)
+    correcting = request.POST.get("action") == "correct"
+    form = _item_form(view, request.POST if request.method == "POST" else None, correcting=correcting)
+    if request.method == "POST" and form.is_valid():
+        try:
+            _submit(form, assignment, request.user)
+        except ServiceError as exc:
+            _form_error(form, exc)
+            view = selectors.item_view(assignment=assignment)  # a changed report may have rebuilt the item
+        else:
+            messages.success(request, "Correction saved." if correcting else "Saved.")
+            view = selectors.item_view(assignment=assignment)
+            if view["next_key"] and not correcting:
+                return redirect("scoring:item", trial.code, view["next_key"])
+            return redirect("scoring:item", trial.code, key) if correcting else redirect("scoring:worklist", trial.code)
+    elif request.method == "GET" and view["image"] is not None and view["open"] and not view["replaced"]:
+        services.open_assignment(assignment=assignment, by=request.user)  # the time spent starts here
+    correction_form = _item_form(view, correcting=True) if view["answer"] and not correcting else None
+    return render(request, "scoring/item.html", {
+        "trial": trial, "item": view, "form": form, "correcting": correcting, "correction_form": correction_form,
+        "worklist_url": reverse("scoring:worklist", args=[trial.code]),
+    })
+
+
+@login_required
+def item_image(request, code, key, kind):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
+    return _image(selectors.image_for_expert(trial=trial, key=key, user=request.user, kind=kind))
+
+
+# ------------------------------------------------------------------------------------- adjudicator
+
+
+@login_required
+def adjudication_page(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
+    return render(request, "scoring/adjudication.html", {
+        "trial": trial, "queue": selectors.adjudication_queue(trial=trial, user=request.user)})
+
+
+@login_required
+def adjudicate_page(request, code, key):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
+    item = selectors.adjudication_item(trial=trial, key=key, user=request.user)
+    view = selectors.adjudication_view(item=item)
+    form = AdjudicationForm(request.POST or None, findings=view["findings"])
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.adjudicate(item=item, by=request.user, decisions=form.decisions(),
+                                reason=form.cleaned_data["reason"])
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Decision saved.")
+            return redirect("scoring:adjudication", trial.code)
+    return render(request, "scoring/adjudicate.html", {"trial": trial, "view": view, "form": form})
+
+
+@login_required
+def adjudication_image(request, code, key, kind):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
+    return _image(selectors.adjudication_image(trial=trial, key=key, user=request.user, kind=kind))
+
+
+# ------------------------------------------------------------------------------------- investigators
+
+
+@login_required
+def progress_page(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    return render(request, "scoring/progress.html", {
+        "trial": trial, "progress": selectors.progress(trial=trial, user=request.user)})
+
+
+@login_required
+@require_POST
+def build_now(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    try:
+        result = services.build_items(trial=trial, by=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{result.total} items built"
+                         + (f", {result.superseded} superseded (a report was corrected)." if result.superseded else "."))
+    return redirect("scoring:progress", trial.code)
+
+
+@login_required
+def settings_page(request, code):
+    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    current = selectors.settings_for(trial=trial, user=request.user)
+    form = SettingsForm(request.POST or None, trial=trial, current=current)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.update_settings(trial=trial, by=request.user, adjudicator=data["adjudicator"],
+                                     reference_standard=data["reference_standard"], subscores=data["subscores"])
+        except ServiceError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, "Scoring settings saved.")
+            return redirect("scoring:progress", trial.code)
+    return render(request, "scoring/settings.html", {"trial": trial, "form": form})

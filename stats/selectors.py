@@ -1,0 +1,228 @@
+"""Every read of the stats app, scoped: investigators and statisticians only; arms masked until unblinding.
+
+Blinding lives here, once: a run's results, report and exports leave this module with the arms as
+"arm X" / "arm Y" and the one-arm columns withheld while the trial is not unblinded; the mapping
+and the real names only afterwards. Views, the API and the downloads all come through here.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+
+from ai import selectors as ai_selectors
+from ai.models import AIDraft, DraftStatus
+from reading.models import Read, ReadEvent, Report
+from trial.models import Arm, CaseIdentity, Role, Status, Trial
+from trial.selectors import require_role
+
+from . import analysis, dataset
+from .models import AnalysisPlan, AnalysisRun, RunStatus
+
+ANALYSTS = (Role.INVESTIGATOR, Role.STATISTICIAN)
+ARM_NAMES = {Arm.ASSISTED.value: "AI-assisted", Arm.STANDARD.value: "standard care"}
+NO_RUN = "No such analysis run in this trial."
+
+
+def require_analyst(*, trial: Trial, user) -> set[str]:
+    return require_role(trial=trial, user=user, roles=ANALYSTS)
+
+
+def is_unblinded(trial: Trial) -> bool:
+    return trial.status == Status.UNBLINDED
+
+
+# ------------------------------------------------------------------------------------------- plans
+
+
+def plans_for(*, trial: Trial, user) -> QuerySet[AnalysisPlan]:
+    require_analyst(trial=trial, user=user)
+    return trial.analysis_plans.select_related("created_by", "frozen_by").order_by("-version")
+
+
+def plan_for(*, trial: Trial, version: int, user) -> AnalysisPlan:
+    plan = plans_for(trial=trial, user=user).filter(version=version).first()
+    if plan is None:
+        raise PermissionDenied("No such version of the analysis plan.")
+    return plan
+
+
+def latest_plan(*, trial: Trial, user) -> AnalysisPlan | None:
+    return plans_for(trial=trial, user=user).first()
+
+
+def latest_frozen_plan(trial: Trial) -> AnalysisPlan | None:
+    return trial.analysis_plans.filter(frozen_at__isnull=False).order_by("-version").first()
+
+
+# -------------------------------------------------------------------------------------------- runs
+
+
+def runs_for(*, trial: Trial, user) -> QuerySet[AnalysisRun]:
+    require_analyst(trial=trial, user=user)
+    return trial.analysis_runs.select_related("plan", "requested_by").defer("results").order_by("-number")
+
+
+def run_for(*, trial: Trial, number: int, user) -> AnalysisRun:
+    require_analyst(trial=trial, user=user)
+    run = trial.analysis_runs.select_related("plan").filter(number=number).first()
+    if run is None:
+        raise PermissionDenied(NO_RUN)
+    return run
+
+
+def arm_labels(run: AnalysisRun) -> dict[str, str]:
+    """How the arms are named to people: "arm X" before unblinding, "AI-assisted (arm X)" after."""
+    if not is_unblinded(run.trial):
+        return {"X": "arm X", "Y": "arm Y"}
+    return {code: f"{ARM_NAMES[real]} (arm {code})" for code, real in run.arm_mapping.items()}
+
+
+def revealed_mapping(run: AnalysisRun) -> dict[str, str] | None:
+    """Which arm is X and which is Y: None until the trial is unblinded."""
+    return dict(run.arm_mapping) if is_unblinded(run.trial) else None
+
+
+def visible_results(run: AnalysisRun) -> dict[str, Any] | None:
+    """The run's results as the asking analyst may see them (call run_for first: it checks the role)."""
+    if run.results is None:
+        return None
+    return run.results if is_unblinded(run.trial) else analysis.without_withheld(run.results)
+
+
+def run_progress(*, run: AnalysisRun) -> dict[str, Any]:
+    return {"number": run.number, "status": run.status, "progress": run.progress, "stage": run.stage,
+            "error": run.error if run.status == RunStatus.FAILED else "",
+            "done": run.status in (RunStatus.DONE, RunStatus.FAILED)}
+
+
+def run_summary(*, run: AnalysisRun) -> dict[str, Any]:
+    """What a run is, for people and for the API: hashes, versions, mapping (after unblinding) and results."""
+    return {
+        "number": run.number, "status": run.status, "progress": run.progress, "stage": run.stage,
+        "error": run.error, "trial": run.trial.code, "trial_status_at_request": run.trial_status,
+        "plan_version": run.plan_version, "plan_sha256": run.plan_sha256,
+        "dataset_sha256": run.dataset_sha256, "dataset_rows": run.dataset_rows, "code_version": run.code_version,
+        "requested_at": run.requested_at, "started_at": run.started_at, "finished_at": run.finished_at,
+        "seconds": run.seconds, "masked": not is_unblinded(run.trial), "arm_labels": arm_labels(run),
+        "arm_mapping": revealed_mapping(run), "results": visible_results(run),
+    }
+
+
+def run_snapshot(run: AnalysisRun) -> dict[str, Any]:
+    """The run's stored snapshot, checked against its recorded hash (a changed file is refused)."""
+    with run.dataset.open("rb") as fh:
+        data = fh.read()
+    if dataset.sha256(data) != run.dataset_sha256:
+        raise PermissionDenied("The stored dataset of this run does not match its recorded hash.")
+    return json.loads(data)
+
+
+def export_view(*, run: AnalysisRun, user) -> dict[str, Any]:
+    """The run's tables as the asking analyst may take them away: masked before unblinding; after it, real
+    arm names, and for investigators only, the link from case codes to accession numbers."""
+    roles = require_analyst(trial=run.trial, user=user)
+    snapshot = run_snapshot(run)
+    if not is_unblinded(run.trial):
+        view = dataset.masked(snapshot, run.arm_mapping)
+        return {"view": view, "masked": True, "identities": None}
+    view = dataset.unmasked(snapshot)
+    identities = None
+    if Role.INVESTIGATOR in roles:
+        identities = [
+            {"case": code, "accession_number": acc, "patient_id": pid, "study_instance_uid": study}
+            for code, acc, pid, study in CaseIdentity.objects.filter(case__trial=run.trial)
+            .order_by("case__code").values_list("case__code", "accession_number", "patient_id", "study_instance_uid")
+        ]
+    return {"view": view, "masked": False, "identities": identities}
+
+
+# ------------------------------------------------------------------------------ the dataset (no user)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def scoring_source(trial: Trial) -> dict[str, list[dict]]:
+    """THE SEAM: the scoring app's analysis rows (tests replace this function to fabricate scoring data)."""
+    try:
+        from scoring import selectors as scoring_selectors
+    except ImportError:  # pragma: no cover - the scoring app is part of the project
+        return {}
+    rows = getattr(scoring_selectors, "analysis_rows", None)
+    return rows(trial) if rows is not None else {}
+
+
+def dataset_rows(trial: Trial) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """(trial facts, rows by entity) for a snapshot. No permission check: the service calling it has done it.
+
+    Pseudonyms only, real arm names (the snapshot is never shown unmasked before unblinding)."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    rows["cases"] = [
+        {"case": c["code"], "site": c["site__code"], "enrolled_at": _iso(c["enrolled_at"]),
+         "view_position": c["view_position"]}
+        for c in trial.cases.values("code", "site__code", "enrolled_at", "view_position")
+    ]
+    rows["allocations"] = [
+        {"unit_type": a["unit_type"], "unit": a["membership__pseudonym"] or a["case__code"], "stratum": a["stratum"],
+         "position": a["position"], "block": a["block"], "block_size": a["block_size"], "arm": a["arm"],
+         "allocated_at": _iso(a["allocated_at"])}
+        for a in trial.allocations.values("unit_type", "membership__pseudonym", "case__code", "stratum", "position",
+                                          "block", "block_size", "arm", "allocated_at")
+    ]
+    rows["reads"] = [
+        {"read": r["id"], "case": r["case__code"], "reader": r["reader__pseudonym"],
+         "reader_site": r["reader__site__code"], "arm": r["arm"], "period": r["period"], "status": r["status"],
+         "opened_at": _iso(r["opened_at"]), "submitted_at": _iso(r["submitted_at"]),
+         "wall_seconds": r["wall_seconds"], "active_seconds": r["active_seconds"]}
+        for r in Read.objects.filter(trial=trial).values(
+            "id", "case__code", "reader__pseudonym", "reader__site__code", "arm", "period", "status", "opened_at",
+            "submitted_at", "wall_seconds", "active_seconds")
+    ]
+    events, seq = [], defaultdict(int)
+    for e in (ReadEvent.objects.filter(read__trial=trial).order_by("read_id", "server_time", "id")
+              .values_list("read_id", "kind", "server_time", "tab_id", "clock_skew_seconds")):
+        seq[e[0]] += 1
+        events.append({"read": e[0], "seq": seq[e[0]], "kind": e[1], "server_time": _iso(e[2]), "tab": e[3],
+                       "clock_skew_seconds": e[4]})
+    rows["reading_events"] = events
+    reports = list(Report.objects.filter(read__trial=trial).values(
+        "id", "read_id", "read__case__code", "read__reader__pseudonym", "read__arm", "version", "created_at",
+        "signed_at", "findings", "impression", "reason", "draft_kept_share", "draft_edit_distance", "finding_flags"))
+    latest: dict[int, int] = {}
+    for r in reports:
+        latest[r["read_id"]] = max(latest.get(r["read_id"], 0), r["version"])
+    rows["reports"], rows["reader_calls"] = [], []
+    for r in reports:
+        final = r["version"] == latest[r["read_id"]]
+        rows["reports"].append({
+            "report": r["id"], "read": r["read_id"], "case": r["read__case__code"], "reader": r["read__reader__pseudonym"],
+            "arm": r["read__arm"], "version": r["version"], "final": int(final), "created_at": _iso(r["created_at"]),
+            "signed": int(r["signed_at"] is not None), "signed_at": _iso(r["signed_at"]), "findings": r["findings"],
+            "impression": r["impression"], "reason": r["reason"], "draft_kept_share": r["draft_kept_share"],
+            "draft_edit_distance": r["draft_edit_distance"]})
+        if final:
+            for finding in trial.findings:
+                rows["reader_calls"].append({
+                    "read": r["read_id"], "case": r["read__case__code"], "reader": r["read__reader__pseudonym"],
+                    "arm": r["read__arm"], "finding": finding, "call": int(bool((r["finding_flags"] or {}).get(finding)))})
+    model = ai_selectors.trial_model(trial=trial)
+    rows["ai_scores"] = []
+    if model is not None:
+        for code, scores in (AIDraft.objects.filter(case__trial=trial, model_version=model, status=DraftStatus.READY)
+                             .values_list("case__code", "finding_scores")):
+            for finding, score in sorted((scores or {}).items()):
+                if finding in trial.findings and score is not None:
+                    rows["ai_scores"].append({"case": code, "finding": finding, "score": float(score),
+                                              "model": model.name})
+    rows.update(dataset.from_scoring(scoring_source(trial)))
+    facts = {"code": trial.code, "design": trial.design, "findings": list(trial.findings),
+             "experts_per_item": trial.experts_per_item}
+    return facts, rows

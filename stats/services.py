@@ -1,0 +1,334 @@
+"""Every write of the stats app: analysis plans (versions, freezing), analysis runs, export downloads; audited."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import platform
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from trial import audit
+from trial.models import Arm, Role, Status, Trial
+
+from . import analysis, dataset, exports, plan as plan_schema, selectors
+from .errors import Conflict, InvalidPlan, NoFrozenPlan, PlanFrozen, ServiceError, WrongStatus
+from .models import AnalysisPlan, AnalysisRun, RunStatus
+
+logger = logging.getLogger(__name__)
+
+ANALYSTS = (Role.INVESTIGATOR, Role.STATISTICIAN)
+RUNNABLE = (Status.LOCKED, Status.UNBLINDED)
+# A run marked running longer than this without finishing belongs to a worker that died; another may take it.
+STALE_RUN_SECONDS = 30 * 60
+# Files whose text decides the numbers of a run; their hash is recorded as its code version.
+METHODS_DIR = Path(__file__).resolve().parent / "methods"
+ANALYSIS_FILES = ("analysis.py", "dataset.py", "plan.py")
+
+
+def _lock_trial(trial: Trial) -> Trial:
+    return Trial.objects.select_for_update().get(pk=trial.pk)
+
+
+def _clean_plan(content: Any) -> dict:
+    try:
+        return plan_schema.validate(content)
+    except plan_schema.PlanError as exc:
+        raise InvalidPlan(str(exc), field=exc.field or "content") from exc
+
+
+def _content_sha(content: dict) -> str:
+    return hashlib.sha256(plan_schema.canonical_json(content)).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- plans
+
+
+@transaction.atomic
+def create_plan_version(*, trial: Trial, by, content: dict) -> AnalysisPlan:
+    """A new version of the trial's analysis plan (the first one, or an amendment after a freeze)."""
+    selectors.require_analyst(trial=trial, user=by)
+    trial = _lock_trial(trial)
+    if trial.status == Status.UNBLINDED:
+        raise WrongStatus("The trial is unblinded: its analysis plan can no longer change.")
+    clean = _clean_plan(content)
+    latest = trial.analysis_plans.order_by("-version").first()
+    now = timezone.now()
+    plan = AnalysisPlan.objects.create(trial=trial, version=(latest.version + 1) if latest else 1, content=clean,
+                                       created_by=by, created_at=now, updated_by=by, updated_at=now)
+    audit.record(actor=by, action="analysis_plan.created", obj=plan, trial=trial,
+                 payload={"version": plan.version, "content_sha256": _content_sha(clean)})
+    return plan
+
+
+@transaction.atomic
+def edit_plan(*, plan: AnalysisPlan, by, content: dict) -> AnalysisPlan:
+    """Change the text of the latest, unfrozen version; a frozen version never changes."""
+    selectors.require_analyst(trial=plan.trial, user=by)
+    trial = _lock_trial(plan.trial)
+    plan = AnalysisPlan.objects.select_for_update(of=("self",)).select_related("frozen_by").get(pk=plan.pk)
+    if plan.is_frozen:
+        raise PlanFrozen(f"Version {plan.version} of the analysis plan was frozen on "
+                         f"{plan.frozen_at:%Y-%m-%d %H:%M} UTC by {plan.frozen_by.get_username()}; it cannot change. "
+                         "Save a new version instead.")
+    if trial.status == Status.UNBLINDED:
+        raise WrongStatus("The trial is unblinded: its analysis plan can no longer change.")
+    if trial.analysis_plans.filter(version__gt=plan.version).exists():
+        raise Conflict(f"Version {plan.version} is not the latest version of the plan; edit the latest one.")
+    clean = _clean_plan(content)
+    plan.content, plan.updated_by, plan.updated_at = clean, by, timezone.now()
+    plan.save(update_fields=["content", "updated_by", "updated_at"])
+    audit.record(actor=by, action="analysis_plan.edited", obj=plan, trial=trial,
+                 payload={"version": plan.version, "content_sha256": _content_sha(clean)})
+    return plan
+
+
+@transaction.atomic
+def save_plan(*, trial: Trial, by, content: dict) -> AnalysisPlan:
+    """The plan form's save: edits the open draft if there is one, else starts a new version."""
+    latest = trial.analysis_plans.order_by("-version").first()
+    if latest is not None and not latest.is_frozen:
+        return edit_plan(plan=latest, by=by, content=content)
+    return create_plan_version(trial=trial, by=by, content=content)
+
+
+@transaction.atomic
+def freeze_plan(*, plan: AnalysisPlan, by) -> AnalysisPlan:
+    """Freeze a version: who, when and the SHA-256 of its canonical JSON. Refused once the trial is unblinded."""
+    selectors.require_analyst(trial=plan.trial, user=by)
+    trial = _lock_trial(plan.trial)
+    plan = AnalysisPlan.objects.select_for_update(of=("self",)).select_related("frozen_by").get(pk=plan.pk)
+    if plan.is_frozen:
+        raise PlanFrozen(f"Version {plan.version} of the analysis plan is already frozen (on "
+                         f"{plan.frozen_at:%Y-%m-%d %H:%M} UTC by {plan.frozen_by.get_username()}, "
+                         f"SHA-256 {plan.sha256[:12]}…).")
+    if trial.status == Status.UNBLINDED:
+        raise WrongStatus("The trial is unblinded: a plan frozen now would not be pre-specified. "
+                          "Runs use the last plan frozen before unblinding.")
+    if trial.analysis_plans.filter(version__gt=plan.version).exists():
+        raise Conflict(f"Version {plan.version} is not the latest version of the plan; freeze the latest one.")
+    clean = _clean_plan(plan.content)
+    plan.content = clean
+    plan.sha256 = plan_schema.plan_sha256(trial_code=trial.code, version=plan.version, content=clean)
+    plan.frozen_by, plan.frozen_at = by, timezone.now()
+    plan.save(update_fields=["content", "sha256", "frozen_by", "frozen_at"])
+    audit.record(actor=by, action="analysis_plan.frozen", obj=plan, trial=trial,
+                 payload={"version": plan.version, "sha256": plan.sha256})
+    return plan
+
+
+def plan_document(plan: AnalysisPlan) -> bytes:
+    """The canonical JSON a freeze hashed: sha256 of these bytes is the plan's recorded hash."""
+    return plan_schema.canonical_json(plan_schema.frozen_document(trial_code=plan.trial.code, version=plan.version,
+                                                                  content=plan.content))
+
+
+# -------------------------------------------------------------------------------------------- runs
+
+
+def code_version() -> dict[str, str]:
+    """The package version and the SHA-256 of the sources that compute the numbers (stats/methods and the run)."""
+    try:
+        package = importlib.metadata.version("cxr-trial")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed as a package
+        package = "unknown"
+
+    def digest(paths: list[Path]) -> str:
+        h = hashlib.sha256()
+        for path in paths:
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        return h.hexdigest()
+
+    import numpy
+    import scipy
+    import statsmodels
+
+    here = Path(__file__).resolve().parent
+    return {
+        "package": package,
+        "methods_sha256": digest(sorted(METHODS_DIR.glob("*.py"))),
+        "analysis_sha256": digest([here / name for name in ANALYSIS_FILES]),
+        "python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__,
+        "statsmodels": statsmodels.__version__,
+    }
+
+
+def _new_mapping(trial: Trial) -> dict[str, str]:
+    # Before unblinding, which arm is X is a coin toss per run; after it, X is the assisted arm.
+    if trial.status == Status.UNBLINDED or secrets.randbelow(2):
+        return {"X": Arm.ASSISTED.value, "Y": Arm.STANDARD.value}
+    return {"X": Arm.STANDARD.value, "Y": Arm.ASSISTED.value}
+
+
+@transaction.atomic
+def start_run(*, trial: Trial, by) -> AnalysisRun:
+    """Queue an analysis run of the last frozen plan; only on a locked (or unblinded) trial."""
+    selectors.require_analyst(trial=trial, user=by)
+    trial = _lock_trial(trial)
+    if trial.status not in RUNNABLE:
+        raise WrongStatus(f"An analysis runs only on a locked trial, so that its data cannot change; "
+                          f"this trial is {trial.get_status_display().lower()}. Lock it first.")
+    plan = selectors.latest_frozen_plan(trial)
+    if plan is None:
+        raise NoFrozenPlan("Freeze the analysis plan before running the analysis.")
+    last = trial.analysis_runs.order_by("-number").values_list("number", flat=True).first() or 0
+    run = AnalysisRun.objects.create(
+        trial=trial, number=last + 1, plan=plan, plan_version=plan.version, plan_sha256=plan.sha256,
+        trial_status=trial.status, arm_mapping=_new_mapping(trial), requested_by=by, requested_at=timezone.now(),
+        stage="Waiting for a worker")
+    audit.record(actor=by, action="analysis_run.requested", obj=run, trial=trial, payload={
+        "number": run.number, "plan_version": plan.version, "plan_sha256": plan.sha256,
+        "trial_status": trial.status})
+    run_id = run.pk
+    transaction.on_commit(lambda: _enqueue(run_id))
+    return run
+
+
+def _enqueue(run_id: int) -> None:
+    from .tasks import run_analysis
+
+    run_analysis.delay(run_id)
+
+
+def _claim(run_id: int, task_id: str) -> AnalysisRun | None:
+    with transaction.atomic():
+        run = AnalysisRun.objects.select_for_update(of=("self",)).select_related("trial", "plan").get(pk=run_id)
+        if run.status in (RunStatus.DONE, RunStatus.FAILED):
+            return None
+        if run.status == RunStatus.RUNNING and run.task_id != task_id and run.started_at and \
+                (timezone.now() - run.started_at).total_seconds() < STALE_RUN_SECONDS:
+            return None  # another worker is on it
+        run.status, run.task_id, run.started_at = RunStatus.RUNNING, task_id[:64], timezone.now()
+        run.progress, run.stage = 1, "Taking the dataset snapshot"
+        run.save(update_fields=["status", "task_id", "started_at", "progress", "stage"])
+        return run
+
+
+def _set_progress(run: AnalysisRun, percent: float, stage: str) -> None:
+    # Its own short write, outside any long transaction, so the polling page sees it at once.
+    AnalysisRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        progress=max(1, min(99, int(percent))), stage=stage[:200])
+
+
+def execute_run(*, run_id: int, task_id: str = "inline") -> AnalysisRun:
+    """Snapshot the data (file + SHA-256), run every analysis of the plan, store the results. Safe to run twice."""
+    run = _claim(run_id, task_id)
+    if run is None:
+        return AnalysisRun.objects.get(pk=run_id)
+    started = time.perf_counter()
+    trial = run.trial
+    try:
+        facts, rows = selectors.dataset_rows(trial)
+        snapshot = dataset.build_snapshot(trial=facts, rows=rows)
+        data = dataset.snapshot_bytes(snapshot)
+        digest = dataset.sha256(data)
+        name = default_storage.save(f"trials/{trial.pk}/analysis/run-{run.number:03d}/dataset-{digest[:16]}.json",
+                                    ContentFile(data))
+        counts = {entity: len(table) for entity, table in snapshot["tables"].items()}
+        AnalysisRun.objects.filter(pk=run.pk).update(dataset=name, dataset_sha256=digest, dataset_rows=counts)
+        _set_progress(run, 15, "Snapshot stored; analysing")
+        view = dataset.coded(snapshot, run.arm_mapping)
+        results = analysis.run_analysis(
+            view, plan=run.plan.content, design=facts["design"], findings=facts["findings"],
+            progress=lambda pct, stage: _set_progress(run, 15 + 0.83 * pct, stage))
+        versions = code_version()
+    except Exception as exc:  # a run that cannot finish says why, in words, and is recorded as failed
+        logger.exception("analysis run %s failed", run_id)
+        with transaction.atomic():
+            AnalysisRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                                         finished_at=timezone.now(), stage="Failed")
+            audit.record(actor=run.requested_by, action="analysis_run.failed", obj=run, trial=trial,
+                         payload={"number": run.number, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        return AnalysisRun.objects.get(pk=run.pk)
+    with transaction.atomic():
+        run = AnalysisRun.objects.select_for_update().get(pk=run.pk)
+        run.status, run.results, run.code_version = RunStatus.DONE, results, versions
+        run.progress, run.stage, run.finished_at = 100, "Done", timezone.now()
+        run.seconds = round(time.perf_counter() - started, 3)
+        run.save(update_fields=["status", "results", "code_version", "progress", "stage", "finished_at", "seconds"])
+        audit.record(actor=run.requested_by, action="analysis_run.finished", obj=run, trial=trial, payload={
+            "number": run.number, "plan_version": run.plan_version, "plan_sha256": run.plan_sha256,
+            "dataset_sha256": run.dataset_sha256, "code_version": versions, "seconds": run.seconds})
+    return run
+
+
+# ----------------------------------------------------------------------------------------- exports
+
+
+def _readme(run: AnalysisRun, *, masked: bool, identities: bool) -> str:
+    mapping = run.arm_mapping
+    lines = [
+        f"# CXR-Trial {run.trial.code}: dataset of analysis run {run.number}",
+        "",
+        "Long-format tables, one file per entity, each whole (never split into pages): `csv/` (UTF-8, the",
+        "reference form), `xlsx/` (one workbook, one sheet per entity), `spss/` (.sav) and `stata/` (.dta).",
+        "Columns are described in `data_dictionary.csv` / `data_dictionary.md`.",
+        "",
+        f"- dataset SHA-256 (the run's snapshot): `{run.dataset_sha256}`",
+        f"- analysis plan: version {run.plan_version}, SHA-256 `{run.plan_sha256}` (`plan.json` holds the hashed text)",
+        f"- code: {run.code_version.get('package', '')}, stats/methods SHA-256 `{run.code_version.get('methods_sha256', '')}`",
+        "- `results.json`: the run's stored results; `MANIFEST.sha256`: the SHA-256 of every file here.",
+        "",
+    ]
+    if masked:
+        lines += ["The trial is not unblinded: the arms are the codes X and Y (effects are X − Y), people are",
+                  "pseudonyms, and the columns that exist in one arm only are withheld. Which arm is X is",
+                  "revealed when the trial is unblinded."]
+    else:
+        lines += [f"The trial is unblinded: the arm columns hold the real arms; in `results.json` arm X is "
+                  f"{mapping['X']} and arm Y is {mapping['Y']} (see `arms.csv`)."]
+        if identities:
+            lines += ["`identities.csv` links case codes to the hospital's accession numbers: investigators only;",
+                      "keep it apart from the analysis files."]
+    return "\n".join(lines)
+
+
+def export_run(*, run: AnalysisRun, by) -> tuple[str, bytes]:
+    """The run's dataset as one zip for the asking analyst (masked before unblinding); the download is audited."""
+    if run.status != RunStatus.DONE:
+        raise Conflict("This run has not finished; its dataset can be downloaded once it is done.")
+    export = selectors.export_view(run=run, user=by)
+    masked = export["masked"]
+    identities = export["identities"]
+    root = f"cxr-trial-{run.trial.code}-run{run.number:03d}" + ("" if masked else "-unblinded")
+    files = {
+        "plan.json": plan_document(run.plan),
+        "results.json": plan_schema.canonical_json(selectors.visible_results(run)),
+    }
+    if not masked:
+        files["arms.csv"] = exports.csv_bytes(["code", "arm"], sorted(run.arm_mapping.items()))
+    if identities is not None:
+        names = ["case", "accession_number", "patient_id", "study_instance_uid"]
+        files["identities.csv"] = exports.csv_bytes(names, [[i[n] for n in names] for i in identities])
+    # Built once per run and variant (masked / unblinded / with identities), then served from storage:
+    # a large trial's zip takes seconds to build, and its content depends on nothing else.
+    variant = "masked" if masked else ("unblinded-identities" if identities is not None else "unblinded")
+    cached = f"trials/{run.trial_id}/analysis/run-{run.number:03d}/export-{variant}.zip"
+    if default_storage.exists(cached):
+        with default_storage.open(cached, "rb") as fh:
+            data = fh.read()
+    else:
+        data = exports.build_zip(export["view"], root=root, masked=masked, files=files,
+                                 readme=_readme(run, masked=masked, identities=identities is not None))
+        default_storage.save(cached, ContentFile(data))
+    with transaction.atomic():
+        audit.record(actor=by, action="analysis_run.exported", obj=run, trial=run.trial, payload={
+            "number": run.number, "masked": masked, "identities": identities is not None,
+            "sha256": hashlib.sha256(data).hexdigest()})
+    return f"{root}.zip", data
+
+
+def report_downloaded(*, run: AnalysisRun, by) -> None:
+    audit.record(actor=by, action="analysis_run.report_downloaded", obj=run, trial=run.trial,
+                 payload={"number": run.number, "masked": not selectors.is_unblinded(run.trial)})
+
+
+__all__ = ["create_plan_version", "edit_plan", "save_plan", "freeze_plan", "plan_document", "start_run",
+           "execute_run", "export_run", "report_downloaded", "code_version", "ServiceError"]

@@ -1,0 +1,171 @@
+"""Pages of the stats app for investigators and statisticians: the plan, runs with a progress bar, the report, downloads."""
+from __future__ import annotations
+
+import base64
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from trial import selectors as trial_selectors
+from trial.errors import ServiceError
+
+from . import plan as plan_schema, report, selectors, services
+from .forms import PlanForm
+from .models import RunStatus
+from .selectors import ANALYSTS
+
+
+def _trial(request, code):
+    return trial_selectors.trial_for_user(code=code, user=request.user, roles=ANALYSTS)
+
+
+@login_required
+def analysis_home(request, code):
+    trial = _trial(request, code)
+    plans = list(selectors.plans_for(trial=trial, user=request.user))
+    frozen = selectors.latest_frozen_plan(trial)
+    return render(request, "stats/analysis.html", {
+        "trial": trial, "plans": plans, "latest": plans[0] if plans else None, "frozen": frozen,
+        "runs": selectors.runs_for(trial=trial, user=request.user),
+        "can_run": trial.status in services.RUNNABLE and frozen is not None,
+        "unblinded": selectors.is_unblinded(trial),
+    })
+
+
+@login_required
+def plan_edit(request, code):
+    trial = _trial(request, code)
+    latest = selectors.latest_plan(trial=trial, user=request.user)
+    content = latest.content if latest else plan_schema.validate(plan_schema.default_plan(trial.design))
+    form = PlanForm(request.POST or None, initial=PlanForm.initial_from(content))
+    if request.method == "POST" and form.is_valid():
+        try:
+            plan = services.save_plan(trial=trial, by=request.user, content=form.content())
+        except ServiceError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Version {plan.version} of the analysis plan saved (not frozen yet).")
+            return redirect("stats:home", trial.code)
+    return render(request, "stats/plan_form.html", {
+        "trial": trial, "form": form, "latest": latest,
+        "new_version": latest is None or latest.is_frozen,
+    })
+
+
+@login_required
+@require_POST
+def plan_freeze(request, code, version):
+    trial = _trial(request, code)
+    plan = selectors.plan_for(trial=trial, version=version, user=request.user)
+    try:
+        plan = services.freeze_plan(plan=plan, by=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Version {plan.version} of the analysis plan is frozen; SHA-256 {plan.sha256}.")
+    return redirect("stats:home", trial.code)
+
+
+@login_required
+def plan_json(request, code, version):
+    trial = _trial(request, code)
+    plan = selectors.plan_for(trial=trial, version=version, user=request.user)
+    response = HttpResponse(services.plan_document(plan), content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-analysis-plan-v{plan.version}.json"'
+    return response
+
+
+@login_required
+@require_POST
+def run_start(request, code):
+    trial = _trial(request, code)
+    try:
+        run = services.start_run(trial=trial, by=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("stats:home", trial.code)
+    return redirect("stats:run", trial.code, run.number)
+
+
+def _report_context(run, *, embed: bool) -> dict:
+    results = selectors.visible_results(run)
+    labels = selectors.arm_labels(run)
+    meta = {
+        "Trial": f"{run.trial.title} ({run.trial.code})" + (f", {run.trial.registration_id}"
+                                                            if run.trial.registration_id else ""),
+        "Design": run.trial.get_design_display(),
+        "Analysis run": f"{run.number}, finished {run.finished_at:%Y-%m-%d %H:%M} UTC in {run.seconds:.1f} s",
+        "Analysis plan": f"version {run.plan_version}, SHA-256 {run.plan_sha256}",
+        "Dataset": f"SHA-256 {run.dataset_sha256}",
+        "Code": f"cxr-trial {run.code_version.get('package', '')}, stats/methods SHA-256 "
+                f"{run.code_version.get('methods_sha256', '')[:16]}…",
+        "Arms": ("masked (arm X, arm Y) until the trial is unblinded" if not selectors.is_unblinded(run.trial)
+                 else "; ".join(f"arm {k} = {v}" for k, v in labels.items())),
+    }
+    doc = report.build_report(results, labels=labels, meta=meta)
+    if embed:
+        images = {name: "data:image/png;base64," + base64.b64encode(report.plot(name, results, labels=labels)).decode()
+                  for name in report.PLOTS}
+    else:
+        images = {name: reverse("stats:plot", args=[run.trial.code, run.number, name]) for name in report.PLOTS}
+    for section in doc["sections"]:
+        if section.get("plot"):
+            section["image"] = images[section["plot"]]
+    return {"doc": doc, "images": images, "run": run, "trial": run.trial}
+
+
+@login_required
+def run_page(request, code, number):
+    trial = _trial(request, code)
+    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    context = {"trial": trial, "run": run, "summary": selectors.run_summary(run=run),
+               "progress_api": reverse("api-analysis-run-progress", args=[trial.code, run.number])}
+    if run.status == RunStatus.DONE:
+        context.update(_report_context(run, embed=False))
+    return render(request, "stats/run.html", context)
+
+
+@login_required
+def run_plot(request, code, number, name):
+    trial = _trial(request, code)
+    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    if name not in report.PLOTS or run.status != RunStatus.DONE:
+        raise Http404("No such plot.")
+    png = report.plot(name, selectors.visible_results(run), labels=selectors.arm_labels(run))
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+def run_report_file(request, code, number):
+    """The report as one self-contained HTML file (plots embedded), to keep or send."""
+    trial = _trial(request, code)
+    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    if run.status != RunStatus.DONE:
+        raise Http404("The run has not finished.")
+    html = render_to_string("stats/report_file.html", _report_context(run, embed=True), request=request)
+    services.report_downloaded(run=run, by=request.user)
+    suffix = "" if selectors.is_unblinded(trial) else "-masked"
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-analysis-run{run.number:03d}{suffix}.html"'
+    return response
+
+
+@login_required
+def run_export(request, code, number):
+    trial = _trial(request, code)
+    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    try:
+        filename, data = services.export_run(run=run, by=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("stats:run", trial.code, run.number)
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

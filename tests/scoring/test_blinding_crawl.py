@@ -1,0 +1,372 @@
+"""The blinding crawl: every URL of the project, as every role, by GET and HEAD.
+
+(a) Each URL name has an explicit allow/deny row below (no wildcard): a new URL fails this test until
+    someone decides, on purpose, who may reach it.
+(b) No response that an expert (a panel expert, or the adjudicator) can get carries a blinded value:
+    the arm names, reader usernames and pseudonyms, the AI draft text and model, the site code and name,
+    the case codes (experts see item numbers), the enrolment and reading dates, other experts'
+    usernames, pseudonyms and free-text answers.
+
+Skipped, with the reason: /admin/ (Django's admin, for staff accounts only; no trial role reaches it,
+and staff are not on the blinded side) and /static/ (package assets, served by whitenoise outside the
+URL resolver, identical for everyone). The OpenAPI schema (api-schema) is static too: it is checked for
+every blinded value except the arm names, which it must list as the allowed values of the "arm" field
+of investigators' endpoints, and it is asserted byte-identical for an expert and an anonymous visitor
+(so it carries no trial data at all).
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+from datetime import datetime, timezone as dt_timezone
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from rest_framework.test import APIClient
+
+from ai.models import AIDraft
+from reading.models import Read, ReadEvent, Report
+from scoring import selectors, services
+from scoring.models import Assignment
+from tests.reading.conftest import DRAFT_FINDINGS, DRAFT_IMPRESSION
+from tests.scoring.conftest import add_experts, submit_all_reads
+from tests.scoring.helpers import answer, mine
+from trial import services as trial_services
+from trial.models import Case, Membership, Role
+
+ROLES = ["anonymous", "outsider", "investigator", "reader_assisted", "reader_standard", "senior", "expert",
+         "adjudicator", "statistician"]
+BLINDED_ROLES = ("expert", "adjudicator")
+
+# Expected status of a GET, per role in the order of ROLES. 200 allowed; 302 to the login page; 401/403
+# refused; 405 a write-only URL (refused to every GET, whoever asks).
+ANON_PAGE, ANON_API = "302", "401"
+MATRIX: dict[str, str] = {
+    # accounts and API documentation
+    "login":                       "200 200 200 200 200 200 200 200 200",
+    "logout":                      "405 405 405 405 405 405 405 405 405",  # POST only
+    "api-schema":                  "200 200 200 200 200 200 200 200 200",  # static, no trial data
+    "api-docs":                    "200 200 200 200 200 200 200 200 200",
+    "healthz":                     "200 200 200 200 200 200 200 200 200",  # {"ok": true}, for load balancers
+    # trial app: pages
+    "trial:home":                  "302 200 200 200 200 200 200 200 200",
+    "trial:create":                "302 403 200 403 403 403 403 403 403",  # needs the add_trial permission
+    "trial:accept_invitation":     "200 200 200 200 200 200 200 200 200",  # whoever holds the link
+    "trial:detail":                "302 403 200 200 200 200 200 200 200",
+    "trial:settings":              "302 403 200 403 403 403 403 403 403",
+    "trial:transition":            "302 405 405 405 405 405 405 405 405",
+    "trial:site_add":              "302 405 405 405 405 405 405 405 405",
+    "trial:member_invite":         "302 405 405 405 405 405 405 405 405",
+    "trial:case_list":             "302 403 200 403 403 403 403 403 403",
+    "trial:case_upload":           "302 403 200 403 403 403 403 403 403",
+    "trial:case_detail":           "302 403 200 403 403 403 403 403 403",
+    "trial:case_image":            "302 403 200 403 403 403 403 403 403",
+    "trial:audit_log":             "302 403 200 403 403 403 403 403 403",
+    # trial app: API
+    "api-trials":                  "401 200 200 200 200 200 200 200 200",
+    "api-trial":                   "401 403 200 200 200 200 200 200 200",
+    "api-trial-transition":        "401 405 405 405 405 405 405 405 405",
+    "api-sites":                   "401 403 200 200 200 200 403 403 200",  # experts: the site is blinded
+    "api-members":                 "401 403 200 403 403 403 403 403 403",
+    "api-cases":                   "401 403 200 403 403 403 403 403 403",
+    "api-case":                    "401 403 200 403 403 403 403 403 403",
+    "api-allocations":             "401 403 200 403 403 403 403 403 403",
+    # ai app
+    "ai:drafts":                   "302 403 200 403 403 403 403 403 403",
+    "ai:assign_model":             "302 405 405 405 405 405 405 405 405",
+    "ai:backfill":                 "302 405 405 405 405 405 405 405 405",
+    "ai:retry":                    "302 405 405 405 405 405 405 405 405",
+    "api-trial-model":             "401 403 200 403 403 403 403 403 403",
+    "api-drafts":                  "401 403 200 403 403 403 403 403 403",
+    "api-drafts-progress":         "401 403 200 403 403 403 403 403 403",
+    "api-drafts-backfill":         "401 405 405 405 405 405 405 405 405",
+    "api-draft-retry":             "401 405 405 405 405 405 405 405 405",
+    # reading app (the read and report belong to the assisted reader)
+    "reading:worklist":            "302 403 403 200 200 403 403 403 403",
+    "reading:read":                "302 403 403 200 403 403 403 403 403",
+    "reading:read_image":          "302 403 403 200 403 403 403 403 403",
+    "reading:signoff_queue":       "302 403 403 403 403 200 403 403 403",
+    "reading:signoff_report":      "302 403 403 403 403 200 403 403 403",
+    "reading:senior_image":        "302 403 403 403 403 200 403 403 403",
+    "reading:dashboard":           "302 403 200 403 403 403 403 403 403",
+    "reading:route":               "302 405 405 405 405 405 405 405 405",
+    "api-worklist":                "401 403 403 200 200 403 403 403 403",
+    "api-read":                    "401 403 403 200 403 403 403 403 403",
+    "api-read-events":             "401 405 405 405 405 405 405 405 405",
+    "api-read-autosave":           "401 405 405 405 405 405 405 405 405",
+    "api-read-submit":             "401 405 405 405 405 405 405 405 405",
+    "api-read-correct":            "401 405 405 405 405 405 405 405 405",
+    "api-signoff":                 "401 403 403 403 403 200 403 403 403",
+    "api-sign":                    "401 405 405 405 405 405 405 405 405",
+    # scoring app (the item key is the panel expert's own; the adjudication key is the adjudicator's)
+    "scoring:worklist":            "302 403 403 403 403 403 200 200 403",
+    "scoring:item":                "302 403 403 403 403 403 200 403 403",
+    "scoring:item_image":          "302 403 403 403 403 403 200 403 403",
+    "scoring:adjudication":        "302 403 403 403 403 403 403 200 403",
+    "scoring:adjudicate":          "302 403 403 403 403 403 403 200 403",
+    "scoring:adjudication_image":  "302 403 403 403 403 403 403 200 403",
+    "scoring:progress":            "302 403 200 403 403 403 403 403 403",
+    "scoring:build":               "302 405 405 405 405 405 405 405 405",
+    "scoring:settings":            "302 403 200 403 403 403 403 403 403",
+    "api-scoring-items":           "401 403 403 403 403 403 200 200 403",
+    "api-scoring-item":            "401 403 403 403 403 403 200 403 403",
+    "api-scoring-quality":         "401 405 405 405 405 405 405 405 405",
+    "api-scoring-pair":            "401 405 405 405 405 405 405 405 405",
+    "api-scoring-reference":       "401 405 405 405 405 405 405 405 405",
+    "api-scoring-progress":        "401 403 200 403 403 403 403 403 403",
+    "api-scoring-build":           "401 405 405 405 405 405 405 405 405",
+    "api-scoring-settings":        "401 403 200 403 403 403 403 403 403",
+    "api-scoring-adjudication":    "401 403 403 403 403 403 403 200 403",
+    "api-scoring-adjudicate":      "401 403 403 403 403 403 403 200 403",
+    "api-scoring-results":         "401 403 403 403 403 403 403 403 403",  # until unblinding
+    # stats app. The crawl trial has no analysis plan or run yet, so version 1 and run 1 do not exist and
+    # analysts get the same refusal as everyone (403); the stats app's owner should add a plan and a run
+    # to the `world` fixture and set the analysts' cells of those rows to 200.
+    "stats:home":                  "302 403 200 403 403 403 403 403 200",
+    "stats:plan_edit":             "302 403 200 403 403 403 403 403 200",
+    "stats:plan_freeze":           "302 405 405 405 405 405 405 405 405",
+    "stats:plan_json":             "302 403 403 403 403 403 403 403 403",
+    "stats:run_start":             "302 405 405 405 405 405 405 405 405",
+    "stats:run":                   "302 403 403 403 403 403 403 403 403",
+    "stats:report_file":           "302 403 403 403 403 403 403 403 403",
+    "stats:export":                "302 403 403 403 403 403 403 403 403",
+    "stats:plot":                  "302 403 403 403 403 403 403 403 403",
+    "api-analysis-plans":          "401 403 200 403 403 403 403 403 200",
+    "api-analysis-plan":           "401 403 403 403 403 403 403 403 403",
+    "api-analysis-plan-freeze":    "401 405 405 405 405 405 405 405 405",
+    "api-analysis-runs":           "401 403 200 403 403 403 403 403 200",
+    "api-analysis-run":            "401 403 403 403 403 403 403 403 403",
+    "api-analysis-run-progress":   "401 403 403 403 403 403 403 403 403",
+    "api-analysis-run-export":     "401 403 403 403 403 403 403 403 403",
+}
+# HEAD gets what GET gets, except where a view allows GET alone (named here, to be fixed in that view).
+HEAD_DIFFERS: dict = {}
+SKIPPED_NAMESPACES = {"admin"}
+THE_DATE = datetime(2025, 3, 14, 9, 26, 53, tzinfo=dt_timezone.utc)  # every enrolment and reading time
+
+
+def _patterns(resolvers, prefix="", namespace=""):
+    for entry in resolvers:
+        if isinstance(entry, URLResolver):
+            ns = entry.namespace or ""
+            if ns in SKIPPED_NAMESPACES:
+                continue
+            yield from _patterns(entry.url_patterns, prefix + str(entry.pattern),
+                                 f"{namespace}{ns}:" if ns else namespace)
+        elif isinstance(entry, URLPattern):
+            yield (f"{namespace}{entry.name}" if entry.name else None), prefix + str(entry.pattern), entry
+
+
+@pytest.fixture
+def world(build_trial, investigator, make_user, outsider, django_capture_on_commit_callbacks):
+    """A fully populated trial in scoring: every role, reads, reports, drafts, items, answers, a dispute."""
+    trial, readers, cases, model = build_trial(readers_per_site=2, n_cases=3, code="cw")
+    senior = make_user("cw-senior")
+    statistician = make_user("cw-statistician")
+    trial_services.add_member(trial=trial, by=investigator, user=senior, role=Role.SENIOR)
+    trial_services.add_member(trial=trial, by=investigator, user=statistician, role=Role.STATISTICIAN)
+    experts = add_experts(trial, investigator, make_user, 6)
+    services.update_settings(trial=trial, by=investigator,
+                             adjudicator=Membership.objects.get(trial=trial, user=experts[5], role=Role.EXPERT))
+    submit_all_reads(trial)
+    with django_capture_on_commit_callbacks(execute=True):
+        trial = trial_services.transition_trial(trial=trial, by=investigator, to="scoring")
+    invitation = trial_services.invite_member(trial=trial, by=investigator, email="someone@example.org",
+                                              role=Role.STATISTICIAN)
+    panel = [u for u in experts if mine(u)]
+    assert len(panel) == 5 and experts[5] not in panel
+    case = cases[0]
+    # Every panel expert answers every item of the first case, each with words only they wrote.
+    for i, user in enumerate(panel):
+        for assignment in mine(user, case=case):
+            note = f"note-from-{user.username}"
+            if assignment.item.kind == "quality":
+                answer(assignment, user, overall=1 + i, radpeer="2b", comment=note)
+            elif assignment.item.kind == "pair":
+                answer(assignment, user, choice="AB"[i % 2], reason_text=note)
+            else:
+                mark = ["present", "present", "absent", "absent", "uncertain"][i]
+                answer(assignment, user, marks={f: "absent" for f in trial.findings} | {"pneumothorax": mark})
+    # Distinctive times: enrolment, routing, reading, reports, so that a leaked date can be found.
+    Case.objects.filter(trial=trial).update(enrolled_at=THE_DATE)
+    Read.objects.filter(trial=trial).update(routed_at=THE_DATE, opened_at=THE_DATE, submitted_at=THE_DATE)
+    ReadEvent.objects.filter(read__trial=trial).update(server_time=THE_DATE)
+    Report.objects.filter(read__trial=trial).update(created_at=THE_DATE)
+    by_arm = {m.allocation.arm: m for m in Membership.objects.filter(trial=trial, role=Role.READER)}
+    reader_user = {arm: m.user for arm, m in by_arm.items()}
+    read = Read.objects.filter(case=case, arm="assisted").get()
+    expert_pair = mine(panel[0], kind="pair", case=case)[0]
+    adjudication_key = selectors.adjudication_queue(trial=trial, user=experts[5])[0]["key"]
+    users = {"anonymous": None, "outsider": outsider, "investigator": investigator,
+             "reader_assisted": reader_user["assisted"], "reader_standard": reader_user["standard"],
+             "senior": senior, "expert": panel[0], "adjudicator": experts[5], "statistician": statistician}
+    params = {"code": trial.code, "case_code": case.code, "kind": "display", "token": invitation.token,
+              "read_id": read.pk, "report_id": read.reports.get().pk,
+              "draft_id": AIDraft.objects.get(case=case).pk, "key": expert_pair.key,
+              "version": 1, "number": 1, "name": "quality"}
+    per_name = {name: {"key": adjudication_key}
+                for name in ("scoring:adjudicate", "scoring:adjudication_image", "api-scoring-adjudicate")}
+    return {"trial": trial, "users": users, "params": params, "per_name": per_name, "experts": experts,
+            "readers": readers, "cases": cases, "model": model, "senior": senior, "panel": panel}
+
+
+def _forbidden(world, role) -> dict[str, re.Pattern]:
+    """Blinded values, each as a pattern (whole words where a value could be part of another word)."""
+    me = world["users"][role]
+    trial = world["trial"]
+    words = {"arm: assisted": r"assisted", "arm: standard": r"standard"}
+    for member in Membership.objects.filter(trial=trial, role=Role.READER).select_related("user"):
+        words[f"reader {member.pseudonym}"] = re.escape(member.pseudonym)
+        words[f"reader {member.user.username}"] = re.escape(member.user.username)
+    for member in Membership.objects.filter(trial=trial, role=Role.EXPERT).exclude(user=me).select_related("user"):
+        words[f"other expert {member.pseudonym}"] = re.escape(member.pseudonym)
+        words[f"other expert {member.user.username}"] = re.escape(member.user.username)
+        words[f"other expert's answer {member.user.username}"] = re.escape(f"note-from-{member.user.username}")
+    for site in trial.sites.all():
+        words[f"site {site.code}"] = re.escape(site.code)
+        words[f"site name {site.name}"] = re.escape(site.name)
+    for case in world["cases"]:
+        words[f"case {case.code}"] = re.escape(case.code)
+    words["draft findings"] = re.escape(DRAFT_FINDINGS)
+    words["draft impression"] = re.escape(DRAFT_IMPRESSION)
+    words["draft label"] = r"AI draft"
+    words["model"] = re.escape(world["model"].name)
+    for label, text in {"date ISO": "2025-03-14", "date EU": "14/03/2025", "date US": "03/14/2025",
+                        "date words": "March 14, 2025", "date short": "Mar. 14, 2025", "time": "09:26"}.items():
+        words[label] = re.escape(text)
+    # Whole words: "R01" inside a random token, or "assisted" inside the field name "ratio_assisted", is not a value.
+    return {label: re.compile(rf"(?<![A-Za-z0-9_]){pattern}(?![A-Za-z0-9_])", re.IGNORECASE)
+            for label, pattern in words.items()}
+
+
+def _png_texts(body: bytes) -> bytes:
+    """The text chunks of a PNG (tEXt, zTXt, iTXt): the only place a PNG could carry words."""
+    assert body[:8] == b"\x89PNG\r\n\x1a\n"
+    texts, i = b"", 8
+    while i < len(body):
+        length, kind = struct.unpack(">I4s", body[i:i + 8])
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            texts += body[i + 8:i + 8 + length] + b"\n"
+        i += 12 + length
+    return texts
+
+
+def _leaks(response, forbidden, *, skip=()) -> list[str]:
+    headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items() if k.lower() != "set-cookie")
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    text = _png_texts(body) if response.headers.get("Content-Type") == "image/png" else body
+    haystack = headers + "\n" + text.decode("utf-8", "replace")
+    return [label for label, pattern in forbidden.items() if label not in skip and pattern.search(haystack)]
+
+
+def _client(user):
+    client = APIClient()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def test_every_url_has_an_explicit_row_and_every_row_a_url():
+    names = [name for name, route, _ in _patterns(get_resolver().url_patterns)]
+    unnamed = [route for name, route, _ in _patterns(get_resolver().url_patterns) if name is None]
+    assert not unnamed, f"URL patterns without a name cannot be in the matrix: {unnamed}"
+    missing = sorted(set(names) - set(MATRIX))
+    assert not missing, f"Decide who may GET these URLs and add them to MATRIX: {missing}"
+    stale = sorted(set(MATRIX) - set(names))
+    assert not stale, f"MATRIX rows for URLs that no longer exist: {stale}"
+    assert all(len(row.split()) == len(ROLES) for row in MATRIX.values())
+
+
+def test_crawl_every_url_as_every_role(world):
+    failures, leaks, crawled = [], [], 0
+    schema_bodies = {}
+    for name, route, pattern in _patterns(get_resolver().url_patterns):
+        expected = dict(zip(ROLES, MATRIX[name].split()))
+        kwargs = {k: (world["per_name"].get(name, {}).get(k, world["params"][k])) for k in pattern.pattern.converters}
+        url = reverse(name, kwargs=kwargs)
+        for role in ROLES:
+            user = world["users"][role]
+            response = _client(user).get(url)
+            crawled += 1
+            if str(response.status_code) != expected[role]:
+                failures.append(f"GET {url} ({name}) as {role}: {response.status_code}, expected {expected[role]}")
+            head = _client(user).head(url)
+            if head.status_code != HEAD_DIFFERS.get((name, role), response.status_code):
+                failures.append(f"HEAD {url} ({name}) as {role}: {head.status_code}, GET gave {response.status_code}")
+            if name == "api-schema" and role in ("anonymous", "expert"):
+                schema_bodies[role] = response.content
+            if name in ("trial:case_list", "api-read") and str(response.status_code) == "200":
+                # The detector itself works: these pages, rightly, name the site, the case, the arm or the date.
+                assert _leaks(response, _forbidden(world, "expert")), f"{name}: the leak detector found nothing"
+            if role in BLINDED_ROLES:
+                skip = ("arm: assisted", "arm: standard") if name == "api-schema" else ()
+                found = _leaks(response, _forbidden(world, role), skip=skip)
+                if found:
+                    leaks.append(f"{url} ({name}) as {role} carries: {', '.join(found)}")
+    assert not failures, "\n".join(failures)
+    assert not leaks, "\n".join(leaks)
+    assert schema_bodies["anonymous"] == schema_bodies["expert"]
+    assert crawled == len(MATRIX) * len(ROLES)
+
+
+def test_every_item_page_image_and_api_response_of_an_expert_is_blind(world):
+    """Beyond one key per URL: every one of the panel expert's items, every image, the answer responses,
+    and the adjudicator's pages for every disputed case."""
+    trial, expert, adjudicator = world["trial"], world["users"]["expert"], world["users"]["adjudicator"]
+    client = _client(expert)
+    forbidden = _forbidden(world, "expert")
+    found = []
+    assignments = Assignment.objects.filter(expert__user=expert).select_related("item")
+    assert {a.item.kind for a in assignments} == {"reference", "quality", "pair"}
+    for a in assignments:
+        urls = [reverse("scoring:item", args=[trial.code, a.key]), reverse("api-scoring-item", args=[a.key]),
+                reverse("scoring:worklist", args=[trial.code]), reverse("api-scoring-items", args=[trial.code])]
+        urls += [reverse("scoring:item_image", args=[trial.code, a.key, kind]) for kind in ("display", "values")]
+        for url in urls:
+            response = client.get(url)
+            assert response.status_code in (200, 403), (url, response.status_code)
+            found += [f"{url}: {label}" for label in _leaks(response, forbidden)]
+    # an answer's response, and a refusal's
+    quality = next(a for a in assignments if a.item.kind == "quality" and a.item.case == world["cases"][0])
+    r = client.post(reverse("api-scoring-quality", args=[quality.key]),
+                    {"overall": 3, "radpeer": "1", "correction_reason": "Second look."}, format="json")
+    assert r.status_code == 201
+    found += [f"correction response: {label}" for label in _leaks(r, forbidden)]
+    r = client.post(reverse("api-scoring-quality", args=[quality.key]), {"overall": 3, "radpeer": "1"}, format="json")
+    assert r.status_code == 409
+    found += [f"refusal response: {label}" for label in _leaks(r, forbidden)]
+    client = _client(adjudicator)
+    forbidden = _forbidden(world, "adjudicator")
+    for row in selectors.adjudication_queue(trial=trial, user=adjudicator):
+        for url in [reverse("scoring:adjudicate", args=[trial.code, row["key"]]),
+                    reverse("api-scoring-adjudicate", args=[trial.code, row["key"]]),
+                    reverse("scoring:adjudication_image", args=[trial.code, row["key"], "display"])]:
+            response = client.get(url)
+            assert response.status_code == 200
+            found += [f"{url}: {label}" for label in _leaks(response, forbidden)]
+    assert not found, "\n".join(found)
+
+
+def test_blinded_fields_cannot_be_asked_for_through_any_route(world):
+    """Query strings and extra fields are ignored: no parameter makes a blinded field appear."""
+    trial, expert = world["trial"], world["users"]["expert"]
+    client = _client(expert)
+    forbidden = _forbidden(world, "expert")
+    key = world["params"]["key"]
+    for url in [reverse("api-scoring-item", args=[key]), reverse("api-scoring-items", args=[trial.code]),
+                reverse("scoring:item", args=[trial.code, key])]:
+        for query in ("fields=arm,reader,case,site", "expand=reports.read", "include=arm&format=json",
+                      "arm=assisted", "debug=1"):
+            response = client.get(f"{url}?{query}")
+            assert response.status_code == 200
+            assert not _leaks(response, forbidden), (url, query)
+    # Routes of other roles that would name the arm or the reader refuse an expert, by API and page alike.
+    for url in [f"/api/trials/{trial.code}/allocations/", f"/api/trials/{trial.code}/members/",
+                f"/api/trials/{trial.code}/scoring/results/", f"/api/trials/{trial.code}/drafts/",
+                f"/api/trials/{trial.code}/signoff/", f"/t/{trial.code}/reading/", f"/t/{trial.code}/audit/"]:
+        response = client.get(url)
+        assert response.status_code == 403, url
+        assert not _leaks(response, forbidden), url
+    body = json.dumps(client.get(reverse("api-scoring-item", args=[key])).json())
+    assert "assisted_side" not in body and "arm" not in json.loads(body)

@@ -1,0 +1,174 @@
+"""The analysis plan: versions, validation, freezing (who, when, hash), immutability, and the refusals."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from rest_framework.test import APIClient
+
+from stats import plan as plan_schema
+from stats import services
+from stats.errors import Conflict, PlanFrozen, WrongStatus
+from stats.models import AnalysisPlan
+from trial import services as trial_services
+from trial.models import AuditEvent, Role, Trial
+
+
+@pytest.fixture
+def statistician(trial, investigator, make_user):
+    user = make_user("tina")
+    trial_services.add_member(trial=trial, by=investigator, user=user, role=Role.STATISTICIAN)
+    return user
+
+
+def _api(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_the_default_plan_is_the_papers_and_is_valid_for_every_design():
+    for design in ("paired_parallel", "case_randomized", "crossover"):
+        plan = plan_schema.validate(plan_schema.default_plan(design))
+        assert plan["primary"]["endpoint"] == "quality"
+        assert [e["endpoint"] for e in plan["secondary"]] == ["reading_time", "preference", "radpeer"]
+        assert plan["secondary_adjustment"] == "holm" and plan["exploratory_adjustment"] == "bh"
+    assert plan_schema.default_plan("crossover")["exploratory"][0] == {"endpoint": "detection", "test": "mrmc"}
+
+
+def test_the_hash_is_the_sha256_of_the_canonical_json_and_ignores_key_order():
+    content = plan_schema.validate(plan_schema.default_plan())
+    shuffled = json.loads(json.dumps(content, sort_keys=False))
+    shuffled = dict(reversed(list(shuffled.items())))
+    expected = hashlib.sha256(json.dumps({"trial": "t1", "version": 2, "plan": content}, sort_keys=True,
+                                         separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    assert plan_schema.plan_sha256(trial_code="t1", version=2, content=shuffled) == expected
+    assert plan_schema.plan_sha256(trial_code="t1", version=3, content=content) != expected
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"primary": {"endpoint": "happiness", "test": "paired"}}, "unknown endpoint"),
+    ({"primary": {"endpoint": "preference", "test": "lmm"}}, "takes the test binomial"),
+    ({"alpha": 0.9}, "alpha must lie strictly between"),
+    ({"secondary": [{"endpoint": "quality", "test": "paired"}]}, "already in the plan"),
+    ({"random_effects": {"reading_time": ["expert"]}}, "experts do not read"),
+    ({"random_effects": {"quality": ["surgeon"]}}, "unknown term"),
+    ({"subgroups": [{"name": "big", "by": "weather", "min_findings": 3}]}, "“by” must be one of"),
+    ({"typo_field": 1}, "Unknown plan settings"),
+])
+def test_a_bad_plan_is_refused_with_a_message(change, message):
+    with pytest.raises(plan_schema.PlanError, match=message):
+        plan_schema.validate({**plan_schema.default_plan(), **change})
+
+
+@pytest.mark.django_db
+def test_freezing_records_who_when_and_the_hash_of_the_plan_file(trial, statistician, client):
+    plan = services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
+    assert plan.version == 1 and not plan.is_frozen and plan.sha256 == ""
+    frozen = services.freeze_plan(plan=plan, by=statistician)
+    assert frozen.frozen_by == statistician and frozen.frozen_at is not None
+    client.force_login(statistician)
+    document = client.get(f"/t/{trial.code}/analysis/plan/1.json").content
+    assert hashlib.sha256(document).hexdigest() == frozen.sha256
+    assert json.loads(document)["plan"] == frozen.content
+    event = AuditEvent.objects.filter(action="analysis_plan.frozen").get()
+    assert event.payload == {"version": 1, "sha256": frozen.sha256} and event.actor == statistician
+
+
+@pytest.mark.django_db
+def test_a_frozen_plan_cannot_be_edited_or_frozen_again_and_nothing_changes(trial, statistician):
+    plan = services.freeze_plan(plan=services.create_plan_version(trial=trial, by=statistician,
+                                                                  content=plan_schema.default_plan()),
+                                by=statistician)
+    before = (AnalysisPlan.objects.get(pk=plan.pk).content, plan.sha256, AuditEvent.objects.count())
+    changed = {**plan_schema.default_plan(), "alpha": 0.01}
+    with pytest.raises(PlanFrozen, match="frozen on .* it cannot change"):
+        services.edit_plan(plan=plan, by=statistician, content=changed)
+    with pytest.raises(PlanFrozen, match="already frozen"):
+        services.freeze_plan(plan=plan, by=statistician)
+    plan.content = changed
+    with pytest.raises(PermissionError, match="immutable"):
+        plan.save()
+    with pytest.raises(PermissionError):
+        plan.delete()
+    stored = AnalysisPlan.objects.get(pk=plan.pk)
+    assert (stored.content, stored.sha256, AuditEvent.objects.count()) == before
+
+
+@pytest.mark.django_db
+def test_an_amendment_is_a_new_version_and_the_old_one_stays(trial, statistician, client):
+    v1 = services.freeze_plan(plan=services.create_plan_version(trial=trial, by=statistician,
+                                                                content=plan_schema.default_plan()), by=statistician)
+    client.force_login(statistician)
+    form = client.get(f"/t/{trial.code}/analysis/plan/")
+    assert form.status_code == 200 and "version 2" in form.content.decode()
+    response = client.post(f"/t/{trial.code}/analysis/plan/", {
+        "primary": "quality.lmm", "secondary": ["reading_time.lmm"], "secondary_adjustment": "holm",
+        "exploratory": [], "exploratory_adjustment": "bh", "sensitivity": ["quality.clmm"], "alpha": "0.05",
+        "confidence_level": "0.95", "random_quality": ["case", "reader", "expert"], "random_radpeer": ["case"],
+        "random_time": ["case", "reader"], "subgroup_reference_min": "3", "ai_threshold": "0.5",
+        "subgroup_endpoints": ["reading_time"], "notes": "Amended: LMM primary."})
+    assert response.status_code == 302
+    v2 = AnalysisPlan.objects.get(trial=trial, version=2)
+    assert v2.content["primary"] == {"endpoint": "quality", "test": "lmm"} and not v2.is_frozen
+    assert v2.content["subgroups"] == [{"name": "complex_reference", "by": "reference", "min_findings": 3,
+                                        "endpoints": ["reading_time"]}]
+    assert AnalysisPlan.objects.get(pk=v1.pk).content == v1.content
+    # editing the draft keeps its version number
+    services.save_plan(trial=trial, by=statistician, content={**v2.content, "alpha": 0.025})
+    assert AnalysisPlan.objects.filter(trial=trial).count() == 2
+    assert AnalysisPlan.objects.get(trial=trial, version=2).content["alpha"] == 0.025
+    # a draft that is no longer the latest version can be neither edited nor frozen
+    services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
+    old_draft = AnalysisPlan.objects.get(trial=trial, version=2)
+    with pytest.raises(Conflict, match="not the latest version"):
+        services.edit_plan(plan=old_draft, by=statistician, content=plan_schema.default_plan())
+    with pytest.raises(Conflict, match="not the latest version"):
+        services.freeze_plan(plan=old_draft, by=statistician)
+
+
+@pytest.mark.django_db
+def test_freezing_is_refused_once_the_trial_is_unblinded(trial, statistician):
+    plan = services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
+    Trial.objects.filter(pk=trial.pk).update(status="unblinded")  # the path there is tested in trial/
+    events = AuditEvent.objects.count()
+    with pytest.raises(WrongStatus, match="unblinded"):
+        services.freeze_plan(plan=plan, by=statistician)
+    with pytest.raises(WrongStatus, match="unblinded"):
+        services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
+    assert not AnalysisPlan.objects.get(pk=plan.pk).is_frozen and AuditEvent.objects.count() == events
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_a_bad_plan_an_edit_of_a_frozen_plan_and_a_second_freeze(trial, statistician):
+    api = _api(statistician)
+    url = f"/api/trials/{trial.code}/analysis/plans/"
+    bad = api.post(url, {"content": {**plan_schema.default_plan(), "alpha": 2}}, format="json")
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_plan" and "alpha" in bad.json()["detail"]
+    assert AnalysisPlan.objects.count() == 0
+    created = api.post(url, {"content": plan_schema.default_plan()}, format="json")
+    assert created.status_code == 201 and created.json()["version"] == 1
+    edited = api.put(f"{url}1/", {"content": {**plan_schema.default_plan(), "notes": "draft 2"}}, format="json")
+    assert edited.status_code == 200 and edited.json()["content"]["notes"] == "draft 2"
+    frozen = api.post(f"{url}1/freeze/")
+    assert frozen.status_code == 200 and len(frozen.json()["sha256"]) == 64
+    again = api.post(f"{url}1/freeze/")
+    assert again.status_code == 409 and again.json()["code"] == "plan_frozen"
+    edit = api.put(f"{url}1/", {"content": plan_schema.default_plan()}, format="json")
+    assert edit.status_code == 409 and "cannot change" in edit.json()["detail"]
+    assert AnalysisPlan.objects.get(version=1).content["notes"] == "draft 2"
+
+
+@pytest.mark.django_db
+def test_only_investigators_and_statisticians_write_or_freeze_plans(trial, investigator, make_user):
+    reader = make_user("rita")
+    plan = services.create_plan_version(trial=trial, by=investigator, content=plan_schema.default_plan())
+    for user in (reader, make_user("oscar")):
+        with pytest.raises(PermissionDenied):
+            services.create_plan_version(trial=trial, by=user, content=plan_schema.default_plan())
+        with pytest.raises(PermissionDenied):
+            services.freeze_plan(plan=plan, by=user)
+        assert _api(user).get(f"/api/trials/{trial.code}/analysis/plans/").status_code == 403
+    assert services.freeze_plan(plan=plan, by=investigator).is_frozen

@@ -1,0 +1,259 @@
+"""Analysis runs end to end: snapshot and hash, stored results equal stats.methods on the exported CSVs, refusals."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from stats import selectors, services
+from stats.methods.agreement import analyse_agreement
+from stats.methods.clmm import fit_clmm
+from stats.methods.detection import analyse_detection
+from stats.methods.lmm import fit_lmm
+from stats.methods.multiplicity import adjust_pvalues
+from stats.methods.paired import compare_paired
+from stats.methods.preference import analyse_preference
+from stats.methods.roc import roc_auc
+from stats.models import AnalysisRun, RunStatus
+from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
+    build_trial,
+    complete_trial,
+    csv_rows,
+    freeze_default_plan,
+    run_now,
+    zip_members,
+)
+from trial.errors import WrongStatus
+from trial.models import AuditEvent
+
+REL = 1e-9
+REAL_SCORING_SOURCE = selectors.scoring_source  # before any test replaces it
+
+
+def close(a, b, rel=REL) -> bool:
+    if a is None or b is None:
+        return a is None and b is None or (a is None and math.isnan(b)) or (b is None and math.isnan(a))
+    return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)
+
+
+def _num(v: str):
+    return None if v == "" else float(v)
+
+
+@pytest.mark.django_db
+def test_a_run_stores_results_equal_to_the_methods_on_its_exported_csvs(complete_trial,
+                                                                         django_capture_on_commit_callbacks):
+    sim = complete_trial()
+    plan = freeze_default_plan(sim)
+    run = run_now(sim, django_capture_on_commit_callbacks)
+    assert run.status == RunStatus.DONE, run.error
+    assert run.progress == 100 and run.plan_version == plan.version and run.plan_sha256 == plan.sha256
+    assert set(run.code_version) >= {"package", "methods_sha256", "analysis_sha256"}
+    # the snapshot file is the one hashed
+    with run.dataset.open("rb") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == run.dataset_sha256
+    assert run.dataset_rows["reads"] == 32 and run.dataset_rows["quality_scores"] == 96
+
+    _, data = services.export_run(run=run, by=sim.statistician)
+    files = zip_members(data)
+    results = selectors.visible_results(run)
+    a = results["analyses"]
+    t, r = "X", "Y"
+
+    # primary: quality, per case and arm the mean expert score, paired
+    q = csv_rows(files["csv/quality_scores.csv"])
+    by = defaultdict(list)
+    for row in q:
+        by[(row["case"], row["arm"])].append(float(row["score"]))
+    cases = sorted({c for c, _ in by if (c, t) in by and (c, r) in by})
+    expected = compare_paired([np.mean(by[(c, t)]) for c in cases], [np.mean(by[(c, r)]) for c in cases])
+    got = a["quality.paired"]["result"]
+    assert got["n_cases"] == expected.n_cases == 16
+    for key in ("mean_difference", "low", "high", "statistic", "pvalue"):
+        assert close(got["t"][key], getattr(expected.t, key)), key
+    assert close(got["wilcoxon"]["statistic"], expected.wilcoxon.statistic)
+    assert close(got["wilcoxon"]["pvalue"], expected.wilcoxon.pvalue)
+
+    # reading time: LMM on log active seconds, random case and reader
+    reads = [row for row in csv_rows(files["csv/reads.csv"]) if row["status"] == "submitted"
+             and float(row["active_seconds"]) > 0]
+    data_t = {"time": np.array([float(x["active_seconds"]) for x in reads]), "arm": np.array([x["arm"] for x in reads]),
+              "case": np.array([x["case"] for x in reads]), "reader": np.array([x["reader"] for x in reads])}
+    lmm = fit_lmm(data_t, outcome="time", random=["case", "reader"], log=True, treatment=t, reference=r)
+    got = a["reading_time.lmm"]["result"]
+    for key in ("estimate", "se", "df", "pvalue"):
+        assert close(got[key], getattr(lmm, key), rel=1e-6), key
+    assert close(got["percent_reduction"], lmm.percent_reduction, rel=1e-6)
+
+    # quality LMM with expert, case and reader; the ordinal sensitivity model
+    data_q = {"score": np.array([float(x["score"]) for x in q]), "arm": np.array([x["arm"] for x in q]),
+              "case": np.array([x["case"] for x in q]), "reader": np.array([x["reader"] for x in q]),
+              "expert": np.array([x["expert"] for x in q])}
+    lmm_q = fit_lmm(data_q, outcome="score", random=["case", "reader", "expert"], treatment=t, reference=r)
+    assert close(a["quality.lmm"]["result"]["estimate"], lmm_q.estimate, rel=1e-6)
+    assert close(a["quality.lmm"]["result"]["pvalue"], lmm_q.pvalue, rel=1e-5)
+    data_q["score"] = data_q["score"].astype(int)
+    clmm = fit_clmm(data_q, outcome="score", group="case", treatment=t, reference=r)
+    assert close(a["quality.clmm"]["result"]["estimate"], clmm.estimate, rel=1e-6)
+
+    # preference: case majorities, X in the method's "assisted" role; side = where X was shown
+    p = csv_rows(files["csv/preferences.csv"])
+    names = {t: "assisted", r: "standard", "none": "none"}
+    pref = analyse_preference(case=[x["case"] for x in p], expert=[x["expert"] for x in p],
+                              choice=[names[x["preferred"]] for x in p],
+                              side=["left" if x["left_arm"] == t else "right" for x in p])
+    got = a["preference.binomial"]["result"]
+    assert (got["wins"], got["losses"], got["ties"]) == (pref.wins, pref.losses, pref.ties)
+    assert close(got["pvalue"], pref.pvalue) and close(got["low"], pref.low) and close(got["high"], pref.high)
+    assert close(got["votes_all"]["share"], pref.votes_all.share)  # key renamed: votes_assisted → votes_x
+    assert got["votes_all"]["votes_x"] == pref.votes_all.votes_assisted
+
+    # detection: reader calls against the reference standard
+    truth = {(x["case"], x["finding"]): int(x["truth"]) for x in csv_rows(files["csv/reference_standard.csv"])}
+    calls = csv_rows(files["csv/reader_calls.csv"])
+    det = analyse_detection(case=[x["case"] for x in calls], arm=[x["arm"] for x in calls],
+                            reader=[x["reader"] for x in calls], finding=[x["finding"] for x in calls],
+                            truth=[truth[(x["case"], x["finding"])] for x in calls], call=[x["call"] for x in calls],
+                            arms=(t, r))
+    assert json.loads(json.dumps(a["detection.mcnemar"]["result"]["findings"][0]["arms"])) == \
+        json.loads(json.dumps([{"arm": x.arm, "sensitivity": vars(x.sensitivity), "specificity": vars(x.specificity)}
+                               for x in det.findings[0].arms]))
+
+    # AI AUC per finding
+    scores = csv_rows(files["csv/ai_scores.csv"])
+    for finding, stored in a["ai_auc.delong"]["result"]["findings"].items():
+        rows = [x for x in scores if x["finding"] == finding]
+        if stored["status"] == "ok":
+            auc = roc_auc([truth[(x["case"], finding)] for x in rows], [float(x["score"]) for x in rows])
+            assert close(stored["result"]["auc"], auc.auc) and close(stored["result"]["se"], auc.se)
+
+    # agreement of the experts' quality scores (a report = case, arm, reader)
+    agree = analyse_agreement(item=["|".join((x["case"], x["arm"], x["reader"])) for x in q],
+                              rater=[x["expert"] for x in q], score=[float(x["score"]) for x in q])
+    assert close(results["agreement"]["quality"]["result"]["icc2"]["estimate"], agree.icc2.estimate)
+    assert close(results["agreement"]["quality"]["result"]["fleiss"]["kappa"], agree.fleiss.kappa)
+
+    # the key secondary family, Holm
+    family = results["multiplicity"]["secondary"]
+    holm = adjust_pvalues(family["pvalues"], method="holm", names=family["names"])
+    assert family["adjusted"] == pytest.approx(list(holm.adjusted), rel=1e-12)
+    assert family["names"] == ["reading_time.lmm", "preference.binomial", "radpeer.paired"]
+
+    # the CONSORT-style flow
+    flow = results["flow"]
+    assert flow["enrolled"] == 16 and flow["cases_read_complete"] == 16 and flow["analysed_primary"] == 16
+    assert {arm: v["reads_submitted"] for arm, v in flow["arms"].items()} == {"X": 16, "Y": 16}
+    assert AuditEvent.objects.filter(action="analysis_run.finished", object_id=str(run.pk)).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_dataset_hash_is_stable_and_a_second_run_reproduces_the_results(complete_trial,
+                                                                             django_capture_on_commit_callbacks):
+    sim = complete_trial()
+    freeze_default_plan(sim)
+    first = run_now(sim, django_capture_on_commit_callbacks)
+    second = run_now(sim, django_capture_on_commit_callbacks)
+    assert first.number == 1 and second.number == 2
+    assert first.dataset_sha256 == second.dataset_sha256
+    facts, rows = selectors.dataset_rows(sim.trial)
+    from stats import dataset
+
+    assert dataset.sha256(dataset.snapshot_bytes(dataset.build_snapshot(trial=facts, rows=rows))) == first.dataset_sha256
+    # same data, same plan: same numbers (up to which arm is X, a coin toss per run before unblinding)
+    a1, a2 = first.results["analyses"]["quality.paired"], second.results["analyses"]["quality.paired"]
+    sign = 1 if first.arm_mapping == second.arm_mapping else -1
+    assert a1["summary"]["estimate"] == pytest.approx(sign * a2["summary"]["estimate"], rel=1e-12)
+    assert a1["summary"]["pvalue"] == pytest.approx(a2["summary"]["pvalue"], rel=1e-12)
+
+
+@pytest.mark.django_db
+def test_a_run_is_refused_before_the_trial_is_locked_and_nothing_is_written(complete_trial):
+    sim = complete_trial(lock=False)
+    freeze_default_plan(sim)
+    events = AuditEvent.objects.count()
+    with pytest.raises(WrongStatus, match="locked trial"):
+        services.start_run(trial=sim.trial, by=sim.statistician)
+    assert AnalysisRun.objects.count() == 0 and AuditEvent.objects.count() == events
+
+
+@pytest.mark.django_db
+def test_a_run_needs_a_frozen_plan(complete_trial):
+    from stats import plan as plan_schema
+    from stats.errors import NoFrozenPlan
+
+    sim = complete_trial()
+    services.create_plan_version(trial=sim.trial, by=sim.statistician, content=plan_schema.default_plan())
+    with pytest.raises(NoFrozenPlan, match="Freeze the analysis plan"):
+        services.start_run(trial=sim.trial, by=sim.statistician)
+    assert AnalysisRun.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_running_a_run_twice_changes_nothing(complete_trial, django_capture_on_commit_callbacks):
+    sim = complete_trial()
+    freeze_default_plan(sim)
+    run = run_now(sim, django_capture_on_commit_callbacks)
+    again = services.execute_run(run_id=run.pk, task_id="a-second-delivery")
+    assert again.status == RunStatus.DONE and again.results == run.results and again.task_id == run.task_id
+    assert AuditEvent.objects.filter(action="analysis_run.finished").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_failing_analysis_is_recorded_with_its_reason(complete_trial, django_capture_on_commit_callbacks,
+                                                        monkeypatch):
+    sim = complete_trial()
+    freeze_default_plan(sim)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the analysis broke")
+
+    monkeypatch.setattr("stats.analysis.run_analysis", broken)
+    run = run_now(sim, django_capture_on_commit_callbacks)
+    assert run.status == RunStatus.FAILED and "the analysis broke" in run.error
+    assert AuditEvent.objects.filter(action="analysis_run.failed").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_finished_run_is_immutable(complete_trial, django_capture_on_commit_callbacks):
+    sim = complete_trial()
+    freeze_default_plan(sim)
+    run = run_now(sim, django_capture_on_commit_callbacks)
+    run.results = {"tampered": True}
+    with pytest.raises(PermissionError):
+        run.save()
+    with pytest.raises(PermissionError):
+        run.delete()
+
+
+def test_an_analysis_the_data_cannot_support_is_reported_not_estimable_and_the_run_goes_on(monkeypatch):
+    from stats import analysis, dataset, simulate
+    from stats import plan as plan_schema
+
+    def overflow(*args, **kwargs):
+        raise OverflowError("math range error")
+
+    trial, rows = simulate.simulate_rows(n_readers=4, n_cases=10, n_experts=3, seed=5)
+    view = dataset.coded(dataset.build_snapshot(trial=trial, rows=rows), {"X": "assisted", "Y": "standard"})
+    monkeypatch.setattr(analysis, "fit_clmm", overflow)
+    results = analysis.run_analysis(view, plan=plan_schema.validate(plan_schema.default_plan()),
+                                    design="paired_parallel", findings=trial["findings"])
+    clmm = results["analyses"]["quality.clmm"]
+    assert clmm["status"] == "not_estimable" and "math range error" in clmm["reason"]
+    assert results["analyses"]["quality.paired"]["status"] == "ok"
+
+
+@pytest.mark.django_db
+def test_the_seam_reads_the_scoring_apps_own_rows(complete_trial):
+    from stats import dataset
+
+    sim = complete_trial(lock=False)
+    rows = REAL_SCORING_SOURCE(sim.trial)  # scoring.selectors.analysis_rows: nothing scored in this trial yet
+    assert {"quality", "preference", "reference_standard"} <= set(rows)
+    converted = dataset.from_scoring({**rows, **sim.scoring})
+    assert len(converted["quality_scores"]) == 96 and {q["radpeer_score"] for q in converted["quality_scores"]} <= \
+        {1, 2, 3, 4, 5}
+    assert {p["preferred"] for p in converted["preferences"]} <= {"assisted", "standard", "none"}
