@@ -370,14 +370,13 @@ def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "",
     summary = dicom.image_summary(ds)
     try:
         rendered = dicom.render_display(ds)
-        values = dicom.render_values(ds)
     except dicom.DicomRejection as exc:
         raise CaseRejected(exc.reason, code=exc.code) from exc
     return _store_case(trial=trial, site=site, by=by, ds=ds, fingerprint_=print_, summary=summary,
-                       rendered=rendered, values=values, filename=filename, clinical_history=clinical_history)
+                       rendered=rendered, filename=filename, clinical_history=clinical_history)
 
 
-def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, values, filename, clinical_history) -> Case:
+def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filename, clinical_history) -> Case:
     saved: list = []
     try:
         with transaction.atomic():
@@ -398,7 +397,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, values,
                 photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
                 display_width=rendered.width, display_height=rendered.height,
                 window_center=rendered.window_center, window_width=rendered.window_width,
-                window_source=rendered.source, display_windows=values.windows,
+                window_source=rendered.source,
             )
             case.dicom.save("image.dcm", ContentFile(clean_bytes), save=False)
             saved.append(case.dicom)
@@ -406,8 +405,6 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, values,
             saved.append(case.display_image)
             case.thumbnail.save("thumbnail.png", ContentFile(rendered.thumbnail_png), save=False)
             saved.append(case.thumbnail)
-            case.values_image.save("values.png", ContentFile(values.png), save=False)
-            saved.append(case.values_image)
             case.save()
             CaseIdentity.objects.create(
                 case=case, accession_number=record.accession_number or "", patient_id=record.patient_id or "",
@@ -421,6 +418,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, values,
             if locked.design == Design.CASE_RANDOMIZED:
                 _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
             case_id = case.pk
+            transaction.on_commit(lambda: _prepare_viewer_image_later(case_id))
             transaction.on_commit(lambda: announce_case_enrolled(case_id))
     except IntegrityError as exc:
         _delete_files(saved)
@@ -451,6 +449,30 @@ def _announce(task_names: tuple[str, ...], *args) -> None:
 
 def announce_case_enrolled(case_id: int) -> None:
     _announce(CASE_ENROLLED_TASKS, case_id)
+
+
+def _prepare_viewer_image_later(case_id: int) -> None:
+    from .tasks import prepare_viewer_image  # tasks import services: import here
+
+    prepare_viewer_image.delay(case_id)
+
+
+def prepare_viewer_image(*, case: Case) -> Case:
+    """Write the viewer's 16-bit values image and window presets (a second, slower rendering that the
+    upload need not wait for: the reading screen paints the display image first). Idempotent."""
+    if case.values_image:
+        return case
+    with case.dicom.open("rb") as fh:
+        ds = dicom.read_radiograph(fh.read())
+    values = dicom.render_values(ds)
+    name = case.values_image.field.generate_filename(case, "values.png")
+    stored = case.values_image.storage.save(name, ContentFile(values.png))
+    updated = Case.objects.filter(pk=case.pk, values_image="").update(values_image=stored,
+                                                                      display_windows=values.windows)
+    if not updated:  # another worker finished first: keep theirs, drop ours
+        case.values_image.storage.delete(stored)
+    case.refresh_from_db()
+    return case
 
 
 def _delete_files(files) -> None:

@@ -173,3 +173,13 @@ def test_case_pages_show_the_image_to_investigators_only(client, enrolling_trial
     client.force_login(outsider)
     assert client.get(f"/t/{enrolling_trial.code}/cases/{case.code}/display.png").status_code == 403
     assert client.get(f"/t/{enrolling_trial.code}/cases/{case.code}/").status_code == 403
+
+
+def test_the_viewer_values_image_is_prepared_after_enrolment(enrolling_trial, site, investigator,
+                                                             django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        case = _enrol(enrolling_trial, site, investigator, corpus.radiograph_bytes(seed=50))
+    case.refresh_from_db()
+    assert case.values_image and set(case.display_windows) == {"auto", "file", "lung", "mediastinum", "bone"}
+    name = case.values_image.name
+    assert services.prepare_viewer_image(case=case).values_image.name == name  # idempotent
