@@ -26,12 +26,12 @@ system-deps:
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-# Set up the embedded default (SQLite + a broker-less Celery transport), a demo trial with a login per
-# role, then run a real Celery worker process and the web server together (Ctrl-C stops both).
+# The embedded default (SQLite + a broker-less Celery transport): a real Celery worker, the demo trials
+# (the first time, the demo model is trained: about 12 minutes), then the web server (Ctrl-C stops all).
+DEMO_ARGS ?=
 demo: migrate
 	$(PY) manage.py collectstatic --noinput -v 0
-	$(PY) manage.py setup_demo
-	bash scripts/run-demo.sh $(HOST) $(PORT)
+	bash scripts/run-demo.sh $(HOST) $(PORT) $(DEMO_ARGS)
 
 # The whole suite, on whatever DATABASE_URL / CELERY_BROKER_URL say (the embedded default when unset).
 test: install

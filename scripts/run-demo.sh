@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Runs a real Celery worker (queues default and ai) beside the web server; stopping one stops both.
+# The demo: a real Celery worker (queues default and ai), the demo set-up (which needs the worker for the
+# AI drafts, routing, scoring items and the analysis), then the web server. Ctrl-C stops everything.
 set -euo pipefail
 HOST=${1:-127.0.0.1}
 PORT=${2:-8000}
+shift 2 || true
 PY=.venv/bin/python
+VAR=${CXR_VAR_DIR:-var}
+mkdir -p "$VAR"
 $PY -m celery -A config worker -Q default,ai --concurrency 1 --loglevel INFO --without-gossip --without-mingle \
-  >"${CXR_VAR_DIR:-var}/worker.log" 2>&1 &
+  >"$VAR/worker.log" 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null || true' EXIT INT TERM
-echo "Celery worker started (pid $WORKER, log ${CXR_VAR_DIR:-var}/worker.log)."
-echo "Open http://$HOST:$PORT/ — logins are printed above."
+echo "Celery worker started (pid $WORKER, log $VAR/worker.log)."
+$PY manage.py setup_demo "$@"
+echo "Open http://$HOST:$PORT/ with one of the logins above."
 $PY manage.py runserver "$HOST:$PORT" --noreload

@@ -1,0 +1,31 @@
+"""The demo set-up end to end (tasks run in-process here; `make demo` runs them in a real worker)."""
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+from ai.models import AIDraft
+from reading.models import Read
+from scoring.models import Preference, QualityScore
+from stats.models import AnalysisRun
+from trial import audit
+from trial.models import Trial
+
+
+@pytest.mark.django_db(transaction=True)
+def test_setup_demo_makes_a_trial_with_results_and_a_live_one(tmp_path, settings, capsys):
+    settings.VAR_DIR = tmp_path
+    call_command("setup_demo", "--untrained-model", "--cases", "6", "--live-cases", "4", "--timeout", "600")
+    results, live = Trial.objects.get(code="demo-cxr-results"), Trial.objects.get(code="demo-cxr")
+    assert results.status == "unblinded" and live.status == "reading"
+    assert AIDraft.objects.filter(case__trial=results, status="ready").count() == 6
+    assert not Read.objects.filter(trial=results).exclude(status="submitted").exists()
+    assert Read.objects.filter(trial=live).exclude(status="submitted").count() > 0  # left for a person
+    assert QualityScore.objects.filter(assignment__item__trial=results).exists()
+    assert Preference.objects.filter(assignment__item__trial=results).exists()
+    assert AnalysisRun.objects.get(trial=results).status == "done"
+    assert audit.verify().intact
+    out = capsys.readouterr().out
+    assert "investigator" in out and "demo-password-2026" in out
+    call_command("setup_demo", "--untrained-model")  # idempotent: nothing new
+    assert Trial.objects.filter(code__startswith="demo-cxr").count() == 2
