@@ -1,18 +1,9 @@
 """Read-only admin views of plans and runs: they are written by services only (frozen plans and runs are immutable)."""
 from django.contrib import admin
 
+from trial.admin import ReadOnlyAdmin as _ReadOnly
+
 from .models import AnalysisPlan, AnalysisRun
-
-
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AnalysisPlan)
