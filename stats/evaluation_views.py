@@ -1,0 +1,43 @@
+"""The retrospective evaluation of a model's drafts: a page and its CSV, for analysts once the trial is unblinded."""
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from trial import selectors as trial_selectors
+
+from . import evaluation, evaluation_selectors as selectors
+from .selectors import ANALYSTS
+
+
+def _trial(request, code):
+    return trial_selectors.trial_for_user(code=code, user=request.user, roles=ANALYSTS)
+
+
+@login_required
+def page(request, code):
+    trial = _trial(request, code)
+    try:
+        models = selectors.evaluable_models(trial=trial, user=request.user)
+    except selectors.NotUnblinded as exc:
+        return render(request, "stats/evaluation.html", {"trial": trial, "refusal": str(exc)}, status=403)
+    model = selectors.model_for(trial=trial, user=request.user, name=request.GET.get("model"))
+    table = selectors.evaluation_for(trial=trial, user=request.user, model=model) if model else None
+    return render(request, "stats/evaluation.html", {"trial": trial, "model": model, "table": table, "models": models})
+
+
+@login_required
+def export(request, code):
+    trial = _trial(request, code)
+    try:
+        model = selectors.model_for(trial=trial, user=request.user, name=request.GET.get("model"))
+    except selectors.NotUnblinded as exc:
+        return HttpResponse(str(exc), status=403, content_type="text/plain; charset=utf-8")
+    if model is None:
+        return HttpResponse("No model version has a ready draft in this trial.", status=404,
+                            content_type="text/plain; charset=utf-8")
+    table = selectors.evaluation_for(trial=trial, user=request.user, model=model)
+    response = HttpResponse(evaluation.to_csv(table), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{trial.code}-ai-evaluation-{model.name}.csv"'
+    return response
