@@ -89,7 +89,7 @@ def register_model(*, by, name: str, backend: str, path: str = "", url: str = ""
 def assign_model(*, trial: Trial, by, model_version: ModelVersion) -> TrialModel:
     """Choose the model of a trial. It is part of the intervention: fixed once the first case is enrolled."""
     require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
-    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
     if trial.cases.exists() or trial.status not in (Status.SETUP, Status.ENROLLING):
         raise WrongStatus("The trial's model cannot change once cases are enrolled.")
     current = TrialModel.objects.filter(trial=trial).first()

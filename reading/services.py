@@ -76,7 +76,7 @@ def route_trial(*, trial: Trial) -> int:
     crossover: every reader, both arms, first period in the reader's allocated arm, the second after
     the washout (set when the first read is submitted).
     """
-    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
     readers = _readers(trial)
     load = _open_load(trial)
     routed = 0
@@ -212,7 +212,7 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
                   base_version: int | None = None, tab_id: str = "") -> Report:
     """Freeze the reader's report; the read's time is computed from its events, never from the client."""
     _require_own_read(read, by)
-    read = Read.objects.select_for_update().select_related("trial", "case").get(pk=read.pk)
+    read = Read.objects.select_for_update(of=("self",), no_key=True).select_related("trial", "case").get(pk=read.pk)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This report was already submitted.")
     _require_reading(read.trial)
@@ -253,7 +253,8 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
 @transaction.atomic
 def correct_report(*, read: Read, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
     """A new version with a reason, by the reader (or a senior at sign-off); earlier versions are kept."""
-    read = Read.objects.select_for_update().select_related("trial", "case", "reader").get(pk=read.pk)
+    read = Read.objects.select_for_update(of=("self",), no_key=True).select_related(
+        "trial", "case", "reader").get(pk=read.pk)
     is_reader = read.reader.user_id == by.pk
     if not is_reader:
         require_role(trial=read.trial, user=by, roles=[Role.SENIOR])
@@ -280,7 +281,8 @@ def correct_report(*, read: Read, by, findings: str, impression: str, finding_fl
 @transaction.atomic
 def sign_report(*, report: Report, by) -> Report:
     """A senior signs the latest version of a report (to edit, correct_report first, then sign)."""
-    report = Report.objects.select_for_update().select_related("read__trial", "read__reader").get(pk=report.pk)
+    report = Report.objects.select_for_update(of=("self",), no_key=True).select_related(
+        "read__trial", "read__reader").get(pk=report.pk)
     require_role(trial=report.read.trial, user=by, roles=[Role.SENIOR])
     if report.read.reader.user_id == by.pk:
         raise ServiceError("A senior cannot sign their own report.")

@@ -98,7 +98,7 @@ def _new_order_key() -> int:
 
 
 def _locked(trial: Trial) -> Trial:
-    return Trial.objects.select_for_update().get(pk=trial.pk)
+    return Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
 
 
 # ------------------------------------------------------------------------------------------ settings

@@ -34,7 +34,7 @@ ANALYSIS_FILES = ("analysis.py", "dataset.py", "plan.py")
 
 
 def _lock_trial(trial: Trial) -> Trial:
-    return Trial.objects.select_for_update().get(pk=trial.pk)
+    return Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
 
 
 def _clean_plan(content: Any) -> dict:

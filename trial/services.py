@@ -58,8 +58,11 @@ SETTINGS_FIELDS = (
 
 
 def _locked(trial: Trial) -> Trial:
-    """Re-read the trial under a row lock: allocations, case codes and pseudonyms are taken one at a time."""
-    return Trial.objects.select_for_update().get(pk=trial.pk)
+    """Re-read the trial under a row lock: allocations, case codes and pseudonyms are taken one at a time.
+
+    NO KEY UPDATE, not UPDATE: rows inserted elsewhere that point at the trial (audit events, reads) take a
+    key-share lock on it, which a plain FOR UPDATE would block, deadlocking against the audit-head lock."""
+    return Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
 
 
 def _require_investigator(trial: Trial, user) -> None:
