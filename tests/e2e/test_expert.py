@@ -63,3 +63,31 @@ def test_expert_scores_a_report_and_a_pair_in_the_browser(page, build_trial, inv
     assert preference.choice == "B" and preference.reason == "More precise."
     assisted_side = Assignment.objects.get(pk=pair.pk).assisted_side
     assert assisted_side in ("A", "B")  # stored with the answer's assignment: the analysis recovers the arm
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_expert_marks_the_findings_of_a_radiograph_for_the_reference_standard(page, build_trial, investigator,  # noqa: F811
+                                                                              make_user):
+    from scoring.models import FindingVote
+
+    trial, readers, cases, _ = build_trial(readers_per_site=2, n_cases=1, code="rf")
+    experts = add_experts(trial, investigator, make_user, 5)
+    submit_all_reads(trial)
+    trial_services.transition_trial(trial=trial, by=investigator, to="scoring")
+    services.build_items(trial=trial, by=investigator)
+    expert = experts[0]
+    item = mine(expert, kind="reference", case=cases[0])[0]  # the image alone comes first
+
+    login(page, expert.username, PASSWORD)
+    page.goto(f"/t/{trial.code}/score/")
+    page.locator(f"a.stretched-link[href$='/score/{item.key}/']").click()
+    page.wait_for_selector("#viewer[data-shown=true]")
+    body = page.inner_text("body")
+    assert "FINDINGS" not in body and cases[0].code not in body  # the image alone, blinded
+    for i, finding in enumerate(trial.findings):
+        page.check(f"input[name=finding_{i}][value='{'present' if finding == 'pleural effusion' else 'absent'}']")
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("text=Saved.")
+    vote = FindingVote.objects.get(assignment=item)
+    assert vote.marks["pleural effusion"] == "present" and vote.marks["pneumothorax"] == "absent"
