@@ -1,0 +1,122 @@
+"""The world of bench/reading.py: a throwaway PostgreSQL database and a paired-parallel trial in reading.
+
+Made through the project's own services (as tests/reading/conftest.py `build_trial` does), in the bench
+process; the caller sets DATABASE_URL (and the media/var folders) before importing this module.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+from psycopg2 import sql
+
+PASSWORD = "bench-reader-password-1"
+DRAFT_FINDINGS = "Small left pleural effusion. No pneumothorax."
+DRAFT_IMPRESSION = "Small left pleural effusion."
+
+
+def _admin(host: str, port: int, user: str):
+    for attempt in range(60):  # a server restarted meanwhile comes back in seconds
+        try:
+            conn = psycopg2.connect(host=host, port=port, user=user, dbname="postgres")
+            break
+        except psycopg2.OperationalError:
+            if attempt == 59:
+                raise
+            time.sleep(1)
+    conn.autocommit = True
+    return conn
+
+
+def create_database(*, host: str, port: int, user: str, name: str) -> None:
+    conn = _admin(host, port, user)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def drop_database(*, host: str, port: int, user: str, name: str) -> None:
+    conn = _admin(host, port, user)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+@dataclass
+class World:
+    code: str
+    readers: list[str]                                   # usernames, in membership order
+    reads: dict[str, list[int]] = field(default_factory=dict)  # username -> read ids in worklist order
+    seconds: float = 0.0
+
+
+def migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, log=print) -> World:
+    """Users, a paired-parallel trial (blocks of 2, one site), `cases` phantoms, ready drafts, reading."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import Permission
+    from django.db import transaction
+
+    from ai.models import AIDraft, DraftStatus, ModelVersion, TrialModel
+    from ai.phantoms import FINDINGS, make_phantom
+    from config.celery import app
+    from reading.models import Read
+    from trial import services as trial_services
+    from trial.models import Role
+
+    app.conf.task_always_eager = True
+    t0 = time.perf_counter()
+    User = get_user_model()
+    encoded = make_password(PASSWORD)  # one hash for all: hashing 30+ times would only slow the set-up
+    investigator = User.objects.create(username="bench-investigator", email="inv@example.org", password=encoded)
+    investigator.user_permissions.add(Permission.objects.get(codename="add_trial"))
+    investigator = User.objects.get(pk=investigator.pk)
+    names = [f"bench-reader{i:02d}" for i in range(readers)]
+    users = User.objects.bulk_create([User(username=n, email=f"{n}@example.org", password=encoded) for n in names])
+
+    trial = trial_services.create_trial(by=investigator, code=code, title="Reading benchmark", design="paired_parallel",
+                                        block_multiples=[1])
+    site = trial_services.add_site(trial=trial, by=investigator, code="site-a", name="Site A")
+    for user in users:
+        trial_services.add_member(trial=trial, by=investigator, user=user, role=Role.READER, site=site)
+    trial = trial_services.transition_trial(trial=trial, by=investigator, to="enrolling")
+    t1 = time.perf_counter()
+    enrolled = []
+    for i in range(cases):
+        findings = [FINDINGS[i % len(FINDINGS)]] if i % 3 else []
+        data = make_phantom(findings=findings, seed=i, size=size).dicom
+        enrolled.append(trial_services.enrol_case(trial=trial, site=site, by=investigator, data=data,
+                                                  clinical_history=f"Benchmark case {i}"))
+        if (i + 1) % 50 == 0:
+            log(f"  enrolled {i + 1}/{cases} cases ({time.perf_counter() - t1:.0f} s)")
+    # The model is attached after enrolment so that no model runs: drafts are written directly.
+    model = ModelVersion.objects.create(name=f"bench-{code}", backend="http", url="http://127.0.0.1:9/v1")
+    TrialModel.objects.create(trial=trial, model_version=model, assigned_by=investigator)
+    AIDraft.objects.bulk_create([
+        AIDraft(case=case, model_version=model, status=DraftStatus.READY, findings=DRAFT_FINDINGS,
+                impression=DRAFT_IMPRESSION, text=f"FINDINGS: {DRAFT_FINDINGS}\nIMPRESSION: {DRAFT_IMPRESSION}",
+                finding_scores={"pleural effusion": 0.9})
+        for case in enrolled])
+    with transaction.atomic():
+        trial = trial_services.transition_trial(trial=trial, by=investigator, to="reading")
+    # Routing runs on commit (eager Celery); make sure it happened.
+    from reading import services as reading_services
+    reading_services.route_trial(trial=trial)
+    world = World(code=code, readers=names)
+    for name in names:
+        world.reads[name] = list(Read.objects.filter(trial=trial, reader__user__username=name)
+                                 .order_by("order_key").values_list("id", flat=True))
+    world.seconds = time.perf_counter() - t0
+    return world

@@ -1,0 +1,633 @@
+"""Reading under load: N simulated readers against the platform under gunicorn on PostgreSQL, and in Chromium
+the time from a click to the radiograph painted. Prints p50/p95 per step.
+
+Run by hand from the repository root (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
+
+    python bench/reading.py                                  # gunicorn w3t4, 8/16/32 readers, then Chromium
+    python bench/reading.py --configs w3t4,w3t4c60,w5t1c60   # compare gunicorn/database-connection settings
+    python bench/reading.py --no-browser --levels 8,32
+    python bench/reading.py --configs w3t4c60 --think 1000 --no-browser --clicks 0 --nexts 0   # paced readers
+
+Each simulated reader logs in through the login form and, back to back (or with --think pauses), repeats on
+its own reads: open the worklist page, open a case (the read's API payload, then its radiograph PNG), autosave ×3,
+submit. A warm-up round (every reader once, and /healthz) comes first. Beside each level, /healthz (one
+`SELECT 1`) under the same concurrency is the baseline: what the server costs before any reading code runs.
+
+A configuration `wXtYcZ` is gunicorn with X workers and Y threads (gthread when Y > 1, else sync) and
+CONN_MAX_AGE=Z (through DATABASE_URL's `?conn_max_age=Z`; c0, the default, opens a connection per request).
+
+Goals (issue 4): p95 ≤ 100 ms per step at 32 readers on a 2-core machine; in Chromium, p95 ≤ 300 ms from a
+worklist click, and from "next case", to the radiograph painted (`data-image-shown-ms` on #read-app, set by
+static/js/reading.js). The database (`cxr_bench_reading`) is created, migrated and dropped by the script.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import random
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HOST = "127.0.0.1"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync", "--disable-quic"]
+STEPS = ["worklist", "open case", "radiograph", "autosave", "submit"]
+THINK_MS = 0.0  # --think: mean pause between a reader's requests (0: back to back)
+FLAGS = {}  # no finding ticked: the trial's finding list is read from the payload
+
+
+# ------------------------------------------------------------------------------------------------ HTTP client
+
+
+class Client:
+    """One reader's HTTP client: a keep-alive connection (reopened when the server closes it) and cookies."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.conn: http.client.HTTPConnection | None = None
+        self.cookies: dict[str, str] = {}
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        for attempt in range(2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(HOST, self.port, timeout=30)
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                    http.client.CannotSendRequest):
+                self.close()
+                if attempt:
+                    raise
+                continue
+            for header in response.msg.get_all("Set-Cookie") or []:
+                name, _, rest = header.partition("=")
+                self.cookies[name.strip()] = rest.split(";", 1)[0]
+            if response.getheader("Connection", "").lower() == "close":
+                self.close()
+            return response.status, data, response
+        raise RuntimeError("unreachable")
+
+    def timed(self, method: str, path: str, body=None, headers=None, expect=(200,)):
+        t0 = time.perf_counter()
+        status, data, _ = self.request(method, path, body, headers)
+        ms = (time.perf_counter() - t0) * 1000
+        if status not in expect:
+            raise RuntimeError(f"{method} {path}: HTTP {status}: {data[:300]!r}")
+        return ms, data
+
+    def login(self, username: str, password: str):
+        status, data, _ = self.request("GET", "/accounts/login/")
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', data)
+        if status != 200 or not token:
+            raise RuntimeError(f"login page: HTTP {status}")
+        body = urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token.group(1).decode(),
+                          "next": "/"}).encode()
+        status, data, _ = self.request("POST", "/accounts/login/", body, {
+            "Content-Type": "application/x-www-form-urlencoded", "Referer": f"http://{HOST}:{self.port}/accounts/login/"})
+        if status != 302 or "sessionid" not in self.cookies:
+            raise RuntimeError(f"login of {username} failed: HTTP {status}")
+
+    def json_headers(self):
+        return {"Content-Type": "application/json", "Accept": "application/json",
+                "X-CSRFToken": self.cookies.get("csrftoken", ""), "Referer": f"http://{HOST}:{self.port}/"}
+
+
+# ------------------------------------------------------------------------------------------------ server
+
+
+@dataclass
+class Config:
+    label: str
+    workers: int
+    threads: int
+    conn_max_age: int
+
+
+def parse_config(text: str) -> Config:
+    m = re.fullmatch(r"w(\d+)t(\d+)(?:c(\d+))?", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"bad configuration {text!r}: expected wXtY or wXtYcZ (e.g. w3t4c60)")
+    return Config(text.strip(), int(m.group(1)), int(m.group(2)), int(m.group(3) or 0))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, config: Config, env: dict, log_path: Path):
+        self.config = config
+        self.port = free_port()
+        env = dict(env)
+        if config.conn_max_age:
+            env["DATABASE_URL"] = f"{env['DATABASE_URL']}?conn_max_age={config.conn_max_age}"
+        cmd = [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi:application", "--bind", f"{HOST}:{self.port}",
+               "--workers", str(config.workers), "--threads", str(config.threads), "--timeout", "60",
+               "--keep-alive", "30", "--log-level", "warning"]
+        if config.threads > 1:
+            cmd += ["--worker-class", "gthread"]
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited ({self.proc.returncode}); see {log_path}")
+            try:
+                c = Client(self.port)
+                status, _, _ = c.request("GET", "/healthz")
+                c.close()
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not answer within 60 s; see {log_path}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+class Reader:
+    def __init__(self, name: str, reads: list[int], port: int):
+        self.name = name
+        self.todo = list(reads)
+        self.client = Client(port)
+        self.tab = f"bench-{name}"
+        self.rng = random.Random(name)
+
+    def pause(self):
+        if THINK_MS:
+            time.sleep(self.rng.uniform(0.5, 1.5) * THINK_MS / 1000)
+
+    def cycle(self, code: str, samples: dict[str, list[float]]):
+        read_id = self.todo.pop(0)
+        c = self.client
+        self.pause()
+        ms, _ = c.timed("GET", f"/t/{code}/read/")
+        samples["worklist"].append(ms)
+        self.pause()
+        ms, data = c.timed("GET", f"/api/reads/{read_id}/", headers={"Accept": "application/json"})
+        samples["open case"].append(ms)
+        payload = json.loads(data)
+        if payload["status"] == "submitted":
+            raise RuntimeError(f"read {read_id} is already submitted")
+        ms, _ = c.timed("GET", payload["image"]["display_url"])
+        samples["radiograph"].append(ms)
+        self.pause()
+        draft = payload["draft"] or {"findings": "", "impression": ""}
+        base = payload["saved"]["version"] if payload["saved"] else None
+        findings = draft["findings"]
+        for i in range(3):
+            findings += f" Typed {i}."
+            body = json.dumps({"findings": findings, "impression": draft["impression"] or "No acute finding.",
+                               "finding_flags": FLAGS, "base_version": base, "tab_id": self.tab}).encode()
+            ms, data = c.timed("PUT", payload["urls"]["autosave"], body, c.json_headers())
+            samples["autosave"].append(ms)
+            self.pause()
+            base = json.loads(data)["version"]
+        body = json.dumps({"findings": findings, "impression": draft["impression"] or "No acute finding.",
+                           "finding_flags": FLAGS, "base_version": base, "tab_id": self.tab}).encode()
+        ms, _ = c.timed("POST", payload["urls"]["submit"], body, c.json_headers(), expect=(201,))
+        samples["submit"].append(ms)
+
+
+def run_threads(n: int, target) -> float:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def wrapped(i):
+        try:
+            barrier.wait(timeout=60)
+            target(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrapped, args=(i,), daemon=True) for i in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    if any(t.is_alive() for t in threads):
+        raise RuntimeError("a simulated reader did not finish within 10 minutes")
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - t0
+
+
+def healthz_load(port: int, n: int, per_thread: int) -> list[float]:
+    samples: list[float] = []
+    lock = threading.Lock()
+
+    def work(i):
+        c = Client(port)
+        rng = random.Random(i)
+        mine = []
+        for _ in range(per_thread):
+            if THINK_MS:
+                time.sleep(rng.uniform(0.5, 1.5) * THINK_MS / 1000)
+            mine.append(c.timed("GET", "/healthz")[0])
+        c.close()
+        with lock:
+            samples.extend(mine)
+
+    run_threads(n, work)
+    return samples
+
+
+def reading_load(readers: list[Reader], code: str, rounds: int) -> tuple[dict[str, list[float]], float]:
+    samples = {step: [] for step in STEPS}
+    lock = threading.Lock()
+
+    def work(i):
+        mine = {step: [] for step in STEPS}
+        for _ in range(rounds):
+            readers[i].cycle(code, mine)
+        with lock:
+            for step, values in mine.items():
+                samples[step].extend(values)
+
+    seconds = run_threads(len(readers), work)
+    return samples, seconds
+
+
+def pick(readers: list[Reader], n: int, rounds: int) -> list[Reader]:
+    """The n readers with the most reads left (so that the levels share the reads out evenly)."""
+    chosen = sorted(readers, key=lambda r: -len(r.todo))[:n]
+    if len(chosen) < n or any(len(r.todo) < rounds for r in chosen):
+        raise RuntimeError("not enough reads left: raise --cases")
+    return chosen
+
+
+def http_bench(config: Config, port: int, world, reader_names: list[str], levels: list[int], rounds: dict[int, int],
+               healthz_per_thread: int, readers_cache: dict) -> list[dict]:
+    from bench._reading_world import PASSWORD
+
+    readers = []
+    for name in reader_names:
+        r = readers_cache.get(name) or Reader(name, world.reads[name], port)
+        readers_cache[name] = r
+        r.client = Client(port)
+        readers.append(r)
+    t0 = time.perf_counter()
+    run_threads(4, lambda i: [r.client.login(r.name, PASSWORD) for r in readers[i::4]])
+    print(f"  {len(readers)} readers logged in ({time.perf_counter() - t0:.1f} s)")
+    # warm-up: every reader one cycle, and /healthz, at the highest concurrency; not counted
+    healthz_load(port, max(levels), 5)
+    reading_load(pick(readers, min(len(readers), max(levels)), 1), world.code, 1)
+    rows = []
+    for n in levels:
+        for attempt in range(3):
+            try:
+                base = healthz_load(port, n, healthz_per_thread)
+                chosen = pick(readers, n, rounds[n])
+                load = os.getloadavg()[0]
+                samples, seconds = reading_load(chosen, world.code, rounds[n])
+                break
+            except (RuntimeError, OSError) as exc:
+                # e.g. PostgreSQL restarted by someone else: wait, then run this level again on fresh reads
+                if attempt == 2 or "not enough reads" in str(exc):
+                    raise
+                print(f"  {config.label}: {n} readers failed ({str(exc)[:120]}); again in 15 s")
+                time.sleep(15)
+                for r in readers:  # a read left half done is skipped: its successor starts clean
+                    r.client.close()
+        requests = sum(len(v) for v in samples.values())
+        rows.append({"config": config.label, "readers": n, "samples": samples, "healthz": base,
+                     "rps": requests / seconds, "cycles": n * rounds[n], "load": load})
+        print(f"  {config.label}: {n} readers, {n * rounds[n]} reads, {requests} requests in {seconds:.1f} s "
+              f"({requests / seconds:.0f}/s; load average before: {load:.1f})")
+    for r in readers:
+        r.client.close()
+    return rows
+
+
+def print_table(rows: list[dict]):
+    print()
+    print(f"Per step latency, ms (p50 / p95), closed loop, think time {THINK_MS:.0f} ms; baseline /healthz (SELECT 1) "
+          "under the same concurrency")
+    head = f"{'config':<10} {'readers':>7} " + " ".join(f"{s:>17}" for s in STEPS + ["/healthz"]) + f" {'req/s':>6}"
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        cells = [f"{pct(row['samples'][s], .5):7.1f} /{pct(row['samples'][s], .95):7.1f}" for s in STEPS]
+        cells.append(f"{pct(row['healthz'], .5):7.1f} /{pct(row['healthz'], .95):7.1f}")
+        print(f"{row['config']:<10} {row['readers']:>7} " + " ".join(f"{c:>17}" for c in cells) + f" {row['rps']:6.0f}")
+    print()
+    for row in rows:
+        if row["readers"] == 32:
+            worst = max(STEPS, key=lambda s: pct(row["samples"][s], .95))
+            p95 = pct(row["samples"][worst], .95)
+            verdict = "met" if p95 <= 100 else "MISSED"
+            print(f"{row['config']}: worst p95 at 32 readers: {worst} {p95:.0f} ms; goal ≤ 100 ms: {verdict}")
+
+
+# ------------------------------------------------------------------------------------------------ queries
+
+
+def query_profile(world, name: str, cycles: int = 2) -> None:
+    """One reader's cycles in process (Django's test client, no server): queries and their time per step."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client as DjangoClient
+    from django.test.utils import CaptureQueriesContext
+
+    client = DjangoClient(HTTP_HOST="127.0.0.1", enforce_csrf_checks=False)
+    client.force_login(get_user_model().objects.get(username=name))
+    rows: dict[str, list[tuple[int, float, float]]] = {}
+    slowest: dict[str, list[tuple[float, str]]] = {}
+
+    def step(label, method, path, **kw):
+        t0 = time.perf_counter()
+        with CaptureQueriesContext(connection) as q:
+            response = getattr(client, method)(path, **kw)
+            if hasattr(response, "streaming_content"):
+                b"".join(response.streaming_content)
+        ms = (time.perf_counter() - t0) * 1000
+        sql_ms = sum(float(x["time"]) for x in q.captured_queries) * 1000
+        rows.setdefault(label, []).append((len(q.captured_queries), sql_ms, ms))
+        slowest.setdefault(label, []).extend((float(x["time"]) * 1000, x["sql"]) for x in q.captured_queries)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{label}: HTTP {response.status_code}")
+        return response
+
+    for read_id in world.reads[name][:cycles]:
+        step("worklist", "get", f"/t/{world.code}/read/")
+        payload = step("open case", "get", f"/api/reads/{read_id}/").json()
+        step("radiograph", "get", payload["image"]["display_url"])
+        base = None
+        for i in range(3):
+            body = {"findings": f"Typed {i}.", "impression": "No acute finding.", "finding_flags": {},
+                    "base_version": base, "tab_id": "profile"}
+            base = step("autosave", "put", payload["urls"]["autosave"], data=json.dumps(body),
+                        content_type="application/json").json()["version"]
+        body = {"findings": "Typed.", "impression": "No acute finding.", "finding_flags": {}, "base_version": base,
+                "tab_id": "profile"}
+        step("submit", "post", payload["urls"]["submit"], data=json.dumps(body), content_type="application/json")
+    print("\nQueries per request (in process, one reader alone, last of "
+          f"{cycles} cycles; first-cycle warm-up not shown): count, SQL ms, total ms")
+    for label, values in rows.items():
+        n, sql_ms, ms = values[-1]
+        print(f"  {label:<11} {n:>3} queries  {sql_ms:6.1f} ms SQL  {ms:6.1f} ms in all")
+    for label in ("open case", "submit"):
+        top = sorted(slowest[label], reverse=True)[:3]
+        for t, text in top:
+            print(f"    slowest in {label}: {t:5.1f} ms  {text[:150]}")
+
+
+# ------------------------------------------------------------------------------------------------ Chromium
+
+
+def browser_bench(port: int, world, name: str, next_name: str, clicks: int, nexts: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from bench._reading_world import PASSWORD
+
+    base = f"http://{HOST}:{port}"
+    if len(world.reads[name]) < 2 * clicks + 1 or len(world.reads[next_name]) < nexts + 1:
+        raise RuntimeError("the browser readers have too few reads; raise --cases")
+    console: list[str] = []
+    out = {"worklist click": [], "next case": [], "console": console}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            def context(name):
+                ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
+                page = ctx.new_page()
+                page.set_default_timeout(20000)
+                page.on("console", lambda m: console.append(m.text) if "[cxr-trial]" in m.text else None)
+                page.goto(f"{base}/accounts/login/")
+                page.fill("input[name=username]", name)
+                page.fill("input[name=password]", PASSWORD)
+                with page.expect_navigation():
+                    page.click("form button[type=submit]")
+                return ctx, page
+
+            # Worklist clicks, in a fresh browser cache: every other row, so that the radiograph was not
+            # prefetched by the previous case ("next case" prefetches the following one).
+            ctx, page = context(name)
+            page.goto(f"{base}/t/{world.code}/read/")  # warm-up: static files into the cache
+            page.locator("#worklist tbody a[data-read-link]").first.click()
+            page.wait_for_selector("#read-app[data-image-shown-ms]", state="attached")
+            for k in range(clicks):
+                page.goto(f"{base}/t/{world.code}/read/")
+                link = page.locator("#worklist tbody a[data-read-link]").nth(2 + 2 * k)
+                link.click()
+                page.wait_for_selector("#read-app[data-image-shown-ms]", state="attached")
+                out["worklist click"].append(float(page.get_attribute("#read-app", "data-image-shown-ms")))
+            ctx.close()
+
+            # "Next case": another reader, in another fresh context: from the first read, then next, next…
+            ctx, page = context(next_name)
+            start = world.reads[next_name][0]
+            page.goto(f"{base}/t/{world.code}/read/{start}/")
+            page.wait_for_selector("#read-app[data-image-shown-ms]", state="attached")
+            for _ in range(nexts):
+                before = page.get_attribute("#read-app", "data-read-id")
+                page.wait_for_timeout(300)  # let the prefetch of the next radiograph finish, as a reader would
+                page.click("#next-button")
+                page.wait_for_function(
+                    "b => { const a = document.getElementById('read-app');"
+                    " return a.dataset.readId !== b && a.dataset.imageShownMs !== undefined; }", arg=before)
+                out["next case"].append(float(page.get_attribute("#read-app", "data-image-shown-ms")))
+            ctx.close()
+        finally:
+            browser.close()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=lambda s: [parse_config(x) for x in s.split(",")], default="w3t4",
+                        help="gunicorn configurations wXtY[cZ], comma-separated (default w3t4)")
+    parser.add_argument("--levels", default="8,16,32", help="concurrent readers (default 8,16,32)")
+    parser.add_argument("--samples", type=int, default=64, help="reads (cycles) per level, at least (default 64)")
+    parser.add_argument("--healthz", type=int, default=40, help="/healthz requests per thread per level")
+    parser.add_argument("--cases", type=int, default=0, help="cases to enrol (default: enough for the runs)")
+    parser.add_argument("--clicks", type=int, default=10, help="worklist clicks in Chromium")
+    parser.add_argument("--nexts", type=int, default=10, help="'next case' clicks in Chromium")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean pause in ms before each request of a reader, uniform 0.5–1.5× (default 0: "
+                             "back to back, the heaviest load; real readers pause for seconds)")
+    parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--queries", action="store_true", help="also count queries per step, in process")
+    parser.add_argument("--browser-config", help="configuration for the Chromium part (default: the first)")
+    parser.add_argument("--db", default="cxr_bench_reading")
+    parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
+    parser.add_argument("--debug", action="store_true", help="run the server with DJANGO_DEBUG=1 (default: off)")
+    args = parser.parse_args()
+    if isinstance(args.configs, str):
+        args.configs = [parse_config(args.configs)]
+    levels = [int(x) for x in args.levels.split(",")]
+    global THINK_MS
+    THINK_MS = args.think
+    pg_user, _, hostport = args.pg.partition("@")
+    pg_host, _, pg_port = hostport.partition(":")
+    if pg_host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("only a loopback PostgreSQL")
+    pg_port = int(pg_port or 5432)
+
+    http_readers = max(levels)
+    # + 4: the query profile's reader, a spare, and the two readers in Chromium (worklist clicks; next case);
+    # an even count keeps the arms equal
+    n_readers = http_readers + 4
+    rounds = {n: max(1, math.ceil(args.samples / n)) for n in levels}
+    per_config = sum(n * rounds[n] for n in levels) + http_readers  # + warm-up
+    # + the largest rounds: the levels pick the readers with the most reads left, in whole rounds
+    need_per_reader = math.ceil(per_config * len(args.configs) / http_readers) + max(rounds.values()) + 1
+    need_per_reader = max(need_per_reader, 2 * args.clicks + 3, args.nexts + 3)
+    cases = args.cases or math.ceil(need_per_reader * n_readers / 2)
+
+    tmp = Path(tempfile.mkdtemp(prefix="cxr-bench-reading-"))
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": f"postgres://{pg_user}@{pg_host}:{pg_port}/{args.db}",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_DEBUG": "1" if args.debug else "0",
+        "CXR_VAR_DIR": str(tmp / "var"),
+        "CXR_MEDIA_ROOT": str(tmp / "media"),
+        "CELERY_TASK_ALWAYS_EAGER": "1",
+    })
+    env.pop("CXR_PRODUCTION", None)
+    os.environ.update(env)
+
+    from bench import _reading_world as world_mod
+
+    server = None
+    created = False
+    rows: list[dict] = []
+    browser_results = None
+    try:
+        world_mod.create_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
+        created = True
+        import django
+
+        django.setup()
+        import logging
+
+        logging.getLogger("celery").setLevel(logging.WARNING)  # eager tasks of the set-up: no line each
+        t0 = time.perf_counter()
+        world_mod.migrate()
+        from django.core.management import call_command
+
+        call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: WhiteNoise serves STATIC_ROOT
+        print(f"Database {args.db} created and migrated ({time.perf_counter() - t0:.0f} s).")
+        print(f"Building the trial: {n_readers} readers, {cases} cases (256 px phantoms)…")
+        world = world_mod.build(readers=n_readers, cases=cases)
+        print(f"Trial ready in {world.seconds:.0f} s; reads per reader: "
+              f"{min(len(v) for v in world.reads.values())}–{max(len(v) for v in world.reads.values())}.")
+        from django.db import connections
+
+        connections.close_all()
+
+        if args.queries:
+            query_profile(world, world.readers[-4])
+            connections.close_all()
+        reader_names = world.readers[:http_readers]
+        browser_names = world.readers[-1], world.readers[-2]
+        cache: dict = {}
+        for config in args.configs:
+            mode = f"gthread, {config.threads} threads" if config.threads > 1 else "sync"
+            print(f"\ngunicorn {config.label}: {config.workers} workers ({mode}), CONN_MAX_AGE={config.conn_max_age}")
+            server = Server(config, env, tmp / f"gunicorn-{config.label}.log")
+            try:
+                rows += http_bench(config, server.port, world, reader_names, levels, rounds, args.healthz, cache)
+                if not args.no_browser and config.label == (args.browser_config or args.configs[0].label):
+                    print("  Chromium: worklist clicks and 'next case'…")
+                    browser_results = browser_bench(server.port, world, *browser_names, args.clicks, args.nexts)
+            finally:
+                server.stop()
+                server = None
+        print_table(rows)
+        rows = []
+        if browser_results:
+            print()
+            print(f"Chromium ({args.browser_config or args.configs[0].label}, one reader, server otherwise idle): "
+                  "click → radiograph painted, ms (data-image-shown-ms)")
+            for what in ("worklist click", "next case"):
+                values = browser_results[what]
+                p95 = pct(values, .95)
+                print(f"  {what:<15} n={len(values):>2}  p50 {pct(values, .5):6.0f}  p95 {p95:6.0f}  "
+                      f"max {max(values):6.0f}  goal p95 ≤ 300: {'met' if p95 <= 300 else 'MISSED'}")
+            sources = {}
+            for line in browser_results["console"]:
+                m = re.search(r"after (.+)$", line)
+                if m:
+                    sources[m.group(1)] = sources.get(m.group(1), 0) + 1
+            print(f"  console lines by source: {sources}")
+        return 0
+    finally:
+        if rows:  # a failure part way: what was measured still counts
+            print_table(rows)
+        if server is not None:
+            server.stop()
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # noqa: BLE001 - Django may not be set up
+            pass
+        if created:
+            world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
