@@ -85,6 +85,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a worker process started by a test sees the test database; one per
     # test process, so that two test runs on one checkout never share (and delete) each other's.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-cxr-trial-{os.getpid()}.sqlite3")}
+else:
+    # Opening a PostgreSQL connection per request costs more than the request itself (bench/reading.py:
+    # /healthz 33 → 4 ms): production may set DB_CONN_MAX_AGE=60. Health checks drop a connection the
+    # server closed (a restart) before use. Not the default yet: with persistent connections the
+    # killed-worker redelivery test did not finish (to be understood first).
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by all web processes in production (login throttling counts failures here).

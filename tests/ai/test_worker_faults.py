@@ -53,22 +53,22 @@ class SlowModelServer(BaseHTTPRequestHandler):
         pass
 
 
-def _worker(env) -> subprocess.Popen:
+def _worker(env, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tests.trial.worker_app", "worker", "-Q", "default,ai",
          "--concurrency", "1", "--pool", "solo", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )
 
 
-def _wait(predicate, timeout, what, worker=None):
+def _wait(predicate, timeout, what, log: Path | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    output = worker.stdout.read1().decode(errors="replace") if worker and worker.poll() is not None else ""
-    raise AssertionError(f"timed out waiting for {what}. {output}")
+    output = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}. Worker log:\n{output}")
 
 
 @pytest.mark.integration
@@ -86,18 +86,19 @@ def test_worker_killed_mid_draft_leaves_exactly_one_draft(trial, site, investiga
     trial = trial_services.transition_trial(trial=trial, by=investigator, to="enrolling")
     env = {**os.environ, "CXR_TEST_DATABASE_NAME": str(connection.settings_dict["NAME"]),
            "CXR_MEDIA_ROOT": str(_media), "CELERY_VISIBILITY_TIMEOUT": "3", "PYTHONUNBUFFERED": "1"}
-    first = _worker(env)
+    first_log, second_log = _media.parent / "worker-1.log", _media.parent / "worker-2.log"
+    first = _worker(env, first_log)
     second = None
     try:
         case = trial_services.enrol_case(trial=trial, site=site, by=investigator,
                                          data=corpus.radiograph_bytes(seed=77, rows=120, columns=100))
         _wait(lambda: AIDraft.objects.filter(case=case, status=DraftStatus.RUNNING).exists(), 60,
-              "the first worker to start the draft", first)
+              "the first worker to start the draft", first_log)
         os.killpg(first.pid, signal.SIGKILL)  # no goodbye: the task stays unacknowledged
         first.wait(timeout=10)
-        second = _worker(env)
-        _wait(lambda: AIDraft.objects.filter(case=case, status=DraftStatus.READY).exists(), 90,
-              "the task to be redelivered and finished", second)
+        second = _worker(env, second_log)
+        _wait(lambda: AIDraft.objects.filter(case=case, status=DraftStatus.READY).exists(), 240,
+              "the task to be redelivered and finished", second_log)
         drafts = AIDraft.objects.filter(case=case)
         assert drafts.count() == 1
         draft = drafts.get()
