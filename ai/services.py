@@ -157,8 +157,8 @@ def generate_draft(*, draft_id: int, task_id: str = "inline") -> AIDraft | None:
     if draft is None:
         return None
     case = draft.case
-    request = backends.DraftRequest(image_png=case.display_image.open("rb").read(),
-                                     clinical_history=case.clinical_history)
+    with case.display_image.open("rb") as image:
+        request = backends.DraftRequest(image_png=image.read(), clinical_history=case.clinical_history)
     try:
         result = backend_for(draft.model_version).generate([request], findings=list(case.trial.findings))[0]
     except backends.PermanentModelError as exc:

@@ -11,7 +11,7 @@ from trial import selectors as trial_selectors
 from trial.models import Role
 
 from . import selectors, services
-from .serializers import CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer, saved_payload
+from .serializers import CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer
 
 
 def _valid(serializer_class, data) -> dict:
@@ -42,7 +42,7 @@ def read_payload(read, request) -> dict:
         "clinical_history": case.clinical_history,
         "findings": list(read.trial.findings),
         "draft": {"findings": draft.findings, "impression": draft.impression, "label": "AI draft"} if draft else None,
-        "saved": saved_payload(selectors.saved_text(read=read)),
+        "saved": saved.as_dict() if (saved := selectors.saved_text(read=read)) else None,
         "report": ReportSerializer(report).data if report else None,
         "urls": {name: reverse(f"api-read-{name}", args=[read.pk]) for name in ("events", "autosave", "submit", "correct")},
         "next": {"id": nxt.pk, "api_url": reverse("api-read", args=[nxt.pk]),
@@ -86,13 +86,10 @@ class AutosaveAPI(APIView):
     def _save(self, request, read_id):
         read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
         data = _valid(TextSerializer, request.data)
-        try:
-            saved = services.autosave(read=read, by=request.user, findings=data["findings"],
-                                      impression=data["impression"], finding_flags=data["finding_flags"],
-                                      base_version=data.get("base_version"), tab_id=data["tab_id"])
-        except services.StaleVersion as exc:
-            return Response({"detail": exc.message, "code": exc.code, "current": saved_payload(exc.current)},
-                            status=status.HTTP_409_CONFLICT)
+        # a stale tab's save is refused with 409 and the newer text (trial.api.exception_handler)
+        saved = services.autosave(read=read, by=request.user, findings=data["findings"],
+                                  impression=data["impression"], finding_flags=data["finding_flags"],
+                                  base_version=data.get("base_version"), tab_id=data["tab_id"])
         return Response({"version": saved.version, "saved_at": saved.saved_at.isoformat()})
 
     @extend_schema(request=TextSerializer, responses=dict)
@@ -110,13 +107,9 @@ class SubmitAPI(APIView):
     def post(self, request, read_id):
         read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
         data = _valid(TextSerializer, request.data)
-        try:
-            report = services.submit_report(read=read, by=request.user, findings=data["findings"],
-                                            impression=data["impression"], finding_flags=data["finding_flags"],
-                                            base_version=data.get("base_version"), tab_id=data["tab_id"])
-        except services.StaleVersion as exc:
-            return Response({"detail": exc.message, "code": exc.code, "current": saved_payload(exc.current)},
-                            status=status.HTTP_409_CONFLICT)
+        report = services.submit_report(read=read, by=request.user, findings=data["findings"],
+                                        impression=data["impression"], finding_flags=data["finding_flags"],
+                                        base_version=data.get("base_version"), tab_id=data["tab_id"])
         return Response({"report": ReportSerializer(report).data}, status=status.HTTP_201_CREATED)
 
 

@@ -84,6 +84,10 @@ class ReportDraft(models.Model):
     tab_id = models.CharField(max_length=64, blank=True)
     saved_at = models.DateTimeField()
 
+    def as_dict(self) -> dict:
+        return {"findings": self.findings, "impression": self.impression, "finding_flags": self.finding_flags,
+                "version": self.version, "saved_at": self.saved_at.isoformat()}
+
 
 class Report(models.Model):
     """A submitted report: immutable. A correction is a new version with a reason; old versions stay."""

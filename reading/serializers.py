@@ -31,10 +31,3 @@ class ReportSerializer(serializers.ModelSerializer):
     class Meta:
         model = Report
         fields = ["version", "findings", "impression", "finding_flags", "reason", "submitted_at", "signed_at"]
-
-
-def saved_payload(saved) -> dict | None:
-    if saved is None:
-        return None
-    return {"findings": saved.findings, "impression": saved.impression, "finding_flags": saved.finding_flags,
-            "version": saved.version, "saved_at": saved.saved_at.isoformat()}

@@ -42,7 +42,7 @@ class StaleVersion(Conflict):
     code = "stale_version"
 
     def __init__(self, message: str, *, current: ReportDraft):
-        super().__init__(message)
+        super().__init__(message, extra={"current": current.as_dict()})  # so the tab can offer both texts
         self.current = current
 
 

@@ -34,6 +34,7 @@ def exception_handler(exc, context):
         body = {"detail": exc.message, "code": exc.code}
         if exc.field:
             body["field"] = exc.field
+        body.update(exc.extra)
         return Response(body, status=exc.status_code)
     if isinstance(exc, DjangoPermissionDenied):
         exc = PermissionDenied(str(exc) or selectors.NO_ACCESS)

@@ -8,10 +8,12 @@ class ServiceError(Exception):
     status_code = 400
     code = "invalid"
 
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
+                 extra: dict | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.extra = extra or {}  # further JSON fields the API answer carries (e.g. the newer text)
         if code:
             self.code = code
 
