@@ -162,15 +162,23 @@ class Command(BaseCommand):
                       what=f"{trial.code}: cases routed to worklists", timeout=self.timeout, progress=self.progress)
         return trial
 
-    def _results_trial(self, users, model, n_cases: int):
+    def _read_trial(self, users, model, *, code: str, title: str, n_cases: int, seed: int, real_film: bool,
+                    leave_per_reader: int):
+        """Both demo trials up to their simulated reading: created, enrolled, drafted, routed, read."""
         inv = users["investigator"]
-        trial, sites = self._trial(users, model, code=RESULTS,
-                                   title="Demo with results: AI-assisted chest radiograph reporting")
-        truth = self._enrol_and_draft(trial, sites, inv, n_cases, seed=11, real_film=False)
+        trial, sites = self._trial(users, model, code=code, title=title)
+        truth = self._enrol_and_draft(trial, sites, inv, n_cases, seed=seed, real_film=real_film)
         trial = self._start_reading(trial, inv)
         clock = demo.start_clock()
-        demo.simulate_reading(trial=trial, truth=truth, leave_per_reader=0, seed=12, clock=clock,
-                              progress=self._labelled(trial))
+        demo.simulate_reading(trial=trial, truth=truth, leave_per_reader=leave_per_reader, seed=seed + 1,
+                              clock=clock, progress=self._labelled(trial))
+        return trial, truth, clock
+
+    def _results_trial(self, users, model, n_cases: int):
+        inv = users["investigator"]
+        trial, truth, clock = self._read_trial(
+            users, model, code=RESULTS, title="Demo with results: AI-assisted chest radiograph reporting",
+            n_cases=n_cases, seed=11, real_film=False, leave_per_reader=0)
         trial = services.transition_trial(trial=trial, by=inv, to=Status.SCORING)
         demo.wait_for(lambda: (int(Item.objects.filter(trial=trial).exists()), 1),
                       what=f"{trial.code}: scoring items built by the worker", timeout=self.timeout,
@@ -190,13 +198,9 @@ class Command(BaseCommand):
 
     def _live_trial(self, users, model, n_cases: int):
         inv = users["investigator"]
-        trial, sites = self._trial(users, model, code=LIVE,
-                                   title="Demo to try: AI-assisted chest radiograph reporting")
-        truth = self._enrol_and_draft(trial, sites, inv, n_cases, seed=21, real_film=True)
-        trial = self._start_reading(trial, inv)
-        clock = demo.start_clock()
-        demo.simulate_reading(trial=trial, truth=truth, leave_per_reader=2, seed=22, clock=clock,
-                              progress=self._labelled(trial))
+        trial, truth, clock = self._read_trial(
+            users, model, code=LIVE, title="Demo to try: AI-assisted chest radiograph reporting",
+            n_cases=n_cases, seed=21, real_film=True, leave_per_reader=2)
         scoring_services.build_items(trial=trial, by=inv)  # items of the cases read in both arms
         demo.simulate_scoring(trial=trial, truth=truth, leave_per_expert=3, seed=23, clock=clock,
                               progress=self._labelled(trial))
