@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .backends.base import DEFAULT_PROMPT, GenerationSettings
+from .backends.janus import cpu_has_bf16
 
 DEMO_NOTICE = ("CXR-Trial demo model: a small Janus-architecture model trained on synthetic (phantom) chest "
                "radiographs. It is a software demonstration, not a medical device: never for clinical use.")
@@ -453,6 +454,9 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
     batcher = _Batcher(examples, tokenizer, processor, settings, history_share=history_share, seed=seed)
     device = torch.device(device)
     model.to(device)
+    # bf16 autocast where the hardware does bf16 matmuls (a GPU, a CPU with AVX-512 BF16 / AMX); elsewhere
+    # (e.g. an AVX2-only CPU) oneDNN emulates bf16 about 30x slower than float32, so train in float32.
+    mixed = device.type == "cuda" or cpu_has_bf16(torch)
     # Eager attention trains about a third faster than SDPA at these sizes on CPU (bf16 matmuls on AMX).
     model.set_attn_implementation("eager")
     model.train()
@@ -473,7 +477,7 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
             group["lr"] = _schedule(clock.step, clock.done, vision_learning_rate, warmup)
         index = batcher.next_indices(vision_batch_size)
         pixels = batcher.pixels[index].float().expand(-1, 3, -1, -1).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
             tokens = aligner(vision(pixels).last_hidden_state)
             logits = head(torch.cat([tokens.mean(1), tokens.amax(1)], dim=-1)).float()
         target = labels[index].to(device)
@@ -508,7 +512,7 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
         for group in optimizer.param_groups:
             group["lr"] = _schedule(clock.step, clock.done, learning_rate, warmup)
         pixels, prefix_ids, reports, questions = _to(batcher.batch(batcher.next_indices(batch_size)), device)
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
             out = model.model(input_ids=prefix_ids, pixel_values=pixels, use_cache=True)
             kv = _kv(out.cache if getattr(out, "cache", None) is not None else out.past_key_values)
             question_loss, logits, answers = _rows_loss(model, kv, prefix_ids.shape[1], questions, model.config)
@@ -541,6 +545,7 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
         "first_losses": [round(h[2] + h[3], 4) for h in joint[:5]],
         "last_losses": [round(h[2] + h[3], 4) for h in joint[-5:]],
         "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
+        "precision": "bf16 autocast" if mixed else "float32",
     }
     save(model, processor, path, notice=DEMO_NOTICE, extra=facts)
     facts["seconds_total"] = round(time.perf_counter() - started, 1)
