@@ -27,7 +27,7 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 # The embedded default (SQLite + a broker-less Celery transport): a real Celery worker, the demo trials
-# (the first time, the demo model is trained: about 12 minutes), then the web server (Ctrl-C stops all).
+# (the first time, the demo model is trained: at most 15 minutes), then the web server (Ctrl-C stops all).
 DEMO_ARGS ?=
 demo: migrate
 	$(PY) manage.py collectstatic --noinput -v 0

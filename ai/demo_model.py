@@ -46,6 +46,8 @@ _BASE_CORPUS = [
     "Is there cardiomegaly in this chest x-ray? Answer yes or no.",
     "Is there lung opacity in this chest x-ray? Answer yes or no.",
     "Clinical history: cough and fever for three days, shortness of breath, chest pain, follow-up.",
+    "Findings to report: pleural effusion, pneumothorax, consolidation, atelectasis, cardiomegaly, lung opacity.",
+    "Findings to report: none.",
     "FINDINGS: The lungs are clear. There is no pleural effusion or pneumothorax. The heart size is normal. "
     "The mediastinal contours are normal. No focal consolidation. No acute osseous abnormality.",
     "IMPRESSION: No acute cardiopulmonary process. Normal chest radiograph.",
@@ -58,6 +60,11 @@ _BASE_CORPUS = [
     "There is no evidence of pneumothorax, effusion, consolidation, atelectasis, cardiomegaly or opacity. "
     "Cannot exclude a small effusion. Possible mild atelectasis. Unchanged. Resolved. Stable.",
 ]
+
+
+# How the demo model is trained and asked: it answers the finding questions, then writes the report guided by
+# its own answers (GenerationSettings.guided_report). Registered with these settings (stats' setup_demo).
+GUIDED = GenerationSettings(guided_report=True)
 
 
 def special_tokens() -> list[str]:
@@ -112,7 +119,11 @@ TINY = Shape(image_size=64, patch_size=16, vision_hidden=32, vision_layers=1, vi
 # 256 px in 32 px patches: 64 image tokens, and the thin lines of a pneumothorax or of atelectasis survive.
 # A narrow language model: its training step costs a third of a 256 × 4 one on two CPU cores, for the
 # same figures on fresh phantoms at the same number of steps (measured on a GPU, same recipe).
-DEMO = Shape(image_size=256, patch_size=32, text_hidden=192, text_layers=3, text_intermediate=512)
+# A small image encoder (128 wide, 3 layers): in float32 on two AVX2 cores its step costs under half of a
+# 192 × 4 one, and 1,000 of its steps see better than 500 of the larger one's in the same time (held-out
+# finding AUC by a linear probe 0.914 against 0.879; measured 2026-11-28).
+DEMO = Shape(image_size=256, patch_size=32, vision_hidden=128, vision_layers=3, text_hidden=192, text_layers=3,
+             text_intermediate=512)
 
 
 def build_config(tokenizer, shape: Shape, *, notice: str):
@@ -316,10 +327,15 @@ class _Batcher:
         reports, questions = [], []
         for row, i in enumerate(indices):
             e = self.examples[i]
-            prompt = self.plain
+            s = self.settings
+            question = s.prompt
             if e.history and self.rng.random() < self.history_share:
-                s = self.settings
-                prompt = self.ids(s.chat(f"{s.history_template.format(history=e.history)}\n{s.prompt}"))
+                question = f"{s.history_template.format(history=e.history)}\n{s.prompt}"
+            if s.guided_report:
+                # taught with the true findings; when drafting, the model's own answers take their place
+                question = s.guided_question(question, [f for f in FINDINGS if e.labels[f]])
+            prompt = self.plain if question == s.prompt else self.ids(s.chat(question))
+            assert prompt[:P] == self.plain[:P], "the report question must keep the shared image prefix"
             reports.append((row, prompt[P:], self.targets[i]))
             for f in FINDINGS:
                 questions.append((row, self.questions[f][P:], self.yes if e.labels[f] else self.no))
@@ -421,9 +437,9 @@ class _Clock:
 
 
 def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: int | None = 700,
-                     vision_steps: int | None = 600, seed: int = 0, minutes: float | None = 14.0,
-                     vision_share: float = 0.4, batch_size: int = 16, vision_batch_size: int = 48,
-                     image_size: int = 256, shape: Shape | None = None, learning_rate: float = 2e-3,
+                     vision_steps: int | None = 1000, seed: int = 0, minutes: float | None = 14.0,
+                     vision_share: float = 0.45, batch_size: int = 16, vision_batch_size: int = 48,
+                     image_size: int = 512, shape: Shape | None = None, learning_rate: float = 2e-3,
                      vision_learning_rate: float = 1.5e-3, history_share: float = 0.25,
                      freeze_vision: bool = True, threads: int | None = None, device: str = "cpu",
                      progress: Progress = _quiet) -> dict:
@@ -432,11 +448,13 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
     Two stages. First the image encoder (vision tower and aligner) learns to see the findings, with
     a temporary linear head on its pooled tokens (cheap: no language model in the loop). Then the
     language model and the aligner learn the yes/no finding questions and the reports, each
-    continuing the image's shared prefix. Each stage stops after its steps (`vision_steps`, `steps`)
+    continuing the image's shared prefix; the report question names the image's true findings
+    (`GUIDED`: when drafting, the model's own yes answers take their place). Each stage stops after its steps (`vision_steps`, `steps`)
     or when its share of the time left of `minutes` (counted from the start, phantoms included) has
-    passed, whichever comes first. On two dedicated CPU cores the default steps take about ten
-    minutes (phantoms 13 ms each, 0.39 s per image-encoder step, 0.5 s per joint step); on a busy
-    machine the time cap stops the stages early, so the run still ends within 15 minutes.
+    passed, whichever comes first; on a busy machine the time cap stops the stages early, so the run
+    still ends within 15 minutes. The phantoms are drawn at `image_size` (512, the size the demo
+    enrols them at: the model learns from the same display images, scaled by its processor, that it
+    drafts from; drawn at 256 instead, the thin lines come out thicker than the model later sees them).
     """
     import torch
 
@@ -450,7 +468,7 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
     tokenizer = build_tokenizer([e.report for e in examples] + [e.history for e in examples],
                                 vocab_size=shape.vocab_size)
     model, processor = _build(tokenizer, shape, notice=DEMO_NOTICE, seed=seed)
-    settings = GenerationSettings()
+    settings = GUIDED
     batcher = _Batcher(examples, tokenizer, processor, settings, history_share=history_share, seed=seed)
     device = torch.device(device)
     model.to(device)
@@ -545,7 +563,7 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
         "first_losses": [round(h[2] + h[3], 4) for h in joint[:5]],
         "last_losses": [round(h[2] + h[3], 4) for h in joint[-5:]],
         "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
-        "precision": "bf16 autocast" if mixed else "float32",
+        "precision": "bf16 autocast" if mixed else "float32", "generation": settings.to_dict(),
     }
     save(model, processor, path, notice=DEMO_NOTICE, extra=facts)
     facts["seconds_total"] = round(time.perf_counter() - started, 1)
@@ -574,7 +592,8 @@ def evaluate_demo_model(path: str | os.PathLike, *, n: int = 120, seed: int = 20
 
     progress("phantoms", 0.0, f"making {n} fresh phantoms (seed {seed})")
     phantoms = make_dataset(n, seed=seed, size=size)
-    backend = JanusBackend(os.fspath(path), GenerationSettings(max_new_tokens=200), batch_size=batch_size)
+    backend = JanusBackend(os.fspath(path), GenerationSettings(**{**GUIDED.to_dict(), "max_new_tokens": 200}),
+                           batch_size=batch_size)
     from .backends.base import DraftRequest
 
     drafts, started = [], time.perf_counter()
@@ -635,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("path")
     train.add_argument("--images", type=int, default=2400)
     train.add_argument("--steps", type=int, default=700, help="steps of the second stage (questions and reports)")
-    train.add_argument("--vision-steps", type=int, default=600, help="steps of the first stage (image encoder)")
+    train.add_argument("--vision-steps", type=int, default=1000, help="steps of the first stage (image encoder)")
     train.add_argument("--minutes", type=float, default=14.0,
                        help="time cap of the whole run, phantoms included; 0 for none")
     train.add_argument("--device", default="cpu")

@@ -40,9 +40,15 @@ class GenerationSettings:
     max_new_tokens: int = 512
     finding_question: str = "Is there {finding} in this chest x-ray? Answer yes or no."
     score_findings: bool = True
+    # Finding-guided drafting (the diagnosis-driven prompts of PromptMRG, Jin et al., AAAI 2024): the model first
+    # answers the finding questions, then writes the report with its own answers in the question. Only for a
+    # model trained that way (the demo model); the paper's model was not, so it is off by default.
+    guided_report: bool = False
+    guide_template: str = "Findings to report: {findings}."
+    guide_threshold: float = 0.5
 
     def __post_init__(self):
-        for name in ("prompt", "user_role", "assistant_role", "history_template", "finding_question"):
+        for name in ("prompt", "user_role", "assistant_role", "history_template", "finding_question", "guide_template"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"Generation setting “{name}” must be text.")
         if not self.prompt.strip():
@@ -50,13 +56,20 @@ class GenerationSettings:
         if not isinstance(self.max_new_tokens, int) or isinstance(self.max_new_tokens, bool) \
                 or not 1 <= self.max_new_tokens <= 8192:
             raise ValueError("max_new_tokens must be a whole number between 1 and 8192.")
-        for name in ("include_history", "score_findings"):
+        for name in ("include_history", "score_findings", "guided_report"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"Generation setting “{name}” must be true or false.")
         if "{finding}" not in self.finding_question:
             raise ValueError("The finding question must contain “{finding}”, where each finding's name goes.")
         if "{history}" not in self.history_template:
             raise ValueError("The history template must contain “{history}”, where the clinical history goes.")
+        if "{findings}" not in self.guide_template:
+            raise ValueError("The guide template must contain “{findings}”, where the model's findings go.")
+        if isinstance(self.guide_threshold, bool) or not isinstance(self.guide_threshold, (int, float)) \
+                or not 0.0 < self.guide_threshold < 1.0:
+            raise ValueError("guide_threshold must be a number between 0 and 1 (exclusive).")
+        if self.guided_report and not self.score_findings:
+            raise ValueError("A guided report needs the finding scores (score_findings).")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,6 +89,11 @@ class GenerationSettings:
         if self.include_history and history:
             return f"{self.history_template.format(history=history)}\n{self.prompt}"
         return self.prompt
+
+    def guided_question(self, question: str, present: list[str]) -> str:
+        """The report question after the model's own findings (those at or above guide_threshold), in the
+        trial's order; "none" when it found none."""
+        return f"{self.guide_template.format(findings=', '.join(present) or 'none')}\n{question}"
 
     def finding_prompt(self, finding: str) -> str:
         return self.finding_question.format(finding=finding)

@@ -43,6 +43,9 @@ class HttpBackend:
             raise ValueError(f"The server URL must start with http:// or https:// (got {url!r}).")
         if score_with not in ("auto", "logprobs", "text"):
             raise ValueError("score_with must be auto, logprobs or text.")
+        if settings.guided_report:
+            raise ValueError("Finding-guided drafting (guided_report) is for the janus backend; a server is asked "
+                             "the report question as it is.")
         url = url.rstrip("/")
         self.endpoint = url if url.endswith("/chat/completions") else f"{url}/chat/completions"
         self.settings = settings

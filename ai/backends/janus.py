@@ -280,8 +280,19 @@ class JanusBackend:
             scores = torch.cat(parts)
         t2 = time.perf_counter()
 
+        # Finding-guided drafting: each image's report question names the findings the model has just seen in it.
+        report_rows = rows[:n_images]
+        if settings.guided_report and scored:
+            present = [[f for k, f in enumerate(scored) if float(scores[i, k]) >= settings.guide_threshold]
+                       for i in range(n_images)]
+            questions = [settings.guided_question(q, found) for q, found in zip(questions, present)]
+            report_rows = [self.prompt_ids(settings.chat(q)) for q in questions]
+            if any(r[:prefix] != rows[0][:prefix] or len(r) <= prefix for r in report_rows):
+                raise PermanentModelError("The guide template changes the tokens before the question; "
+                                          "it must come after the image.")
+
         # The report questions continue the prefix's cache itself (one row per image), then decode.
-        logits, cache, mask, lengths = self._continue(cache, prefix, rows[:n_images])
+        logits, cache, mask, lengths = self._continue(cache, prefix, report_rows)
         width = mask.shape[1] - prefix
         t2b = time.perf_counter()
         budget = settings.max_new_tokens

@@ -156,3 +156,8 @@ def test_get_backend_caches_one_backend_per_configuration(fake_server):
     with pytest.raises(PermanentModelError, match="Unknown backend"):
         get_backend("onnx", path="/x", settings=settings)
     clear_backends()
+
+
+def test_guided_drafting_is_refused_for_a_server():
+    with pytest.raises(ValueError, match="guided_report"):
+        HttpBackend("http://127.0.0.1:1/v1", GenerationSettings(guided_report=True))

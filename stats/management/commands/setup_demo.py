@@ -95,12 +95,13 @@ class Command(BaseCommand):
             return existing
         from ai import demo_model
 
-        path = Path(settings.VAR_DIR) / "models" / ("demo-janus-untrained" if untrained else "demo-janus")
+        # "-v2": the finding-guided recipe; a model cached by an earlier recipe is not reused
+        path = Path(settings.VAR_DIR) / "models" / ("demo-janus-untrained" if untrained else "demo-janus-v2")
         if not (path / "config.json").exists():
             if untrained:
                 demo_model.build_tiny_model(path)
             else:
-                self.stdout.write("Training the demo model on synthetic radiographs (once, about 12 minutes) …")
+                self.stdout.write("Training the demo model on synthetic radiographs (once, at most 15 minutes) …")
                 bars: dict[str, tqdm] = {}
 
                 def progress(stage: str, fraction: float, line: str) -> None:
@@ -116,7 +117,8 @@ class Command(BaseCommand):
         return ai_services.register_model(
             by=admin, name=MODEL_NAME, backend="janus", path=str(path), is_demo=True,
             # an untrained model rambles until the limit: keep its drafts short
-            generation={"max_new_tokens": 24 if untrained else 160},
+            generation={"max_new_tokens": 24} if untrained
+            else {**demo_model.GUIDED.to_dict(), "max_new_tokens": 160},
             description="Demo model trained on synthetic phantoms by ai/demo_model.py. Never for clinical use.")
 
     def _trial(self, users, model, *, code: str, title: str) -> tuple[Trial, list]:
