@@ -15,10 +15,17 @@ submit. A warm-up round (every reader once, and /healthz) comes first. Beside ea
 
 A configuration `wXtYcZ` is gunicorn with X workers and Y threads (gthread when Y > 1, else sync) and
 CONN_MAX_AGE=Z (through DATABASE_URL's `?conn_max_age=Z`; c0, the default, opens a connection per request).
+The server gets CACHE_URL (--cache, Redis by default, as in docker/compose.yaml), so sessions are read from
+the cache. Beside the latencies, the CPU time that gunicorn and PostgreSQL (all its processes on the machine,
+ended connections included) spent per reading request: by Little's law it decides how many back-to-back
+readers two cores can serve (p95 ≈ 100 ms at 32 readers needs ≲ 4 ms per request, all in). On a machine shared
+with other work it is inflated too (CPU time stretches when cores are contended), but far less than latency.
 
 Goals (issue 4): p95 ≤ 100 ms per step at 32 readers on a 2-core machine; in Chromium, p95 ≤ 300 ms from a
 worklist click, and from "next case", to the radiograph painted (`data-image-shown-ms` on #read-app, set by
-static/js/reading.js). The database (`cxr_bench_reading`) is created, migrated and dropped by the script.
+static/js/reading.js). A worklist click loads the reading page, which embeds the read and preloads its
+radiograph; "next case" asks the read API (the "open case" step here) without reloading the page. The
+database (`cxr_bench_reading`) is created, migrated and dropped by the script.
 """
 from __future__ import annotations
 
@@ -200,6 +207,41 @@ def pct(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
+def _proc_cpu_seconds(pid: int) -> float:
+    """CPU time of one process and of its children that have exited (Linux /proc: utime, stime, cutime, cstime;
+    the children's part keeps a PostgreSQL backend that came and went with its connection in the count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, name) of every process."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1:text.rindex(")")]
+            out.append((int(entry), int(text.rsplit(")", 1)[1].split()[1]), name))
+    return out
+
+
+def server_cpu(master_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the gunicorn master and its workers, and of all PostgreSQL processes (the
+    server's share of the machine; a busy machine slows a request but does not add to these)."""
+    procs = _processes()
+    gunicorn = [master_pid] + [pid for pid, ppid, _ in procs if ppid == master_pid]
+    postgres = [pid for pid, _, name in procs if name.startswith("postgres")]
+    return {"gunicorn": sum(map(_proc_cpu_seconds, gunicorn)), "postgres": sum(map(_proc_cpu_seconds, postgres))}
+
+
 class Reader:
     def __init__(self, name: str, reads: list[int], port: int):
         self.name = name
@@ -313,7 +355,7 @@ def pick(readers: list[Reader], n: int, rounds: int) -> list[Reader]:
 
 
 def http_bench(config: Config, port: int, world, reader_names: list[str], levels: list[int], rounds: dict[int, int],
-               healthz_per_thread: int, readers_cache: dict) -> list[dict]:
+               healthz_per_thread: int, readers_cache: dict, master_pid: int) -> list[dict]:
     from bench._reading_world import PASSWORD
 
     readers = []
@@ -335,7 +377,9 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
                 base = healthz_load(port, n, healthz_per_thread)
                 chosen = pick(readers, n, rounds[n])
                 load = os.getloadavg()[0]
+                cpu_before = server_cpu(master_pid)
                 samples, seconds = reading_load(chosen, world.code, rounds[n])
+                cpu_after = server_cpu(master_pid)
                 break
             except (RuntimeError, OSError) as exc:
                 # e.g. PostgreSQL restarted by someone else: wait, then run this level again on fresh reads
@@ -346,10 +390,12 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
                 for r in readers:  # a read left half done is skipped: its successor starts clean
                     r.client.close()
         requests = sum(len(v) for v in samples.values())
+        cpu_ms = {k: (cpu_after[k] - cpu_before[k]) * 1000 / requests for k in cpu_after}
         rows.append({"config": config.label, "readers": n, "samples": samples, "healthz": base,
-                     "rps": requests / seconds, "cycles": n * rounds[n], "load": load})
+                     "rps": requests / seconds, "cycles": n * rounds[n], "load": load, "cpu_ms": cpu_ms})
         print(f"  {config.label}: {n} readers, {n * rounds[n]} reads, {requests} requests in {seconds:.1f} s "
-              f"({requests / seconds:.0f}/s; load average before: {load:.1f})")
+              f"({requests / seconds:.0f}/s; load average before: {load:.1f}); CPU per request: gunicorn "
+              f"{cpu_ms['gunicorn']:.1f} ms, PostgreSQL {cpu_ms['postgres']:.1f} ms")
     for r in readers:
         r.client.close()
     return rows
@@ -358,14 +404,17 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
 def print_table(rows: list[dict]):
     print()
     print(f"Per step latency, ms (p50 / p95), closed loop, think time {THINK_MS:.0f} ms; baseline /healthz (SELECT 1) "
-          "under the same concurrency")
-    head = f"{'config':<10} {'readers':>7} " + " ".join(f"{s:>17}" for s in STEPS + ["/healthz"]) + f" {'req/s':>6}"
+          "under the same concurrency; CPU ms/req: gunicorn + PostgreSQL CPU time over the reading requests of the level")
+    head = (f"{'config':<10} {'readers':>7} " + " ".join(f"{s:>17}" for s in STEPS + ["/healthz"]) + f" {'req/s':>6}"
+            + f" {'CPU ms/req':>10}")
     print(head)
     print("-" * len(head))
     for row in rows:
         cells = [f"{pct(row['samples'][s], .5):7.1f} /{pct(row['samples'][s], .95):7.1f}" for s in STEPS]
         cells.append(f"{pct(row['healthz'], .5):7.1f} /{pct(row['healthz'], .95):7.1f}")
-        print(f"{row['config']:<10} {row['readers']:>7} " + " ".join(f"{c:>17}" for c in cells) + f" {row['rps']:6.0f}")
+        cpu = row["cpu_ms"]["gunicorn"] + row["cpu_ms"]["postgres"]
+        print(f"{row['config']:<10} {row['readers']:>7} " + " ".join(f"{c:>17}" for c in cells) + f" {row['rps']:6.0f}"
+              + f" {cpu:10.1f}")
     print()
     for row in rows:
         if row["readers"] == 32:
@@ -406,6 +455,7 @@ def query_profile(world, name: str, cycles: int = 2) -> None:
 
     for read_id in world.reads[name][:cycles]:
         step("worklist", "get", f"/t/{world.code}/read/")
+        step("read page", "get", f"/t/{world.code}/read/{read_id}/")  # a worklist click: the read comes embedded
         payload = step("open case", "get", f"/api/reads/{read_id}/").json()
         step("radiograph", "get", payload["image"]["display_url"])
         base = None
@@ -489,6 +539,29 @@ def browser_bench(port: int, world, name: str, next_name: str, clicks: int, next
     return out
 
 
+# ------------------------------------------------------------------------------------------------ cache
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except Exception:  # noqa: BLE001 - no Redis, or no client: fall back
+        return False
+
+
+def forget_sessions(url: str) -> None:
+    """Delete the sessions the run left in the cache (and its login-throttle counters): nothing else."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    for pattern in ("*django.contrib.sessions.cached_db*", "*login-failures:*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -511,6 +584,10 @@ def main() -> int:
     parser.add_argument("--db", default="cxr_bench_reading")
     parser.add_argument("--pg", default="postgres@127.0.0.1:5432", help="user@host:port of PostgreSQL")
     parser.add_argument("--debug", action="store_true", help="run the server with DJANGO_DEBUG=1 (default: off)")
+    parser.add_argument("--cache", default="redis://127.0.0.1:6379/14",
+                        help="CACHE_URL of the server, as in production: sessions are read from it (default "
+                             "redis://127.0.0.1:6379/14; its session keys are deleted at the end); 'none': the "
+                             "in-process default (sessions from the database)")
     args = parser.parse_args()
     if isinstance(args.configs, str):
         args.configs = [parse_config(args.configs)]
@@ -546,6 +623,12 @@ def main() -> int:
         "CELERY_TASK_ALWAYS_EAGER": "1",
     })
     env.pop("CXR_PRODUCTION", None)
+    env.pop("CACHE_URL", None)
+    if args.cache != "none" and not redis_answers(args.cache):
+        print(f"No Redis at {args.cache}: sessions from the database (the in-process default cache).")
+        args.cache = "none"
+    if args.cache != "none":
+        env["CACHE_URL"] = args.cache
     os.environ.update(env)
 
     from bench import _reading_world as world_mod
@@ -585,10 +668,12 @@ def main() -> int:
         cache: dict = {}
         for config in args.configs:
             mode = f"gthread, {config.threads} threads" if config.threads > 1 else "sync"
-            print(f"\ngunicorn {config.label}: {config.workers} workers ({mode}), CONN_MAX_AGE={config.conn_max_age}")
+            print(f"\ngunicorn {config.label}: {config.workers} workers ({mode}), CONN_MAX_AGE={config.conn_max_age}, "
+                  f"sessions {'cached (' + args.cache + ')' if args.cache != 'none' else 'in the database'}")
             server = Server(config, env, tmp / f"gunicorn-{config.label}.log")
             try:
-                rows += http_bench(config, server.port, world, reader_names, levels, rounds, args.healthz, cache)
+                rows += http_bench(config, server.port, world, reader_names, levels, rounds, args.healthz, cache,
+                                   server.proc.pid)
                 if not args.no_browser and config.label == (args.browser_config or args.configs[0].label):
                     print("  Chromium: worklist clicks and 'next case'…")
                     browser_results = browser_bench(server.port, world, *browser_names, args.clicks, args.nexts)
@@ -626,6 +711,8 @@ def main() -> int:
             pass
         if created:
             world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
+        if args.cache != "none":
+            forget_sessions(args.cache)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

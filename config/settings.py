@@ -96,6 +96,13 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by all web processes in production (login throttling counts failures here).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# Sessions are read on every request: from the shared cache when there is one (written through to the
+# database, so a cache restart logs nobody out; expiry and logout hold as with the database alone). Not with
+# the in-process default cache: another web process would still find a session that was logged out.
+_SHARED_CACHE = CACHES["default"]["BACKEND"] not in ("django.core.cache.backends.locmem.LocMemCache",
+                                                     "django.core.cache.backends.dummy.DummyCache")
+SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db" if _SHARED_CACHE
+                     else "django.contrib.sessions.backends.db")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

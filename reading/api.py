@@ -1,7 +1,6 @@
 """The reading API used by the reading screen (and by anyone scripting a reader study)."""
 from __future__ import annotations
 
-from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -11,7 +10,7 @@ from trial import selectors as trial_selectors
 from trial.models import Role
 
 from . import selectors, services
-from .serializers import CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer
+from .serializers import CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer, id_url, read_payload
 
 
 def _valid(serializer_class, data) -> dict:
@@ -20,62 +19,27 @@ def _valid(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-def _windows(case) -> dict:
-    return case.display_windows or {}
-
-
-def read_payload(read, request) -> dict:
-    """Everything the reading screen needs for one read; the draft only in the assisted arm."""
-    draft = selectors.visible_draft(read=read)
-    report = selectors.latest_report(read=read)
-    nxt = selectors.next_read(read=read)
-    position, total = selectors.position_of(read=read)
-    case = read.case
-    return {
-        "id": read.pk, "page_url": reverse("reading:read", args=[read.trial.code, read.pk]),
-        "case": case.code, "position": position, "of": total, "status": read.status,
-        "image": {
-            "display_url": reverse("reading:read_image", args=[read.pk, "display"]),
-            "values_url": reverse("reading:read_image", args=[read.pk, "values"]) if case.values_image else None,
-            "width": case.display_width, "height": case.display_height, "windows": _windows(case),
-        },
-        "clinical_history": case.clinical_history,
-        "findings": list(read.trial.findings),
-        "draft": {"findings": draft.findings, "impression": draft.impression, "label": "AI draft"} if draft else None,
-        "saved": saved.as_dict() if (saved := selectors.saved_text(read=read)) else None,
-        "report": ReportSerializer(report).data if report else None,
-        "urls": {name: reverse(f"api-read-{name}", args=[read.pk]) for name in ("events", "autosave", "submit", "correct")},
-        "next": {"id": nxt.pk, "api_url": reverse("api-read", args=[nxt.pk]),
-                 "page_url": reverse("reading:read", args=[read.trial.code, nxt.pk]),
-                 # prefetched by the client once this radiograph is painted: "next case" paints sooner
-                 "display_url": reverse("reading:read_image", args=[nxt.pk, "display"])} if nxt else None,
-        "idle_after_seconds": services.IDLE_AFTER_SECONDS,
-        "autosave_every_seconds": services.AUTOSAVE_EVERY_SECONDS,
-        "heartbeat_seconds": services.HEARTBEAT_SECONDS,
-    }
-
-
 class WorklistAPI(APIView):
     @extend_schema(responses=dict)
     def get(self, request, code):
-        trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.READER])
-        wl = selectors.worklist(trial=trial, reader_user=request.user)
+        wl = selectors.worklist(reader=selectors.reader_of(code=code, user=request.user))
+        api_url = id_url("api-read")
         return Response({"done": wl.done, "total": wl.total, "reads": [
             {"id": r.id, "position": r.position, "case": r.case_code, "status": r.status, "available": r.available,
-             "api_url": reverse("api-read", args=[r.id])} for r in wl.rows]})
+             "api_url": api_url(r.id)} for r in wl.rows]})
 
 
 class ReadAPI(APIView):
     @extend_schema(responses=dict)
     def get(self, request, read_id):
         read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
-        return Response(read_payload(read, request))
+        return Response(read_payload(selectors.read_screen(read=read)))
 
 
 class ReadEventAPI(APIView):
     @extend_schema(request=EventSerializer, responses={201: dict})
     def post(self, request, read_id):
-        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
         data = _valid(EventSerializer, request.data)
         event = services.record_event(read=read, by=request.user, kind=data["kind"], tab_id=data["tab_id"],
                                       client_time=data.get("client_time"))
@@ -84,7 +48,7 @@ class ReadEventAPI(APIView):
 
 class AutosaveAPI(APIView):
     def _save(self, request, read_id):
-        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
         data = _valid(TextSerializer, request.data)
         # a stale tab's save is refused with 409 and the newer text (trial.api.exception_handler)
         saved = services.autosave(read=read, by=request.user, findings=data["findings"],
@@ -105,7 +69,7 @@ class AutosaveAPI(APIView):
 class SubmitAPI(APIView):
     @extend_schema(request=TextSerializer, responses={201: ReportSerializer})
     def post(self, request, read_id):
-        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
         data = _valid(TextSerializer, request.data)
         report = services.submit_report(read=read, by=request.user, findings=data["findings"],
                                         impression=data["impression"], finding_flags=data["finding_flags"],
@@ -116,7 +80,7 @@ class SubmitAPI(APIView):
 class CorrectAPI(APIView):
     @extend_schema(request=CorrectionSerializer, responses={201: ReportSerializer})
     def post(self, request, read_id):
-        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
+        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
         data = _valid(CorrectionSerializer, request.data)
         report = services.correct_report(read=read, by=request.user, **data)
         return Response({"report": ReportSerializer(report).data}, status=status.HTTP_201_CREATED)

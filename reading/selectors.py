@@ -1,7 +1,14 @@
-"""Reads of the reading app, scoped: a reader sees only their own reads; the draft only in the assisted arm."""
+"""Reads of the reading app, scoped: a reader sees only their own reads; the draft only in the assisted arm.
+
+Every reading step is on a radiologist's critical path (and a server's CPU is what limits how many read at
+once), so the queries here are few and plain: a read with its trial and case, the reader's reads in order,
+the ready drafts of the trial's model. Whether a read is available is decided in Python from those rows
+(`_is_available`, the one definition), not by a correlated subquery per read.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, F, Q, QuerySet
@@ -9,27 +16,71 @@ from django.utils import timezone
 
 from ai import selectors as ai_selectors
 from ai.models import AIDraft, DraftStatus
-from trial.models import Arm, Role, Status, Trial
-from trial.selectors import require_role
+from trial.models import Arm, Membership, Role, Status, Trial
+from trial.selectors import NO_ACCESS, require_role
 
 from .models import Read, ReadStatus, Report, ReportDraft
 
 NOT_YOURS = "This case is not on your worklist."
+NOT_YET = "This case is not available yet (waiting for its AI draft or the washout)."
 
 
-def _reader_membership(*, trial: Trial, user):
-    require_role(trial=trial, user=user, roles=[Role.READER])
-    return trial.memberships.get(user=user, role=Role.READER)
+def _first(queryset):
+    """The row of a queryset filtered down to at most one: LIMIT 1 and no ORDER BY (a default ordering may
+    join another table)."""
+    rows = list(queryset.order_by()[:1])
+    return rows[0] if rows else None
 
 
-def _available_q(trial: Trial) -> Q:
-    """Reads a reader may open now: assisted ones only once the draft is ready; crossover after washout."""
-    model = ai_selectors.trial_model(trial=trial)
-    ready_cases = AIDraft.objects.filter(model_version=model, status=DraftStatus.READY).values("case_id") \
-        if model else AIDraft.objects.none().values("case_id")
-    draft_ok = Q(arm=Arm.STANDARD) | Q(case_id__in=ready_cases) if model else Q(arm=Arm.STANDARD)
-    washout_ok = Q(available_from__isnull=True) | Q(available_from__lte=timezone.now())
-    return (draft_ok & washout_ok) | Q(status=ReadStatus.SUBMITTED)
+def _is_available(*, status: str, arm: str, available_from: datetime | None, draft_ready: bool,
+                  now: datetime) -> bool:
+    """A reader may open a read now: one not started yet, not before its washout (crossover) and in the
+    assisted arm only once the trial model's draft of the case is ready. A started read (in progress or
+    submitted) always: it was available when it started, and nothing takes that back (a ready draft stays
+    ready, the trial's model is fixed once cases are enrolled, a washout is set before its read can start),
+    so the reading steps after the first need not ask again."""
+    if status != ReadStatus.ASSIGNED:
+        return True
+    if available_from is not None and available_from > now:
+        return False
+    return arm != Arm.ASSISTED or draft_ready
+
+
+def _ready_drafts(*, trial_id: int) -> QuerySet[AIDraft]:
+    """Ready drafts by the trial's model (joined, not looked up first). No permission check: callers decide."""
+    return AIDraft.objects.filter(status=DraftStatus.READY, model_version__trials__trial_id=trial_id)
+
+
+_DRAFT = "_reading_draft"  # the read's ready draft, once fetched in this request (None: none ready)
+
+
+def _ready_draft(read: Read) -> AIDraft | None:
+    if _DRAFT not in read.__dict__:
+        read.__dict__[_DRAFT] = _first(_ready_drafts(trial_id=read.trial_id).filter(case_id=read.case_id)
+                                       .only("id", "findings", "impression"))
+    return read.__dict__[_DRAFT]
+
+
+def _needs_draft(read: Read) -> bool:
+    return read.arm == Arm.ASSISTED and read.status == ReadStatus.ASSIGNED
+
+
+def _reader_membership(*, trial: Trial, user) -> Membership:
+    membership = _first(Membership.objects.filter(trial=trial, user_id=user.pk, role=Role.READER)) \
+        if getattr(user, "is_authenticated", False) else None
+    if membership is None:
+        raise PermissionDenied(NO_ACCESS)
+    return membership
+
+
+def reader_of(*, code: str, user) -> Membership:
+    """The user's reader membership of trial `code`, its trial loaded (one query); the refusal of
+    trial.selectors.trial_for_user whether the trial does not exist or the user is not one of its readers."""
+    membership = _first(Membership.objects.select_related("trial").filter(
+        trial__code=code, user_id=user.pk, role=Role.READER)) if getattr(user, "is_authenticated", False) else None
+    if membership is None:
+        raise PermissionDenied(NO_ACCESS)
+    return membership
 
 
 @dataclass(frozen=True)
@@ -52,55 +103,135 @@ class Worklist:
         return next((r for r in self.rows if r.available and r.status != ReadStatus.SUBMITTED), None)
 
 
-def worklist(*, trial: Trial, reader_user) -> Worklist:
-    """The reader's own reads in their stored random order; nothing about other readers. Two queries."""
-    membership = _reader_membership(trial=trial, user=reader_user)
-    if trial.status not in (Status.READING, Status.SCORING, Status.LOCKED, Status.UNBLINDED):
+def _rows(*, reader_id: int, trial_id: int) -> list[WorklistRow]:
+    """The reader's reads in their stored order, each available or not: one query, and one more for the ready
+    drafts when an assisted read is still to be read."""
+    reads = list(Read.objects.filter(reader_id=reader_id).order_by("order_key")
+                 .values_list("id", "status", "arm", "available_from", "case_id", "case__code"))
+    waiting = any(arm == Arm.ASSISTED and status == ReadStatus.ASSIGNED for _, status, arm, *_ in reads)
+    ready = set(_ready_drafts(trial_id=trial_id).filter(case__reads__reader_id=reader_id).order_by()
+                .values_list("case_id", flat=True)) if waiting else set()
+    now = timezone.now()
+    return [WorklistRow(pk, i + 1, code, status, _is_available(status=status, arm=arm, available_from=available_from,
+                                                              draft_ready=case_id in ready, now=now))
+            for i, (pk, status, arm, available_from, case_id, code) in enumerate(reads)]
+
+
+def worklist(*, trial: Trial | None = None, reader_user=None, reader: Membership | None = None) -> Worklist:
+    """The reader's own reads in their stored random order; nothing about other readers. `reader`: the
+    membership from `reader_of` (else the trial and the user)."""
+    if reader is None:
+        reader = _reader_membership(trial=trial, user=reader_user)
+        reader.trial = trial
+    if reader.role != Role.READER:
+        raise PermissionDenied(NO_ACCESS)
+    if reader.trial.status not in (Status.READING, Status.SCORING, Status.LOCKED, Status.UNBLINDED):
         return Worklist([], 0, 0)
-    reads = (Read.objects.filter(reader=membership).order_by("order_key")
-             .annotate(is_available=Count("pk", filter=_available_q(trial)))
-             .values("id", "status", "case__code", "is_available"))
-    rows = [WorklistRow(r["id"], i + 1, r["case__code"], r["status"], bool(r["is_available"]))
-            for i, r in enumerate(reads)]
+    rows = _rows(reader_id=reader.pk, trial_id=reader.trial_id)
     return Worklist(rows, sum(r.status == ReadStatus.SUBMITTED for r in rows), len(rows))
 
 
-def read_for_reader(*, read_id: int, reader_user, trial: Trial | None = None) -> Read:
-    """The reader's own, available read; anything else is refused with the same message."""
-    read = (Read.objects.select_related("trial", "case", "reader").filter(pk=read_id).first())
-    if read is None or read.reader.user_id != reader_user.pk or read.reader.role != Role.READER \
-            or (trial is not None and read.trial_id != trial.pk):
+# The read's own fields, and those of its trial and case that the reading screen, the image view and the
+# services use: about half the columns, less to compile and decode on every reading step.
+_READ_FIELDS = (
+    *(f.name for f in Read._meta.concrete_fields),
+    *(f"trial__{name}" for name in ("code", "title", "status", "design", "findings", "washout_days",
+                                    "require_signoff")),
+    *(f"case__{name}" for name in ("trial", "site", "code", "clinical_history", "display_image", "values_image",
+                                   "display_width", "display_height", "display_windows")),
+)
+
+
+def _own_available(queryset: QuerySet[Read], *, read_id: int, reader_user, trial: Trial | None,
+                   code: str | None) -> Read:
+    read = _first(queryset.filter(pk=read_id, reader__user_id=reader_user.pk, reader__role=Role.READER)) \
+        if getattr(reader_user, "is_authenticated", False) else None
+    wrong_trial = read is not None and ((trial is not None and read.trial_id != trial.pk)
+                                        or (code is not None and read.trial.code != code))
+    if read is None or wrong_trial:
+        if code is not None:
+            reader_of(code=code, user=reader_user)  # not a reader of that trial at all: say only that
         raise PermissionDenied(NOT_YOURS)
-    if not Read.objects.filter(pk=read.pk).filter(_available_q(read.trial)).exists():
-        raise PermissionDenied("This case is not available yet (waiting for its AI draft or the washout).")
+    draft_ready = _ready_draft(read) is not None if _needs_draft(read) else False
+    if not _is_available(status=read.status, arm=read.arm, available_from=read.available_from,
+                         draft_ready=draft_ready, now=timezone.now()):
+        raise PermissionDenied(NOT_YET)
     return read
+
+
+def read_for_reader(*, read_id: int, reader_user, trial: Trial | None = None, code: str | None = None) -> Read:
+    """The reader's own, available read, with its trial and case; anything else is refused with the same
+    message. `trial` or `code`: the trial named by the URL, if any. One query (two in the assisted arm)."""
+    return _own_available(Read.objects.select_related("trial", "case").only(*_READ_FIELDS),
+                          read_id=read_id, reader_user=reader_user, trial=trial, code=code)
+
+
+_ACCESS_FIELDS = ("id", "trial", "case", "reader", "arm", "status", "available_from")
+
+
+def read_to_write(*, read_id: int, reader_user) -> Read:
+    """The same check as read_for_reader, for a read that a service will write to: the service locks the read
+    and loads what it needs, so only the fields that decide access are read here (no join but the reader's)."""
+    return _own_available(Read.objects.only(*_ACCESS_FIELDS), read_id=read_id, reader_user=reader_user, trial=None,
+                          code=None)
+
+
+def radiograph_for_reader(*, read_id: int, reader_user, kind: str):
+    """The file of the radiograph of the reader's own, available read: "display" (the PNG painted first) or
+    "values" (the packed 16-bit values for window/level); None for any other kind, or a missing file."""
+    read = _own_available(Read.objects.select_related("case").only(
+        *_ACCESS_FIELDS, "case__display_image", "case__values_image"),
+        read_id=read_id, reader_user=reader_user, trial=None, code=None)
+    field = {"display": read.case.display_image, "values": read.case.values_image}.get(kind)
+    return field if field else None
 
 
 def visible_draft(*, read: Read) -> AIDraft | None:
     """The AI draft, for the assisted arm only: the standard arm never receives it, by any route."""
     if read.arm != Arm.ASSISTED:
         return None
-    return ai_selectors.ready_draft_of_case(case=read.case)
+    return _ready_draft(read)
 
 
 def saved_text(*, read: Read) -> ReportDraft | None:
-    return ReportDraft.objects.filter(read=read).first()
+    return _first(ReportDraft.objects.filter(read_id=read.pk))
 
 
 def latest_report(*, read: Read) -> Report | None:
+    if read.status != ReadStatus.SUBMITTED:
+        return None  # a report exists only once the read is submitted (submit_report sets both at once)
     return read.reports.order_by("-version").first()
 
 
-def next_read(*, read: Read) -> Read | None:
-    """The next unfinished, available read on the same worklist, after this one in the stored order."""
-    candidates = (Read.objects.filter(reader=read.reader).exclude(pk=read.pk)
-                  .exclude(status=ReadStatus.SUBMITTED).filter(_available_q(read.trial)).order_by("order_key"))
-    return candidates.filter(order_key__gt=read.order_key).first() or candidates.first()
+@dataclass(frozen=True)
+class Place:
+    """Where a read stands on its worklist: n of N, and the next unfinished, available read after it."""
+    position: int
+    total: int
+    next_id: int | None
 
 
-def position_of(*, read: Read) -> tuple[int, int]:
-    reads = Read.objects.filter(reader=read.reader)
-    return reads.filter(order_key__lt=read.order_key).count() + 1, reads.count()
+def place_of(*, read: Read) -> Place:
+    """From the reader's reads in order (the worklist's rows)."""
+    rows = _rows(reader_id=read.reader_id, trial_id=read.trial_id)
+    index = next(i for i, row in enumerate(rows) if row.id == read.pk)
+    after = [r.id for r in rows[index + 1:] + rows[:index] if r.available and r.status != ReadStatus.SUBMITTED]
+    return Place(index + 1, len(rows), after[0] if after else None)
+
+
+@dataclass(frozen=True)
+class ReadScreen:
+    """Everything the reading screen shows of one read (of read_for_reader): the draft only in the assisted arm."""
+    read: Read
+    draft: AIDraft | None
+    saved: ReportDraft | None
+    report: Report | None
+    place: Place
+
+
+def read_screen(*, read: Read) -> ReadScreen:
+    return ReadScreen(read=read, draft=visible_draft(read=read), saved=saved_text(read=read),
+                      report=latest_report(read=read), place=place_of(read=read))
 
 
 # ------------------------------------------------------------------------------------- senior sign-off

@@ -1,7 +1,12 @@
 """Shapes of the reading API. The draft appears only where reading.selectors.visible_draft gives it."""
+from collections.abc import Callable
+
+from django.urls import reverse
 from rest_framework import serializers
 
+from . import services
 from .models import Report
+from .selectors import ReadScreen
 
 
 class EventSerializer(serializers.Serializer):
@@ -31,3 +36,46 @@ class ReportSerializer(serializers.ModelSerializer):
     class Meta:
         model = Report
         fields = ["version", "findings", "impression", "finding_flags", "reason", "submitted_at", "signed_at"]
+
+
+_MARK = 987_654_321
+
+
+def id_url(name: str, *args) -> Callable[[int], str]:
+    """reverse() once for a URL pattern whose last argument is an id; then each id's URL by formatting, not a
+    resolver pass per row (a worklist of hundreds of reads)."""
+    head, *rest = reverse(name, args=[*args, _MARK]).split(str(_MARK))
+    if len(rest) != 1:  # the marker also appears in another argument: no shortcut
+        return lambda pk: reverse(name, args=[*args, pk])
+    tail = rest[0]
+    return lambda pk: f"{head}{int(pk)}{tail}"
+
+
+def read_payload(screen: ReadScreen) -> dict:
+    """Everything the reading screen needs for one read: the read API's answer, and the data embedded in the
+    reading page (so that a click on the worklist paints the radiograph without a second round trip)."""
+    read, draft, saved, report, place = screen.read, screen.draft, screen.saved, screen.report, screen.place
+    case, code = read.case, read.trial.code
+    nxt = place.next_id
+    return {
+        "id": read.pk, "page_url": reverse("reading:read", args=[code, read.pk]),
+        "case": case.code, "position": place.position, "of": place.total, "status": read.status,
+        "image": {
+            "display_url": reverse("reading:read_image", args=[read.pk, "display"]),
+            "values_url": reverse("reading:read_image", args=[read.pk, "values"]) if case.values_image else None,
+            "width": case.display_width, "height": case.display_height, "windows": case.display_windows or {},
+        },
+        "clinical_history": case.clinical_history,
+        "findings": list(read.trial.findings),
+        "draft": {"findings": draft.findings, "impression": draft.impression, "label": "AI draft"} if draft else None,
+        "saved": saved.as_dict() if saved else None,
+        "report": ReportSerializer(report).data if report else None,
+        "urls": {name: reverse(f"api-read-{name}", args=[read.pk]) for name in ("events", "autosave", "submit", "correct")},
+        "next": {"id": nxt, "api_url": reverse("api-read", args=[nxt]),
+                 "page_url": reverse("reading:read", args=[code, nxt]),
+                 # prefetched by the client once this radiograph is painted: "next case" paints sooner
+                 "display_url": reverse("reading:read_image", args=[nxt, "display"])} if nxt else None,
+        "idle_after_seconds": services.IDLE_AFTER_SECONDS,
+        "autosave_every_seconds": services.AUTOSAVE_EVERY_SECONDS,
+        "heartbeat_seconds": services.HEARTBEAT_SECONDS,
+    }

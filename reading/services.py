@@ -10,12 +10,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ai import selectors as ai_selectors
 from trial import audit
 from trial.errors import Conflict, ServiceError, WrongStatus
 from trial.models import Arm, Design, Membership, Role, Status, Trial
 from trial.selectors import require_role
 
+from . import selectors as reading_selectors
 from . import timing
 from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
 from .textdiff import draft_survival
@@ -127,9 +127,14 @@ def _now() -> datetime:
     return timezone.now()
 
 
-def _require_own_read(read: Read, user) -> None:
-    if read.reader.user_id != user.pk:
+def _own_locked(read: Read, by, *related: str, no_key: bool = False) -> Read:
+    """The read again, under a row lock (of the read only), with its trial and what else the caller names, in
+    one query (what was checked before the lock may have changed since); refused unless it is `by`'s own."""
+    locked = (Read.objects.select_for_update(of=("self",), no_key=no_key).select_related("trial", *related)
+              .filter(pk=read.pk, reader__user_id=by.pk).order_by("pk").first())
+    if locked is None:
         raise ServiceError("This case is not on your worklist.", code="forbidden")
+    return locked
 
 
 def _require_reading(trial: Trial) -> None:
@@ -139,10 +144,10 @@ def _require_reading(trial: Trial) -> None:
 
 @transaction.atomic
 def record_event(*, read: Read, by, kind: str, tab_id: str, client_time: datetime | None = None) -> ReadEvent:
-    _require_own_read(read, by)
     if kind not in ReadEvent.Kind.values or kind in (ReadEvent.Kind.SUBMITTED, ReadEvent.Kind.AUTOSAVED):
         raise ServiceError(f"Unknown event “{kind}”.", field="kind")
-    read = Read.objects.select_for_update().get(pk=read.pk)
+    # "opened" may be the read's first: its audit event names the case
+    read = _own_locked(read, by, *(("case",) if kind == ReadEvent.Kind.OPENED else ()))
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is submitted; its time is closed.")
     _require_reading(read.trial)
@@ -175,12 +180,11 @@ def _clean_flags(read: Read, flags: dict) -> dict[str, bool]:
 def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: dict, base_version: int | None,
              tab_id: str) -> ReportDraft:
     """Keep the text; refuse (409, with the newer text) a save based on an older version than stored."""
-    _require_own_read(read, by)
-    read = Read.objects.select_for_update().get(pk=read.pk)
+    read = _own_locked(read, by, "saved")
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is already submitted; the report can only be corrected.")
     _require_reading(read.trial)
-    saved = ReportDraft.objects.filter(read=read).first()
+    saved = getattr(read, "saved", None)  # read under the lock, with the read: a stale tab is always seen
     if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
         raise StaleVersion("Another tab saved a newer text of this report.", current=saved)
     if saved is not None and base_version is None and saved.version > 0 and saved.tab_id != tab_id:
@@ -203,7 +207,7 @@ def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: d
 
 
 def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
-    events = [timing.Event(e.kind, e.tab_id, e.server_time) for e in read.events.all()]
+    events = [timing.Event(*row) for row in read.events.values_list("kind", "tab_id", "server_time")]
     return timing.reading_time(events, gap_cap_seconds=GAP_CAP_SECONDS, until=until)
 
 
@@ -211,14 +215,13 @@ def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
 def submit_report(*, read: Read, by, findings: str, impression: str, finding_flags: dict,
                   base_version: int | None = None, tab_id: str = "") -> Report:
     """Freeze the reader's report; the read's time is computed from its events, never from the client."""
-    _require_own_read(read, by)
-    read = Read.objects.select_for_update(of=("self",), no_key=True).select_related("trial", "case").get(pk=read.pk)
+    read = _own_locked(read, by, "case", "saved", no_key=True)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This report was already submitted.")
     _require_reading(read.trial)
     if not impression.strip():
         raise ServiceError("An impression is required.", field="impression")
-    saved = ReportDraft.objects.filter(read=read).first()
+    saved = getattr(read, "saved", None)
     if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
         raise StaleVersion("Another tab saved a newer text of this report; review it before submitting.",
                            current=saved)
@@ -226,7 +229,7 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
     ReadEvent.objects.create(read=read, kind=ReadEvent.Kind.SUBMITTED, tab_id=tab_id[:64] or "unknown", server_time=now)
     survival = None
     if read.arm == Arm.ASSISTED:
-        draft = ai_selectors.ready_draft_of_case(case=read.case)
+        draft = reading_selectors.visible_draft(read=read)
         if draft is not None:
             survival = draft_survival(draft=f"{draft.findings}\n{draft.impression}", report=f"{findings}\n{impression}")
     report = Report.objects.create(
@@ -241,7 +244,7 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
     read.wall_seconds, read.active_seconds = times.wall_seconds, times.active_seconds
     read.save(update_fields=["status", "submitted_at", "wall_seconds", "active_seconds"])
     if read.period == 1 and read.trial.design == Design.CROSSOVER:
-        Read.objects.filter(case=read.case, reader=read.reader, period=2).update(
+        Read.objects.filter(case_id=read.case_id, reader_id=read.reader_id, period=2).update(
             available_from=now + timedelta(days=read.trial.washout_days))
     audit.record(actor=by, action="report.submitted", obj=report, trial=read.trial, payload={
         "read": read.pk, "case": read.case.code, "version": 1, "wall_seconds": round(times.wall_seconds, 3),

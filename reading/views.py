@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from trial import selectors as trial_selectors
@@ -14,38 +15,38 @@ from trial.errors import ServiceError
 from trial.models import Role
 
 from . import selectors, services
+from .serializers import read_payload
 
 
 @login_required
 def worklist_page(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.READER])
-    worklist = selectors.worklist(trial=trial, reader_user=request.user)
-    rows = [{"id": r.id, "position": r.position, "case_code": r.case_code, "status": r.status,
-             "available": r.available, "url": reverse("reading:read", args=[trial.code, r.id])}
-            for r in worklist.rows]
+    reader = selectors.reader_of(code=code, user=request.user)
+    worklist = selectors.worklist(reader=reader)
     resume = worklist.resume
     return render(request, "reading/worklist.html", {
-        "trial": trial, "reads": rows, "progress": {"done": worklist.done, "total": worklist.total},
-        "resume_url": reverse("reading:read", args=[trial.code, resume.id]) if resume else None,
+        "trial": reader.trial, "worklist": worklist, "progress": {"done": worklist.done, "total": worklist.total},
+        "resume_url": reverse("reading:read", args=[code, resume.id]) if resume else None,
     })
 
 
+@never_cache  # the page carries the read's saved text: "back" must not show an old copy of it
 @login_required
 def read_page(request, code, read_id):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.READER])
-    read = selectors.read_for_reader(read_id=read_id, reader_user=request.user, trial=trial)
+    """The reading screen, with the read's payload embedded (json_script): the radiograph is requested as soon
+    as the page arrives, without first asking the API for the read."""
+    read = selectors.read_for_reader(read_id=read_id, reader_user=request.user, code=code)
+    payload = read_payload(selectors.read_screen(read=read))
     return render(request, "reading/read.html", {
-        "trial": trial, "read_api_url": reverse("api-read", args=[read.pk]),
-        "worklist_url": reverse("reading:worklist", args=[trial.code]),
+        "trial": read.trial, "read": payload, "read_api_url": reverse("api-read", args=[read.pk]),
+        "worklist_url": reverse("reading:worklist", args=[code]),
     })
 
 
 @login_required
 def read_image(request, read_id, kind):
     """The radiograph of a read, for its reader only (display PNG or the packed 16-bit values)."""
-    read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
-    field = {"display": read.case.display_image, "values": read.case.values_image}.get(kind)
-    if field is None or not field:
+    field = selectors.radiograph_for_reader(read_id=read_id, reader_user=request.user, kind=kind)
+    if field is None:
         raise PermissionDenied("Unknown image.")
     response = FileResponse(field.open("rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=86400"

@@ -3,10 +3,10 @@
 // Worklist: remembers when a case was clicked, so the reading screen can tell how long the radiograph took
 // to appear (console and data-image-shown-ms on #read-app).
 //
-// Reading screen: loads a read from the API (the page is only a shell), fills the editor (the reader's saved
-// text, else the AI draft in the assisted arm, else nothing: the same screen in both arms), autosaves, sends
-// the timing events the server measures reading time from, submits with a confirmation, corrects a submitted
-// report as a new version, and moves to the next case without reloading the page.
+// Reading screen: shows the read embedded in the page (the next ones come from the API), fills the editor (the
+// reader's saved text, else the AI draft in the assisted arm, else nothing: the same screen in both arms),
+// autosaves, sends the timing events the server measures reading time from, submits with a confirmation,
+// corrects a submitted report as a new version, and moves to the next case without reloading the page.
 //
 // Nothing typed may be lost: every keystroke is kept in localStorage (per read) until the server has it, and
 // an autosave refused because another tab saved first is shown side by side, never silently overwritten.
@@ -832,7 +832,18 @@
       start = { push: false, t0: performance.now() - age, source: "worklist click" };
     }
   }
-  openRead(app.dataset.apiUrl, start);
+  // The page embeds the read (the same data as the API's): show it at once, no round trip before the image.
+  const embedded = document.getElementById("read-data");
+  let initial = null;
+  if (embedded) {
+    try { initial = JSON.parse(embedded.textContent); } catch (err) { initial = null; }
+  }
+  if (initial && initial.id) {
+    history.replaceState({ apiUrl: app.dataset.apiUrl }, "", initial.page_url || location.href);
+    show(initial, start);
+  } else {
+    openRead(app.dataset.apiUrl, start);
+  }
 
   // For tests and benchmarks.
   window.CxrReading = {

@@ -15,8 +15,18 @@ from tests.reading.conftest import DRAFT_IMPRESSION, build_trial  # noqa: F401 -
 
 def _read_one_case(page, read, *, typed: str, expect_draft: bool):
     page.goto(f"/t/{read.trial.code}/read/")
+    requests: list[str] = []
+    problems: list[str] = []
+    page.on("request", lambda r: requests.append(f"{r.method} {r.url}"))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
     page.click(f"a[href='/t/{read.trial.code}/read/{read.pk}/']")
     page.wait_for_function("() => document.getElementById('read-app').dataset.imageShownMs !== undefined")
+    # The page brought the read with it (no round trip to the read API before the radiograph), and the
+    # radiograph was asked for once (the preload from the head is what the viewer painted).
+    assert not any(f"GET {page.url.split('/t/')[0]}/api/reads/{read.pk}/" == r for r in requests), requests
+    assert sum(r.endswith(f"/r/{read.pk}/display.png") for r in requests) == 1, requests
+    assert not problems, problems  # a content security policy violation is reported as an error
     impression = page.locator("#impression")
     if expect_draft:
         assert impression.input_value() == DRAFT_IMPRESSION

@@ -275,7 +275,7 @@ def test_routing_twice_routes_nothing_more(build_trial):
     assert Read.objects.filter(trial=trial).count() == 8
 
 
-def _queries(django_assert_max_num_queries, client, urls):
+def _queries(client, urls):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -287,7 +287,7 @@ def _queries(django_assert_max_num_queries, client, urls):
     return counts
 
 
-def test_worklist_and_reading_queries_do_not_grow_with_cases(build_trial, client, django_assert_max_num_queries):
+def test_worklist_and_reading_queries_do_not_grow_with_cases(build_trial, client):
     small, readers_small, _, _ = build_trial(readers_per_site=2, n_cases=2, code="small")
     big, readers_big, _, _ = build_trial(readers_per_site=2, n_cases=14, code="big")
     counts = []
@@ -296,6 +296,105 @@ def test_worklist_and_reading_queries_do_not_grow_with_cases(build_trial, client
         read = Read.objects.filter(trial=trial, arm="assisted").select_related("reader__user").order_by("order_key").first()
         user = read.reader.user
         client.force_login(user)
-        counts.append(_queries(django_assert_max_num_queries, client,
-                               [f"/t/{trial.code}/read/", f"/api/reads/{read.pk}/", f"/api/trials/{trial.code}/worklist/"]))
+        counts.append(_queries(client, [f"/t/{trial.code}/read/", f"/t/{trial.code}/read/{read.pk}/",
+                                        f"/api/reads/{read.pk}/", f"/api/trials/{trial.code}/worklist/"]))
     assert counts[0] == counts[1], counts
+
+
+# -------------------------------------------------------------------------- the reading page
+
+
+def _embedded_read(html: str) -> dict:
+    import re
+
+    match = re.search(r'<script id="read-data" type="application/json">(.*?)</script>', html, re.S)
+    assert match, "the reading page embeds its read"
+    return json.loads(match.group(1))
+
+
+@pytest.mark.parametrize("arm", ["assisted", "standard"])
+def test_reading_page_embeds_the_read_the_api_gives(build_trial, client, arm):
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=4)
+    read = Read.objects.filter(trial=trial, arm=arm).select_related("reader__user").first()
+    client.force_login(read.reader.user)
+    services.autosave(read=read, by=read.reader.user, findings="typed", impression="", finding_flags={},
+                      base_version=None, tab_id="A")
+    page = client.get(f"/t/{trial.code}/read/{read.pk}/")
+    embedded = _embedded_read(page.content.decode())
+    assert embedded == client.get(f"/api/reads/{read.pk}/").json()
+    assert embedded["saved"]["findings"] == "typed"
+    assert (embedded["draft"] is not None) == (arm == "assisted")
+    # the radiograph is asked for from the head, and "back" never shows an old copy of the saved text
+    assert f'<link rel="preload" href="{embedded["image"]["display_url"]}" as="fetch" crossorigin>' in page.content.decode()
+    assert "no-store" in page["Cache-Control"]
+
+
+def test_reading_page_of_a_case_not_yet_available_is_refused(build_trial, client):
+    trial, _, cases, model = build_trial(readers_per_site=2, n_cases=2, drafts=False)
+    assisted = Read.objects.filter(trial=trial, arm="assisted").select_related("reader__user").first()
+    client.force_login(assisted.reader.user)
+    for url in [f"/t/{trial.code}/read/{assisted.pk}/", f"/api/reads/{assisted.pk}/", f"/r/{assisted.pk}/display.png"]:
+        r = client.get(url)
+        assert r.status_code == 403 and b"read-data" not in r.content
+    r = api_for(assisted.reader.user).put(f"/api/reads/{assisted.pk}/autosave/", {"findings": "x", "impression": "y",
+                                                                                  "tab_id": "A"}, format="json")
+    assert r.status_code == 403 and not ReportDraft.objects.exists()
+
+
+def test_reading_page_of_another_trial_says_nothing_more(build_trial, client):
+    trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2, code="one")
+    other, _, _, _ = build_trial(readers_per_site=2, n_cases=2, code="two")
+    read = Read.objects.filter(trial=trial, reader__user=readers[0]).first()
+    client.force_login(readers[0])
+    r = client.get(f"/t/{other.code}/read/{read.pk}/")  # not a reader of "two": the trial's refusal
+    assert r.status_code == 403 and read.case.code.encode() not in r.content
+
+
+# -------------------------------------------------------------------------- queries per reading step
+
+
+# Every step of a reader (bench/reading.py), with its session and user: a write is BEGIN, the locked read,
+# its rows and COMMIT; the first "opened" and the submit also append to the audit chain (6). In the assisted
+# arm a read not started yet also asks for its draft (and the worklist for the ready drafts), and the submit
+# reads the draft to measure how much of it survived. (Before: worklist 8, read API 11-14, autosave 12,
+# submit 19-22.)
+STEP_QUERIES = {
+    "standard": {"worklist": 4, "worklist api": 4, "read page": 5, "read api": 5, "image": 3, "opened": 14,
+                 "heartbeat": 7, "autosave": 8, "submit": 16},
+    "assisted": {"worklist": 5, "worklist api": 5, "read page": 7, "read api": 7, "image": 4, "opened": 15,
+                 "heartbeat": 7, "autosave": 8, "submit": 17},
+}
+
+
+@pytest.mark.parametrize("arm", ["assisted", "standard"])
+def test_each_reading_step_takes_few_queries(build_trial, client, arm):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=6)
+    read = Read.objects.filter(trial=trial, arm=arm).select_related("reader__user").order_by("order_key").first()
+    client.force_login(read.reader.user)
+
+    def step(name, method, url, body=None):
+        with CaptureQueriesContext(connection) as ctx:
+            r = getattr(client, method)(url, **({} if body is None else {
+                "data": json.dumps(body), "content_type": "application/json"}))
+            b"".join(r.streaming_content) if r.streaming else r.content
+        assert r.status_code < 400, r.content[:300]
+        assert len(ctx) <= STEP_QUERIES[arm][name], (name, [q["sql"][:120] for q in ctx.captured_queries])
+        return r
+
+    step("worklist", "get", f"/t/{trial.code}/read/")
+    step("worklist api", "get", f"/api/trials/{trial.code}/worklist/")
+    step("read page", "get", f"/t/{trial.code}/read/{read.pk}/")
+    step("read api", "get", f"/api/reads/{read.pk}/")
+    step("image", "get", f"/r/{read.pk}/display.png")
+    step("opened", "post", f"/api/reads/{read.pk}/events/", {"kind": "opened", "tab_id": "t"})
+    step("heartbeat", "post", f"/api/reads/{read.pk}/events/", {"kind": "heartbeat", "tab_id": "t"})
+    base = None
+    for i in range(3):
+        base = step("autosave", "put", f"/api/reads/{read.pk}/autosave/", {
+            "findings": f"typed {i}", "impression": "y", "base_version": base, "tab_id": "t"}).json()["version"]
+    step("submit", "post", f"/api/reads/{read.pk}/submit/", {"findings": "x", "impression": "y",
+                                                             "base_version": base, "tab_id": "t"})
+    assert Report.objects.filter(read=read).count() == 1
