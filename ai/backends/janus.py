@@ -447,8 +447,8 @@ def cpu_has_bf16(torch) -> bool:
 
 
 _INT8_CLASS = None
-# Rows at or below which the int8 weights are used (decoding); above it the bfloat16 copy (the prefill's
-# hundreds of rows, where the CPU's bfloat16 matrix units win).
+# Rows at or below which the int8 weights are used (decoding); above it the full-precision copy (the prefill's
+# hundreds of rows): bfloat16 where the CPU has bf16 matrix units, float32 where it would only emulate them.
 INT8_MAX_ROWS = 8
 
 
@@ -460,6 +460,8 @@ def _int8_linear_class():
     token on the fly); where the quantized engine is missing, PyTorch's weight-only int8 kernel. The
     prefill multiplies hundreds of rows at once and is bound by arithmetic, where bfloat16 on the CPU's
     matrix units wins and keeps full precision; both copies cost 3 bytes per weight, less than float32's 4.
+    On a CPU without bf16 units (AVX2 only) the prefill copy is float32 (5 bytes per weight in all): there an
+    emulated bf16 prefill took 4x the float32 baseline's (bench/ai_cpu.py, 2026-11-28).
     """
     global _INT8_CLASS
     if _INT8_CLASS is not None:
@@ -467,7 +469,7 @@ def _int8_linear_class():
     import torch
 
     class _Int8Linear(torch.nn.Module):
-        def __init__(self, linear: torch.nn.Linear):
+        def __init__(self, linear: torch.nn.Linear, prefill_dtype):
             super().__init__()
             weight = linear.weight.detach().float()
             self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -483,8 +485,8 @@ def _int8_linear_class():
             except (RuntimeError, AttributeError, NotImplementedError):
                 self.register_buffer("qweight", (weight / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
             self.register_buffer("scale", scale.to(torch.bfloat16))
-            self.register_buffer("weight", linear.weight.detach().to(torch.bfloat16))
-            self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+            self.register_buffer("weight", linear.weight.detach().to(prefill_dtype))
+            self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(prefill_dtype))
 
         def forward(self, x):
             shape = x.shape
@@ -517,13 +519,14 @@ def _quantize_int8(model):
     import torch
 
     cls = _int8_linear_class()
+    prefill_dtype = torch.bfloat16 if cpu_has_bf16(torch) else torch.float32
     targets = [(name, module) for name, module in model.model.language_model.named_modules()
                if isinstance(module, torch.nn.Linear)]
     for name, module in targets:
         parent = model.model.language_model.get_submodule(name.rsplit(".", 1)[0]) if "." in name \
             else model.model.language_model
-        setattr(parent, name.rsplit(".", 1)[-1], cls(module))
-    model.lm_head = cls(model.lm_head)
+        setattr(parent, name.rsplit(".", 1)[-1], cls(module, prefill_dtype))
+    model.lm_head = cls(model.lm_head, prefill_dtype)
     return model
 
 
