@@ -65,21 +65,18 @@ def _needs_draft(read: Read) -> bool:
     return read.arm == Arm.ASSISTED and read.status == ReadStatus.ASSIGNED
 
 
-def _reader_membership(*, trial: Trial, user) -> Membership:
-    membership = _first(Membership.objects.filter(trial=trial, user_id=user.pk, role=Role.READER)) \
-        if getattr(user, "is_authenticated", False) else None
+def reader_of(*, user, code: str | None = None, trial: Trial | None = None) -> Membership:
+    """The user's reader membership of the trial (`trial`, or by `code` with its trial loaded in the same
+    query); the refusal of trial.selectors.trial_for_user whether the trial does not exist or the user is not
+    one of its readers."""
+    memberships = Membership.objects.filter(user_id=user.pk, role=Role.READER)
+    memberships = memberships.filter(trial=trial) if trial is not None \
+        else memberships.select_related("trial").filter(trial__code=code)
+    membership = _first(memberships) if getattr(user, "is_authenticated", False) else None
     if membership is None:
         raise PermissionDenied(NO_ACCESS)
-    return membership
-
-
-def reader_of(*, code: str, user) -> Membership:
-    """The user's reader membership of trial `code`, its trial loaded (one query); the refusal of
-    trial.selectors.trial_for_user whether the trial does not exist or the user is not one of its readers."""
-    membership = _first(Membership.objects.select_related("trial").filter(
-        trial__code=code, user_id=user.pk, role=Role.READER)) if getattr(user, "is_authenticated", False) else None
-    if membership is None:
-        raise PermissionDenied(NO_ACCESS)
+    if trial is not None:
+        membership.trial = trial
     return membership
 
 
@@ -121,8 +118,7 @@ def worklist(*, trial: Trial | None = None, reader_user=None, reader: Membership
     """The reader's own reads in their stored random order; nothing about other readers. `reader`: the
     membership from `reader_of` (else the trial and the user)."""
     if reader is None:
-        reader = _reader_membership(trial=trial, user=reader_user)
-        reader.trial = trial
+        reader = reader_of(trial=trial, user=reader_user)
     if reader.role != Role.READER:
         raise PermissionDenied(NO_ACCESS)
     if reader.trial.status not in (Status.READING, Status.SCORING, Status.LOCKED, Status.UNBLINDED):

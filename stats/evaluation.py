@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ai.metrics import ReportEvaluation, UncertainPolicy, evaluate_reports
+from ai.metrics import FindingCounts, ReportEvaluation, UncertainPolicy, evaluate_reports
 
 from .exports import csv_bytes
 from .methods.roc import roc_auc
@@ -45,16 +45,10 @@ class ReportPair:
 
 
 @dataclass(frozen=True)
-class FindingRow:
+class FindingRow(FindingCounts):
+    """ai.metrics' counts of one finding, with its name; `support`: reports whose final report names it."""
+
     finding: str
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    precision: float
-    recall: float
-    f1: float
-    support: int  # reports in which the final report names the finding
 
 
 @dataclass(frozen=True)
@@ -114,8 +108,7 @@ def _arm(arm: str, pairs: Sequence[ReportPair], findings: Sequence[str], uncerta
                              (), None)
     ev = evaluate_reports([p.draft for p in pairs], [p.report for p in pairs], findings, uncertain=uncertain)
     fs = ev.findings
-    rows = tuple(FindingRow(name, c.tp, c.fp, c.fn, c.tn, c.precision, c.recall, c.f1, c.support)
-                 for name, c in fs.per_finding.items())
+    rows = tuple(FindingRow(**vars(c), finding=name) for name, c in fs.per_finding.items())
     return ArmEvaluation(arm, ARM_TITLES.get(arm, arm), len(pairs), len({p.case for p in pairs}), ev.bleu4,
                          ev.rouge_l, fs.micro_precision, fs.micro_recall, fs.micro_f1, fs.macro_precision,
                          fs.macro_recall, fs.macro_f1, rows, ev)

@@ -283,8 +283,8 @@ class JanusBackend:
         # Finding-guided drafting: each image's report question names the findings the model has just seen in it.
         report_rows = rows[:n_images]
         if settings.guided_report and scored:
-            present = [[f for k, f in enumerate(scored) if float(scores[i, k]) >= settings.guide_threshold]
-                       for i in range(n_images)]
+            said_yes = (scores >= settings.guide_threshold).tolist()
+            present = [[f for f, yes in zip(scored, row) if yes] for row in said_yes]
             questions = [settings.guided_question(q, found) for q, found in zip(questions, present)]
             report_rows = [self.prompt_ids(settings.chat(q)) for q in questions]
             if any(r[:prefix] != rows[0][:prefix] or len(r) <= prefix for r in report_rows):
