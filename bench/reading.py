@@ -3,8 +3,8 @@ the time from a click to the radiograph painted. Prints p50/p95 per step.
 
 Run by hand from the repository root (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
 
-    python bench/reading.py                                  # gunicorn w3t4, 8/16/32 readers, then Chromium
-    python bench/reading.py --configs w3t4,w3t4c60,w5t1c60   # compare gunicorn/database-connection settings
+    python bench/reading.py                                  # gunicorn w3t1c60, 8/16/32 readers, then Chromium
+    python bench/reading.py --configs w3t1c60,w3t4c60,w2t1   # compare gunicorn/database-connection settings
     python bench/reading.py --no-browser --levels 8,32
     python bench/reading.py --configs w3t4c60 --think 1000 --no-browser --clicks 0 --nexts 0   # paced readers
 
@@ -14,12 +14,15 @@ submit. A warm-up round (every reader once, and /healthz) comes first. Beside ea
 `SELECT 1`) under the same concurrency is the baseline: what the server costs before any reading code runs.
 
 A configuration `wXtYcZ` is gunicorn with X workers and Y threads (gthread when Y > 1, else sync) and
-CONN_MAX_AGE=Z (through DATABASE_URL's `?conn_max_age=Z`; c0, the default, opens a connection per request).
+CONN_MAX_AGE=Z (through DATABASE_URL's `?conn_max_age=Z`; c0 opens a connection per request). The default,
+w3t1c60, is docker/compose.yaml's web service (3 sync workers, DB_CONN_MAX_AGE=60): on 2 cores, threads in one
+process mostly wait for each other's GIL (w3t4c60 served a third fewer requests with twice the p95 tail).
 The server gets CACHE_URL (--cache, Redis by default, as in docker/compose.yaml), so sessions are read from
 the cache. Beside the latencies, the CPU time that gunicorn and PostgreSQL (all its processes on the machine,
-ended connections included) spent per reading request: by Little's law it decides how many back-to-back
-readers two cores can serve (p95 ≈ 100 ms at 32 readers needs ≲ 4 ms per request, all in). On a machine shared
-with other work it is inflated too (CPU time stretches when cores are contended), but far less than latency.
+ended connections included) spent per reading request, and the simulated readers' own (this process: it shares
+the two cores): by Little's law they decide how many back-to-back readers two cores can serve (p95 ≈ 100 ms at
+32 readers needs ≲ 4 ms per request, all in). On a machine shared with other work they are inflated too (CPU
+time stretches when cores are contended), but far less than latency.
 
 Goals (issue 4): p95 ≤ 100 ms per step at 32 readers on a 2-core machine; in Chromium, p95 ≤ 300 ms from a
 worklist click, and from "next case", to the radiograph painted (`data-image-shown-ms` on #read-app, set by
@@ -378,8 +381,10 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
                 chosen = pick(readers, n, rounds[n])
                 load = os.getloadavg()[0]
                 cpu_before = server_cpu(master_pid)
+                cpu_before["bench client"] = time.process_time()
                 samples, seconds = reading_load(chosen, world.code, rounds[n])
                 cpu_after = server_cpu(master_pid)
+                cpu_after["bench client"] = time.process_time()
                 break
             except (RuntimeError, OSError) as exc:
                 # e.g. PostgreSQL restarted by someone else: wait, then run this level again on fresh reads
@@ -395,7 +400,8 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
                      "rps": requests / seconds, "cycles": n * rounds[n], "load": load, "cpu_ms": cpu_ms})
         print(f"  {config.label}: {n} readers, {n * rounds[n]} reads, {requests} requests in {seconds:.1f} s "
               f"({requests / seconds:.0f}/s; load average before: {load:.1f}); CPU per request: gunicorn "
-              f"{cpu_ms['gunicorn']:.1f} ms, PostgreSQL {cpu_ms['postgres']:.1f} ms")
+              f"{cpu_ms['gunicorn']:.1f} ms, PostgreSQL {cpu_ms['postgres']:.1f} ms, the simulated readers "
+              f"{cpu_ms['bench client']:.1f} ms")
     for r in readers:
         r.client.close()
     return rows
@@ -567,10 +573,12 @@ def forget_sessions(url: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", type=lambda s: [parse_config(x) for x in s.split(",")], default="w3t4",
-                        help="gunicorn configurations wXtY[cZ], comma-separated (default w3t4)")
+    parser.add_argument("--configs", type=lambda s: [parse_config(x) for x in s.split(",")], default="w3t1c60",
+                        help="gunicorn configurations wXtY[cZ], comma-separated (default w3t1c60: docker's web)")
     parser.add_argument("--levels", default="8,16,32", help="concurrent readers (default 8,16,32)")
-    parser.add_argument("--samples", type=int, default=64, help="reads (cycles) per level, at least (default 64)")
+    parser.add_argument("--samples", type=int, default=160,
+                        help="reads (cycles) per level, at least (default 160: 5 rounds of 32 readers, so that the "
+                             "level's start, every reader at once, is not most of the sample)")
     parser.add_argument("--healthz", type=int, default=40, help="/healthz requests per thread per level")
     parser.add_argument("--cases", type=int, default=0, help="cases to enrol (default: enough for the runs)")
     parser.add_argument("--clicks", type=int, default=10, help="worklist clicks in Chromium")

@@ -93,9 +93,14 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# The hot paths' hand-written SELECTs (trial/sql.py) as server-side prepared statements on persistent PostgreSQL
+# connections; 0 behind a transaction-pooling proxy such as PgBouncer in transaction mode.
+DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by all web processes in production (login throttling counts failures here).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = "config.cache.RedisCache"  # one Redis client per pool, not per operation
 # Sessions are read on every request: from the shared cache when there is one (written through to the
 # database, so a cache restart logs nobody out; expiry and logout hold as with the database alone). Not with
 # the in-process default cache: another web process would still find a session that was logged out.
@@ -103,6 +108,10 @@ _SHARED_CACHE = CACHES["default"]["BACKEND"] not in ("django.core.cache.backends
                                                      "django.core.cache.backends.dummy.DummyCache")
 SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db" if _SHARED_CACHE
                      else "django.contrib.sessions.backends.db")
+# The signed-in user of a request from the shared cache, dropped whenever the user is saved (trial/auth.py);
+# 0 (the in-process default cache): a query per request, as Django does.
+AUTH_USER_CACHE_SECONDS = env.int("AUTH_USER_CACHE_SECONDS", default=60 if _SHARED_CACHE else 0)
+AUTHENTICATION_BACKENDS = ["trial.auth.CachedModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

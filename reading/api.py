@@ -10,7 +10,9 @@ from trial import selectors as trial_selectors
 from trial.models import Role
 
 from . import selectors, services
-from .serializers import CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer, id_url, read_payload
+from .models import Read
+from .serializers import (CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer, id_url, read_payload,
+                          report_data)
 
 
 def _valid(serializer_class, data) -> dict:
@@ -39,8 +41,8 @@ class ReadAPI(APIView):
 class ReadEventAPI(APIView):
     @extend_schema(request=EventSerializer, responses={201: dict})
     def post(self, request, read_id):
-        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
         data = _valid(EventSerializer, request.data)
+        read = Read(pk=read_id)  # the service loads it under its lock and refuses what is not the reader's
         event = services.record_event(read=read, by=request.user, kind=data["kind"], tab_id=data["tab_id"],
                                       client_time=data.get("client_time"))
         return Response({"server_time": event.server_time.isoformat()}, status=status.HTTP_201_CREATED)
@@ -48,8 +50,8 @@ class ReadEventAPI(APIView):
 
 class AutosaveAPI(APIView):
     def _save(self, request, read_id):
-        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
         data = _valid(TextSerializer, request.data)
+        read = Read(pk=read_id)  # the service loads it under its lock and refuses what is not the reader's
         # a stale tab's save is refused with 409 and the newer text (trial.api.exception_handler)
         saved = services.autosave(read=read, by=request.user, findings=data["findings"],
                                   impression=data["impression"], finding_flags=data["finding_flags"],
@@ -69,18 +71,18 @@ class AutosaveAPI(APIView):
 class SubmitAPI(APIView):
     @extend_schema(request=TextSerializer, responses={201: ReportSerializer})
     def post(self, request, read_id):
-        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
         data = _valid(TextSerializer, request.data)
+        read = Read(pk=read_id)  # the service loads it under its lock and refuses what is not the reader's
         report = services.submit_report(read=read, by=request.user, findings=data["findings"],
                                         impression=data["impression"], finding_flags=data["finding_flags"],
                                         base_version=data.get("base_version"), tab_id=data["tab_id"])
-        return Response({"report": ReportSerializer(report).data}, status=status.HTTP_201_CREATED)
+        return Response({"report": report_data(report)}, status=status.HTTP_201_CREATED)
 
 
 class CorrectAPI(APIView):
     @extend_schema(request=CorrectionSerializer, responses={201: ReportSerializer})
     def post(self, request, read_id):
-        read = selectors.read_to_write(read_id=read_id, reader_user=request.user)
+        read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
         data = _valid(CorrectionSerializer, request.data)
         report = services.correct_report(read=read, by=request.user, **data)
         return Response({"report": ReportSerializer(report).data}, status=status.HTTP_201_CREATED)

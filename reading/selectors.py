@@ -1,9 +1,10 @@
 """Reads of the reading app, scoped: a reader sees only their own reads; the draft only in the assisted arm.
 
 Every reading step is on a radiologist's critical path (and a server's CPU is what limits how many read at
-once), so the queries here are few and plain: a read with its trial and case, the reader's reads in order,
-the ready drafts of the trial's model. Whether a read is available is decided in Python from those rows
-(`_is_available`, the one definition), not by a correlated subquery per read.
+once), so the steps' queries are few, plain and written out once (reading.queries): a read with its trial,
+case and saved text, the reader's reads in order with whether their drafts are ready. Whether a read is
+available is decided in Python from those rows (`_is_available`, the one definition). Who may see what is
+decided here, on every call.
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from ai import selectors as ai_selectors
-from ai.models import AIDraft, DraftStatus
+from ai.models import AIDraft
 from trial.models import Arm, Membership, Role, Status, Trial
 from trial.selectors import NO_ACCESS, require_role
 
+from . import queries
 from .models import Read, ReadStatus, Report, ReportDraft
 
 NOT_YOURS = "This case is not on your worklist."
@@ -46,18 +48,12 @@ def _is_available(*, status: str, arm: str, available_from: datetime | None, dra
     return arm != Arm.ASSISTED or draft_ready
 
 
-def _ready_drafts(*, trial_id: int) -> QuerySet[AIDraft]:
-    """Ready drafts by the trial's model (joined, not looked up first). No permission check: callers decide."""
-    return AIDraft.objects.filter(status=DraftStatus.READY, model_version__trials__trial_id=trial_id)
-
-
 _DRAFT = "_reading_draft"  # the read's ready draft, once fetched in this request (None: none ready)
 
 
 def _ready_draft(read: Read) -> AIDraft | None:
     if _DRAFT not in read.__dict__:
-        read.__dict__[_DRAFT] = _first(_ready_drafts(trial_id=read.trial_id).filter(case_id=read.case_id)
-                                       .only("id", "findings", "impression"))
+        read.__dict__[_DRAFT] = queries.ready_draft(case_id=read.case_id, trial_id=read.trial_id)
     return read.__dict__[_DRAFT]
 
 
@@ -69,10 +65,12 @@ def reader_of(*, user, code: str | None = None, trial: Trial | None = None) -> M
     """The user's reader membership of the trial (`trial`, or by `code` with its trial loaded in the same
     query); the refusal of trial.selectors.trial_for_user whether the trial does not exist or the user is not
     one of its readers."""
-    memberships = Membership.objects.filter(user_id=user.pk, role=Role.READER)
-    memberships = memberships.filter(trial=trial) if trial is not None \
-        else memberships.select_related("trial").filter(trial__code=code)
-    membership = _first(memberships) if getattr(user, "is_authenticated", False) else None
+    membership = None
+    if getattr(user, "is_authenticated", False):
+        if trial is not None:
+            membership = _first(Membership.objects.filter(user_id=user.pk, role=Role.READER, trial=trial))
+        else:
+            membership = queries.reader_membership(code=code, user_id=user.pk)
     if membership is None:
         raise PermissionDenied(NO_ACCESS)
     if trial is not None:
@@ -100,18 +98,13 @@ class Worklist:
         return next((r for r in self.rows if r.available and r.status != ReadStatus.SUBMITTED), None)
 
 
-def _rows(*, reader_id: int, trial_id: int) -> list[WorklistRow]:
-    """The reader's reads in their stored order, each available or not: one query, and one more for the ready
-    drafts when an assisted read is still to be read."""
-    reads = list(Read.objects.filter(reader_id=reader_id).order_by("order_key")
-                 .values_list("id", "status", "arm", "available_from", "case_id", "case__code"))
-    waiting = any(arm == Arm.ASSISTED and status == ReadStatus.ASSIGNED for _, status, arm, *_ in reads)
-    ready = set(_ready_drafts(trial_id=trial_id).filter(case__reads__reader_id=reader_id).order_by()
-                .values_list("case_id", flat=True)) if waiting else set()
+def _rows(*, reader_id: int) -> list[WorklistRow]:
+    """The reader's reads in their stored order, each available or not: one query (reading.queries)."""
     now = timezone.now()
-    return [WorklistRow(pk, i + 1, code, status, _is_available(status=status, arm=arm, available_from=available_from,
-                                                              draft_ready=case_id in ready, now=now))
-            for i, (pk, status, arm, available_from, case_id, code) in enumerate(reads)]
+    return [WorklistRow(row.id, i + 1, row.case_code, row.status,
+                        _is_available(status=row.status, arm=row.arm, available_from=row.available_from,
+                                      draft_ready=row.draft_ready, now=now))
+            for i, row in enumerate(queries.reader_rows(reader_id=reader_id))]
 
 
 def worklist(*, trial: Trial | None = None, reader_user=None, reader: Membership | None = None) -> Worklist:
@@ -123,24 +116,13 @@ def worklist(*, trial: Trial | None = None, reader_user=None, reader: Membership
         raise PermissionDenied(NO_ACCESS)
     if reader.trial.status not in (Status.READING, Status.SCORING, Status.LOCKED, Status.UNBLINDED):
         return Worklist([], 0, 0)
-    rows = _rows(reader_id=reader.pk, trial_id=reader.trial_id)
+    rows = _rows(reader_id=reader.pk)
     return Worklist(rows, sum(r.status == ReadStatus.SUBMITTED for r in rows), len(rows))
 
 
-# The read's own fields, and those of its trial and case that the reading screen, the image view and the
-# services use: about half the columns, less to compile and decode on every reading step.
-_READ_FIELDS = (
-    *(f.name for f in Read._meta.concrete_fields),
-    *(f"trial__{name}" for name in ("code", "title", "status", "design", "findings", "washout_days",
-                                    "require_signoff")),
-    *(f"case__{name}" for name in ("trial", "site", "code", "clinical_history", "display_image", "values_image",
-                                   "display_width", "display_height", "display_windows")),
-)
-
-
-def _own_available(queryset: QuerySet[Read], *, read_id: int, reader_user, trial: Trial | None,
-                   code: str | None) -> Read:
-    read = _first(queryset.filter(pk=read_id, reader__user_id=reader_user.pk, reader__role=Role.READER)) \
+def _own_available(*, read_id: int, reader_user, trial: Trial | None, code: str | None, case: bool,
+                   saved: bool = False) -> Read:
+    read = queries.own_read(read_id=read_id, user_id=reader_user.pk, case=case, saved=saved) \
         if getattr(reader_user, "is_authenticated", False) else None
     wrong_trial = read is not None and ((trial is not None and read.trial_id != trial.pk)
                                         or (code is not None and read.trial.code != code))
@@ -148,36 +130,30 @@ def _own_available(queryset: QuerySet[Read], *, read_id: int, reader_user, trial
         if code is not None:
             reader_of(code=code, user=reader_user)  # not a reader of that trial at all: say only that
         raise PermissionDenied(NOT_YOURS)
+    require_available(read)
+    return read
+
+
+def require_available(read: Read) -> None:
+    """Refuse a read that its reader may not open yet (see _is_available); `read` as its caller loaded it (the
+    reading services check the row they hold locked)."""
     draft_ready = _ready_draft(read) is not None if _needs_draft(read) else False
     if not _is_available(status=read.status, arm=read.arm, available_from=read.available_from,
                          draft_ready=draft_ready, now=timezone.now()):
         raise PermissionDenied(NOT_YET)
-    return read
 
 
 def read_for_reader(*, read_id: int, reader_user, trial: Trial | None = None, code: str | None = None) -> Read:
-    """The reader's own, available read, with its trial and case; anything else is refused with the same
-    message. `trial` or `code`: the trial named by the URL, if any. One query (two in the assisted arm)."""
-    return _own_available(Read.objects.select_related("trial", "case").only(*_READ_FIELDS),
-                          read_id=read_id, reader_user=reader_user, trial=trial, code=code)
-
-
-_ACCESS_FIELDS = ("id", "trial", "case", "reader", "arm", "status", "available_from")
-
-
-def read_to_write(*, read_id: int, reader_user) -> Read:
-    """The same check as read_for_reader, for a read that a service will write to: the service locks the read
-    and loads what it needs, so only the fields that decide access are read here (no join but the reader's)."""
-    return _own_available(Read.objects.only(*_ACCESS_FIELDS), read_id=read_id, reader_user=reader_user, trial=None,
-                          code=None)
+    """The reader's own, available read, with its trial, its case and its saved text; anything else is refused
+    with the same message. `trial` or `code`: the trial named by the URL, if any. One query (two in the assisted
+    arm before the read starts)."""
+    return _own_available(read_id=read_id, reader_user=reader_user, trial=trial, code=code, case=True, saved=True)
 
 
 def radiograph_for_reader(*, read_id: int, reader_user, kind: str):
     """The file of the radiograph of the reader's own, available read: "display" (the PNG painted first) or
     "values" (the packed 16-bit values for window/level); None for any other kind, or a missing file."""
-    read = _own_available(Read.objects.select_related("case").only(
-        *_ACCESS_FIELDS, "case__display_image", "case__values_image"),
-        read_id=read_id, reader_user=reader_user, trial=None, code=None)
+    read = _own_available(read_id=read_id, reader_user=reader_user, trial=None, code=None, case=True)
     field = {"display": read.case.display_image, "values": read.case.values_image}.get(kind)
     return field if field else None
 
@@ -190,6 +166,8 @@ def visible_draft(*, read: Read) -> AIDraft | None:
 
 
 def saved_text(*, read: Read) -> ReportDraft | None:
+    if Read.saved.related.is_cached(read):  # loaded with the read (read_for_reader)
+        return Read.saved.related.get_cached_value(read)
     return _first(ReportDraft.objects.filter(read_id=read.pk))
 
 
@@ -209,7 +187,7 @@ class Place:
 
 def place_of(*, read: Read) -> Place:
     """From the reader's reads in order (the worklist's rows)."""
-    rows = _rows(reader_id=read.reader_id, trial_id=read.trial_id)
+    rows = _rows(reader_id=read.reader_id)
     index = next(i for i, row in enumerate(rows) if row.id == read.pk)
     after = [r.id for r in rows[index + 1:] + rows[:index] if r.available and r.status != ReadStatus.SUBMITTED]
     return Place(index + 1, len(rows), after[0] if after else None)

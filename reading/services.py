@@ -6,17 +6,17 @@ from collections import Counter
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.utils import timezone
 
-from trial import audit
+from trial import audit, sql
 from trial.errors import Conflict, ServiceError, WrongStatus
 from trial.models import Arm, Design, Membership, Role, Status, Trial
 from trial.selectors import require_role
 
+from . import queries, timing
 from . import selectors as reading_selectors
-from . import timing
 from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
 from .textdiff import draft_survival
 
@@ -127,14 +127,23 @@ def _now() -> datetime:
     return timezone.now()
 
 
-def _own_locked(read: Read, by, *related: str, no_key: bool = False) -> Read:
-    """The read again, under a row lock (of the read only), with its trial and what else the caller names, in
-    one query (what was checked before the lock may have changed since); refused unless it is `by`'s own."""
-    locked = (Read.objects.select_for_update(of=("self",), no_key=no_key).select_related("trial", *related)
-              .filter(pk=read.pk, reader__user_id=by.pk).order_by("pk").first())
+def _own_locked(read: Read, by, *, case: bool = False, saved: bool = False, no_key: bool = False) -> Read:
+    """The read (`read`: any object with its pk, e.g. Read(pk=id) from the API) under a row lock of the read
+    only, with its trial (and its case, its saved text, as asked), in one query; refused (403, as
+    reading.selectors.read_for_reader refuses) unless it is `by`'s own and available to them now. The check is
+    made on the locked row, so nothing can change it before the write commits."""
+    locked = queries.own_read(read_id=read.pk, user_id=by.pk, case=case, saved=saved,
+                              lock="no_key" if no_key else "update")
     if locked is None:
-        raise ServiceError("This case is not on your worklist.", code="forbidden")
+        raise PermissionDenied(reading_selectors.NOT_YOURS)
+    reading_selectors.require_available(locked)
     return locked
+
+
+def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client_time: datetime | None = None,
+               skew: float | None = None) -> ReadEvent:
+    return sql.create(ReadEvent, {"read_id": read.pk, "kind": kind, "tab_id": tab_id[:64] or "unknown",
+                                  "server_time": server_time, "client_time": client_time, "clock_skew_seconds": skew})
 
 
 def _require_reading(trial: Trial) -> None:
@@ -146,18 +155,16 @@ def _require_reading(trial: Trial) -> None:
 def record_event(*, read: Read, by, kind: str, tab_id: str, client_time: datetime | None = None) -> ReadEvent:
     if kind not in ReadEvent.Kind.values or kind in (ReadEvent.Kind.SUBMITTED, ReadEvent.Kind.AUTOSAVED):
         raise ServiceError(f"Unknown event “{kind}”.", field="kind")
-    # "opened" may be the read's first: its audit event names the case
-    read = _own_locked(read, by, *(("case",) if kind == ReadEvent.Kind.OPENED else ()))
+    read = _own_locked(read, by, case=kind == ReadEvent.Kind.OPENED)  # "opened": its audit event names the case
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is submitted; its time is closed.")
     _require_reading(read.trial)
     now = _now()
     skew = (client_time - now).total_seconds() if client_time else None
-    event = ReadEvent.objects.create(read=read, kind=kind, tab_id=tab_id[:64] or "unknown", server_time=now,
-                                     client_time=client_time, clock_skew_seconds=skew)
+    event = _add_event(read, kind, tab_id, now, client_time, skew)
     if kind == ReadEvent.Kind.OPENED and read.opened_at is None:
         read.opened_at, read.status = now, ReadStatus.IN_PROGRESS
-        read.save(update_fields=["opened_at", "status"])
+        sql.update(Read, read.pk, {"opened_at": now, "status": read.status})
         audit.record(actor=by, action="read.opened", obj=read, trial=read.trial, payload={"case": read.case.code})
     return event
 
@@ -180,7 +187,7 @@ def _clean_flags(read: Read, flags: dict) -> dict[str, bool]:
 def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: dict, base_version: int | None,
              tab_id: str) -> ReportDraft:
     """Keep the text; refuse (409, with the newer text) a save based on an older version than stored."""
-    read = _own_locked(read, by, "saved")
+    read = _own_locked(read, by, saved=True)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is already submitted; the report can only be corrected.")
     _require_reading(read.trial)
@@ -193,21 +200,21 @@ def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: d
     values = {"findings": _clean_text(findings, "findings"), "impression": _clean_text(impression, "impression"),
               "finding_flags": _clean_flags(read, finding_flags), "tab_id": tab_id[:64], "saved_at": now}
     if saved is None:
-        saved = ReportDraft.objects.create(read=read, version=1, **values)
+        saved = sql.create(ReportDraft, {"read_id": read.pk, "version": 1, **values})
     else:
+        sql.update(ReportDraft, saved.pk, values, increment="version")  # under the read's lock: no lost update
         for key, value in values.items():
             setattr(saved, key, value)
         saved.version += 1
-        saved.save()
-    ReadEvent.objects.create(read=read, kind=ReadEvent.Kind.AUTOSAVED, tab_id=tab_id[:64] or "unknown", server_time=now)
+    _add_event(read, ReadEvent.Kind.AUTOSAVED, tab_id, now)
     if read.status == ReadStatus.ASSIGNED:
         read.status = ReadStatus.IN_PROGRESS
-        read.save(update_fields=["status"])
+        sql.update(Read, read.pk, {"status": read.status})
     return saved
 
 
 def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
-    events = [timing.Event(*row) for row in read.events.values_list("kind", "tab_id", "server_time")]
+    events = [timing.Event(*row) for row in queries.read_event_times(read_id=read.pk)]
     return timing.reading_time(events, gap_cap_seconds=GAP_CAP_SECONDS, until=until)
 
 
@@ -215,7 +222,7 @@ def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
 def submit_report(*, read: Read, by, findings: str, impression: str, finding_flags: dict,
                   base_version: int | None = None, tab_id: str = "") -> Report:
     """Freeze the reader's report; the read's time is computed from its events, never from the client."""
-    read = _own_locked(read, by, "case", "saved", no_key=True)
+    read = _own_locked(read, by, case=True, saved=True, no_key=True)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This report was already submitted.")
     _require_reading(read.trial)
@@ -226,23 +233,24 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
         raise StaleVersion("Another tab saved a newer text of this report; review it before submitting.",
                            current=saved)
     now = _now()
-    ReadEvent.objects.create(read=read, kind=ReadEvent.Kind.SUBMITTED, tab_id=tab_id[:64] or "unknown", server_time=now)
+    _add_event(read, ReadEvent.Kind.SUBMITTED, tab_id, now)
     survival = None
     if read.arm == Arm.ASSISTED:
         draft = reading_selectors.visible_draft(read=read)
         if draft is not None:
             survival = draft_survival(draft=f"{draft.findings}\n{draft.impression}", report=f"{findings}\n{impression}")
-    report = Report.objects.create(
-        read=read, version=1, findings=_clean_text(findings, "findings").strip(),
-        impression=_clean_text(impression, "impression").strip(), finding_flags=_clean_flags(read, finding_flags),
-        author=by, created_at=now,
-        draft_edit_distance=survival.edit_distance if survival else None,
-        draft_kept_share=survival.kept_share if survival else None,
-    )
+    report = sql.create(Report, {
+        "read_id": read.pk, "version": 1, "findings": _clean_text(findings, "findings").strip(),
+        "impression": _clean_text(impression, "impression").strip(), "finding_flags": _clean_flags(read, finding_flags),
+        "author_id": by.pk, "created_at": now,
+        "draft_edit_distance": survival.edit_distance if survival else None,
+        "draft_kept_share": survival.kept_share if survival else None,
+    })
     times = _times(read, until=now)
     read.status, read.submitted_at = ReadStatus.SUBMITTED, now
     read.wall_seconds, read.active_seconds = times.wall_seconds, times.active_seconds
-    read.save(update_fields=["status", "submitted_at", "wall_seconds", "active_seconds"])
+    sql.update(Read, read.pk, {"status": read.status, "submitted_at": now, "wall_seconds": read.wall_seconds,
+                                   "active_seconds": read.active_seconds})
     if read.period == 1 and read.trial.design == Design.CROSSOVER:
         Read.objects.filter(case_id=read.case_id, reader_id=read.reader_id, period=2).update(
             available_from=now + timedelta(days=read.trial.washout_days))

@@ -6,4 +6,6 @@ class TrialConfig(AppConfig):
     verbose_name = "Trials, sites, members, cases"
 
     def ready(self) -> None:
-        from . import tasks  # noqa: F401 - register the Celery tasks in every process
+        from . import auth, tasks  # noqa: F401 - tasks: register the Celery tasks in every process
+
+        auth.connect_signals()

@@ -4,11 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
+from . import sql
 from .models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
@@ -41,30 +43,50 @@ def _jsonable(payload: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(payload, sort_keys=True, default=str))
 
 
-@transaction.atomic
-def record(*, actor, action: str, obj: models.Model | None = None, trial=None, payload: dict | None = None) -> AuditEvent:
-    """Append one event; call it inside the transaction of the write it describes."""
-    head, _ = AuditHead.objects.select_for_update().get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
-    if trial is None and obj is not None:
-        trial = obj if obj._meta.label == "trial.Trial" else getattr(obj, "trial", None)
+@cache
+def _head_select(vendor: str) -> sql.Select:
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: the write lock is the database's
+    return sql.Select("audit_head", [sql.Part(AuditHead, "h", sql.all_fields(AuditHead))],
+                      f"FROM {sql.table(AuditHead)} h WHERE h.{sql.col(AuditHead, 'id')} = %s{lock}")
+
+
+def _locked_head() -> AuditHead:
+    """The head row under its lock (which serializes appends, so the chain never forks)."""
+    rows = _head_select(connection.vendor).rows([1])
+    if rows:
+        return rows[0][0]
+    # a flushed test database (migration 0002 creates the row); as before, ids go on from the last event
     last = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    event = AuditEvent(
-        id=last + 1,  # ids are assigned under the head lock, so they are gap-free and in chain order
-        trial=trial,
-        actor=actor if getattr(actor, "pk", None) else None,
-        actor_name=getattr(actor, "username", "") or "system",
-        action=action,
-        object_type=obj._meta.label if obj is not None else "",
-        object_id=str(obj.pk) if obj is not None else "",
-        payload=_jsonable(payload or {}),
-        created_at=timezone.now(),
-        prev_hash=head.last_hash,
-    )
-    event.hash = compute_hash(event)
-    event.save(force_insert=True)
-    head.last_hash = event.hash
-    head.count += 1
-    head.save(update_fields=["last_hash", "count"])
+    head, _ = AuditHead.objects.select_for_update().get_or_create(
+        pk=1, defaults={"last_hash": GENESIS_HASH, "count": last})
+    return head
+
+
+def record(*, actor, action: str, obj: models.Model | None = None, trial=None, payload: dict | None = None) -> AuditEvent:
+    """Append one event; call it inside the transaction of the write it describes (no savepoint of its own: if
+    the append fails, the write fails with it). Three plain statements (trial.sql; this is on every reading
+    step that writes a report): lock the head, insert the event, move the head."""
+    with transaction.atomic(savepoint=False):
+        head = _locked_head()
+        if trial is None and obj is not None:
+            trial = obj if obj._meta.label == "trial.Trial" else getattr(obj, "trial", None)
+        event = AuditEvent(
+            id=head.count + 1,  # ids are assigned under the head lock, so they are gap-free and in chain order
+            trial=trial,
+            actor=actor if getattr(actor, "pk", None) else None,
+            actor_name=getattr(actor, "username", "") or "system",
+            action=action,
+            object_type=obj._meta.label if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            payload=_jsonable(payload or {}),
+            created_at=timezone.now(),
+            prev_hash=head.last_hash,
+        )
+        event.hash = compute_hash(event)
+        # a plain INSERT of a new row (AuditEvent.save refuses updates; there is nothing to refuse here)
+        sql.insert(AuditEvent, {f.attname: getattr(event, f.attname) for f in AuditEvent._meta.concrete_fields})
+        event._state.adding, event._state.db = False, connection.alias
+        sql.update(AuditHead, 1, {"last_hash": event.hash, "count": event.pk})
     return event
 
 

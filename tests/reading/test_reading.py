@@ -245,6 +245,22 @@ def test_senior_signs_or_edits_and_signs(build_trial, investigator, make_user):
         selectors.signoff_queue(trial=trial, user=readers[0])
 
 
+def test_report_data_is_what_the_report_serializer_gives(build_trial, investigator, make_user):
+    from reading.serializers import ReportSerializer, report_data
+
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    senior = make_user("sue")
+    trial_services.add_member(trial=trial, by=investigator, user=senior, role="senior")
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    submitted = _submit(read, read.reader.user, flags={"pneumothorax": True})
+    stored = Report.objects.get(pk=submitted.pk)
+    assert report_data(submitted) == report_data(stored) == ReportSerializer(stored).data
+    assert stored.finding_flags["pneumothorax"] is True and stored.author_id == read.reader.user_id
+    signed = services.sign_report(report=stored, by=senior)
+    assert report_data(signed) == ReportSerializer(Report.objects.get(pk=signed.pk)).data
+    assert report_data(signed)["signed_at"] is not None
+
+
 def test_crossover_reads_every_case_in_both_arms_with_washout(build_trial):
     trial, readers, cases, _ = build_trial(design="crossover", readers_per_site=2, n_cases=3, washout_days=14)
     reads = Read.objects.filter(trial=trial)
@@ -353,16 +369,17 @@ def test_reading_page_of_another_trial_says_nothing_more(build_trial, client):
 # -------------------------------------------------------------------------- queries per reading step
 
 
-# Every step of a reader (bench/reading.py), with its session and user: a write is BEGIN, the locked read,
-# its rows and COMMIT; the first "opened" and the submit also append to the audit chain (6). In the assisted
-# arm a read not started yet also asks for its draft (and the worklist for the ready drafts), and the submit
-# reads the draft to measure how much of it survived. (Before: worklist 8, read API 11-14, autosave 12,
-# submit 19-22.)
+# Every step of a reader (bench/reading.py), with its session and user (both from the database here; from the
+# shared cache in production): a write is BEGIN, the locked read (with its trial, case and saved text), its rows
+# and COMMIT; the first "opened" and the submit also append to the audit chain (3). In the assisted arm a read not
+# started yet also asks for its draft, and the submit reads the draft to measure how much of it survived.
+# (Session 2: worklist 4-5, read API 5-7, autosave 8, submit 16-17; session 1: worklist 8, read API 11-14,
+# autosave 12, submit 19-22.)
 STEP_QUERIES = {
-    "standard": {"worklist": 4, "worklist api": 4, "read page": 5, "read api": 5, "image": 3, "opened": 14,
-                 "heartbeat": 7, "autosave": 8, "submit": 16},
-    "assisted": {"worklist": 5, "worklist api": 5, "read page": 7, "read api": 7, "image": 4, "opened": 15,
-                 "heartbeat": 7, "autosave": 8, "submit": 17},
+    "standard": {"worklist": 4, "worklist api": 4, "read page": 4, "read api": 4, "image": 3, "opened": 10,
+                 "heartbeat": 6, "autosave": 7, "submit": 12},
+    "assisted": {"worklist": 4, "worklist api": 4, "read page": 5, "read api": 5, "image": 4, "opened": 11,
+                 "heartbeat": 6, "autosave": 7, "submit": 13},
 }
 
 

@@ -1,0 +1,99 @@
+"""trial.sql: hand-written statements give what the ORM gives, on SQLite and PostgreSQL, prepared or not."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from trial import sql
+from trial.models import Membership, Role, Trial
+
+
+def _membership_select():
+    parts = [sql.Part(Membership, "m", sql.all_fields(Membership)), sql.Part(Trial, "t", ("id", "code", "status"))]
+    return sql.Select("test_membership", parts, (
+        f"FROM {sql.table(Membership)} m LEFT OUTER JOIN {sql.table(Trial)} t "
+        f"ON t.{sql.col(Trial, 'id')} = m.{sql.col(Membership, 'trial')} AND t.{sql.col(Trial, 'status')} = %s "
+        f"WHERE m.{sql.col(Membership, 'id')} = %s"))
+
+
+def test_part_orders_fields_as_the_model_and_needs_the_primary_key():
+    assert sql.Part(Trial, "t", ("status", "id", "code")).names == ("id", "code", "status")
+    with pytest.raises(ValueError):
+        sql.Part(Trial, "t", ("code", "status"))
+
+
+def test_select_gives_model_instances_equal_to_the_orm(trial, make_user):
+    from trial import services
+
+    member = services.add_member(trial=trial, by=trial.created_by, user=make_user("rae"), role=Role.EXPERT)
+    orm = Membership.objects.get(pk=member.pk)
+    found, joined = _membership_select().rows([trial.status, member.pk])[0]
+    assert [getattr(found, f.attname) for f in Membership._meta.concrete_fields] == \
+        [getattr(orm, f.attname) for f in Membership._meta.concrete_fields]
+    assert (joined.pk, joined.code, joined.status) == (trial.pk, trial.code, trial.status)
+    assert "title" in joined.get_deferred_fields()  # not selected: loaded on access, as with .only()
+    assert joined.title == trial.title
+    found, joined = _membership_select().rows(["no-such-status", member.pk])[0]
+    assert joined is None  # nothing joined: None, not an empty instance
+
+
+def test_create_insert_update_round_trip(trial):
+    assert isinstance(trial.findings, list)
+    sql.update(Trial, trial.pk, {"findings": ["nodule"], "title": "New"}, increment="case_counter")
+    trial.refresh_from_db()
+    assert (trial.findings, trial.title, trial.case_counter) == (["nodule"], "New", 1)
+    with pytest.raises(ValueError):  # created_at is auto_now_add: the caller must give it
+        sql.create(Trial, {"code": "x", "title": "x", "created_by": trial.created_by})
+
+
+def _prepared_names() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_persistent_postgresql_connections_prepare_once_per_connection(settings, trial):
+    if connection.vendor != "postgresql":
+        pytest.skip("server-side prepared statements are PostgreSQL's")
+    settings.DB_PREPARED_STATEMENTS = True
+    old_age = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 60
+    try:
+        select = sql.Select("test_trial", [sql.Part(Trial, "t", ("id", "code"))],
+                            f"FROM {sql.table(Trial)} t WHERE t.{sql.col(Trial, 'id')} = %s")
+        with CaptureQueriesContext(connection) as ctx:
+            first = select.rows([trial.pk])
+            second = select.rows([trial.pk])
+        statements = [q["sql"] for q in ctx.captured_queries]
+        assert statements[0].startswith("PREPARE test_trial AS SELECT")
+        assert statements[1:] == [f"EXECUTE test_trial ({trial.pk})"] * 2
+        assert first[0][0].code == second[0][0].code == trial.code
+        assert "test_trial" in _prepared_names()
+
+        connection.close()  # a new connection has none: prepared again, not "does not exist"
+        assert select.rows([trial.pk])[0][0].pk == trial.pk
+
+        def other_thread():  # its own connection, its own statements
+            try:
+                connections["default"].settings_dict["CONN_MAX_AGE"] = 60
+                with transaction.atomic():
+                    assert select.rows([trial.pk])[0][0].pk == trial.pk
+            finally:
+                connections.close_all()
+
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        assert select.rows([trial.pk])[0][0].pk == trial.pk  # this connection's statement is still there
+
+        settings.DB_PREPARED_STATEMENTS = False
+        with CaptureQueriesContext(connection) as ctx:
+            select.rows([trial.pk])
+        assert ctx.captured_queries[0]["sql"].startswith("SELECT")
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = old_age
+        connection.close()
