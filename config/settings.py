@@ -111,7 +111,11 @@ SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends
 # The signed-in user of a request from the shared cache, dropped whenever the user is saved (trial/auth.py);
 # 0 (the in-process default cache): a query per request, as Django does.
 AUTH_USER_CACHE_SECONDS = env.int("AUTH_USER_CACHE_SECONDS", default=60 if _SHARED_CACHE else 0)
-AUTHENTICATION_BACKENDS = ["trial.auth.CachedModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "trial.auth.CachedModelBackend",
+    # only so that sessions signed in before the cached backend stay signed in (it never checks a password)
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

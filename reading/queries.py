@@ -46,19 +46,29 @@ def _own_read_select(case: bool, saved: bool, lock: str | None, vendor: str) -> 
         joins.append(f"INNER JOIN {sql.table(Case)} c ON c.{sql.col(Case, 'id')} = r.{sql.col(Read, 'case')}")
     if saved:
         parts.append(sql.Part(ReportDraft, "d", sql.all_fields(ReportDraft)))
-        joins.append(f"LEFT OUTER JOIN {sql.table(ReportDraft)} d ON d.{sql.col(ReportDraft, 'read')} = r.{sql.col(Read, 'id')}")
+        joins.append(f"LEFT OUTER JOIN {sql.table(ReportDraft)} d "
+                     f"ON {sql.col(ReportDraft, 'read', 'd')} = {sql.col(Read, 'id', 'r')}")
     where = (f"WHERE r.{sql.col(Read, 'id')} = %s AND m.{sql.col(Membership, 'user')} = %s "
              f"AND m.{sql.col(Membership, 'role')} = %s")
     name = f"reading_own_read_{int(case)}{int(saved)}_{lock or 'none'}"
     return sql.Select(name, parts, f"FROM {sql.table(Read)} r {' '.join(joins)} {where}{_lock_clause(lock)}")
 
 
+_BIGINT = 2**63  # ids are 64-bit: a larger number in a URL is no read (and must not reach the database as one)
+
+
 def own_read(*, read_id: int, user_id: int, case: bool = False, saved: bool = False,
              lock: str | None = None) -> Read | None:
     """The read `read_id` if it is on the worklist of the reader `user_id` (else None), with its trial (the
     fields of _TRIAL), its case (of _CASE) and its autosaved text (`read.saved`, or none) as asked; `lock`:
-    "update" or "no_key" for a row lock of the read (only), to be taken inside a transaction."""
-    rows = _own_read_select(case, saved, lock, connection.vendor).rows([read_id, user_id, Role.READER.value])
+    "update" or "no_key" for a row lock of the read (only), to be taken inside a transaction. Under a lock the
+    saved text is read by a second statement, after the lock is granted: PostgreSQL re-reads only the locked row
+    of a statement that waited for its lock, so a joined text could be the one from before the wait (and a stale
+    tab would then overwrite a newer text)."""
+    if not 0 < read_id < _BIGINT:
+        return None
+    joined = saved and lock is None
+    rows = _own_read_select(case, joined, lock, connection.vendor).rows([read_id, user_id, Role.READER.value])
     if not rows:
         return None
     read, trial, *rest = rows[0]
@@ -66,8 +76,21 @@ def own_read(*, read_id: int, user_id: int, case: bool = False, saved: bool = Fa
     if case:
         read.case = rest.pop(0)
     if saved:
-        Read.saved.related.set_cached_value(read, rest.pop(0))  # None: no text saved yet
+        text = rest.pop(0) if joined else saved_text(read_id=read.pk)
+        Read.saved.related.set_cached_value(read, text)  # None: no text saved yet
     return read
+
+
+@cache
+def _saved_select(vendor: str) -> sql.Select:
+    return sql.Select("reading_saved", [sql.Part(ReportDraft, "d", sql.all_fields(ReportDraft))],
+                      f"FROM {sql.table(ReportDraft)} d WHERE d.{sql.col(ReportDraft, 'read')} = %s")
+
+
+def saved_text(*, read_id: int) -> ReportDraft | None:
+    """The autosaved text of a read, or None. No permission check: callers decide."""
+    rows = _saved_select(connection.vendor).rows([read_id])
+    return rows[0][0] if rows else None
 
 
 @cache
@@ -76,7 +99,8 @@ def _reader_select(vendor: str) -> sql.Select:
     return sql.Select("reading_reader", parts, (
         f"FROM {sql.table(Membership)} m "
         f"INNER JOIN {sql.table(Trial)} t ON t.{sql.col(Trial, 'id')} = m.{sql.col(Membership, 'trial')} "
-        f"WHERE t.{sql.col(Trial, 'code')} = %s AND m.{sql.col(Membership, 'user')} = %s AND m.{sql.col(Membership, 'role')} = %s"))
+        f"WHERE {sql.col(Trial, 'code', 't')} = %s AND {sql.col(Membership, 'user', 'm')} = %s "
+        f"AND {sql.col(Membership, 'role', 'm')} = %s"))
 
 
 def reader_membership(*, code: str, user_id: int) -> Membership | None:
@@ -97,7 +121,8 @@ def _ready_draft_exists(case_column: str, trial_column: str) -> str:
     a, tm = "a_", "tm_"
     return (f"EXISTS (SELECT 1 FROM {sql.table(AIDraft)} {a} INNER JOIN {sql.table(TrialModel)} {tm} "
             f"ON {tm}.{sql.col(TrialModel, 'model_version')} = {a}.{sql.col(AIDraft, 'model_version')} "
-            f"WHERE {a}.{sql.col(AIDraft, 'case')} = {case_column} AND {tm}.{sql.col(TrialModel, 'trial')} = {trial_column} "
+            f"WHERE {sql.col(AIDraft, 'case', a)} = {case_column} "
+            f"AND {sql.col(TrialModel, 'trial', tm)} = {trial_column} "
             f"AND {a}.{sql.col(AIDraft, 'status')} = '{DraftStatus.READY.value}')")
 
 

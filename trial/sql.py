@@ -10,11 +10,12 @@ took longer than running it). Permission checks stay with the callers (selectors
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Field, Model
 
 
@@ -75,6 +76,11 @@ def decode(converters: list[tuple], values: Sequence) -> list:
     return out
 
 
+# A prepared statement that no longer fits its tables (a migration changed a column's type: "cached plan must not
+# change result type") or that is gone (deallocated behind our back).
+_STALE_PREPARED = {"0A000", "26000"}
+
+
 def _prepared(name: str, sql: str) -> str | None:
     """On a persistent PostgreSQL connection, the name of a server-side prepared statement of `sql`, prepared on
     first use on this connection; None elsewhere. Why: planning the reading steps' joins took the database
@@ -88,6 +94,8 @@ def _prepared(name: str, sql: str) -> str | None:
     wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's own (`connection` is a proxy shared by all threads)
     wrapper.ensure_connection()
     raw = wrapper.connection
+    if wrapper.__dict__.get("_cxr_prepared_off") is raw:
+        return None  # see _give_up_prepared
     prepared = wrapper.__dict__.setdefault("_cxr_prepared", {})
     if prepared.get(name) is not raw:  # a new connection (or never prepared): prepared statements are per connection
         numbered = sql.split("%s")
@@ -98,12 +106,29 @@ def _prepared(name: str, sql: str) -> str | None:
     return name
 
 
+def _give_up_prepared() -> None:
+    """No more prepared statements on this connection, and close it at the end of the request (Django's
+    close_if_unusable_or_obsolete): its successor prepares them afresh."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    wrapper.__dict__["_cxr_prepared_off"] = wrapper.connection
+    wrapper.close_at = time.monotonic()
+
+
 def execute(cursor, name: str, sql: str, params: Sequence) -> None:
     statement = _prepared(name, sql)
     if statement is None:
         cursor.execute(sql, list(params))
-    else:
-        cursor.execute(f"EXECUTE {statement} ({', '.join(['%s'] * len(params))})", list(params))
+        return
+    arguments = f" ({', '.join(['%s'] * len(params))})" if params else ""
+    try:
+        cursor.execute(f"EXECUTE {statement}{arguments}", list(params))
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) not in _STALE_PREPARED:
+            raise
+        _give_up_prepared()
+        if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+            raise  # the transaction is aborted: this request fails, the next one gets a fresh connection
+        cursor.execute(sql, list(params))  # outside a transaction: the plain statement, this once
 
 
 class Select:

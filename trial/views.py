@@ -1,6 +1,7 @@
 """Investigator and member pages: thin; selectors read, services write."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
@@ -146,7 +147,7 @@ def accept_invitation(request, token):
             user = get_user_model().objects.create_user(
                 username=form.cleaned_data["username"], email=invitation.email, password=form.cleaned_data["password"]
             )
-            login(request, user)
+            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])  # the first: trial.auth's
         try:
             services.accept_invitation(token=token, user=user)
         except ServiceError as exc:

@@ -370,16 +370,16 @@ def test_reading_page_of_another_trial_says_nothing_more(build_trial, client):
 
 
 # Every step of a reader (bench/reading.py), with its session and user (both from the database here; from the
-# shared cache in production): a write is BEGIN, the locked read (with its trial, case and saved text), its rows
-# and COMMIT; the first "opened" and the submit also append to the audit chain (3). In the assisted arm a read not
-# started yet also asks for its draft, and the submit reads the draft to measure how much of it survived.
-# (Session 2: worklist 4-5, read API 5-7, autosave 8, submit 16-17; session 1: worklist 8, read API 11-14,
-# autosave 12, submit 19-22.)
+# shared cache in production): a write is BEGIN, the locked read (with its trial and case), its saved text (read
+# after the lock is granted: see reading.queries.own_read), its rows and COMMIT; the first "opened" and the
+# submit also append to the audit chain (3). In the assisted arm a read not started yet also asks for its draft,
+# and the submit reads the draft to measure how much of it survived. (Session 2: worklist 4-5, read API 5-7,
+# autosave 8, submit 16-17; session 1: worklist 8, read API 11-14, autosave 12, submit 19-22.)
 STEP_QUERIES = {
     "standard": {"worklist": 4, "worklist api": 4, "read page": 4, "read api": 4, "image": 3, "opened": 10,
-                 "heartbeat": 6, "autosave": 7, "submit": 12},
+                 "heartbeat": 6, "autosave": 8, "submit": 13},
     "assisted": {"worklist": 4, "worklist api": 4, "read page": 5, "read api": 5, "image": 4, "opened": 11,
-                 "heartbeat": 6, "autosave": 7, "submit": 13},
+                 "heartbeat": 6, "autosave": 8, "submit": 14},
 }
 
 
@@ -415,3 +415,61 @@ def test_each_reading_step_takes_few_queries(build_trial, client, arm):
     step("submit", "post", f"/api/reads/{read.pk}/submit/", {"findings": "x", "impression": "y",
                                                              "base_version": base, "tab_id": "t"})
     assert Report.objects.filter(read=read).count() == 1
+
+
+@pytest.mark.parametrize("arm", ["assisted", "standard"])
+def test_reading_steps_on_persistent_postgresql_connections_use_prepared_statements(build_trial, client, settings,
+                                                                                    arm):
+    """What production runs (DB_CONN_MAX_AGE=60): the same steps, the same answers, the hot SELECTs executed as
+    prepared statements."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor != "postgresql":
+        pytest.skip("server-side prepared statements are PostgreSQL's")
+    settings.DB_PREPARED_STATEMENTS = True
+    old_age = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 60
+    try:
+        trial, _, _, _ = build_trial(readers_per_site=2, n_cases=4)
+        read = Read.objects.filter(trial=trial, arm=arm).select_related("reader__user").order_by("order_key").first()
+        client.force_login(read.reader.user)
+        with CaptureQueriesContext(connection) as ctx:
+            assert client.get(f"/t/{trial.code}/read/").status_code == 200
+            payload = client.get(f"/api/reads/{read.pk}/").json()
+            assert (payload["draft"] is not None) == (arm == "assisted")
+            assert client.post(f"/api/reads/{read.pk}/events/", data=json.dumps({"kind": "opened", "tab_id": "t"}),
+                               content_type="application/json").status_code == 201
+            base = None
+            for i in range(2):
+                r = client.put(f"/api/reads/{read.pk}/autosave/", data=json.dumps(
+                    {"findings": f"typed {i}", "impression": "y", "base_version": base, "tab_id": "t"}),
+                    content_type="application/json")
+                assert r.status_code == 200, r.content
+                base = r.json()["version"]
+            r = client.post(f"/api/reads/{read.pk}/submit/", data=json.dumps(
+                {"findings": "x", "impression": "y", "base_version": base, "tab_id": "t"}),
+                content_type="application/json")
+            assert r.status_code == 201, r.content
+        statements = [q["sql"] for q in ctx.captured_queries]
+        assert any(s.startswith("EXECUTE reading_own_read") for s in statements)
+        assert any(s.startswith("EXECUTE reading_rows") for s in statements)
+        assert Report.objects.get(read=read).findings == "x"
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = old_age
+        connection.close()
+
+
+def test_a_read_id_beyond_64_bits_is_refused_like_any_other(build_trial, client):
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    client.force_login(read.reader.user)
+    huge = 10**20
+    body = {"data": json.dumps({"findings": "", "impression": "y", "kind": "opened", "tab_id": "t"}),
+            "content_type": "application/json"}
+    assert client.get(f"/t/{trial.code}/read/{huge}/").status_code == 403
+    assert client.get(f"/r/{huge}/display.png").status_code == 403
+    assert client.get(f"/api/reads/{huge}/").status_code == 403
+    assert client.post(f"/api/reads/{huge}/events/", **body).status_code == 403
+    assert client.put(f"/api/reads/{huge}/autosave/", **body).status_code == 403
+    assert client.post(f"/api/reads/{huge}/submit/", **body).status_code == 403

@@ -97,3 +97,36 @@ def test_persistent_postgresql_connections_prepare_once_per_connection(settings,
     finally:
         connection.settings_dict["CONN_MAX_AGE"] = old_age
         connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_gone_stale_falls_back_and_the_connection_is_renewed(settings, trial):
+    """After a migration changes a column's type, PostgreSQL refuses the old prepared statement ("cached plan must
+    not change result type"); a statement deallocated behind our back is refused too. Outside a transaction the
+    plain statement answers at once; the connection is closed at the end of the request, its successor prepares
+    again."""
+    if connection.vendor != "postgresql":
+        pytest.skip("server-side prepared statements are PostgreSQL's")
+    settings.DB_PREPARED_STATEMENTS = True
+    old_age = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 60
+    try:
+        select = sql.Select("test_stale", [sql.Part(Trial, "t", ("id", "code"))],
+                            f"FROM {sql.table(Trial)} t WHERE t.{sql.col(Trial, 'id')} = %s")
+        assert select.rows([trial.pk])[0][0].code == trial.code
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE test_stale")
+        assert select.rows([trial.pk])[0][0].code == trial.code  # answered by the plain statement
+        assert connection.close_at is not None and connection.close_at <= __import__("time").monotonic()
+        with pytest.raises(Exception):  # inside a transaction the error stands (the transaction is aborted)
+            with transaction.atomic():
+                connection.__dict__.pop("_cxr_prepared_off", None)
+                connection.__dict__["_cxr_prepared"]["test_stale"] = connection.connection
+                select.rows([trial.pk])
+        connection.close_if_unusable_or_obsolete()  # the end of the request
+        assert connection.connection is None
+        assert select.rows([trial.pk])[0][0].code == trial.code  # a fresh connection, prepared again
+        assert "test_stale" in _prepared_names()
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = old_age
+        connection.close()
