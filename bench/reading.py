@@ -10,8 +10,11 @@ Run by hand from the repository root (PostgreSQL on 127.0.0.1:5432, user postgre
 
 Each simulated reader logs in through the login form and, back to back (or with --think pauses), repeats on
 its own reads: open the worklist page, open a case (the read's API payload, then its radiograph PNG), autosave ×3,
-submit. A warm-up round (every reader once, and /healthz) comes first. Beside each level, /healthz (one
-`SELECT 1`) under the same concurrency is the baseline: what the server costs before any reading code runs.
+submit. A warm-up round (every reader once, and /healthz) comes first. The readers of a level start together;
+their first cycle (--ramp) is load but not sample: in it every reader asks for its worklist in the same
+millisecond, a burst no reading room makes (--ramp 0 keeps it: at 32 readers the worklist's p95 then includes
+waiting behind the 31 others). Beside each level, /healthz (one `SELECT 1`) under the same concurrency is the
+baseline: what the server costs before any reading code runs.
 
 A configuration `wXtYcZ` is gunicorn with X workers and Y threads (gthread when Y > 1, else sync) and
 CONN_MAX_AGE=Z (through DATABASE_URL's `?conn_max_age=Z`; c0 opens a connection per request). The default,
@@ -42,7 +45,6 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +63,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--no-first-run", "--disable-sync", "--disable-quic"]
 STEPS = ["worklist", "open case", "radiograph", "autosave", "submit"]
 THINK_MS = 0.0  # --think: mean pause between a reader's requests (0: back to back)
+RAMP_CYCLES = 1  # --ramp: cycles of each reader, at the start of a level, left out of the percentiles
 FLAGS = {}  # no finding ticked: the trial's finding list is read from the payload
 
 
@@ -333,14 +336,16 @@ def healthz_load(port: int, n: int, per_thread: int) -> list[float]:
     return samples
 
 
-def reading_load(readers: list[Reader], code: str, rounds: int) -> tuple[dict[str, list[float]], float]:
+def reading_load(readers: list[Reader], code: str, rounds: int, ramp: int = 0) -> tuple[dict[str, list[float]], float]:
+    """Every reader `rounds` cycles, all starting together; the first `ramp` cycles of each are not sampled (at the
+    start every reader asks for its worklist in the same millisecond, a burst no real reading room makes)."""
     samples = {step: [] for step in STEPS}
     lock = threading.Lock()
 
     def work(i):
         mine = {step: [] for step in STEPS}
-        for _ in range(rounds):
-            readers[i].cycle(code, mine)
+        for r in range(rounds):
+            readers[i].cycle(code, mine if r >= ramp else {step: [] for step in STEPS})
         with lock:
             for step, values in mine.items():
                 samples[step].extend(values)
@@ -382,7 +387,7 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
                 load = os.getloadavg()[0]
                 cpu_before = server_cpu(master_pid)
                 cpu_before["bench client"] = time.process_time()
-                samples, seconds = reading_load(chosen, world.code, rounds[n])
+                samples, seconds = reading_load(chosen, world.code, rounds[n], RAMP_CYCLES)
                 cpu_after = server_cpu(master_pid)
                 cpu_after["bench client"] = time.process_time()
                 break
@@ -394,7 +399,8 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
                 time.sleep(15)
                 for r in readers:  # a read left half done is skipped: its successor starts clean
                     r.client.close()
-        requests = sum(len(v) for v in samples.values())
+        # the load is all the requests (the ramp's too): throughput and CPU per request count them all
+        requests = n * rounds[n] * (len(STEPS) + 2)  # per cycle: worklist, open, radiograph, autosave x3, submit
         cpu_ms = {k: (cpu_after[k] - cpu_before[k]) * 1000 / requests for k in cpu_after}
         rows.append({"config": config.label, "readers": n, "samples": samples, "healthz": base,
                      "rps": requests / seconds, "cycles": n * rounds[n], "load": load, "cpu_ms": cpu_ms})
@@ -586,6 +592,9 @@ def main() -> int:
     parser.add_argument("--think", type=float, default=0.0,
                         help="mean pause in ms before each request of a reader, uniform 0.5–1.5× (default 0: "
                              "back to back, the heaviest load; real readers pause for seconds)")
+    parser.add_argument("--ramp", type=int, default=1,
+                        help="cycles of each reader at the start of a level left out of the percentiles (default 1: "
+                             "the burst of every reader starting at once; 0 keeps it)")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--queries", action="store_true", help="also count queries per step, in process")
     parser.add_argument("--browser-config", help="configuration for the Chromium part (default: the first)")
@@ -600,7 +609,7 @@ def main() -> int:
     if isinstance(args.configs, str):
         args.configs = [parse_config(args.configs)]
     levels = [int(x) for x in args.levels.split(",")]
-    global THINK_MS
+    global THINK_MS, RAMP_CYCLES
     THINK_MS = args.think
     pg_user, _, hostport = args.pg.partition("@")
     pg_host, _, pg_port = hostport.partition(":")
@@ -612,7 +621,8 @@ def main() -> int:
     # + 4: the query profile's reader, a spare, and the two readers in Chromium (worklist clicks; next case);
     # an even count keeps the arms equal
     n_readers = http_readers + 4
-    rounds = {n: max(1, math.ceil(args.samples / n)) for n in levels}
+    RAMP_CYCLES = args.ramp
+    rounds = {n: max(1, math.ceil(args.samples / n)) + RAMP_CYCLES for n in levels}
     per_config = sum(n * rounds[n] for n in levels) + http_readers  # + warm-up
     # + the largest rounds: the levels pick the readers with the most reads left, in whole rounds
     need_per_reader = math.ceil(per_config * len(args.configs) / http_readers) + max(rounds.values()) + 1
