@@ -129,7 +129,7 @@ def _now() -> datetime:
 
 def _own_locked(read: Read, by, *, case: bool = False, saved: bool = False, no_key: bool = False) -> Read:
     """The read (`read`: any object with its pk, e.g. Read(pk=id) from the API) under a row lock of the read
-    only, with its trial (and its case, its saved text, as asked), in one query; refused (403, as
+    only, with its trial (and its case, its saved text, as asked: reading.queries.own_read); refused (403, as
     reading.selectors.read_for_reader refuses) unless it is `by`'s own and available to them now. The check is
     made on the locked row, so nothing can change it before the write commits."""
     locked = queries.own_read(read_id=read.pk, user_id=by.pk, case=case, saved=saved,
@@ -191,7 +191,7 @@ def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: d
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is already submitted; the report can only be corrected.")
     _require_reading(read.trial)
-    saved = getattr(read, "saved", None)  # read under the lock, with the read: a stale tab is always seen
+    saved = getattr(read, "saved", None)  # read once the read's lock is granted: a stale tab is always seen
     if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
         raise StaleVersion("Another tab saved a newer text of this report.", current=saved)
     if saved is not None and base_version is None and saved.version > 0 and saved.tab_id != tab_id:
