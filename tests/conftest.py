@@ -26,6 +26,22 @@ def _media(settings, tmp_path):
 
 
 @pytest.fixture
+def persistent_postgresql(settings):
+    """The web processes' database set-up in production (DB_CONN_MAX_AGE=60, docker/compose.yaml): a kept
+    PostgreSQL connection, on which trial.sql prepares its statements. Skips on other databases."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("server-side prepared statements are PostgreSQL's")
+    settings.DB_PREPARED_STATEMENTS = True
+    old_age = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 60
+    yield connection
+    connection.settings_dict["CONN_MAX_AGE"] = old_age
+    connection.close()
+
+
+@pytest.fixture
 def make_user(db):
     def make(username: str, *, can_create_trials: bool = False, **extra):
         user = get_user_model().objects.create_user(

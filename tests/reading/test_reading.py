@@ -418,46 +418,37 @@ def test_each_reading_step_takes_few_queries(build_trial, client, arm):
 
 
 @pytest.mark.parametrize("arm", ["assisted", "standard"])
-def test_reading_steps_on_persistent_postgresql_connections_use_prepared_statements(build_trial, client, settings,
-                                                                                    arm):
+def test_reading_steps_on_persistent_postgresql_connections_use_prepared_statements(persistent_postgresql,
+                                                                                    build_trial, client, arm):
     """What production runs (DB_CONN_MAX_AGE=60): the same steps, the same answers, the hot SELECTs executed as
     prepared statements."""
-    from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    if connection.vendor != "postgresql":
-        pytest.skip("server-side prepared statements are PostgreSQL's")
-    settings.DB_PREPARED_STATEMENTS = True
-    old_age = connection.settings_dict["CONN_MAX_AGE"]
-    connection.settings_dict["CONN_MAX_AGE"] = 60
-    try:
-        trial, _, _, _ = build_trial(readers_per_site=2, n_cases=4)
-        read = Read.objects.filter(trial=trial, arm=arm).select_related("reader__user").order_by("order_key").first()
-        client.force_login(read.reader.user)
-        with CaptureQueriesContext(connection) as ctx:
-            assert client.get(f"/t/{trial.code}/read/").status_code == 200
-            payload = client.get(f"/api/reads/{read.pk}/").json()
-            assert (payload["draft"] is not None) == (arm == "assisted")
-            assert client.post(f"/api/reads/{read.pk}/events/", data=json.dumps({"kind": "opened", "tab_id": "t"}),
-                               content_type="application/json").status_code == 201
-            base = None
-            for i in range(2):
-                r = client.put(f"/api/reads/{read.pk}/autosave/", data=json.dumps(
-                    {"findings": f"typed {i}", "impression": "y", "base_version": base, "tab_id": "t"}),
-                    content_type="application/json")
-                assert r.status_code == 200, r.content
-                base = r.json()["version"]
-            r = client.post(f"/api/reads/{read.pk}/submit/", data=json.dumps(
-                {"findings": "x", "impression": "y", "base_version": base, "tab_id": "t"}),
+    connection = persistent_postgresql
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=4)
+    read = Read.objects.filter(trial=trial, arm=arm).select_related("reader__user").order_by("order_key").first()
+    client.force_login(read.reader.user)
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(f"/t/{trial.code}/read/").status_code == 200
+        payload = client.get(f"/api/reads/{read.pk}/").json()
+        assert (payload["draft"] is not None) == (arm == "assisted")
+        assert client.post(f"/api/reads/{read.pk}/events/", data=json.dumps({"kind": "opened", "tab_id": "t"}),
+                           content_type="application/json").status_code == 201
+        base = None
+        for i in range(2):
+            r = client.put(f"/api/reads/{read.pk}/autosave/", data=json.dumps(
+                {"findings": f"typed {i}", "impression": "y", "base_version": base, "tab_id": "t"}),
                 content_type="application/json")
-            assert r.status_code == 201, r.content
-        statements = [q["sql"] for q in ctx.captured_queries]
-        assert any(s.startswith("EXECUTE reading_own_read") for s in statements)
-        assert any(s.startswith("EXECUTE reading_rows") for s in statements)
-        assert Report.objects.get(read=read).findings == "x"
-    finally:
-        connection.settings_dict["CONN_MAX_AGE"] = old_age
-        connection.close()
+            assert r.status_code == 200, r.content
+            base = r.json()["version"]
+        r = client.post(f"/api/reads/{read.pk}/submit/", data=json.dumps(
+            {"findings": "x", "impression": "y", "base_version": base, "tab_id": "t"}),
+            content_type="application/json")
+        assert r.status_code == 201, r.content
+    statements = [q["sql"] for q in ctx.captured_queries]
+    assert any(s.startswith("EXECUTE reading_own_read") for s in statements)
+    assert any(s.startswith("EXECUTE reading_rows") for s in statements)
+    assert Report.objects.get(read=read).findings == "x"
 
 
 def test_a_read_id_beyond_64_bits_is_refused_like_any_other(build_trial, client):

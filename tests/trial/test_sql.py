@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from trial import sql
@@ -56,77 +57,61 @@ def _prepared_names() -> set[str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_persistent_postgresql_connections_prepare_once_per_connection(settings, trial):
-    if connection.vendor != "postgresql":
-        pytest.skip("server-side prepared statements are PostgreSQL's")
-    settings.DB_PREPARED_STATEMENTS = True
-    old_age = connection.settings_dict["CONN_MAX_AGE"]
-    connection.settings_dict["CONN_MAX_AGE"] = 60
-    try:
-        select = sql.Select("test_trial", [sql.Part(Trial, "t", ("id", "code"))],
-                            f"FROM {sql.table(Trial)} t WHERE t.{sql.col(Trial, 'id')} = %s")
-        with CaptureQueriesContext(connection) as ctx:
-            first = select.rows([trial.pk])
-            second = select.rows([trial.pk])
-        statements = [q["sql"] for q in ctx.captured_queries]
-        assert statements[0].startswith("PREPARE test_trial AS SELECT")
-        assert statements[1:] == [f"EXECUTE test_trial ({trial.pk})"] * 2
-        assert first[0][0].code == second[0][0].code == trial.code
-        assert "test_trial" in _prepared_names()
+def test_persistent_postgresql_connections_prepare_once_per_connection(persistent_postgresql, settings, trial):
+    select = sql.Select("test_trial", [sql.Part(Trial, "t", ("id", "code"))],
+                        f"FROM {sql.table(Trial)} t WHERE t.{sql.col(Trial, 'id')} = %s")
+    with CaptureQueriesContext(connection) as ctx:
+        first = select.rows([trial.pk])
+        second = select.rows([trial.pk])
+    statements = [q["sql"] for q in ctx.captured_queries]
+    assert statements[0].startswith("PREPARE test_trial AS SELECT")
+    assert statements[1:] == [f"EXECUTE test_trial ({trial.pk})"] * 2
+    assert first[0][0].code == second[0][0].code == trial.code
+    assert "test_trial" in _prepared_names()
 
-        connection.close()  # a new connection has none: prepared again, not "does not exist"
-        assert select.rows([trial.pk])[0][0].pk == trial.pk
+    connection.close()  # a new connection has none: prepared again, not "does not exist"
+    assert select.rows([trial.pk])[0][0].pk == trial.pk
 
-        def other_thread():  # its own connection, its own statements
-            try:
-                connections["default"].settings_dict["CONN_MAX_AGE"] = 60
-                with transaction.atomic():
-                    assert select.rows([trial.pk])[0][0].pk == trial.pk
-            finally:
-                connections.close_all()
+    def other_thread():  # its own connection, its own statements
+        try:
+            connections["default"].settings_dict["CONN_MAX_AGE"] = 60
+            with transaction.atomic():
+                assert select.rows([trial.pk])[0][0].pk == trial.pk
+        finally:
+            connections.close_all()
 
-        worker = threading.Thread(target=other_thread)
-        worker.start()
-        worker.join()
-        assert select.rows([trial.pk])[0][0].pk == trial.pk  # this connection's statement is still there
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert select.rows([trial.pk])[0][0].pk == trial.pk  # this connection's statement is still there
 
-        settings.DB_PREPARED_STATEMENTS = False
-        with CaptureQueriesContext(connection) as ctx:
-            select.rows([trial.pk])
-        assert ctx.captured_queries[0]["sql"].startswith("SELECT")
-    finally:
-        connection.settings_dict["CONN_MAX_AGE"] = old_age
-        connection.close()
+    settings.DB_PREPARED_STATEMENTS = False
+    with CaptureQueriesContext(connection) as ctx:
+        select.rows([trial.pk])
+    assert ctx.captured_queries[0]["sql"].startswith("SELECT")
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_prepared_statement_gone_stale_falls_back_and_the_connection_is_renewed(settings, trial):
+def test_a_prepared_statement_gone_stale_falls_back_and_the_connection_is_renewed(persistent_postgresql, trial):
     """After a migration changes a column's type, PostgreSQL refuses the old prepared statement ("cached plan must
     not change result type"); a statement deallocated behind our back is refused too. Outside a transaction the
     plain statement answers at once; the connection is closed at the end of the request, its successor prepares
     again."""
-    if connection.vendor != "postgresql":
-        pytest.skip("server-side prepared statements are PostgreSQL's")
-    settings.DB_PREPARED_STATEMENTS = True
-    old_age = connection.settings_dict["CONN_MAX_AGE"]
-    connection.settings_dict["CONN_MAX_AGE"] = 60
-    try:
-        select = sql.Select("test_stale", [sql.Part(Trial, "t", ("id", "code"))],
-                            f"FROM {sql.table(Trial)} t WHERE t.{sql.col(Trial, 'id')} = %s")
-        assert select.rows([trial.pk])[0][0].code == trial.code
-        with connection.cursor() as cursor:
-            cursor.execute("DEALLOCATE test_stale")
-        assert select.rows([trial.pk])[0][0].code == trial.code  # answered by the plain statement
-        assert connection.close_at is not None and connection.close_at <= __import__("time").monotonic()
-        with pytest.raises(Exception):  # inside a transaction the error stands (the transaction is aborted)
-            with transaction.atomic():
-                connection.__dict__.pop("_cxr_prepared_off", None)
-                connection.__dict__["_cxr_prepared"]["test_stale"] = connection.connection
-                select.rows([trial.pk])
-        connection.close_if_unusable_or_obsolete()  # the end of the request
-        assert connection.connection is None
-        assert select.rows([trial.pk])[0][0].code == trial.code  # a fresh connection, prepared again
-        assert "test_stale" in _prepared_names()
-    finally:
-        connection.settings_dict["CONN_MAX_AGE"] = old_age
-        connection.close()
+    select = sql.Select("test_stale", [sql.Part(Trial, "t", ("id", "code"))],
+                        f"FROM {sql.table(Trial)} t WHERE t.{sql.col(Trial, 'id')} = %s")
+    assert select.rows([trial.pk])[0][0].code == trial.code
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE test_stale")
+    assert select.rows([trial.pk])[0][0].code == trial.code  # answered by the plain statement
+    assert connection.close_at is not None and connection.close_at <= time.monotonic()
+    wrapper = connections["default"]  # this thread's (`connection` is a proxy)
+    assert wrapper.__dict__["_cxr_prepared"]["test_stale"] is wrapper.connection  # still thought prepared
+    with pytest.raises(DatabaseError):  # inside a transaction the error stands (the transaction is aborted)
+        with transaction.atomic():
+            del wrapper.__dict__["_cxr_prepared_off"]  # as on a connection that had not failed yet
+            select.rows([trial.pk])
+    assert wrapper.__dict__["_cxr_prepared_off"] is wrapper.connection
+    connection.close_if_unusable_or_obsolete()  # the end of the request
+    assert connection.connection is None
+    assert select.rows([trial.pk])[0][0].code == trial.code  # a fresh connection, prepared again
+    assert "test_stale" in _prepared_names()
