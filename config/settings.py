@@ -108,7 +108,7 @@ _SHARED_CACHE = CACHES["default"]["BACKEND"] not in ("django.core.cache.backends
                                                      "django.core.cache.backends.dummy.DummyCache")
 SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db" if _SHARED_CACHE
                      else "django.contrib.sessions.backends.db")
-# The signed-in user of a request from the shared cache, dropped whenever the user is saved (trial/auth.py);
+# The signed-in user of a request from the shared cache, never served stale after the user is saved (trial/auth.py);
 # 0 (the in-process default cache): a query per request, as Django does.
 AUTH_USER_CACHE_SECONDS = env.int("AUTH_USER_CACHE_SECONDS", default=60 if _SHARED_CACHE else 0)
 AUTHENTICATION_BACKENDS = [
