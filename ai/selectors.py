@@ -42,16 +42,3 @@ def draft_progress(*, trial: Trial, user) -> dict[str, int]:
     counts["missing"] = trial.cases.count() - sum(counts[s.value] for s in DraftStatus)
     counts["total"] = trial.cases.count()
     return counts
-
-
-def ready_draft_of_case(*, case: Case) -> AIDraft | None:
-    """The trial model's ready draft of a case. No permission check here: only for selectors of apps above
-    (reading), which decide whether the asking user may see it (assisted arm only)."""
-    model = trial_model(trial=case.trial)
-    if model is None:
-        return None
-    return AIDraft.objects.filter(case=case, model_version=model, status=DraftStatus.READY).first()
-
-
-def draft_ready(*, case: Case) -> bool:
-    return ready_draft_of_case(case=case) is not None

@@ -168,7 +168,7 @@ def visible_draft(*, read: Read) -> AIDraft | None:
 def saved_text(*, read: Read) -> ReportDraft | None:
     if Read.saved.related.is_cached(read):  # loaded with the read (read_for_reader)
         return Read.saved.related.get_cached_value(read)
-    return _first(ReportDraft.objects.filter(read_id=read.pk))
+    return queries.saved_text(read_id=read.pk)
 
 
 def latest_report(*, read: Read) -> Report | None:
