@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
@@ -162,23 +163,25 @@ class Select:
         return out
 
 
-def _prepare(field: Field, value):
-    if field.is_relation and isinstance(value, Model):
-        value = value.pk
-    return field.get_db_prep_save(value, connection)
+def _plain(field: Field, value):
+    """A related object as its id (the column's value); anything else as it is."""
+    return value.pk if field.is_relation and isinstance(value, Model) else value
+
+
+@cache
+def _insert_sql(model: type[Model], names: tuple[str, ...], returning: str | None, vendor: str) -> str:
+    columns = ", ".join(qn(model._meta.get_field(name).column) for name in names)
+    text = f"INSERT INTO {table(model)} ({columns}) VALUES ({', '.join(['%s'] * len(names))})"
+    return f"{text} RETURNING {col(model, returning)}" if returning else text
 
 
 def insert(model: type[Model], values: dict, *, returning: str | None = None):
     """INSERT one row (`values` by field name or attname, a related object or its id): the values prepared by
     their fields as Model.save would; `returning`: a column to give back (PostgreSQL and SQLite have RETURNING)."""
     fields = [model._meta.get_field(name) for name in values]
-    columns = ", ".join(qn(f.column) for f in fields)
-    text = f"INSERT INTO {table(model)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
-    if returning:
-        text += f" RETURNING {col(model, returning)}"
-    params = [_prepare(f, value) for f, value in zip(fields, values.values())]
+    params = [f.get_db_prep_save(_plain(f, value), connection) for f, value in zip(fields, values.values())]
     with connection.cursor() as cursor:
-        cursor.execute(text, params)
+        cursor.execute(_insert_sql(model, tuple(values), returning, connection.vendor), params)
         return cursor.fetchone()[0] if returning else None
 
 
@@ -189,7 +192,7 @@ def create(model: type[Model], values: dict) -> Model:
     given = {}
     for name, value in values.items():
         field = model._meta.get_field(name)
-        given[field.attname] = value.pk if field.is_relation and isinstance(value, Model) else value
+        given[field.attname] = _plain(field, value)
     row = {}
     for field in model._meta.concrete_fields:
         if field.attname in given:
@@ -206,15 +209,19 @@ def create(model: type[Model], values: dict) -> Model:
     return obj
 
 
-def update(model: type[Model], pk, values: dict, *, increment: str | None = None) -> int:
-    """UPDATE one row by primary key; `increment`: an integer column to add 1 to in the same statement."""
-    fields = [model._meta.get_field(name) for name in values]
-    sets = [f"{qn(f.column)} = %s" for f in fields]
+@cache
+def _update_sql(model: type[Model], names: tuple[str, ...], increment: str | None, vendor: str) -> str:
+    sets = [f"{qn(model._meta.get_field(name).column)} = %s" for name in names]
     if increment:
         column = col(model, increment)
         sets.append(f"{column} = {column} + 1")
-    text = f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {qn(model._meta.pk.column)} = %s"
-    params = [_prepare(f, value) for f, value in zip(fields, values.values())] + [pk]
+    return f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {qn(model._meta.pk.column)} = %s"
+
+
+def update(model: type[Model], pk, values: dict, *, increment: str | None = None) -> int:
+    """UPDATE one row by primary key; `increment`: an integer column to add 1 to in the same statement."""
+    fields = [model._meta.get_field(name) for name in values]
+    params = [f.get_db_prep_save(_plain(f, value), connection) for f, value in zip(fields, values.values())] + [pk]
     with connection.cursor() as cursor:
-        cursor.execute(text, params)
+        cursor.execute(_update_sql(model, tuple(values), increment, connection.vendor), params)
         return cursor.rowcount
