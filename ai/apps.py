@@ -3,8 +3,11 @@ from django.apps import AppConfig
 
 class AiConfig(AppConfig):
     name = "ai"
+    verbose_name = "AI drafts"
 
     def ready(self) -> None:
-        # Register this app's Celery tasks in every process (web included), so that trial can find
-        # them by name and send them (eagerly in tests).
-        from . import tasks  # noqa: F401
+        from trial import events
+
+        from . import receivers, tasks  # noqa: F401 - tasks: registered in every process
+
+        events.case_enrolled.connect(receivers.draft_on_enrolment, dispatch_uid="ai.draft_on_enrolment")

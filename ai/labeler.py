@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal, Mapping, Sequence
+from typing import Final, Literal
 
 __all__ = [
     "KNOWN_FINDINGS",

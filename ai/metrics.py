@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal, Mapping, Sequence
+from typing import Final, Literal
 
 from ai.labeler import Status, label_report
 

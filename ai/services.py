@@ -10,13 +10,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from PIL import Image
 
+from core.errors import Conflict, ServiceError, WrongStatus
 from trial import audit
-from trial.errors import Conflict, ServiceError, WrongStatus
 from trial.models import Case, Role, Status, Trial
 from trial.selectors import require_role
 
 from . import backends
 from .models import AIDraft, Backend, DraftStatus, ModelVersion, TrialModel
+from .tasks import generate_draft as generate_draft_task
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +125,8 @@ def request_draft(*, case: Case, model_version: ModelVersion | None = None) -> A
 
 
 def _enqueue(draft: AIDraft) -> None:
-    from .tasks import generate_draft  # tasks import services: import here, not at module load
-
     draft_id = draft.pk
-    transaction.on_commit(lambda: generate_draft.delay(draft_id))
+    transaction.on_commit(lambda: generate_draft_task.delay(draft_id))
 
 
 def _claim(*, draft_id: int, task_id: str) -> AIDraft | None:

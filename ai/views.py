@@ -6,13 +6,12 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from core.errors import ServiceError
 from trial import selectors as trial_selectors
-from trial.errors import ServiceError
 from trial.models import Role
 
 from . import selectors, services
 from .forms import AssignModelForm
-from .models import AIDraft
 
 
 @login_required

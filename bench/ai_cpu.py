@@ -44,8 +44,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ai.backends import DraftRequest, GenerationSettings  # noqa: E402
-from ai.backends import janus  # noqa: E402
+from ai.backends import (  # noqa: E402
+    DraftRequest,
+    GenerationSettings,
+    janus,  # noqa: E402
+)
 from ai.backends.janus import JanusBackend, available_cores  # noqa: E402
 from ai.demo_model import build_tokenizer  # noqa: E402
 

@@ -39,8 +39,8 @@ import argparse
 import http.client
 import json
 import math
-import random
 import os
+import random
 import re
 import shutil
 import signal

@@ -142,7 +142,8 @@ def main() -> int:
         _setup_django(folder)
         import stats_lmm  # bench/stats_lmm.py: the same simulated reads, and the R comparison
 
-        from stats import plan as plan_schema, report, selectors, services, simulate
+        from stats import plan as plan_schema
+        from stats import report, selectors, services, simulate
         from stats.models import AnalysisRun
 
         t0 = time.perf_counter()

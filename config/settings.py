@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     "bootstrap",  # django-bootstrap-static: Bootstrap 5 served from our own static files
+    "core",
     "trial",
     "ai",
     "reading",
@@ -57,7 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.security.ContentSecurityPolicyMiddleware",
+    "core.security.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -100,7 +102,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by all web processes in production (login throttling counts failures here).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-    CACHES["default"]["BACKEND"] = "config.cache.RedisCache"  # one Redis client per pool, not per operation
+    CACHES["default"]["BACKEND"] = "core.cache.RedisCache"  # one Redis client per pool, not per operation
 # Sessions are read on every request: from the shared cache when there is one (written through to the
 # database, so a cache restart logs nobody out; expiry and logout hold as with the database alone). Not with
 # the in-process default cache: another web process would still find a session that was logged out.
@@ -112,7 +114,7 @@ SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends
 # 0 (the in-process default cache): a query per request, as Django does.
 AUTH_USER_CACHE_SECONDS = env.int("AUTH_USER_CACHE_SECONDS", default=60 if _SHARED_CACHE else 0)
 AUTHENTICATION_BACKENDS = [
-    "trial.auth.CachedModelBackend",
+    "core.auth.CachedModelBackend",
     # only so that sessions signed in before the cached backend stay signed in (it never checks a password)
     "django.contrib.auth.backends.ModelBackend",
 ]
@@ -166,7 +168,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "EXCEPTION_HANDLER": "trial.api.exception_handler",
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CXR-Trial API",
@@ -201,7 +203,17 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"ai.tasks.*": {"queue": "ai"}}
+CELERY_TASK_ROUTES = ("core.celery.route_task",)  # each task names its queue in @core.celery.task (the model's: "ai")
+# Periodic work (celery beat: docker compose's `beat` service, and the demo, start it).
+CELERY_BEAT_SCHEDULE = {
+    # The audit chain walked end to end every night; a broken chain is logged as an error.
+    "verify-audit-chain": {"task": "trial.tasks.verify_audit_chain",
+                           "schedule": crontab(hour=env.int("AUDIT_VERIFY_HOUR", default=2), minute=30)},
+    # Scoring items of cases that became ready since (a late sign-off, a corrected report).
+    "build-ready-scoring-items": {"task": "scoring.tasks.build_open_trials",
+                                  "schedule": env.int("SCORING_BUILD_EVERY_SECONDS", default=300)},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="cxr-trial@localhost")

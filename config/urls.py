@@ -4,8 +4,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from .health import healthz
-from .security import ThrottledLoginView
+from core.health import healthz
+from core.security import ThrottledLoginView
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -1,5 +1,6 @@
 #!/bin/sh
-# web: migrate (once, under the database's own lock) then gunicorn; worker / ai-worker: Celery queues.
+# web: migrate (once, under the database's own lock) then gunicorn; worker / ai-worker: Celery queues;
+# beat: the periodic tasks (one per deployment).
 set -e
 case "$1" in
   web)
@@ -13,6 +14,9 @@ case "$1" in
   ai-worker)
     # One model per process: concurrency 1 per GPU (add workers, not threads, to scale out).
     exec celery -A config worker -Q ai --concurrency 1 --prefetch-multiplier 1 --loglevel INFO
+    ;;
+  beat)
+    exec celery -A config beat --loglevel INFO --schedule /var/lib/cxr-trial/beat/celerybeat-schedule
     ;;
   *)
     exec "$@"

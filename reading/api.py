@@ -6,19 +6,21 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import validated
 from trial import selectors as trial_selectors
 from trial.models import Role
 
 from . import selectors, services
 from .models import Read
-from .serializers import (CorrectionSerializer, EventSerializer, ReportSerializer, TextSerializer, id_url, read_payload,
-                          report_data)
-
-
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+from .serializers import (
+    CorrectionSerializer,
+    EventSerializer,
+    ReportSerializer,
+    TextSerializer,
+    id_url,
+    read_payload,
+    report_data,
+)
 
 
 class WorklistAPI(APIView):
@@ -41,7 +43,7 @@ class ReadAPI(APIView):
 class ReadEventAPI(APIView):
     @extend_schema(request=EventSerializer, responses={201: dict})
     def post(self, request, read_id):
-        data = _valid(EventSerializer, request.data)
+        data = validated(EventSerializer, request.data)
         read = Read(pk=read_id)  # the service loads it under its lock and refuses what is not the reader's
         event = services.record_event(read=read, by=request.user, kind=data["kind"], tab_id=data["tab_id"],
                                       client_time=data.get("client_time"))
@@ -50,7 +52,7 @@ class ReadEventAPI(APIView):
 
 class AutosaveAPI(APIView):
     def _save(self, request, read_id):
-        data = _valid(TextSerializer, request.data)
+        data = validated(TextSerializer, request.data)
         read = Read(pk=read_id)  # the service loads it under its lock and refuses what is not the reader's
         # a stale tab's save is refused with 409 and the newer text (trial.api.exception_handler)
         saved = services.autosave(read=read, by=request.user, findings=data["findings"],
@@ -71,7 +73,7 @@ class AutosaveAPI(APIView):
 class SubmitAPI(APIView):
     @extend_schema(request=TextSerializer, responses={201: ReportSerializer})
     def post(self, request, read_id):
-        data = _valid(TextSerializer, request.data)
+        data = validated(TextSerializer, request.data)
         read = Read(pk=read_id)  # the service loads it under its lock and refuses what is not the reader's
         report = services.submit_report(read=read, by=request.user, findings=data["findings"],
                                         impression=data["impression"], finding_flags=data["finding_flags"],
@@ -83,7 +85,7 @@ class CorrectAPI(APIView):
     @extend_schema(request=CorrectionSerializer, responses={201: ReportSerializer})
     def post(self, request, read_id):
         read = selectors.read_for_reader(read_id=read_id, reader_user=request.user)
-        data = _valid(CorrectionSerializer, request.data)
+        data = validated(CorrectionSerializer, request.data)
         report = services.correct_report(read=read, by=request.user, **data)
         return Response({"report": ReportSerializer(report).data}, status=status.HTTP_201_CREATED)
 

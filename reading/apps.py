@@ -3,8 +3,12 @@ from django.apps import AppConfig
 
 class ReadingConfig(AppConfig):
     name = "reading"
+    verbose_name = "Reading: worklists, reports, sign-off"
 
     def ready(self) -> None:
-        # Register this app's Celery tasks in every process (web included), so that trial can find
-        # them by name and send them (eagerly in tests).
-        from . import tasks  # noqa: F401
+        from trial import events
+
+        from . import receivers
+
+        events.trial_status_changed.connect(receivers.route_when_reading_starts,
+                                            dispatch_uid="reading.route_when_reading_starts")

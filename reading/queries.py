@@ -1,4 +1,4 @@
-"""The reading steps' hottest statements, written out once (trial.sql) instead of built by the ORM per request.
+"""The reading steps' hottest statements, written out once (core.db) instead of built by the ORM per request.
 
 A reader's steps (open a case, autosave every few seconds, submit) are on a radiologist's critical path; with the
 ORM, its Python was most of each step's CPU (bench/reading.py). Who may see or change what is still decided by
@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import Field
 
 from ai.models import AIDraft, DraftStatus, TrialModel
-from trial import sql
+from core import db as sql
 from trial.models import Arm, Case, Membership, Role, Trial
 
 from .models import Read, ReadEvent, ReadStatus, ReportDraft

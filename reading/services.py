@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from trial import audit, sql
-from trial.errors import Conflict, ServiceError, WrongStatus
+from core import db as sql
+from core.errors import Conflict, ServiceError, WrongStatus
+from trial import audit
 from trial.models import Arm, Design, Membership, Role, Status, Trial
 from trial.selectors import require_role
 
 from . import queries, timing
 from . import selectors as reading_selectors
+from .errors import AlreadySubmitted, StaleVersion
 from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
 from .textdiff import draft_survival
 
@@ -31,19 +32,7 @@ GAP_CAP_SECONDS = HEARTBEAT_SECONDS * 2
 CLOCK_SKEW_WARNING_SECONDS = 120
 MAX_TEXT = 20_000
 # The second crossover read of a case waits for the first: until then its start is "never".
-WAITING_FOR_FIRST_READ = datetime(9999, 1, 1, tzinfo=dt_timezone.utc)
-
-
-class AlreadySubmitted(Conflict):
-    code = "already_submitted"
-
-
-class StaleVersion(Conflict):
-    code = "stale_version"
-
-    def __init__(self, message: str, *, current: ReportDraft):
-        super().__init__(message, extra={"current": current.as_dict()})  # so the tab can offer both texts
-        self.current = current
+WAITING_FOR_FIRST_READ = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 # ------------------------------------------------------------------------------------------ routing

@@ -1,13 +1,15 @@
 """Celery tasks of the reading app: thin and idempotent."""
-from celery import shared_task
+from __future__ import annotations
 
-from . import services
+from core.celery import task
 
 
-@shared_task(name="reading.tasks.trial_status_changed", acks_late=True)
-def trial_status_changed(trial_id: int, status: str) -> None:
-    """Sent by trial when a trial changes status (by name: trial does not import reading)."""
-    from trial.models import Status, Trial
+@task()
+def route_trial(trial_id: int) -> int:
+    """Put every enrolled, unrouted case of the trial on worklists (idempotent: routed cases are left alone)."""
+    from trial.models import Trial
 
-    if status == Status.READING:
-        services.route_trial(trial=Trial.objects.get(pk=trial_id))
+    from .services import route_trial
+
+    trial = Trial.objects.filter(pk=trial_id).first()
+    return route_trial(trial=trial) if trial is not None else 0

@@ -1,7 +1,7 @@
 """Django admin for staff: read-only, and without the text or answers (staff are not on the blinded side)."""
 from django.contrib import admin
 
-from trial.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 
 from .models import Assignment, Item, ScoringSettings
 

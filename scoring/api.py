@@ -8,8 +8,9 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import validated
+from core.errors import ServiceError
 from trial import selectors as trial_selectors
-from trial.errors import ServiceError
 from trial.models import Role
 
 from . import selectors, services
@@ -21,12 +22,6 @@ from .serializers import (
     SettingsSerializer,
     settings_payload,
 )
-
-
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _trial(request, code, *roles):
@@ -72,7 +67,7 @@ class _AnswerAPI(APIView):
 
     def post(self, request, key):
         assignment = selectors.assignment_for_expert(key=key, user=request.user)
-        data = _valid(self.serializer_class, request.data)
+        data = validated(self.serializer_class, request.data)
         self.submit(assignment, data)
         return Response(item_payload(assignment), status=status.HTTP_201_CREATED)
 
@@ -140,7 +135,7 @@ class SettingsAPI(APIView):
     @extend_schema(request=SettingsSerializer, responses=dict)
     def put(self, request, code):
         trial = _trial(request, code, Role.INVESTIGATOR)
-        data = _valid(SettingsSerializer, request.data)
+        data = validated(SettingsSerializer, request.data)
         if "adjudicator" in data:
             pseudonym = data["adjudicator"]
             data["adjudicator"] = trial.memberships.filter(pseudonym=pseudonym, role=Role.EXPERT).first() \
@@ -169,7 +164,7 @@ class AdjudicateAPI(APIView):
     def post(self, request, code, key):
         trial = _trial(request, code, Role.EXPERT)
         item = selectors.adjudication_item(trial=trial, key=key, user=request.user)
-        data = _valid(AdjudicationSerializer, request.data)
+        data = validated(AdjudicationSerializer, request.data)
         services.adjudicate(item=item, by=request.user, decisions=data["decisions"], reason=data["reason"])
         return Response(selectors.adjudication_view(item=item))
 

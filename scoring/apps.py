@@ -6,6 +6,9 @@ class ScoringConfig(AppConfig):
     verbose_name = "Blinded expert scoring"
 
     def ready(self) -> None:
-        # Register this app's Celery tasks in every process (web included), so that trial can find
-        # them by name and send them (eagerly in tests).
-        from . import tasks  # noqa: F401
+        from trial import events
+
+        from . import receivers
+
+        events.trial_status_changed.connect(receivers.build_when_scoring_starts,
+                                            dispatch_uid="scoring.build_when_scoring_starts")

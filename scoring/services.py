@@ -20,14 +20,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
+from core.errors import ServiceError, WrongStatus
 from reading.models import Read, Report
 from trial import audit
-from trial.errors import Conflict, ServiceError, WrongStatus
 from trial.models import Membership, Role, Status, Trial
 from trial.selectors import require_role
 
+from .errors import AlreadyAnswered, ItemSuperseded, NotAssigned, NotAvailable, NotEnoughExperts, ReportChanged
 from .models import (
     PHASE,
     Adjudication,
@@ -57,31 +59,6 @@ OPEN_STATUSES = (Status.READING, Status.SCORING)
 MAX_TEXT = 4000
 MAX_SUBSCORES = 8
 UNCHANGED = object()
-
-
-class NotAssigned(ServiceError):
-    status_code = 403
-    code = "not_assigned"
-
-
-class AlreadyAnswered(Conflict):
-    code = "already_answered"
-
-
-class ReportChanged(Conflict):
-    code = "report_changed"
-
-
-class ItemSuperseded(Conflict):
-    code = "item_superseded"
-
-
-class NotAvailable(Conflict):
-    code = "not_available"
-
-
-class NotEnoughExperts(Conflict):
-    code = "not_enough_experts"
 
 
 def _now():
@@ -354,6 +331,21 @@ def build_items(*, trial: Trial, by=None) -> BuildResult:
 def note_build_refused(*, trial: Trial, reason: str) -> None:
     """The automatic build could not run: keep why in the audit log (the investigator's page says it too)."""
     audit.record(actor=None, action="scoring.build_refused", obj=trial, payload={"reason": reason})
+
+
+def build_open_trials() -> int:
+    """Build the items of cases that became ready since the last build (a late sign-off, a corrected report), in
+    every trial that is scoring, or reading with scoring already started; a trial whose build is refused is logged
+    and the others go on. The number of items built."""
+    built = 0
+    trials = Trial.objects.filter(Q(status=Status.SCORING)
+                                  | Q(status=Status.READING, scoring_items__isnull=False)).distinct()
+    for trial in trials:
+        try:
+            built += build_items(trial=trial, by=None).total
+        except ServiceError as exc:
+            logger.warning("Scoring items of %s not built: %s", trial.code, exc.message)
+    return built
 
 
 @transaction.atomic

@@ -8,8 +8,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from core.errors import ServiceError
 from trial import selectors as trial_selectors
-from trial.errors import ServiceError
 from trial.models import Role
 
 from . import selectors, services

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: a real Celery worker (queues default and ai), the demo set-up (which needs the worker for the
+# The demo: a real Celery worker (queues default and ai) and celery beat, the demo set-up (which needs the worker for the
 # AI drafts, routing, scoring items and the analysis), then the web server. Ctrl-C stops everything.
 set -euo pipefail
 HOST=${1:-127.0.0.1}
@@ -11,8 +11,11 @@ mkdir -p "$VAR"
 $PY -m celery -A config worker -Q default,ai --concurrency 1 --loglevel INFO --without-gossip --without-mingle \
   >"$VAR/worker.log" 2>&1 &
 WORKER=$!
-trap 'kill $WORKER 2>/dev/null || true' EXIT INT TERM
-echo "Celery worker started (pid $WORKER, log $VAR/worker.log)."
+# celery beat: the periodic tasks (the nightly audit-chain check, scoring items of cases that became ready)
+$PY -m celery -A config beat --loglevel INFO --schedule "$VAR/celerybeat-schedule" >"$VAR/beat.log" 2>&1 &
+BEAT=$!
+trap 'kill $WORKER $BEAT 2>/dev/null || true' EXIT INT TERM
+echo "Celery worker (pid $WORKER, log $VAR/worker.log) and beat (pid $BEAT, log $VAR/beat.log) started."
 $PY manage.py setup_demo "$@"
 echo "Open http://$HOST:$PORT/ with one of the logins above."
 $PY manage.py runserver "$HOST:$PORT" --noreload

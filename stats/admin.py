@@ -1,7 +1,7 @@
 """Read-only admin views of plans and runs: they are written by services only (frozen plans and runs are immutable)."""
 from django.contrib import admin
 
-from trial.admin import ReadOnlyAdmin as _ReadOnly
+from core.admin import ReadOnlyAdmin as _ReadOnly
 
 from .models import AnalysisPlan, AnalysisRun
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -217,4 +217,4 @@ def _answered(assignment: Assignment) -> bool:
 
 
 def start_clock() -> SimulatedClock:
-    return SimulatedClock(datetime.now(timezone.utc) - timedelta(days=20))
+    return SimulatedClock(datetime.now(UTC) - timedelta(days=20))

@@ -1,7 +1,7 @@
 """Refusals of the stats app; each carries a message for the person who asked (see trial.errors)."""
 from __future__ import annotations
 
-from trial.errors import Conflict, ServiceError, WrongStatus
+from core.errors import Conflict, ServiceError, WrongStatus
 
 __all__ = ["ServiceError", "Conflict", "WrongStatus", "PlanFrozen", "NoFrozenPlan", "InvalidPlan"]
 

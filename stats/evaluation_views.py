@@ -7,7 +7,8 @@ from django.shortcuts import render
 
 from trial import selectors as trial_selectors
 
-from . import evaluation, evaluation_selectors as selectors
+from . import evaluation
+from . import evaluation_selectors as selectors
 from .selectors import ANALYSTS
 
 

@@ -14,7 +14,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import dataset
@@ -44,7 +44,7 @@ def _datetime(value: str | None) -> datetime | None:
     # Spreadsheets and statistics packages have no time zones: naive UTC (the dictionary says so).
     if value is None:
         return None
-    return datetime.fromisoformat(value).astimezone(timezone.utc).replace(tzinfo=None)
+    return datetime.fromisoformat(value).astimezone(UTC).replace(tzinfo=None)
 
 
 def _frame(entity: str, names: Sequence[str], rows: Sequence[Sequence[Any]]):

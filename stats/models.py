@@ -59,7 +59,7 @@ class RunStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-def snapshot_path(run: "AnalysisRun", filename: str) -> str:
+def snapshot_path(run: AnalysisRun, filename: str) -> str:
     return f"trials/{run.trial_id}/analysis/run-{run.number:03d}/{filename}"
 
 

@@ -18,9 +18,11 @@ from django.utils import timezone
 from trial import audit
 from trial.models import Arm, Role, Status, Trial
 
-from . import analysis, dataset, exports, plan as plan_schema, selectors
+from . import analysis, dataset, exports, selectors
+from . import plan as plan_schema
 from .errors import Conflict, InvalidPlan, NoFrozenPlan, PlanFrozen, ServiceError, WrongStatus
 from .models import AnalysisPlan, AnalysisRun, RunStatus
+from .tasks import run_analysis as run_analysis_task
 
 logger = logging.getLogger(__name__)
 
@@ -187,14 +189,8 @@ def start_run(*, trial: Trial, by) -> AnalysisRun:
         "number": run.number, "plan_version": plan.version, "plan_sha256": plan.sha256,
         "trial_status": trial.status})
     run_id = run.pk
-    transaction.on_commit(lambda: _enqueue(run_id))
+    transaction.on_commit(lambda: run_analysis_task.delay(run_id))
     return run
-
-
-def _enqueue(run_id: int) -> None:
-    from .tasks import run_analysis
-
-    run_analysis.delay(run_id)
 
 
 def _claim(run_id: int, task_id: str) -> AnalysisRun | None:

@@ -6,18 +6,18 @@ all carry a known arm effect, so an analysis of these rows has something to find
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 FINDINGS = ["pleural effusion", "pneumothorax", "consolidation", "atelectasis", "cardiomegaly", "lung opacity"]
 RADPEER_CODE = {5: "1", 4: "2a", 3: "2b", 2: "3a", 1: "3b"}
-T0 = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def simulate_rows(*, n_readers: int = 20, n_cases: int = 2000, n_experts: int = 5, seed: int = 2025,

@@ -11,10 +11,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from core.errors import ServiceError
 from trial import selectors as trial_selectors
-from trial.errors import ServiceError
 
-from . import plan as plan_schema, report, selectors, services
+from . import plan as plan_schema
+from . import report, selectors, services
 from .forms import PlanForm
 from .models import RunStatus
 from .selectors import ANALYSTS

@@ -28,7 +28,7 @@ def _media(settings, tmp_path):
 @pytest.fixture
 def persistent_postgresql(settings):
     """The web processes' database set-up in production (DB_CONN_MAX_AGE=60, docker/compose.yaml): a kept
-    PostgreSQL connection, on which trial.sql prepares its statements. Skips on other databases."""
+    PostgreSQL connection, on which core.db prepares its statements. Skips on other databases."""
     from django.db import connection
 
     if connection.vendor != "postgresql":

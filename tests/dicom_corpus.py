@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     ComputedRadiographyImageStorage,
     CTImageStorage,
     DigitalXRayImageStorageForPresentation,
@@ -21,7 +22,6 @@ from pydicom.uid import (
     JPEG2000Lossless,
     JPEGLosslessSV1,
     RLELossless,
-    UID,
     generate_uid,
 )
 

@@ -24,7 +24,7 @@ def test_compose_file_validates_and_has_every_service():
     result = subprocess.run([*_compose(), "-f", "docker/compose.yaml", "config"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    for service in ("web:", "worker:", "ai-worker:", "db:", "redis:"):
+    for service in ("web:", "worker:", "ai-worker:", "beat:", "db:", "redis:"):
         assert service in result.stdout
     assert "healthcheck" in result.stdout and "migrate" in (ROOT / "docker" / "entrypoint.sh").read_text()
 

@@ -1,20 +1,9 @@
 """Django admin for staff. Secrets (seed, UID key) are not fields here; the audit log is read-only."""
 from django.contrib import admin
 
+from core.admin import ReadOnlyAdmin
+
 from .models import Allocation, AuditEvent, Case, Invitation, Membership, Site, Trial
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Trial records change only through services (which audit); the admin shows them."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Trial)

@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
+
+from core.api import validated
 
 from . import selectors, services
-from .errors import FileTooLarge, ServiceError
+from .errors import FileTooLarge
 from .models import Role
 from .serializers import (
     AllocationSerializer,
@@ -26,25 +26,6 @@ from .serializers import (
     TrialSerializer,
     TrialUpdateSerializer,
 )
-
-
-def exception_handler(exc, context):
-    """Service refusals become clear JSON errors: {"detail", "code", "field"} with a fitting status."""
-    if isinstance(exc, ServiceError):
-        body = {"detail": exc.message, "code": exc.code}
-        if exc.field:
-            body["field"] = exc.field
-        body.update(exc.extra)
-        return Response(body, status=exc.status_code)
-    if isinstance(exc, DjangoPermissionDenied):
-        exc = PermissionDenied(str(exc) or selectors.NO_ACCESS)
-    return drf_exception_handler(exc, context)
-
-
-def _valid(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 def _site(trial, code):
@@ -61,7 +42,7 @@ class TrialListAPI(APIView):
 
     @extend_schema(request=TrialCreateSerializer, responses={201: TrialSerializer})
     def post(self, request):
-        trial = services.create_trial(by=request.user, **_valid(TrialCreateSerializer, request.data))
+        trial = services.create_trial(by=request.user, **validated(TrialCreateSerializer, request.data))
         return Response(TrialSerializer(trial).data, status=status.HTTP_201_CREATED)
 
 
@@ -73,7 +54,7 @@ class TrialDetailAPI(APIView):
     @extend_schema(request=TrialUpdateSerializer, responses=TrialSerializer)
     def patch(self, request, code):
         trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-        data = _valid(TrialUpdateSerializer, request.data)
+        data = validated(TrialUpdateSerializer, request.data)
         return Response(TrialSerializer(services.update_trial_settings(trial=trial, by=request.user, **data)).data)
 
 
@@ -81,7 +62,7 @@ class TrialTransitionAPI(APIView):
     @extend_schema(request=TransitionSerializer, responses=TrialSerializer)
     def post(self, request, code):
         trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-        data = _valid(TransitionSerializer, request.data)
+        data = validated(TransitionSerializer, request.data)
         return Response(TrialSerializer(services.transition_trial(trial=trial, by=request.user, to=data["to"])).data)
 
 
@@ -94,7 +75,7 @@ class SiteListAPI(APIView):
     @extend_schema(request=SiteSerializer, responses={201: SiteSerializer})
     def post(self, request, code):
         trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-        data = _valid(SiteSerializer, request.data)
+        data = validated(SiteSerializer, request.data)
         site = services.add_site(trial=trial, by=request.user, code=data["code"], name=data["name"])
         return Response(SiteSerializer(site).data, status=status.HTTP_201_CREATED)
 
@@ -109,7 +90,7 @@ class MemberListAPI(APIView):
     def post(self, request, code):
         """Add a known user (by e-mail) at once, or send an invitation (202)."""
         trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-        data = _valid(InviteSerializer, request.data)
+        data = validated(InviteSerializer, request.data)
         result = services.invite_member(trial=trial, by=request.user, email=data["email"], role=data["role"],
                                         site=_site(trial, data.get("site")),
                                         accept_url=lambda token: request.build_absolute_uri(f"/invitations/{token}/"))
@@ -130,7 +111,7 @@ class CaseListAPI(APIView):
     def post(self, request, code):
         """Upload one DICOM file as a new case; a refused file gets a reason and nothing is stored."""
         trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-        data = _valid(CaseUploadSerializer, request.data)
+        data = validated(CaseUploadSerializer, request.data)
         upload = data["file"]
         if upload.size > settings.CXR_MAX_DICOM_BYTES:  # refuse before reading it into memory
             raise FileTooLarge(

@@ -6,6 +6,4 @@ class TrialConfig(AppConfig):
     verbose_name = "Trials, sites, members, cases"
 
     def ready(self) -> None:
-        from . import auth, tasks  # noqa: F401 - tasks: register the Celery tasks in every process
-
-        auth.connect_signals()
+        from . import tasks  # noqa: F401 - register the Celery tasks in every process

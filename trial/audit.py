@@ -10,7 +10,8 @@ from typing import Any
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from . import sql
+from core import db as sql
+
 from .models import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
@@ -64,7 +65,7 @@ def _locked_head() -> AuditHead:
 
 def record(*, actor, action: str, obj: models.Model | None = None, trial=None, payload: dict | None = None) -> AuditEvent:
     """Append one event; call it inside the transaction of the write it describes (no savepoint of its own: if
-    the append fails, the write fails with it). Three plain statements (trial.sql; this is on every reading
+    the append fails, the write fails with it). Three plain statements (core.db; this is on every reading
     step that writes a report): lock the head, insert the event, move the head."""
     with transaction.atomic(savepoint=False):
         head = _locked_head()

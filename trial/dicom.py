@@ -9,9 +9,10 @@ import os
 import re
 import warnings
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final, Literal, Mapping
+from typing import Final, Literal
 
 import numpy as np
 import pydicom

@@ -1,34 +1,11 @@
-"""Refusals a service can give: each carries a message meant for the person who asked."""
+"""Refusals of the trial app (the base classes are core.errors')."""
 from __future__ import annotations
 
-
-class ServiceError(Exception):
-    """A refused request. Nothing was written when this is raised."""
-
-    status_code = 400
-    code = "invalid"
-
-    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
-                 extra: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.extra = extra or {}  # further JSON fields the API answer carries (e.g. the newer text)
-        if code:
-            self.code = code
-
-
-class Conflict(ServiceError):
-    status_code = 409
-    code = "conflict"
+from core.errors import Conflict, ServiceError
 
 
 class IllegalTransition(Conflict):
     code = "illegal_transition"
-
-
-class WrongStatus(Conflict):
-    code = "wrong_status"
 
 
 class DuplicateCode(Conflict):

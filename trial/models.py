@@ -158,7 +158,7 @@ class Invitation(models.Model):
         ordering = ["-created_at"]
 
 
-def case_file_path(case: "Case", filename: str) -> str:
+def case_file_path(case: Case, filename: str) -> str:
     return f"trials/{case.trial_id}/cases/{case.code}/{filename}"
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 
-from .models import AuditEvent, Allocation, Case, CaseIdentity, Invitation, Membership, Role, Site, Trial
+from .models import Allocation, AuditEvent, Case, CaseIdentity, Invitation, Membership, Role, Site, Trial
 
 # One message whatever the reason, so that a refusal reveals nothing about whether the trial exists.
 NO_ACCESS = "You do not have access to this trial, or it does not exist."

@@ -15,16 +15,10 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from . import audit, dicom, randomization
-from .errors import (
-    CaseRejected,
-    DuplicateCode,
-    DuplicateImage,
-    FileTooLarge,
-    IllegalTransition,
-    ServiceError,
-    WrongStatus,
-)
+from core.errors import ServiceError, WrongStatus
+
+from . import audit, dicom, events, randomization
+from .errors import CaseRejected, DuplicateCode, DuplicateImage, FileTooLarge, IllegalTransition
 from .models import (
     ALLOWED_TRANSITIONS,
     Allocation,
@@ -39,6 +33,7 @@ from .models import (
     Trial,
 )
 from .selectors import require_role
+from .tasks import prepare_viewer_image as prepare_viewer_image_task
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -201,8 +196,7 @@ def transition_trial(*, trial: Trial, by, to: str) -> Trial:
     trial.status = to
     trial.save(update_fields=["status"])
     audit.record(actor=by, action="trial.status_changed", obj=trial, payload={"from": before, "to": to})
-    trial_id = trial.pk
-    transaction.on_commit(lambda: _announce(STATUS_CHANGED_TASKS, trial_id, to))
+    events.announce(events.trial_status_changed, trial_id=trial.pk, status=to, previous=before)
     if to == Status.ENROLLING and trial.design in (Design.PAIRED_PARALLEL, Design.CROSSOVER):
         # Readers who joined during setup are randomized now, in the order they joined.
         for membership in trial.memberships.filter(role=Role.READER, allocation__isnull=True).order_by("id"):
@@ -421,8 +415,8 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             if locked.design == Design.CASE_RANDOMIZED:
                 _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
             case_id = case.pk
-            transaction.on_commit(lambda: _prepare_viewer_image_later(case_id))
-            transaction.on_commit(lambda: announce_case_enrolled(case_id))
+            transaction.on_commit(lambda: prepare_viewer_image_task.delay(case_id))
+            events.announce(events.case_enrolled, case_id=case_id)
     except IntegrityError as exc:
         _delete_files(saved)
         raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.") from exc
@@ -430,34 +424,6 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
         _delete_files(saved)  # nothing is kept from a refused or failed enrolment
         raise
     return case
-
-
-# Apps above react to what happens here: ai drafts every enrolled case, reading routes the cases
-# when reading starts. trial must not import them (apps depend downward only), so it names their
-# tasks: a visible, documented contract rather than a signal.
-CASE_ENROLLED_TASKS = ("ai.tasks.draft_case",)
-STATUS_CHANGED_TASKS = ("reading.tasks.trial_status_changed", "scoring.tasks.trial_status_changed")
-
-
-def _announce(task_names: tuple[str, ...], *args) -> None:
-    from celery import current_app
-
-    for name in task_names:
-        task = current_app.tasks.get(name)
-        if task is not None:
-            task.delay(*args)  # honours eager mode in tests
-        else:
-            current_app.send_task(name, args=list(args))
-
-
-def announce_case_enrolled(case_id: int) -> None:
-    _announce(CASE_ENROLLED_TASKS, case_id)
-
-
-def _prepare_viewer_image_later(case_id: int) -> None:
-    from .tasks import prepare_viewer_image  # tasks import services: import here
-
-    prepare_viewer_image.delay(case_id)
 
 
 def prepare_viewer_image(*, case: Case) -> Case:

@@ -1,25 +1,30 @@
 """Celery tasks of the trial app: thin wrappers around services, safe to run twice."""
-from celery import shared_task
+from __future__ import annotations
 
-from . import audit, services
+import logging
+
+from core.celery import task
+
+logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True)
+@task()
 def verify_audit_chain() -> dict:
-    """Walk the audit chain (schedule it nightly with celery beat); the report is also logged."""
+    """Walk the audit chain (celery beat runs it nightly: config.settings.CELERY_BEAT_SCHEDULE); a broken chain is
+    logged as an error."""
+    from . import audit
+
     report = audit.verify()
     if not report.intact:
-        import logging
-
-        logging.getLogger(__name__).error("%s", report)
+        logger.error("%s", report)
     return {"intact": report.intact, "events": report.events, "first_broken_id": report.first_broken_id}
 
 
-@shared_task(name="trial.tasks.prepare_viewer_image", acks_late=True, autoretry_for=(OSError,), retry_backoff=True,
-             max_retries=3)
+@task(retry_on=(OSError,))
 def prepare_viewer_image(case_id: int) -> None:
     from .models import Case
+    from .services import prepare_viewer_image
 
     case = Case.objects.filter(pk=case_id).first()
     if case is not None:
-        services.prepare_viewer_image(case=case)
+        prepare_viewer_image(case=case)

@@ -11,10 +11,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from core.errors import ServiceError
+
 from . import selectors, services
-from .errors import ServiceError
 from .forms import InviteForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
-from .models import ALLOWED_TRANSITIONS, Invitation, Role, Site, Status
+from .models import ALLOWED_TRANSITIONS, Invitation, Role, Status
 
 
 def _form_error(form, exc: ServiceError) -> None:
@@ -147,7 +148,7 @@ def accept_invitation(request, token):
             user = get_user_model().objects.create_user(
                 username=form.cleaned_data["username"], email=invitation.email, password=form.cleaned_data["password"]
             )
-            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])  # the first: trial.auth's
+            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])  # the first: core.auth's
         try:
             services.accept_invitation(token=token, user=user)
         except ServiceError as exc:

@@ -167,7 +167,7 @@ class HttpBackend:
                 raise PermanentModelError(f"The model server has no {self.endpoint} or no model "
                                           f"{self.model!r} (HTTP 404){detail}.") from exc
             raise PermanentModelError(f"The model server rejected the request (HTTP {exc.code}){detail}.") from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise _Retryable(f"no answer within {self.timeout:g} s") from exc
         except urllib.error.URLError as exc:
             reason = exc.reason

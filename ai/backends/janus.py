@@ -19,7 +19,15 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import CheckpointInfo, Draft, DraftRequest, GenerationSettings, PermanentModelError, TransientModelError, split_report
+from .base import (
+    CheckpointInfo,
+    Draft,
+    DraftRequest,
+    GenerationSettings,
+    PermanentModelError,
+    TransientModelError,
+    split_report,
+)
 
 logger = logging.getLogger(__name__)
 

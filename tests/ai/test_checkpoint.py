@@ -100,8 +100,8 @@ def test_a_missing_shard_is_refused(checkpoint):
 
 
 def test_weights_of_another_layout_are_refused(checkpoint):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"language_model.model.embed_tokens.weight": torch.zeros(4, 4)}, str(checkpoint / "model.safetensors"))
     with pytest.raises(PermanentModelError, match="layout of transformers' Janus model"):

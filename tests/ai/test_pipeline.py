@@ -7,9 +7,10 @@ from django.core.management.base import CommandError
 
 from ai import backends, selectors, services
 from ai.models import AIDraft, DraftStatus, ModelVersion, TrialModel
+from core.errors import ServiceError, WrongStatus
 from tests import dicom_corpus as corpus
+from trial import events as trial_events
 from trial import services as trial_services
-from trial.errors import ServiceError, WrongStatus
 from trial.models import AuditEvent
 
 
@@ -65,8 +66,8 @@ def test_the_same_enrolment_event_twice_gives_one_draft(ai_trial, site, investig
                                                        django_capture_on_commit_callbacks):
     case = _enrol(ai_trial, site, investigator, 2, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=True):
-        trial_services.announce_case_enrolled(case.pk)
-        trial_services.announce_case_enrolled(case.pk)
+        trial_events.announce(trial_events.case_enrolled, case_id=case.pk)
+        trial_events.announce(trial_events.case_enrolled, case_id=case.pk)
     assert AIDraft.objects.filter(case=case).count() == 1 and fake.calls == 1
 
 

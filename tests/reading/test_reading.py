@@ -11,11 +11,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ai.models import AIDraft, DraftStatus
+from core.errors import ServiceError, WrongStatus
 from reading import selectors, services
 from reading.models import Read, ReadEvent, Report, ReportDraft
-from tests.reading.conftest import DRAFT_FINDINGS, DRAFT_IMPRESSION, make_draft
+from tests.reading.conftest import DRAFT_FINDINGS, DRAFT_IMPRESSION
 from trial import services as trial_services
-from trial.errors import ServiceError, WrongStatus
 from trial.models import AuditEvent
 
 

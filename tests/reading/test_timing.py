@@ -1,11 +1,11 @@
 """Reading time from server-stamped events: wall and active seconds, idle, hidden, tabs, crashes."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from reading.timing import Event, reading_time
 
-T0 = datetime(2026, 1, 1, 9, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
 
 
 def ev(kind, seconds, tab="a"):

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from core.errors import ServiceError
 from reading import services as reading_services
 from reading.models import Report
 from scoring import selectors, services
 from scoring.models import Assignment, FindingVote, Item, Preference, QualityScore
 from tests.scoring.helpers import answer, answer_before, mine
 from trial import services as trial_services
-from trial.errors import ServiceError
 from trial.models import AuditEvent
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import struct
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -145,7 +145,7 @@ MATRIX: dict[str, str] = {
 # HEAD gets what GET gets, except where a view allows GET alone (named here, to be fixed in that view).
 HEAD_DIFFERS: dict = {}
 SKIPPED_NAMESPACES = {"admin"}
-THE_DATE = datetime(2025, 3, 14, 9, 26, 53, tzinfo=dt_timezone.utc)  # every enrolment and reading time
+THE_DATE = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)  # every enrolment and reading time
 
 
 def _patterns(resolvers, prefix="", namespace=""):

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from core.errors import ServiceError
 from scoring import selectors, services
 from scoring.models import Adjudication, ReferenceStandard
 from tests.scoring.helpers import answer, mine
-from trial.errors import ServiceError
 from trial.models import Role
 
 

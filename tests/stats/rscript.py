@@ -60,7 +60,7 @@ def run_r(script: str, *, timeout: float = 120) -> str:
     return proc.stdout
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _missing_packages(names: tuple[str, ...]) -> tuple[str, ...]:
     vec = ", ".join(f'"{n}"' for n in names)
     out = run_r(

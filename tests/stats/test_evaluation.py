@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.template.defaultfilters import floatformat
@@ -172,7 +172,7 @@ def _vary_reports(sim):
         Report.objects.filter(read=read).update(findings=texts[i % len(texts)], impression=f"Impression {i % 3}.")
     read = Read.objects.filter(trial=sim.trial, arm="standard").order_by("case__code").first()
     Report.objects.create(read=read, version=2, findings="Large left pleural effusion.", impression="Effusion.",
-                          author=read.reader.user, created_at=datetime(2026, 3, 3, tzinfo=timezone.utc),
+                          author=read.reader.user, created_at=datetime(2026, 3, 3, tzinfo=UTC),
                           reason="Second look.")
     return read
 

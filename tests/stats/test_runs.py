@@ -9,6 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from core.errors import WrongStatus
 from stats import selectors, services
 from stats.methods.agreement import analyse_agreement
 from stats.methods.clmm import fit_clmm
@@ -27,7 +28,6 @@ from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
     run_now,
     zip_members,
 )
-from trial.errors import WrongStatus
 from trial.models import AuditEvent
 
 REL = 1e-9

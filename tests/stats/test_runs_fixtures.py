@@ -11,7 +11,7 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -43,7 +43,7 @@ class SimTrial:
 
 class Clock:
     def __init__(self):
-        self.now = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
     def __call__(self):
         return self.now
@@ -179,7 +179,8 @@ def csv_rows(data: bytes) -> list[dict[str, str]]:
 
 
 def freeze_default_plan(sim: SimTrial, by=None):
-    from stats import plan as plan_schema, services
+    from stats import plan as plan_schema
+    from stats import services
 
     by = by or sim.statistician
     plan = services.create_plan_version(trial=sim.trial, by=by,

@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 from django.db import connection
 
+from core.errors import WrongStatus
 from trial import randomization, services
-from trial.errors import DuplicateCode, WrongStatus
+from trial.errors import DuplicateCode
 from trial.models import Allocation, AuditEvent, Membership, Role
 
 

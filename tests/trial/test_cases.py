@@ -10,9 +10,10 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from core.errors import WrongStatus
 from tests import dicom_corpus as corpus
 from trial import services
-from trial.errors import CaseRejected, DuplicateImage, FileTooLarge, WrongStatus
+from trial.errors import CaseRejected, DuplicateImage, FileTooLarge
 from trial.models import Allocation, AuditEvent, Case, CaseIdentity
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import PermissionDenied
 
+from core.errors import ServiceError, WrongStatus
 from trial import selectors, services
-from trial.errors import DuplicateCode, IllegalTransition, ServiceError, WrongStatus
+from trial.errors import DuplicateCode, IllegalTransition
 from trial.models import AuditEvent, Membership, Role, Site, Status, Trial
 
 

@@ -1,8 +1,8 @@
 """Investigator pages: login, create a trial with crispy forms, manage it; members only."""
 from __future__ import annotations
 
-from trial.models import Invitation, Membership, Trial
 from tests.conftest import PASSWORD
+from trial.models import Invitation, Membership, Trial
 
 
 def test_login_page_and_login(client, investigator):

@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from ai import selectors, services
+from core.errors import ServiceError
 from trial import selectors as trial_selectors
-from trial.errors import ServiceError
 from trial.models import Role
 
 

@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from core.errors import ServiceError
 from trial import selectors, services
-from trial.errors import ServiceError
 from trial.models import Role
 
 

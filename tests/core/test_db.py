@@ -1,4 +1,4 @@
-"""trial.sql: hand-written statements give what the ORM gives, on SQLite and PostgreSQL, prepared or not."""
+"""core.db: hand-written statements give what the ORM gives, on SQLite and PostgreSQL, prepared or not."""
 from __future__ import annotations
 
 import threading
@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from trial import sql
+from core import db as sql
 from trial.models import Membership, Role, Trial
 
 

@@ -94,5 +94,5 @@ def _on_user_change(sender, instance, update_fields=None, created=False, **kwarg
 
 def connect_signals() -> None:
     user_model = get_user_model()
-    post_save.connect(_on_user_change, sender=user_model, dispatch_uid="trial.auth.user_saved")
-    post_delete.connect(_on_user_change, sender=user_model, dispatch_uid="trial.auth.user_deleted")
+    post_save.connect(_on_user_change, sender=user_model, dispatch_uid="core.auth.user_saved")
+    post_delete.connect(_on_user_change, sender=user_model, dispatch_uid="core.auth.user_deleted")

@@ -7,9 +7,9 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core import auth
+from core.auth import CachedModelBackend
 from tests.conftest import PASSWORD
-from trial import auth
-from trial.auth import CachedModelBackend
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
-"""config.cache: one Redis client per pool, not one per cache operation."""
+"""core.cache: one Redis client per pool, not one per cache operation."""
 from __future__ import annotations
 
 import pytest
 
-from config.cache import RedisCache
+from core.cache import RedisCache
 
 
 def test_the_redis_client_is_built_once_and_works():

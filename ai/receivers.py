@@ -1,0 +1,13 @@
+"""What the ai app does when the trial app announces an event (connected in AiConfig.ready)."""
+from __future__ import annotations
+
+
+def draft_on_enrolment(sender, *, case_id: int, **kwargs) -> None:
+    """Every enrolled case gets a draft row for its trial's model and a task that fills it (idempotent)."""
+    from trial.models import Case
+
+    from .services import request_draft
+
+    case = Case.objects.filter(pk=case_id).first()
+    if case is not None:
+        request_draft(case=case)

@@ -1,0 +1,11 @@
+"""What the scoring app does when the trial app announces an event (connected in ScoringConfig.ready)."""
+from __future__ import annotations
+
+from trial.models import Status
+
+from .tasks import build_items as build_items_task
+
+
+def build_when_scoring_starts(sender, *, trial_id: int, status: str, **kwargs) -> None:
+    if status == Status.SCORING:
+        build_items_task.delay(trial_id)
