@@ -42,3 +42,35 @@ def draft_progress(*, trial: Trial, user) -> dict[str, int]:
     counts["missing"] = trial.cases.count() - sum(counts[s.value] for s in DraftStatus)
     counts["total"] = trial.cases.count()
     return counts
+
+
+# ------------------------------------------------------------------------------ rows for analyses (no user)
+
+
+def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
+    """The ai app's part of the analysis dataset: the finding scores of the trial model's ready drafts (one row per
+    case and finding). NO PERMISSION CHECK: for stats.selectors.dataset_rows, after its own checks."""
+    model = trial_model(trial=trial)
+    rows = []
+    if model is not None:
+        for code, scores in (AIDraft.objects.filter(case__trial=trial, model_version=model, status=DraftStatus.READY)
+                             .values_list("case__code", "finding_scores")):
+            for finding, score in sorted((scores or {}).items()):
+                if finding in trial.findings and score is not None:
+                    rows.append({"case": code, "finding": finding, "score": float(score), "model": model.name})
+    return {"ai_scores": rows}
+
+
+def models_with_drafts(*, trial: Trial) -> list[ModelVersion]:
+    """Model versions with at least one ready draft of this trial's cases, by name. No permission check."""
+    return list(ModelVersion.objects.filter(drafts__case__trial=trial, drafts__status=DraftStatus.READY)
+                .distinct().order_by("name"))
+
+
+def ready_drafts(*, trial: Trial, model: ModelVersion) -> list[dict]:
+    """case, findings, impression, text and finding scores of the model's ready drafts of the trial's cases.
+    NO PERMISSION CHECK: for the retrospective evaluation, after its own checks (unblinded, analysts)."""
+    return [{"case": code, "findings": findings, "impression": impression, "text": text, "scores": scores or {}}
+            for code, findings, impression, text, scores in (
+                AIDraft.objects.filter(case__trial=trial, model_version=model, status=DraftStatus.READY)
+                .values_list("case__code", "findings", "impression", "text", "finding_scores"))]

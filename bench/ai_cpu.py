@@ -50,7 +50,7 @@ from ai.backends import (  # noqa: E402
     janus,  # noqa: E402
 )
 from ai.backends.janus import JanusBackend, available_cores  # noqa: E402
-from ai.demo_model import build_tokenizer  # noqa: E402
+from demo.model import build_tokenizer  # noqa: E402
 
 FINDINGS = ["pleural effusion", "pneumothorax", "consolidation", "atelectasis", "cardiomegaly", "lung opacity"]
 

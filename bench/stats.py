@@ -6,7 +6,7 @@ Run by hand from the repository root:  python bench/stats.py [--readers 20] [--c
 The trial is written into a fresh SQLite database in a temporary folder (bulk inserts: cases,
 allocations, reads with their events, reports with the readers' calls, AI scores); the scoring rows
 (5 experts' quality and RADPEER scores of every report, their preferences, the reference standard)
-enter through the scoring seam, stats.selectors.scoring_source, as the scoring app's analysis_rows
+stand in for the scoring app's own rows (scoring.selectors.analysis_rows)
 would return them. Then `stats.services.execute_run` is timed: reading the snapshot rows from the
 database, the canonical snapshot and its SHA-256, storing it, every analysis of the paper's default
 plan (paired Δ and Wilcoxon, LMMs, the ordinal model, preference, McNemar per finding, DeLong AUCs,
@@ -48,7 +48,7 @@ def _setup_django(folder: str) -> None:
 
 
 def _to_scoring_format(rows: dict) -> dict:
-    """Our simulated scoring entities back into scoring.selectors.analysis_rows' format (the seam's input)."""
+    """Our simulated scoring entities back into scoring.selectors.analysis_rows' format."""
     return {
         "quality": [{"case": q["case"], "arm": q["arm"], "reader": q["reader"], "read": q["read"],
                      "report_version": 1, "expert": q["expert"], "overall": q["score"], "radpeer": q["radpeer"],
@@ -142,6 +142,7 @@ def main() -> int:
         _setup_django(folder)
         import stats_lmm  # bench/stats_lmm.py: the same simulated reads, and the R comparison
 
+        from scoring import selectors as scoring_selectors
         from stats import plan as plan_schema
         from stats import report, selectors, services, simulate
         from stats.models import AnalysisRun
@@ -151,7 +152,7 @@ def main() -> int:
         facts, rows = simulate.simulate_rows(times=times, n_experts=args.experts, seed=args.seed)
         trial, statistician = build_trial(rows, facts, args.experts)
         scoring = _to_scoring_format(rows)
-        selectors.scoring_source = lambda t: scoring  # the seam: scoring's rows as its analysis_rows gives them
+        scoring_selectors.analysis_rows = lambda t, **kw: scoring  # scoring's rows, as its analysis_rows gives them
         setup = time.perf_counter() - t0
         plan = services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
         services.freeze_plan(plan=plan, by=statistician)

@@ -48,7 +48,13 @@ INSTALLED_APPS = [
     "reading",
     "scoring",
     "stats",
+    "evaluation",
 ]
+# The demo app (its model trainer, phantoms and the demo trials): development, demo and test settings only; the
+# production image does not even carry its code.
+CXR_DEMO = env.bool("CXR_DEMO", default=not PRODUCTION)
+if CXR_DEMO:
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

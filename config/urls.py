@@ -25,4 +25,5 @@ urlpatterns = [
     path("", include("reading.urls")),
     path("", include("scoring.urls")),
     path("", include("stats.urls")),
+    path("", include("evaluation.urls")),
 ]

@@ -8,6 +8,7 @@ decided here, on every call.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,11 +18,12 @@ from django.utils import timezone
 
 from ai import selectors as ai_selectors
 from ai.models import AIDraft
+from core.clock import iso
 from trial.models import Arm, Membership, Role, Status, Trial
 from trial.selectors import NO_ACCESS, require_role
 
 from . import queries
-from .models import Read, ReadStatus, Report, ReportDraft
+from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
 
 NOT_YOURS = "This case is not on your worklist."
 NOT_YET = "This case is not available yet (waiting for its AI draft or the washout)."
@@ -256,3 +258,63 @@ def dashboard(*, trial: Trial, user) -> dict:
         "outliers": list(outliers),
         "drafts": ai_selectors.draft_progress(trial=trial, user=user),
     }
+
+
+# ------------------------------------------------------------------------------------- rows for analyses (no user)
+
+
+def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
+    """The reading app's part of the analysis dataset: reads (with server-measured times), their events, every
+    report version and the final reports' finding calls; pseudonyms only, real arm names. NO PERMISSION CHECK: for
+    stats.selectors.dataset_rows, after its own checks (role, lock, masking)."""
+    rows: dict[str, list[dict]] = {}
+    rows["reads"] = [
+        {"read": r["id"], "case": r["case__code"], "reader": r["reader__pseudonym"],
+         "reader_site": r["reader__site__code"], "arm": r["arm"], "period": r["period"], "status": r["status"],
+         "opened_at": iso(r["opened_at"]), "submitted_at": iso(r["submitted_at"]),
+         "wall_seconds": r["wall_seconds"], "active_seconds": r["active_seconds"]}
+        for r in Read.objects.filter(trial=trial).values(
+            "id", "case__code", "reader__pseudonym", "reader__site__code", "arm", "period", "status", "opened_at",
+            "submitted_at", "wall_seconds", "active_seconds")]
+    events, seq = [], defaultdict(int)
+    for read_id, kind, server_time, tab, skew in (
+            ReadEvent.objects.filter(read__trial=trial).order_by("read_id", "server_time", "id")
+            .values_list("read_id", "kind", "server_time", "tab_id", "clock_skew_seconds")):
+        seq[read_id] += 1
+        events.append({"read": read_id, "seq": seq[read_id], "kind": kind, "server_time": iso(server_time),
+                       "tab": tab, "clock_skew_seconds": skew})
+    rows["reading_events"] = events
+    reports = list(Report.objects.filter(read__trial=trial).values(
+        "id", "read_id", "read__case__code", "read__reader__pseudonym", "read__arm", "version", "created_at",
+        "signed_at", "findings", "impression", "reason", "draft_kept_share", "draft_edit_distance", "finding_flags"))
+    latest: dict[int, int] = {}
+    for r in reports:
+        latest[r["read_id"]] = max(latest.get(r["read_id"], 0), r["version"])
+    rows["reports"], rows["reader_calls"] = [], []
+    for r in reports:
+        final = r["version"] == latest[r["read_id"]]
+        rows["reports"].append({
+            "report": r["id"], "read": r["read_id"], "case": r["read__case__code"], "reader": r["read__reader__pseudonym"],
+            "arm": r["read__arm"], "version": r["version"], "final": int(final), "created_at": iso(r["created_at"]),
+            "signed": int(r["signed_at"] is not None), "signed_at": iso(r["signed_at"]), "findings": r["findings"],
+            "impression": r["impression"], "reason": r["reason"], "draft_kept_share": r["draft_kept_share"],
+            "draft_edit_distance": r["draft_edit_distance"]})
+        if final:
+            for finding in trial.findings:
+                rows["reader_calls"].append({
+                    "read": r["read_id"], "case": r["read__case__code"], "reader": r["read__reader__pseudonym"],
+                    "arm": r["read__arm"], "finding": finding,
+                    "call": int(bool((r["finding_flags"] or {}).get(finding)))})
+    return rows
+
+
+def final_reports(*, trial: Trial) -> list[dict]:
+    """The latest version of every submitted read's report: case, arm, findings, impression (ordered by case, arm
+    and read). NO PERMISSION CHECK: for the retrospective evaluation, after its own checks (unblinded, analysts)."""
+    final: dict[int, tuple] = {}
+    for row in (Report.objects.filter(read__trial=trial, read__submitted_at__isnull=False)
+                .values_list("read_id", "version", "read__case__code", "read__arm", "findings", "impression")):
+        if row[0] not in final or row[1] > final[row[0]][1]:
+            final[row[0]] = row
+    return [{"read": read_id, "case": code, "arm": arm, "findings": findings, "impression": impression}
+            for read_id, _, code, arm, findings, impression in sorted(final.values(), key=lambda r: (r[2], r[3], r[0]))]

@@ -7,17 +7,16 @@ and the real names only afterwards. Views, the API and the downloads all come th
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from datetime import UTC, datetime
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 
 from ai import selectors as ai_selectors
-from ai.models import AIDraft, DraftStatus
-from reading.models import Read, ReadEvent, Report
-from trial.models import Arm, CaseIdentity, Role, Status, Trial
+from reading import selectors as reading_selectors
+from scoring import selectors as scoring_selectors
+from trial import selectors as trial_selectors
+from trial.models import Arm, Role, Status, Trial
 from trial.selectors import require_role
 
 from . import analysis, dataset
@@ -133,96 +132,21 @@ def export_view(*, run: AnalysisRun, user) -> dict[str, Any]:
     view = dataset.unmasked(snapshot)
     identities = None
     if Role.INVESTIGATOR in roles:
-        identities = [
-            {"case": code, "accession_number": acc, "patient_id": pid, "study_instance_uid": study}
-            for code, acc, pid, study in CaseIdentity.objects.filter(case__trial=run.trial)
-            .order_by("case__code").values_list("case__code", "accession_number", "patient_id", "study_instance_uid")
-        ]
+        identities = trial_selectors.identity_rows(trial=run.trial, user=user)
     return {"view": view, "masked": False, "identities": identities}
 
 
 # ------------------------------------------------------------------------------ the dataset (no user)
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def scoring_source(trial: Trial) -> dict[str, list[dict]]:
-    """THE SEAM: the scoring app's analysis rows (tests replace this function to fabricate scoring data)."""
-    try:
-        from scoring import selectors as scoring_selectors
-    except ImportError:  # pragma: no cover - the scoring app is part of the project
-        return {}
-    rows = getattr(scoring_selectors, "analysis_rows", None)
-    return rows(trial) if rows is not None else {}
-
-
 def dataset_rows(trial: Trial) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
-    """(trial facts, rows by entity) for a snapshot. No permission check: the service calling it has done it.
-
-    Pseudonyms only, real arm names (the snapshot is never shown unmasked before unblinding)."""
+    """(trial facts, rows by entity) for a snapshot, each app giving its own part. No permission check: the service
+    calling it has done it. Pseudonyms only, real arm names (the snapshot is never shown unmasked before unblinding)."""
     rows: dict[str, list[dict[str, Any]]] = {}
-    rows["cases"] = [
-        {"case": c["code"], "site": c["site__code"], "enrolled_at": _iso(c["enrolled_at"]),
-         "view_position": c["view_position"]}
-        for c in trial.cases.values("code", "site__code", "enrolled_at", "view_position")
-    ]
-    rows["allocations"] = [
-        {"unit_type": a["unit_type"], "unit": a["membership__pseudonym"] or a["case__code"], "stratum": a["stratum"],
-         "position": a["position"], "block": a["block"], "block_size": a["block_size"], "arm": a["arm"],
-         "allocated_at": _iso(a["allocated_at"])}
-        for a in trial.allocations.values("unit_type", "membership__pseudonym", "case__code", "stratum", "position",
-                                          "block", "block_size", "arm", "allocated_at")
-    ]
-    rows["reads"] = [
-        {"read": r["id"], "case": r["case__code"], "reader": r["reader__pseudonym"],
-         "reader_site": r["reader__site__code"], "arm": r["arm"], "period": r["period"], "status": r["status"],
-         "opened_at": _iso(r["opened_at"]), "submitted_at": _iso(r["submitted_at"]),
-         "wall_seconds": r["wall_seconds"], "active_seconds": r["active_seconds"]}
-        for r in Read.objects.filter(trial=trial).values(
-            "id", "case__code", "reader__pseudonym", "reader__site__code", "arm", "period", "status", "opened_at",
-            "submitted_at", "wall_seconds", "active_seconds")
-    ]
-    events, seq = [], defaultdict(int)
-    for e in (ReadEvent.objects.filter(read__trial=trial).order_by("read_id", "server_time", "id")
-              .values_list("read_id", "kind", "server_time", "tab_id", "clock_skew_seconds")):
-        seq[e[0]] += 1
-        events.append({"read": e[0], "seq": seq[e[0]], "kind": e[1], "server_time": _iso(e[2]), "tab": e[3],
-                       "clock_skew_seconds": e[4]})
-    rows["reading_events"] = events
-    reports = list(Report.objects.filter(read__trial=trial).values(
-        "id", "read_id", "read__case__code", "read__reader__pseudonym", "read__arm", "version", "created_at",
-        "signed_at", "findings", "impression", "reason", "draft_kept_share", "draft_edit_distance", "finding_flags"))
-    latest: dict[int, int] = {}
-    for r in reports:
-        latest[r["read_id"]] = max(latest.get(r["read_id"], 0), r["version"])
-    rows["reports"], rows["reader_calls"] = [], []
-    for r in reports:
-        final = r["version"] == latest[r["read_id"]]
-        rows["reports"].append({
-            "report": r["id"], "read": r["read_id"], "case": r["read__case__code"], "reader": r["read__reader__pseudonym"],
-            "arm": r["read__arm"], "version": r["version"], "final": int(final), "created_at": _iso(r["created_at"]),
-            "signed": int(r["signed_at"] is not None), "signed_at": _iso(r["signed_at"]), "findings": r["findings"],
-            "impression": r["impression"], "reason": r["reason"], "draft_kept_share": r["draft_kept_share"],
-            "draft_edit_distance": r["draft_edit_distance"]})
-        if final:
-            for finding in trial.findings:
-                rows["reader_calls"].append({
-                    "read": r["read_id"], "case": r["read__case__code"], "reader": r["read__reader__pseudonym"],
-                    "arm": r["read__arm"], "finding": finding, "call": int(bool((r["finding_flags"] or {}).get(finding)))})
-    model = ai_selectors.trial_model(trial=trial)
-    rows["ai_scores"] = []
-    if model is not None:
-        for code, scores in (AIDraft.objects.filter(case__trial=trial, model_version=model, status=DraftStatus.READY)
-                             .values_list("case__code", "finding_scores")):
-            for finding, score in sorted((scores or {}).items()):
-                if finding in trial.findings and score is not None:
-                    rows["ai_scores"].append({"case": code, "finding": finding, "score": float(score),
-                                              "model": model.name})
-    rows.update(dataset.from_scoring(scoring_source(trial)))
+    rows.update(trial_selectors.analysis_rows(trial))
+    rows.update(reading_selectors.analysis_rows(trial))
+    rows.update(ai_selectors.analysis_rows(trial))
+    rows.update(dataset.from_scoring(scoring_selectors.analysis_rows(trial)))
     facts = {"code": trial.code, "design": trial.design, "findings": list(trial.findings),
              "experts_per_item": trial.experts_per_item}
     return facts, rows

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import evaluation_views, views
+from . import views
 
 app_name = "stats"
 urlpatterns = [
@@ -13,6 +13,4 @@ urlpatterns = [
     path("t/<slug:code>/analysis/runs/<int:number>/report.html", views.run_report_file, name="report_file"),
     path("t/<slug:code>/analysis/runs/<int:number>/export.zip", views.run_export, name="export"),
     path("t/<slug:code>/analysis/runs/<int:number>/plots/<str:name>.png", views.run_plot, name="plot"),
-    path("t/<slug:code>/analysis/ai-evaluation/", evaluation_views.page, name="ai_evaluation"),
-    path("t/<slug:code>/analysis/ai-evaluation.csv", evaluation_views.export, name="ai_evaluation_csv"),
 ]

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 
+from core.clock import iso
+
 from .models import Allocation, AuditEvent, Case, CaseIdentity, Invitation, Membership, Role, Site, Trial
 
 # One message whatever the reason, so that a refusal reveals nothing about whether the trial exists.
@@ -91,6 +93,15 @@ def case_image_for(*, trial: Trial, code: str, user, kind: str):
     return {"display": case.display_image, "thumbnail": case.thumbnail}[kind]
 
 
+def identity_rows(*, trial: Trial, user) -> list[dict]:
+    """The link from every case code back to the hospital's record (accession number, patient id, study UID), for
+    an export after unblinding: investigators only."""
+    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    return [{"case": code, "accession_number": acc, "patient_id": pid, "study_instance_uid": study}
+            for code, acc, pid, study in CaseIdentity.objects.filter(case__trial=trial).order_by("case__code")
+            .values_list("case__code", "accession_number", "patient_id", "study_instance_uid")]
+
+
 def allocations_for(*, trial: Trial, user) -> QuerySet[Allocation]:
     """Allocations already made (never the ones to come: the sequence stays on the server)."""
     require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
@@ -108,3 +119,21 @@ def arm_balance(*, trial: Trial, user) -> dict[str, dict[str, int]]:
 def audit_events_for(*, trial: Trial, user) -> QuerySet[AuditEvent]:
     require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
     return trial.audit_events.order_by("-id")
+
+
+# ------------------------------------------------------------------------------ the analysis dataset (no user)
+
+
+def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
+    """The trial's part of the analysis dataset: cases and allocations, pseudonyms only, real arm names.
+    NO PERMISSION CHECK: for stats.selectors.dataset_rows, after its own checks (role, lock, masking)."""
+    cases = [{"case": c["code"], "site": c["site__code"], "enrolled_at": iso(c["enrolled_at"]),
+              "view_position": c["view_position"]}
+             for c in trial.cases.values("code", "site__code", "enrolled_at", "view_position")]
+    allocations = [
+        {"unit_type": a["unit_type"], "unit": a["membership__pseudonym"] or a["case__code"], "stratum": a["stratum"],
+         "position": a["position"], "block": a["block"], "block_size": a["block_size"], "arm": a["arm"],
+         "allocated_at": iso(a["allocated_at"])}
+        for a in trial.allocations.values("unit_type", "membership__pseudonym", "case__code", "stratum", "position",
+                                          "block", "block_size", "arm", "allocated_at")]
+    return {"cases": cases, "allocations": allocations}

@@ -15,7 +15,7 @@ from PIL import Image
 @pytest.fixture(scope="session")
 def tiny_janus_path(tmp_path_factory):
     """A random-weight Janus model (~0.4 M parameters) and its processor, saved the way transformers saves them."""
-    from ai.demo_model import build_tiny_model
+    from demo.model import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny-janus") / "model"))
 

@@ -132,8 +132,8 @@ MATRIX: dict[str, str] = {
     "stats:report_file":           "302 403 403 403 403 403 403 403 403",
     "stats:export":                "302 403 403 403 403 403 403 403 403",
     "stats:plot":                  "302 403 403 403 403 403 403 403 403",
-    "stats:ai_evaluation":         "302 403 403 403 403 403 403 403 403",  # analysts, after unblinding only
-    "stats:ai_evaluation_csv":     "302 403 403 403 403 403 403 403 403",
+    "evaluation:page":             "302 403 403 403 403 403 403 403 403",  # analysts, after unblinding only
+    "evaluation:csv":          "302 403 403 403 403 403 403 403 403",
     "api-analysis-plans":          "401 403 200 403 403 403 403 403 200",
     "api-analysis-plan":           "401 403 403 403 403 403 403 403 403",
     "api-analysis-plan-freeze":    "401 405 405 405 405 405 405 405 405",

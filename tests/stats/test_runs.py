@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import WrongStatus
+from scoring import selectors as scoring_selectors
 from stats import selectors, services
 from stats.methods.agreement import analyse_agreement
 from stats.methods.clmm import fit_clmm
@@ -31,7 +32,7 @@ from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
 from trial.models import AuditEvent
 
 REL = 1e-9
-REAL_SCORING_SOURCE = selectors.scoring_source  # before any test replaces it
+REAL_SCORING_ROWS = scoring_selectors.analysis_rows  # before any test replaces it
 
 
 def close(a, b, rel=REL) -> bool:
@@ -247,11 +248,11 @@ def test_an_analysis_the_data_cannot_support_is_reported_not_estimable_and_the_r
 
 
 @pytest.mark.django_db
-def test_the_seam_reads_the_scoring_apps_own_rows(complete_trial):
+def test_the_dataset_reads_the_scoring_apps_own_rows(complete_trial):
     from stats import dataset
 
     sim = complete_trial(lock=False)
-    rows = REAL_SCORING_SOURCE(sim.trial)  # scoring.selectors.analysis_rows: nothing scored in this trial yet
+    rows = REAL_SCORING_ROWS(sim.trial)  # nothing scored in this trial yet
     assert {"quality", "preference", "reference_standard"} <= set(rows)
     converted = dataset.from_scoring({**rows, **sim.scoring})
     assert len(converted["quality_scores"]) == 96 and {q["radpeer_score"] for q in converted["quality_scores"]} <= \

@@ -1,8 +1,8 @@
 """A small, complete, simulated paired-parallel trial for the stats app's tests (fixtures only, no tests here).
 
 Reads go through reading.services with a controlled clock (so active seconds are real event-log
-times); the scoring rows are fabricated in the scoring app's analysis_rows format and fed through
-the seam stats.selectors.scoring_source, so these tests do not depend on the scoring screens.
+times); the scoring rows are fabricated in the scoring app's analysis_rows format and stand in for
+scoring.selectors.analysis_rows in the test, so these tests do not depend on the scoring screens.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import pytest
 from ai.models import AIDraft
 from reading import services as reading_services
 from reading.models import Read
+from scoring import selectors as scoring_selectors
 from tests.reading.conftest import build_trial  # noqa: F401  (a fixture, used by complete_trial)
 from trial import services as trial_services
 from trial.models import Role, Status, Trial
@@ -135,8 +136,9 @@ def complete_trial(build_trial, make_user, investigator, monkeypatch, django_cap
         expert_codes = list(trial.memberships.filter(role=Role.EXPERT).order_by("pseudonym")
                             .values_list("pseudonym", flat=True))
         scoring = fabricate_scoring(trial, expert_codes, truth, rng)
-        # The seam: stats reads the scoring app's rows through this one function.
-        monkeypatch.setattr("stats.selectors.scoring_source", lambda t: scoring if t.pk == trial.pk else {})
+        real_rows = scoring_selectors.analysis_rows
+        monkeypatch.setattr(scoring_selectors, "analysis_rows",
+                            lambda t, **kw: scoring if t.pk == trial.pk else real_rows(t, **kw))
         if lock:
             for status in (Status.SCORING, Status.LOCKED):
                 with django_capture_on_commit_callbacks(execute=True):

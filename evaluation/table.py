@@ -1,6 +1,6 @@
 """The retrospective evaluation of a model's drafts against a trial's final reports (the paper's table); no Django.
 
-Built from plain rows (stats.evaluation_selectors gathers them): one row per final report with the
+Built from plain rows (evaluation.selectors gathers them): one row per final report with the
 draft of its case, the model's finding scores per case, and the reference standard per case and
 finding. For each arm it gives corpus BLEU-4, mean ROUGE-L and the labeler's finding-level
 precision/recall/F1 (micro and macro), all from ai.metrics.evaluate_reports on the same texts; and
@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ai.metrics import FindingCounts, ReportEvaluation, UncertainPolicy, evaluate_reports
-
-from .exports import csv_bytes
-from .methods.roc import roc_auc
+from stats.exports import csv_bytes
+from stats.methods.roc import roc_auc
 
 # The unbiased comparison first.
 ARMS = ("standard", "assisted")

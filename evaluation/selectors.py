@@ -8,12 +8,13 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 
 from ai import selectors as ai_selectors
-from ai.models import AIDraft, DraftStatus, ModelVersion
-from reading.models import Report
+from ai.models import ModelVersion
+from reading import selectors as reading_selectors
+from scoring import selectors as scoring_selectors
+from stats.selectors import is_unblinded, require_analyst
 from trial.models import Trial
 
-from . import evaluation, selectors
-from .selectors import is_unblinded, require_analyst
+from . import table as evaluation
 
 NOT_UNBLINDED = ("The evaluation of the AI drafts opens once the trial is unblinded: comparing the drafts with "
                  "each arm's reports would show which reports were written with the AI.")
@@ -34,8 +35,7 @@ def evaluable_models(*, trial: Trial, user) -> list[ModelVersion]:
     """Model versions with at least one ready draft of this trial's cases; the trial's own model first."""
     require_evaluation_access(trial=trial, user=user)
     own = ai_selectors.trial_model(trial=trial)
-    models = list(ModelVersion.objects.filter(drafts__case__trial=trial, drafts__status=DraftStatus.READY)
-                  .distinct().order_by("name"))
+    models = ai_selectors.models_with_drafts(trial=trial)
     return sorted(models, key=lambda m: (own is None or m.pk != own.pk, m.name))
 
 
@@ -51,25 +51,17 @@ def model_for(*, trial: Trial, user, name: str | None) -> ModelVersion | None:
 
 
 def evaluation_rows(*, trial: Trial, model: ModelVersion) -> dict:
-    """Plain rows for stats.evaluation.build_table. No permission check: callers come through evaluation_for."""
+    """Plain rows for evaluation.table.build_table, from each app's own selector. No permission check: callers come
+    through evaluation_for."""
     drafts, scores = {}, {}
-    for code, findings, impression, text, finding_scores in (
-            AIDraft.objects.filter(case__trial=trial, model_version=model, status=DraftStatus.READY)
-            .values_list("case__code", "findings", "impression", "text", "finding_scores")):
-        drafts[code] = evaluation.report_text(findings, impression) or text
-        scores[code] = finding_scores or {}
-    # The final report is the latest version of a submitted read.
-    final: dict[int, tuple] = {}
-    for row in (Report.objects.filter(read__trial=trial, read__submitted_at__isnull=False)
-                .values_list("read_id", "version", "read__case__code", "read__arm", "findings", "impression")):
-        if row[0] not in final or row[1] > final[row[0]][1]:
-            final[row[0]] = row
-    pairs = [evaluation.ReportPair(case=code, arm=arm, draft=drafts[code],
-                                   report=evaluation.report_text(findings, impression))
-             for _, _, code, arm, findings, impression in sorted(final.values(), key=lambda r: (r[2], r[3], r[0]))
-             if code in drafts]
-    # Through the seam the analysis itself uses, so the AUC and the analysis read one reference standard.
-    reference = selectors.scoring_source(trial).get("reference_standard", [])
+    for draft in ai_selectors.ready_drafts(trial=trial, model=model):
+        drafts[draft["case"]] = evaluation.report_text(draft["findings"], draft["impression"]) or draft["text"]
+        scores[draft["case"]] = draft["scores"]
+    pairs = [evaluation.ReportPair(case=r["case"], arm=r["arm"], draft=drafts[r["case"]],
+                                   report=evaluation.report_text(r["findings"], r["impression"]))
+             for r in reading_selectors.final_reports(trial=trial) if r["case"] in drafts]
+    # The rows the analysis itself uses, so the AUC and the analysis read one reference standard.
+    reference = scoring_selectors.analysis_rows(trial).get("reference_standard", [])
     return {"pairs": pairs, "scores": scores, "reference": reference, "n_drafts": len(drafts)}
 
 

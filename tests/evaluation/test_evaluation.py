@@ -12,10 +12,10 @@ from django.utils.html import escape
 
 from ai.metrics import evaluate_reports, rouge_l
 from ai.models import AIDraft, ModelVersion
+from evaluation import table as evaluation
+from evaluation.selectors import NOT_UNBLINDED
+from evaluation.table import ReportPair, build_table, report_text
 from reading.models import Read, Report
-from stats import evaluation
-from stats.evaluation import ReportPair, build_table, report_text
-from stats.evaluation_selectors import NOT_UNBLINDED
 from stats.methods.roc import roc_auc
 from tests.stats.test_runs_fixtures import build_trial, complete_trial  # noqa: F401  (fixtures)
 from trial import services as trial_services

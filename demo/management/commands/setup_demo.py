@@ -18,10 +18,10 @@ from tqdm import tqdm
 from ai import selectors as ai_selectors
 from ai import services as ai_services
 from ai.models import ModelVersion
+from demo import simulation as demo
 from reading.models import Read
 from scoring import services as scoring_services
 from scoring.models import Item
-from stats import demo
 from stats import services as stats_services
 from stats.models import AnalysisRun
 from stats.plan import default_plan
@@ -93,7 +93,7 @@ class Command(BaseCommand):
         existing = ModelVersion.objects.filter(name=MODEL_NAME).first()
         if existing is not None:
             return existing
-        from ai import demo_model
+        from demo import model as demo_model
 
         # "-v2": the finding-guided recipe; a model cached by an earlier recipe is not reused
         path = Path(settings.VAR_DIR) / "models" / ("demo-janus-untrained" if untrained else "demo-janus-v2")
@@ -119,7 +119,7 @@ class Command(BaseCommand):
             # an untrained model rambles until the limit: keep its drafts short
             generation={"max_new_tokens": 24} if untrained
             else {**demo_model.GUIDED.to_dict(), "max_new_tokens": 160},
-            description="Demo model trained on synthetic phantoms by ai/demo_model.py. Never for clinical use.")
+            description="Demo model trained on synthetic phantoms by demo/model.py. Never for clinical use.")
 
     def _trial(self, users, model, *, code: str, title: str) -> tuple[Trial, list]:
         inv = users["investigator"]

@@ -1,7 +1,7 @@
 """The demo model: built offline, trained briefly on phantoms (loss goes down), loaded by the janus backend.
 
 The full 15-minute quality run is a command, not a test:
-    python -m ai.demo_model train var/demo-model && python -m ai.demo_model evaluate var/demo-model
+    python -m demo.model train var/demo-model && python -m demo.model evaluate var/demo-model
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ai import demo_model
+from demo import model as demo_model
 from ai.backends import DraftRequest, GenerationSettings, inspect_checkpoint
 from ai.backends.janus import JanusBackend
 

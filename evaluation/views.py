@@ -5,11 +5,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from stats.selectors import ANALYSTS
 from trial import selectors as trial_selectors
 
-from . import evaluation
-from . import evaluation_selectors as selectors
-from .selectors import ANALYSTS
+from . import selectors
+from . import table as evaluation
 
 
 def _trial(request, code):
@@ -22,10 +22,10 @@ def page(request, code):
     try:
         models = selectors.evaluable_models(trial=trial, user=request.user)
     except selectors.NotUnblinded as exc:
-        return render(request, "stats/evaluation.html", {"trial": trial, "refusal": str(exc)}, status=403)
+        return render(request, "evaluation/evaluation.html", {"trial": trial, "refusal": str(exc)}, status=403)
     model = selectors.model_for(trial=trial, user=request.user, name=request.GET.get("model"))
     table = selectors.evaluation_for(trial=trial, user=request.user, model=model) if model else None
-    return render(request, "stats/evaluation.html", {"trial": trial, "model": model, "table": table, "models": models})
+    return render(request, "evaluation/evaluation.html", {"trial": trial, "model": model, "table": table, "models": models})
 
 
 @login_required

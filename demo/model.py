@@ -6,9 +6,9 @@ tests (`build_tiny_model`), and one trained in minutes on CPU on phantoms from `
 separate positives from negatives (`evaluate_demo_model`). It is a demo trained on synthetic images and
 is never for clinical use; the saved folder says so in its config and its README.
 
-    python -m ai.demo_model train PATH [--images N] [--minutes M] [--vision-steps N] [--steps N] [--seed N]
-    python -m ai.demo_model evaluate PATH [--n N] [--seed N]
-    python -m ai.demo_model tiny PATH
+    python -m demo.model train PATH [--images N] [--minutes M] [--vision-steps N] [--steps N] [--seed N]
+    python -m demo.model evaluate PATH [--n N] [--seed N]
+    python -m demo.model tiny PATH
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends.base import DEFAULT_PROMPT, GenerationSettings
-from .backends.janus import cpu_has_bf16
+from ai.backends.base import DEFAULT_PROMPT, GenerationSettings
+from ai.backends.janus import cpu_has_bf16
 
 DEMO_NOTICE = ("CXR-Trial demo model: a small Janus-architecture model trained on synthetic (phantom) chest "
                "radiographs. It is a software demonstration, not a medical device: never for clinical use.")
@@ -183,7 +183,7 @@ def save(model, processor, path: str | os.PathLike, *, notice: str, extra: dict 
     model.save_pretrained(path)
     processor.save_pretrained(path)
     lines = [f"# {notice.split(':')[0]}", "", notice, "",
-             "Built by `ai/demo_model.py` of CXR-Trial (Apache-2.0), offline, from its own config and tokenizer.",
+             "Built by `demo/model.py` of CXR-Trial (Apache-2.0), offline, from its own config and tokenizer.",
              "Load it with the `janus` backend (transformers' JanusForConditionalGeneration, local files only)."]
     if extra:
         lines += ["", "```json", json.dumps(extra, indent=2, sort_keys=True), "```"]
@@ -231,7 +231,7 @@ def _make_examples(start: int, stop: int, seed: int, size: int) -> list[_Example
     each finding drawn independently (so that the rare ones are seen often enough)."""
     import numpy as np
 
-    from .phantoms import make_phantom, random_findings
+    from ai.phantoms import make_phantom, random_findings
 
     out = []
     for i in range(start, stop):
@@ -584,17 +584,16 @@ def evaluate_demo_model(path: str | os.PathLike, *, n: int = 120, seed: int = 20
     """
     import numpy as np
 
+    from ai.backends.janus import JanusBackend
+    from ai.labeler import label_report
+    from ai.phantoms import make_dataset
     from stats.methods.roc import roc_auc
-
-    from .backends.janus import JanusBackend
-    from .labeler import label_report
-    from .phantoms import make_dataset
 
     progress("phantoms", 0.0, f"making {n} fresh phantoms (seed {seed})")
     phantoms = make_dataset(n, seed=seed, size=size)
     backend = JanusBackend(os.fspath(path), GenerationSettings(**{**GUIDED.to_dict(), "max_new_tokens": 200}),
                            batch_size=batch_size)
-    from .backends.base import DraftRequest
+    from ai.backends.base import DraftRequest
 
     drafts, started = [], time.perf_counter()
     for i in range(0, n, batch_size):
@@ -648,7 +647,7 @@ def _print_progress(stage: str, fraction: float, line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ai.demo_model", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m demo.model", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train the demo model on phantoms and save it in PATH")
     train.add_argument("path")
