@@ -14,7 +14,7 @@ CSV files:
 - reading time, lmm: one row per submitted read with active seconds > 0, fit_lmm(log seconds).
 - reading time, paired: per case and arm the geometric mean of those reads, cases read in both
   arms; compare_paired(log = True).
-- preference: one row per vote; analyse_preference with X as "assisted" in the method's terms.
+- preference: one row per vote; analyse_preference with X as the treatment arm.
 - detection: the reader's calls in the final report joined with the reference standard.
 - AI AUC: the model's finding score per case joined with the reference standard.
 """
@@ -51,15 +51,10 @@ class NotEstimable(Exception):
 # ----------------------------------------------------------------------------------------- helpers
 
 
-def _mask_key(key: str) -> str:
-    # A method names its first arm "assisted" in a few keys (e.g. votes_assisted); here that arm is X.
-    return key.replace("assisted", "x").replace("standard", "y")
-
-
 def clean(obj: Any) -> Any:
-    """JSON-safe: NaN/inf → None, numpy scalars → Python, tuples → lists, method key names → X/Y terms."""
+    """JSON-safe: NaN/inf → None, numpy scalars → Python, tuples → lists (the methods' keys are neutral already)."""
     if isinstance(obj, Mapping):
-        return {_mask_key(str(k)): clean(v) for k, v in obj.items()}
+        return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [clean(v) for v in obj]
     if isinstance(obj, (bool, np.bool_)):
@@ -258,12 +253,11 @@ def _preference(d: _Data, level: float, cases=None) -> dict:
     votes = d.votes(cases)
     if not votes:
         raise NotEstimable("no preference votes")
-    as_method = {d.t: "assisted", d.r: "standard", "none": "none"}  # the method's names for X, Y
     sides = None
     if all(v["left_arm"] in (d.t, d.r) for v in votes):
         sides = ["left" if v["left_arm"] == d.t else "right" for v in votes]
     res = analyse_preference(case=[v["case"] for v in votes], expert=[v["expert"] for v in votes],
-                             choice=[as_method[v["preferred"]] for v in votes], side=sides,
+                             choice=[v["preferred"] for v in votes], treatment=d.t, reference=d.r, side=sides,
                              confidence_level=level)
     return {"n": {"cases": res.n_cases, "votes": len(votes)}, "result": res.to_dict(),
             "summary": _summary("share of cases whose experts' majority preferred X (all cases)", "share",

@@ -140,12 +140,13 @@ def run_clmm(args) -> dict:
 
 def run_preference(args) -> dict:
     cols = read_columns(args.file, ("case", "expert", "choice"), optional=("side",))
-    from stats.methods.preference import CHOICES, SIDES, analyse_preference
+    from stats.methods.preference import NONE, SIDES, analyse_preference
 
-    one_of(cols["choice"], "choice", CHOICES)
+    treatment, reference = pair_of(args.arms, "arms")
+    one_of(cols["choice"], "choice", (treatment, reference, NONE))
     side = one_of(cols["side"], "side", SIDES) if "side" in cols else None
     result = analyse_preference(case=cols["case"], expert=cols["expert"], choice=cols["choice"], side=side,
-                                confidence_level=args.confidence_level)
+                                treatment=treatment, reference=reference, confidence_level=args.confidence_level)
     return {"analysis": "preference", **result.to_dict()}
 
 
@@ -240,13 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("clmm", run_clmm, "cumulative-logit mixed model for ordinal scores: columns score, arm, case")
     p.add_argument("--arms", default="assisted,standard", help="treatment,reference (default: %(default)s)")
 
-    add("preference", run_preference,
-        "expert preference: columns case, expert, choice (assisted/standard/none), "
-        "side (optional: left/right, where the assisted report was shown)")
+    p = add("preference", run_preference,
+            "expert preference: columns case, expert, choice (one of the two arms, or none), "
+            "side (optional: left/right, where the treatment report was shown)")
+    p.add_argument("--arms", default="assisted,standard", help="treatment,reference (default: %(default)s)")
 
     p = add("detection", run_detection,
             "sensitivity/specificity and McNemar: columns case, arm, reader, finding, truth, call")
-    p.add_argument("--arms", default=None, help="the two arms in comparison order (default: assisted,standard)")
+    p.add_argument("--arms", default=None, help="the two arms in comparison order, treatment first (default: sorted)")
 
     add("delong", run_delong, "AUCs of two scores and the paired DeLong test: columns truth, score_a, score_b")
 

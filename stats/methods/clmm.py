@@ -35,12 +35,12 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 @dataclass(frozen=True)
 class CLMMResult:
-    """Arm effect (assisted vs standard) on the cumulative-logit scale, scipy.stats style.
+    """Arm effect (treatment vs reference) on the cumulative-logit scale, scipy.stats style.
 
-    `odds_ratio` = exp(estimate) is the common odds ratio of a higher score in the assisted arm.
+    `odds_ratio` = exp(estimate) is the common odds ratio of a higher score in the treatment arm.
     """
 
-    estimate: float                     # β of the arm: logit P(Y ≤ j) = θⱼ − β·assisted − …
+    estimate: float                     # β of the arm: logit P(Y ≤ j) = θⱼ − β·treatment − …
     se: float
     statistic: float                    # Wald z
     pvalue: float                       # two-sided, normal
@@ -367,8 +367,8 @@ def fit_clmm(
     covariates: Sequence[str] = (),
     levels: Sequence[Any] | None = None,
     n_agq: int = 10,
-    treatment: str = "assisted",
-    reference: str = "standard",
+    treatment: str,
+    reference: str,
 ) -> CLMMResult:
     """ML fit of `outcome ~ arm + covariates + (1|group)`, logit link, flexible thresholds.
 

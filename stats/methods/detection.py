@@ -123,7 +123,7 @@ def analyse_detection(*, case, arm, reader, finding, truth, call, arms: tuple[st
                       confidence_level: float = 0.95) -> DetectionResult:
     """Sensitivity/specificity per finding and arm, and McNemar between the two arms on paired reads.
 
-    `arms` orders the comparison (default: "assisted", "standard" when present, else sorted labels).
+    `arms` orders the comparison, treatment first (default: the two labels, sorted).
     """
     case, arm, reader, finding = (list(map(str, v)) for v in (case, arm, reader, finding))
     truth, call = _as01(truth, "truth"), _as01(call, "call")
@@ -132,9 +132,7 @@ def analyse_detection(*, case, arm, reader, finding, truth, call, arms: tuple[st
     if not case:
         raise ValueError("no rows")
     labels = sorted(set(arm))
-    if arms is None:
-        arms = ("assisted", "standard") if set(labels) == {"assisted", "standard"} else tuple(labels)
-    arms = tuple(arms)
+    arms = tuple(labels) if arms is None else tuple(arms)
     if len(arms) != 2 or set(arms) != set(labels):
         raise ValueError(f"expected exactly two arms {arms!r}; the data have {labels!r}")
 

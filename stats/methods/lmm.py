@@ -1,6 +1,6 @@
 """Linear mixed model for an arm effect with crossed random intercepts: REML as lme4 fits it, Satterthwaite df as lmerTest.
 
-Model: y = Xβ + Σₖ Zₖ bₖ + ε with X = [1, assisted, covariates…], bₖ ~ N(0, σ²θₖ² I) one random
+Model: y = Xβ + Σₖ Zₖ bₖ + ε with X = [1, treatment, covariates…], bₖ ~ N(0, σ²θₖ² I) one random
 intercept per level of each grouping factor k (reader, case, reader:arm, case:arm, …) and
 ε ~ N(0, σ² I).
 
@@ -70,13 +70,13 @@ class ConfidenceInterval(NamedTuple):
 
 @dataclass(frozen=True)
 class LMMResult:
-    """Arm effect (assisted − standard) from a REML linear mixed model, scipy.stats style.
+    """Arm effect (treatment − reference) from a REML linear mixed model, scipy.stats style.
 
     On the log scale when `log` is true: `ratio` = exp(estimate) is then the ratio of geometric
-    means assisted / standard, and `percent_reduction` = 100 (1 − ratio).
+    means treatment / reference, and `percent_reduction` = 100 (1 − ratio).
     """
 
-    estimate: float                       # β of the arm (assisted vs standard)
+    estimate: float                       # β of the arm (treatment vs reference)
     se: float
     statistic: float                      # t = estimate / se
     df: float                             # Satterthwaite
@@ -101,7 +101,7 @@ class LMMResult:
 
     @property
     def ratio(self) -> float:
-        """Ratio of geometric means assisted / standard (log fits only)."""
+        """Ratio of geometric means treatment / reference (log fits only)."""
         self._require_log()
         return math.exp(self.estimate)
 
@@ -114,7 +114,7 @@ class LMMResult:
 
     @property
     def percent_reduction(self) -> float:
-        """100 (1 − ratio): the % time saved in the assisted arm (log fits only)."""
+        """100 (1 − ratio): the % time saved in the treatment arm (log fits only)."""
         return 100.0 * (1.0 - self.ratio)
 
     def percent_reduction_confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
@@ -651,8 +651,8 @@ def fit_lmm(
     arm: str = "arm",
     covariates: Sequence[str] = (),
     log: bool = False,
-    treatment: str = "assisted",
-    reference: str = "standard",
+    treatment: str,
+    reference: str,
 ) -> LMMResult:
     """REML fit of `outcome ~ arm + covariates + (1|g₁) + (1|g₂) + …`; the arm effect with Satterthwaite df.
 

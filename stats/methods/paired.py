@@ -1,7 +1,7 @@
 """Paired per-case comparisons of the two arms (report quality, reading time): mean difference, paired t, Wilcoxon.
 
 Each case is read in both arms, so the case is the unit: the analysis works on one difference per
-case (assisted − standard), after averaging any repeated rows of a case within an arm (e.g. the
+case (treatment − reference, x − y), after averaging any repeated rows of a case within an arm (e.g. the
 scores of several experts). The Wilcoxon signed-rank test reproduces R's `wilcox.test(x, y,
 paired = TRUE)` with its defaults, including its handling of zero and tied differences (Wilcoxon
 1945; Hollander, Wolfe & Chicken, *Nonparametric Statistical Methods*, 3rd ed., §3.1).

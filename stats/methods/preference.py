@@ -1,11 +1,11 @@
-"""Side-by-side preference of blinded experts between the assisted and the standard report of a case.
+"""Side-by-side preference of blinded experts between the treatment-arm and the reference-arm report of a case.
 
-Each expert sees the two reports of a case side by side (sides randomized and logged) and chooses
-`assisted`, `standard` or `none`. The case-level outcome is the strict majority of its experts'
-votes (N odd, 5 in the paper); a case without a strict majority for `assisted` or `standard` is a
-tie. Reported, as a trial statistician expects:
+Each expert sees the two reports of a case side by side (sides randomized and logged) and chooses the
+treatment report, the reference report or `none` (the arms' labels are the caller's: "X"/"Y" while masked).
+The case-level outcome is the strict majority of its experts' votes (N odd, 5 in the paper); a case without
+a strict majority for one of the arms is a tie. Reported, as a trial statistician expects:
 
-- share of all cases where assisted is preferred (denominator: every case, ties included), Wilson
+- share of all cases where the treatment report is preferred (denominator: every case, ties included), Wilson
   score interval (Wilson 1927; Newcombe 1998, method 3; R `prop.test(correct = FALSE)`);
 - exact two-sided binomial test of wins against losses, ties excluded and always reported
   (R `binom.test`), with the Clopper–Pearson interval of wins / (wins + losses);
@@ -15,7 +15,7 @@ tie. Reported, as a trial statistician expects:
   *Sampling Techniques*, §6.4; Rao & Scott 1992), so that the experts of one case are not counted
   as independent evidence;
 - position bias: among votes with a preference, is the report on the left chosen more than half
-  the time (exact binomial). `side` is where the assisted report was shown.
+  the time (exact binomial). `side` is where the treatment report was shown.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 __all__ = [
-    "CHOICES",
+    "NONE",
     "SIDES",
     "VoteShare",
     "PositionBias",
@@ -38,16 +38,16 @@ __all__ = [
     "analyse_preference",
 ]
 
-CHOICES = ("assisted", "standard", "none")
+NONE = "none"  # a vote for neither report
 SIDES = ("left", "right")
 
 
 @dataclass(frozen=True)
 class VoteShare:
-    """Share of votes for assisted with a case-clustered (ratio-estimator) normal interval."""
+    """Share of votes for the treatment report with a case-clustered (ratio-estimator) normal interval."""
 
     share: float
-    votes_assisted: int
+    votes_treatment: int
     votes: int
     se: float
     low: float
@@ -70,8 +70,8 @@ class PositionBias:
 @dataclass(frozen=True)
 class PreferenceResult:
     n_cases: int
-    wins: int                    # cases whose experts' majority preferred the assisted report
-    losses: int                  # ... preferred the standard report
+    wins: int                    # cases whose experts' majority preferred the treatment report
+    losses: int                  # ... preferred the reference report
     ties: int                    # no strict majority, or a majority for "none"
     share: float                 # wins / n_cases: a share of ALL cases, ties included
     low: float                   # Wilson interval of `share`
@@ -85,8 +85,8 @@ class PreferenceResult:
     ties_split_low: float        # Wilson interval of the split share
     ties_split_high: float
     ties_split_pvalue: float     # score test of the split share against ½ (conservative: splitting shrinks variance)
-    votes_all: VoteShare         # assisted votes / all votes, "none" included
-    votes_decisive: VoteShare    # assisted votes / votes with a preference
+    votes_all: VoteShare         # treatment votes / all votes, "none" included
+    votes_decisive: VoteShare    # treatment votes / votes with a preference
     position: PositionBias | None
     experts_per_case_min: int
     experts_per_case_max: int
@@ -112,41 +112,45 @@ def case_majority(choices: list[str]) -> str:
     if not choices:
         raise ValueError("a case needs at least one vote")
     choice, count = Counter(choices).most_common(1)[0]
-    return choice if count * 2 > len(choices) else "none"
+    return choice if count * 2 > len(choices) else NONE
 
 
-def _vote_share(assisted: np.ndarray, totals: np.ndarray, confidence_level: float) -> VoteShare:
+def _vote_share(treatment: np.ndarray, totals: np.ndarray, confidence_level: float) -> VoteShare:
     keep = totals > 0
-    a, m = assisted[keep], totals[keep]
+    a, m = treatment[keep], totals[keep]
     n = a.size
     total = float(m.sum())
     if n == 0 or total == 0:
-        return VoteShare(share=math.nan, votes_assisted=0, votes=0, se=math.nan, low=math.nan, high=math.nan)
+        return VoteShare(share=math.nan, votes_treatment=0, votes=0, se=math.nan, low=math.nan, high=math.nan)
     p = float(a.sum()) / total
     if n > 1:
         se = math.sqrt(n / (n - 1) * float(np.sum((a - p * m) ** 2))) / total
     else:
         se = math.nan
     z = float(stats.norm.ppf(0.5 + confidence_level / 2))
-    return VoteShare(share=p, votes_assisted=int(a.sum()), votes=int(total), se=se,
+    return VoteShare(share=p, votes_treatment=int(a.sum()), votes=int(total), se=se,
                      low=max(0.0, p - z * se), high=min(1.0, p + z * se))
 
 
-def analyse_preference(*, case, expert, choice, side=None, confidence_level: float = 0.95) -> PreferenceResult:
+def analyse_preference(*, case, expert, choice, treatment: str, reference: str, side=None,
+                       confidence_level: float = 0.95) -> PreferenceResult:
     """Analyse one vote per row: parallel sequences of case, expert, choice and (optionally) side.
 
-    `choice` is one of "assisted", "standard", "none"; `side` ("left"/"right") is where the
-    assisted report was displayed to that expert, needed for the position-bias test.
+    `choice` is `treatment`, `reference` or "none" (the arms' labels); `side` ("left"/"right") is where the
+    treatment report was displayed to that expert, needed for the position-bias test.
     """
+    choices = (treatment, reference, NONE)
+    if len(set(choices)) != 3:
+        raise ValueError(f"the two arms and {NONE!r} must be three different labels; got {choices}")
     case, expert, choice = list(case), list(expert), list(choice)
     side = list(side) if side is not None else None
     if not (len(case) == len(expert) == len(choice)) or (side is not None and len(side) != len(case)):
         raise ValueError("case, expert, choice and side must have the same length")
     if not case:
         raise ValueError("no votes")
-    bad = sorted({c for c in choice if c not in CHOICES})
+    bad = sorted({str(c) for c in choice if c not in choices})
     if bad:
-        raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {', '.join(map(str, bad))}")
+        raise ValueError(f"choice must be one of {', '.join(choices)}; got {', '.join(bad)}")
     if side is not None:
         bad = sorted({s for s in side if s not in SIDES})
         if bad:
@@ -162,7 +166,7 @@ def analyse_preference(*, case, expert, choice, side=None, confidence_level: flo
 
     outcomes = [case_majority(v) for v in votes.values()]
     n_cases = len(outcomes)
-    wins, losses = outcomes.count("assisted"), outcomes.count("standard")
+    wins, losses = outcomes.count(treatment), outcomes.count(reference)
     ties = n_cases - wins - losses
 
     low, high = wilson_interval(wins, n_cases, confidence_level)
@@ -180,14 +184,14 @@ def analyse_preference(*, case, expert, choice, side=None, confidence_level: flo
     z = (split / n_cases - 0.5) / math.sqrt(0.25 / n_cases)
     split_p = float(2 * stats.norm.sf(abs(z)))
 
-    a_all = np.array([v.count("assisted") for v in votes.values()], dtype=float)
+    a_all = np.array([v.count(treatment) for v in votes.values()], dtype=float)
     m_all = np.array([len(v) for v in votes.values()], dtype=float)
-    m_dec = np.array([len(v) - v.count("none") for v in votes.values()], dtype=float)
+    m_dec = np.array([len(v) - v.count(NONE) for v in votes.values()], dtype=float)
 
     position = None
     if side is not None:
-        # the left report was chosen when the assisted one was on the left and chosen, or on the right and not
-        chosen_left = [(ch == "assisted") == (s == "left") for ch, s in zip(choice, side) if ch != "none"]
+        # the left report was chosen when the treatment one was on the left and chosen, or on the right and not
+        chosen_left = [(ch == treatment) == (s == "left") for ch, s in zip(choice, side) if ch != NONE]
         n_pref = len(chosen_left)
         left = int(sum(chosen_left))
         p_left = float(stats.binomtest(left, n_pref, 0.5).pvalue) if n_pref else math.nan

@@ -111,7 +111,7 @@ def relative_differences(ours: clmm_module.CLMMResult, r: dict[str, float]) -> d
 )
 def test_matches_ordinal_clmm(tmp_path, covariates, n_agq):
     data = simulate_quality(31)
-    ours = fit_clmm(data, outcome="score", group="case", covariates=covariates, n_agq=n_agq)
+    ours = fit_clmm(data, outcome="score", group="case", covariates=covariates, n_agq=n_agq, treatment="assisted", reference="standard")
     assert ours.converged
     formula = "score ~ arm" + "".join(f" + {c}" for c in covariates) + " + (1 | case)"
     fits = r_clmm(data, formula, n_agq, tmp_path)
@@ -144,8 +144,8 @@ def test_gradient_is_the_exact_derivative_of_the_agq_likelihood():
 
 def test_adaptive_quadrature_is_converged_at_ten_nodes():
     data = simulate_quality(33)
-    ten = fit_clmm(data, outcome="score", n_agq=10)
-    many = fit_clmm(data, outcome="score", n_agq=40)
+    ten = fit_clmm(data, outcome="score", n_agq=10, treatment="assisted", reference="standard")
+    many = fit_clmm(data, outcome="score", n_agq=40, treatment="assisted", reference="standard")
     assert ten.log_likelihood == pytest.approx(many.log_likelihood, rel=1e-7)
     assert ten.estimate == pytest.approx(many.estimate, rel=1e-4)
     assert ten.random_sd == pytest.approx(many.random_sd, rel=1e-4)
@@ -153,8 +153,8 @@ def test_adaptive_quadrature_is_converged_at_ten_nodes():
 
 def test_reversing_the_scale_flips_the_arm_effect():
     data = simulate_quality(34)
-    up = fit_clmm(data, outcome="score", levels=[1, 2, 3, 4, 5])
-    down = fit_clmm(data, outcome="score", levels=[5, 4, 3, 2, 1])
+    up = fit_clmm(data, outcome="score", levels=[1, 2, 3, 4, 5], treatment="assisted", reference="standard")
+    down = fit_clmm(data, outcome="score", levels=[5, 4, 3, 2, 1], treatment="assisted", reference="standard")
     assert down.estimate == pytest.approx(-up.estimate, rel=1e-6)
     assert down.se == pytest.approx(up.se, rel=1e-5)
     assert down.random_sd == pytest.approx(up.random_sd, rel=1e-6)
@@ -166,7 +166,7 @@ def test_reversing_the_scale_flips_the_arm_effect():
 def test_result_reports_odds_ratio_and_serialises():
     from scipy import stats
 
-    res = fit_clmm(simulate_quality(35), outcome="score")
+    res = fit_clmm(simulate_quality(35), outcome="score", treatment="assisted", reference="standard")
     low, high = res.confidence_interval(0.9)
     q = stats.norm.ppf(0.95)
     assert (low, high) == pytest.approx((res.estimate - q * res.se, res.estimate + q * res.se))
@@ -180,12 +180,12 @@ def test_result_reports_odds_ratio_and_serialises():
 def test_refuses_laplace_and_degenerate_outcomes():
     data = simulate_quality(36)
     with pytest.raises(ValueError, match="n_agq"):
-        fit_clmm(data, outcome="score", n_agq=1)
+        fit_clmm(data, outcome="score", n_agq=1, treatment="assisted", reference="standard")
     flat = dict(data, score=np.full(data["score"].size, 3))
     with pytest.raises(ValueError, match="at least two observed categories"):
-        fit_clmm(flat, outcome="score")
+        fit_clmm(flat, outcome="score", treatment="assisted", reference="standard")
     with pytest.raises(ValueError, match="outside `levels`"):
-        fit_clmm(data, outcome="score", levels=[1, 2, 3])
+        fit_clmm(data, outcome="score", levels=[1, 2, 3], treatment="assisted", reference="standard")
     few = {k: v[:12] for k, v in data.items()}   # two cases only
     with pytest.raises(ValueError, match="at least 3 levels"):
-        fit_clmm(few, outcome="score")
+        fit_clmm(few, outcome="score", treatment="assisted", reference="standard")

@@ -191,7 +191,7 @@ def assert_matches_lmertest(ours: lmm_module.LMMResult, fits: dict[str, dict[str
 @pytest.mark.r_oracle
 def test_paired_parallel_log_time_matches_lmertest(tmp_path):
     data = one_read_per_row(simulate_paired_parallel(11))
-    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True)
+    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
     fits = r_lmm(data, "log(time) ~ arm + (1 | reader) + (1 | case)", tmp_path)
     assert_matches_lmertest(ours, fits)
     # readers are nested in arms: the arm effect is between readers, df near readers − 2
@@ -201,7 +201,7 @@ def test_paired_parallel_log_time_matches_lmertest(tmp_path):
 @pytest.mark.r_oracle
 def test_paired_parallel_quality_with_expert_effect_matches_lmertest(tmp_path):
     data = simulate_paired_parallel(12)
-    ours = fit_lmm(data, outcome="quality", random=["reader", "case", "expert"])
+    ours = fit_lmm(data, outcome="quality", random=["reader", "case", "expert"], treatment="assisted", reference="standard")
     fits = r_lmm(data, "quality ~ arm + (1 | reader) + (1 | case) + (1 | expert)", tmp_path)
     assert_matches_lmertest(ours, fits)
 
@@ -210,7 +210,7 @@ def test_paired_parallel_quality_with_expert_effect_matches_lmertest(tmp_path):
 def test_crossover_with_interaction_terms_and_covariate_matches_lmertest(tmp_path):
     data = simulate_crossover(13)
     ours = fit_lmm(data, outcome="time", random=["reader", "case", "reader:arm", "case:arm"],
-                   covariates=["period"], log=True)
+                   covariates=["period"], log=True, treatment="assisted", reference="standard")
     fits = r_lmm(
         data,
         "log(time) ~ arm + period + (1 | reader) + (1 | case) + (1 | reader:arm) + (1 | case:arm)",
@@ -222,7 +222,7 @@ def test_crossover_with_interaction_terms_and_covariate_matches_lmertest(tmp_pat
 @pytest.mark.r_oracle
 def test_boundary_fit_with_zero_reader_variance_matches_lmertest(tmp_path):
     data = one_read_per_row(simulate_paired_parallel(2, sd_reader=0.0))
-    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True)
+    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
     fits = r_lmm(data, "log(time) ~ arm + (1 | reader) + (1 | case)", tmp_path)
     assert fits["tight"]["vc.reader"] < 1e-12, "the fixture should give a singular (boundary) fit"
     assert ours.variance_components["reader"] == 0.0
@@ -283,7 +283,7 @@ def test_agrees_with_statsmodels_mixedlm():
     import statsmodels.formula.api as smf
 
     data = one_read_per_row(simulate_paired_parallel(21))
-    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True)
+    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
     frame = pd.DataFrame({k: v for k, v in data.items()})
     frame["log_time"] = np.log(frame["time"])
     frame["assisted"] = (frame["arm"] == "assisted").astype(float)
@@ -307,10 +307,10 @@ def test_interval_covers_the_true_effect_and_the_test_holds_its_size():
     covered = rejected = 0
     for i in range(n_sim):
         with_effect = one_read_per_row(simulate_paired_parallel(1000 + i, n_cases=30, log_effect=-0.2))
-        low, high = fit_lmm(with_effect, outcome="time", random=["reader", "case"], log=True).confidence_interval()
+        low, high = fit_lmm(with_effect, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard").confidence_interval()
         covered += low <= -0.2 <= high
         no_effect = one_read_per_row(simulate_paired_parallel(5000 + i, n_cases=30, log_effect=0.0))
-        rejected += fit_lmm(no_effect, outcome="time", random=["reader", "case"], log=True).pvalue < 0.05
+        rejected += fit_lmm(no_effect, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard").pvalue < 0.05
     coverage, size = covered / n_sim, rejected / n_sim
     # binomial SD at 200 trials is ≈ 0.015: these bounds are ± 3 SD around the nominal 0.95 / 0.05
     assert 0.90 <= coverage <= 0.995, coverage
@@ -323,7 +323,7 @@ def test_interval_covers_the_true_effect_and_the_test_holds_its_size():
 
 def test_log_fit_reports_ratio_of_geometric_means_and_percent_reduction():
     data = one_read_per_row(simulate_paired_parallel(3))
-    res = fit_lmm(data, outcome="time", random=["reader", "case"], log=True)
+    res = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
     low, high = res.confidence_interval(0.9)
     assert res.ratio == pytest.approx(math.exp(res.estimate))
     assert res.ratio_confidence_interval(0.9) == pytest.approx((math.exp(low), math.exp(high)))
@@ -340,14 +340,14 @@ def test_log_fit_reports_ratio_of_geometric_means_and_percent_reduction():
 def test_interval_uses_t_with_satterthwaite_df():
     from scipy import stats
 
-    res = fit_lmm(one_read_per_row(simulate_paired_parallel(4)), outcome="time", random=["reader", "case"], log=True)
+    res = fit_lmm(one_read_per_row(simulate_paired_parallel(4)), outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
     q = stats.t.ppf(0.975, res.df)
     assert res.confidence_interval() == pytest.approx((res.estimate - q * res.se, res.estimate + q * res.se))
     assert res.pvalue == pytest.approx(2 * stats.t.sf(abs(res.statistic), res.df))
 
 
 def test_ratio_needs_a_log_fit():
-    res = fit_lmm(simulate_paired_parallel(5), outcome="quality", random=["reader", "case"])
+    res = fit_lmm(simulate_paired_parallel(5), outcome="quality", random=["reader", "case"], treatment="assisted", reference="standard")
     with pytest.raises(ValueError, match="log=True"):
         res.ratio
     assert "ratio" not in res.to_dict()
@@ -357,22 +357,22 @@ def test_unknown_arm_label_is_refused():
     data = one_read_per_row(simulate_paired_parallel(6))
     data["arm"] = np.where(data["arm"] == "assisted", "ai", "standard")
     with pytest.raises(ValueError, match="exactly the two arms"):
-        fit_lmm(data, outcome="time", random=["reader", "case"], log=True)
+        fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
 
 
 def test_non_positive_time_is_refused_on_the_log_scale():
     data = one_read_per_row(simulate_paired_parallel(7))
     data["time"][3] = 0.0
     with pytest.raises(ValueError, match="must be > 0"):
-        fit_lmm(data, outcome="time", random=["reader", "case"], log=True)
+        fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
 
 
 def test_missing_column_and_missing_values_are_refused():
     data = one_read_per_row(simulate_paired_parallel(8))
     with pytest.raises(ValueError, match="no column 'site'"):
-        fit_lmm(data, outcome="time", random=["reader", "site"], log=True)
+        fit_lmm(data, outcome="time", random=["reader", "site"], log=True, treatment="assisted", reference="standard")
     data["time"][0] = np.nan
     with pytest.raises(ValueError, match="missing"):
-        fit_lmm(data, outcome="time", random=["reader", "case"])
+        fit_lmm(data, outcome="time", random=["reader", "case"], treatment="assisted", reference="standard")
     with pytest.raises(ValueError, match="at least one"):
-        fit_lmm(data, outcome="time", random=[])
+        fit_lmm(data, outcome="time", random=[], treatment="assisted", reference="standard")

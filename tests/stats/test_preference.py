@@ -39,7 +39,7 @@ def test_share_counts_ties_in_the_denominator():
     case = [c for c, v in votes.items() for _ in v]
     expert = [f"e{i}" for v in votes.values() for i in range(len(v))]
     choice = [x for v in votes.values() for x in v]
-    res = analyse_preference(case=case, expert=expert, choice=choice)
+    res = analyse_preference(case=case, expert=expert, choice=choice, treatment="assisted", reference="standard")
     assert (res.wins, res.losses, res.ties, res.n_cases) == (2, 1, 1, 4)
     assert res.share == 0.5                  # 2 of 4 cases, the tie included
     assert res.share_decisive == pytest.approx(2 / 3)
@@ -48,9 +48,9 @@ def test_share_counts_ties_in_the_denominator():
 
 def test_refuses_unknown_choice_and_double_votes():
     with pytest.raises(ValueError, match="choice must be one of"):
-        analyse_preference(case=["a"], expert=["e"], choice=["better"])
+        analyse_preference(case=["a"], expert=["e"], choice=["better"], treatment="assisted", reference="standard")
     with pytest.raises(ValueError, match="voted twice"):
-        analyse_preference(case=["a", "a"], expert=["e", "e"], choice=["assisted", "none"])
+        analyse_preference(case=["a", "a"], expert=["e", "e"], choice=["assisted", "none"], treatment="assisted", reference="standard")
 
 
 @pytest.mark.r_oracle
@@ -58,12 +58,12 @@ def test_refuses_unknown_choice_and_double_votes():
 def test_binomial_wilson_and_position_tests_match_r(seed, effect):
     rng = np.random.default_rng(seed)
     case, expert, choice, side = simulate_votes(rng, 73, effect=effect)
-    res = analyse_preference(case=case, expert=expert, choice=choice, side=side)
+    res = analyse_preference(case=case, expert=expert, choice=choice, side=side, treatment="assisted", reference="standard")
     pos = res.position
     r = r_numbers(f"""
         b <- binom.test({res.wins}, {res.wins + res.losses}, 0.5)
         w <- prop.test({res.wins}, {res.n_cases}, correct = FALSE)
-        s <- prop.test({res.votes_all.votes_assisted}, {res.votes_all.votes}, correct = FALSE)
+        s <- prop.test({res.votes_all.votes_treatment}, {res.votes_all.votes}, correct = FALSE)
         p <- binom.test({pos.left_chosen}, {pos.votes}, 0.5)
         cat(sprintf("%.17g", c(b$p.value, b$conf.int, w$conf.int, p$p.value)), "\\n")""")
     assert res.pvalue == pytest.approx(r[0], rel=1e-10)
@@ -75,7 +75,7 @@ def test_binomial_wilson_and_position_tests_match_r(seed, effect):
 def test_vote_share_interval_is_the_case_clustered_sandwich():
     rng = np.random.default_rng(5)
     case, expert, choice, _ = simulate_votes(rng, 60)
-    res = analyse_preference(case=case, expert=expert, choice=choice)
+    res = analyse_preference(case=case, expert=expert, choice=choice, treatment="assisted", reference="standard")
     y = np.array([c == "assisted" for c in choice], dtype=float)
     groups = np.unique(case, return_inverse=True)[1]
     # intercept-only OLS with cluster-robust SE (CR1, G/(G−1) correction): the same ratio-estimator variance
@@ -87,7 +87,7 @@ def test_vote_share_interval_is_the_case_clustered_sandwich():
 def test_position_bias_counts_the_side_of_the_chosen_report():
     res = analyse_preference(case=["a", "b", "c", "d"], expert=["e"] * 4,
                              choice=["assisted", "standard", "assisted", "none"],
-                             side=["left", "left", "right", "left"])
+                             side=["left", "left", "right", "left"], treatment="assisted", reference="standard")
     # a: assisted on the left, chosen -> left; b: assisted left, standard chosen -> right; c: right; d: no preference
     assert (res.position.left_chosen, res.position.votes) == (1, 3)
 
@@ -98,11 +98,11 @@ def test_binomial_test_holds_its_size_and_intervals_cover_under_no_effect():
     reject = cover_case = cover_vote = cover_naive = 0
     # true case-level share and vote-level share under this null model, from one very large simulation
     big_case, big_expert, big_choice, _ = simulate_votes(np.random.default_rng(1), 40000)
-    big = analyse_preference(case=big_case, expert=big_expert, choice=big_choice)
+    big = analyse_preference(case=big_case, expert=big_expert, choice=big_choice, treatment="assisted", reference="standard")
     true_share, true_vote = big.share, big.votes_all.share
     for _ in range(reps):
         case, expert, choice, _ = simulate_votes(rng, n_cases)
-        res = analyse_preference(case=case, expert=expert, choice=choice)
+        res = analyse_preference(case=case, expert=expert, choice=choice, treatment="assisted", reference="standard")
         reject += res.pvalue < 0.05
         cover_case += res.low <= true_share <= res.high
         cover_vote += res.votes_all.low <= true_vote <= res.votes_all.high

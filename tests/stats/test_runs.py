@@ -101,17 +101,16 @@ def test_a_run_stores_results_equal_to_the_methods_on_its_exported_csvs(complete
     clmm = fit_clmm(data_q, outcome="score", group="case", treatment=t, reference=r)
     assert close(a["quality.clmm"]["result"]["estimate"], clmm.estimate, rel=1e-6)
 
-    # preference: case majorities, X in the method's "assisted" role; side = where X was shown
+    # preference: case majorities, X as the treatment arm; side = where X was shown
     p = csv_rows(files["csv/preferences.csv"])
-    names = {t: "assisted", r: "standard", "none": "none"}
     pref = analyse_preference(case=[x["case"] for x in p], expert=[x["expert"] for x in p],
-                              choice=[names[x["preferred"]] for x in p],
+                              choice=[x["preferred"] for x in p], treatment=t, reference=r,
                               side=["left" if x["left_arm"] == t else "right" for x in p])
     got = a["preference.binomial"]["result"]
     assert (got["wins"], got["losses"], got["ties"]) == (pref.wins, pref.losses, pref.ties)
     assert close(got["pvalue"], pref.pvalue) and close(got["low"], pref.low) and close(got["high"], pref.high)
-    assert close(got["votes_all"]["share"], pref.votes_all.share)  # key renamed: votes_assisted → votes_x
-    assert got["votes_all"]["votes_x"] == pref.votes_all.votes_assisted
+    assert close(got["votes_all"]["share"], pref.votes_all.share)  # neutral keys: nothing renamed for masking
+    assert got["votes_all"]["votes_treatment"] == pref.votes_all.votes_treatment
 
     # detection: reader calls against the reference standard
     truth = {(x["case"], x["finding"]): int(x["truth"]) for x in csv_rows(files["csv/reference_standard.csv"])}
