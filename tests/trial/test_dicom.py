@@ -1,4 +1,4 @@
-"""Reading, refusing, de-identifying and rendering chest radiographs (trial/dicom.py, no Django)."""
+"""Reading, refusing, de-identifying and rendering chest radiographs (trial/dicom/, no Django)."""
 
 from __future__ import annotations
 
