@@ -7,9 +7,9 @@ import os
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from PIL import Image
 
+from core import clock
 from core.errors import Conflict, ServiceError, WrongStatus
 from trial import audit
 from trial.models import Case, Role, Status, Trial
@@ -136,10 +136,10 @@ def _claim(*, draft_id: int, task_id: str) -> AIDraft | None:
         if draft.status == DraftStatus.READY:
             return None
         held_by_other = (draft.status == DraftStatus.RUNNING and draft.claimed_by and draft.claimed_by != task_id
-                         and draft.started_at and timezone.now() - draft.started_at < STALE_CLAIM)
+                         and draft.started_at and clock.now() - draft.started_at < STALE_CLAIM)
         if held_by_other:
             return None
-        draft.status, draft.claimed_by, draft.started_at = DraftStatus.RUNNING, task_id, timezone.now()
+        draft.status, draft.claimed_by, draft.started_at = DraftStatus.RUNNING, task_id, clock.now()
         draft.attempts += 1
         draft.error = ""
         draft.save(update_fields=["status", "claimed_by", "started_at", "attempts", "error"])
@@ -175,7 +175,7 @@ def _store(*, draft_id: int, task_id: str, result) -> AIDraft | None:
     draft.finding_scores = {k: float(v) for k, v in result.finding_scores.items()}
     draft.score_source = getattr(result, "score_source", "") or ""
     draft.generated_tokens, draft.seconds = result.generated_tokens, result.seconds
-    draft.status, draft.finished_at = DraftStatus.READY, timezone.now()
+    draft.status, draft.finished_at = DraftStatus.READY, clock.now()
     draft.save()
     audit.record(actor=None, action="draft.ready", obj=draft, trial=draft.case.trial, payload={
         "case": draft.case.code, "model": draft.model_version.name, "attempts": draft.attempts,
@@ -189,7 +189,7 @@ def mark_failed(*, draft_id: int, task_id: str, reason: str) -> None:
     draft = AIDraft.objects.select_for_update().select_related("case").get(pk=draft_id)
     if draft.status == DraftStatus.READY:
         return
-    draft.status, draft.error, draft.finished_at, draft.claimed_by = DraftStatus.FAILED, reason, timezone.now(), ""
+    draft.status, draft.error, draft.finished_at, draft.claimed_by = DraftStatus.FAILED, reason, clock.now(), ""
     draft.save(update_fields=["status", "error", "finished_at", "claimed_by"])
     audit.record(actor=None, action="draft.failed", obj=draft, trial=draft.case.trial,
                  payload={"case": draft.case.code, "reason": reason, "attempts": draft.attempts})

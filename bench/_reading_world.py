@@ -70,8 +70,8 @@ def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, log
     from django.db import transaction
 
     from ai.models import AIDraft, DraftStatus, ModelVersion, TrialModel
-    from ai.phantoms import FINDINGS, make_phantom
     from config.celery import app
+    from demo.phantoms import FINDINGS, make_phantom
     from reading.models import Read
     from trial import services as trial_services
     from trial.models import Role

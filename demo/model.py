@@ -1,7 +1,7 @@
 """The demo model: a small Janus-architecture model the project builds and trains itself on synthetic images.
 
 It exists so that the platform runs end to end with no download and no GPU: a tiny random one for the
-tests (`build_tiny_model`), and one trained in minutes on CPU on phantoms from `ai/phantoms.py`
+tests (`build_tiny_model`), and one trained in minutes on CPU on phantoms from `demo/phantoms/`
 (`train_demo_model`), whose drafts name the findings drawn into fresh phantoms and whose finding scores
 separate positives from negatives (`evaluate_demo_model`). It is a demo trained on synthetic images and
 is never for clinical use; the saved folder says so in its config and its README.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ai.backends.base import DEFAULT_PROMPT, GenerationSettings
 from ai.backends.janus import cpu_has_bf16
+from trial.findings import DEFAULT_FINDINGS
 
 DEMO_NOTICE = ("CXR-Trial demo model: a small Janus-architecture model trained on synthetic (phantom) chest "
                "radiographs. It is a software demonstration, not a medical device: never for clinical use.")
@@ -33,7 +34,8 @@ TINY_NOTICE = ("CXR-Trial tiny test model with random weights: it writes nonsens
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 IMAGE, BOI, EOI = "<image_placeholder>", "<begin_of_image>", "<end_of_image>"
-FINDINGS = ("pleural effusion", "pneumothorax", "consolidation", "atelectasis", "cardiomegaly", "lung opacity")
+# The findings the demo model answers: those the phantoms draw (the trial's default findings).
+FINDINGS = DEFAULT_FINDINGS
 
 # Words a chest radiograph report and our prompts use: the tokenizer's training text beside the phantom
 # reports, so that any report, question or history still tokenizes (byte-level BPE has no unknown token).
@@ -231,7 +233,7 @@ def _make_examples(start: int, stop: int, seed: int, size: int) -> list[_Example
     each finding drawn independently (so that the rare ones are seen often enough)."""
     import numpy as np
 
-    from ai.phantoms import make_phantom, random_findings
+    from demo.phantoms import make_phantom, random_findings
 
     out = []
     for i in range(start, stop):
@@ -586,7 +588,7 @@ def evaluate_demo_model(path: str | os.PathLike, *, n: int = 120, seed: int = 20
 
     from ai.backends.janus import JanusBackend
     from ai.labeler import label_report
-    from ai.phantoms import make_dataset
+    from demo.phantoms import make_dataset
     from stats.methods.roc import roc_auc
 
     progress("phantoms", 0.0, f"making {n} fresh phantoms (seed {seed})")

@@ -15,16 +15,16 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from ai import phantoms
 from ai.labeler import label_report
 from ai.models import AIDraft, DraftStatus
+from core.clock import simulated as simulated_clock
+from demo import phantoms
 from reading import services as reading_services
 from reading.models import Read, ReadStatus
+from scoring import radpeer
 from scoring import services as scoring_services
 from scoring.models import Assignment, ItemKind
 from trial.models import Role
-
-RADPEER_BY_SCORE = {5: "1", 4: "1", 3: "2a", 2: "2b", 1: "3b"}
 
 
 class SimulatedClock:
@@ -115,9 +115,7 @@ def simulate_reading(*, trial, truth: dict[str, Phantom], leave_per_reader: int,
                                   .select_related("case").order_by("order_key")) for m in readers}
     total = sum(max(0, len(v) - leave_per_reader) for v in reads_by_reader.values())
     reader_speed = {m.pk: rng.lognormal(0, 0.2) for m in readers}
-    original = reading_services._now
-    reading_services._now = clock
-    try:
+    with simulated_clock(clock):
         for membership in readers:
             for read in reads_by_reader[membership.pk][:max(0, len(reads_by_reader[membership.pk]) - leave_per_reader)]:
                 labels = truth[read.case.code].labels if read.case.code in truth else {}
@@ -143,8 +141,6 @@ def simulate_reading(*, trial, truth: dict[str, Phantom], leave_per_reader: int,
                 clock.advance(rng.uniform(20, 90))  # the next case is opened a little later
                 submitted += 1
                 progress("simulated reads", submitted, total)
-    finally:
-        reading_services._now = original
     return submitted
 
 
@@ -175,9 +171,7 @@ def simulate_scoring(*, trial, truth: dict[str, Phantom], leave_per_expert: int,
         open_items = [a for a in open_items if not _answered(a)]
         plans[expert.pk] = open_items[:max(0, len(open_items) - leave_per_expert)]
     total, done = sum(len(v) for v in plans.values()), 0
-    original = scoring_services._now
-    scoring_services._now = clock
-    try:
+    with simulated_clock(clock):
         for expert in experts:
             quality: dict[tuple[int, str], int] = {}
             for assignment in plans[expert.pk]:
@@ -194,7 +188,7 @@ def simulate_scoring(*, trial, truth: dict[str, Phantom], leave_per_expert: int,
                     score = _quality_of(assignment, truth, rng)
                     quality[(case.pk, assignment.item.shown_reports.first().arm)] = score
                     scoring_services.submit_quality_score(assignment=assignment, by=user, overall=score,
-                                                          radpeer=RADPEER_BY_SCORE[score])
+                                                          radpeer=radpeer.CODE_FOR_SCORE[score])
                 else:
                     a = quality.get((case.pk, "assisted"), 4) + rng.normal(0.1, 0.7)
                     s = quality.get((case.pk, "standard"), 4) + rng.normal(0, 0.7)
@@ -206,8 +200,6 @@ def simulate_scoring(*, trial, truth: dict[str, Phantom], leave_per_expert: int,
                     scoring_services.submit_preference(assignment=assignment, by=user, choice=choice)
                 done += 1
                 progress("simulated expert answers", done, total)
-    finally:
-        scoring_services._now = original
     return done
 
 

@@ -7,6 +7,11 @@ from django.db.models import Q
 
 from trial.models import Arm, Case, Membership, Trial
 
+# The limits of what a reader types, enforced by the services and declared by the forms and the API.
+REPORT_TEXT_LIMIT = 20_000     # characters of FINDINGS, and of IMPRESSION
+CORRECTION_REASON_LIMIT = 2000
+TAB_ID_LENGTH = 64
+
 
 class ReadStatus(models.TextChoices):
     ASSIGNED = "assigned", "Not started"
@@ -63,7 +68,7 @@ class ReadEvent(models.Model):
 
     read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=12, choices=Kind.choices)
-    tab_id = models.CharField(max_length=64)
+    tab_id = models.CharField(max_length=TAB_ID_LENGTH)
     server_time = models.DateTimeField()
     client_time = models.DateTimeField(null=True, blank=True)
     clock_skew_seconds = models.FloatField(null=True, blank=True)
@@ -81,7 +86,7 @@ class ReportDraft(models.Model):
     impression = models.TextField(blank=True)
     finding_flags = models.JSONField(default=dict)
     version = models.PositiveIntegerField(default=0)
-    tab_id = models.CharField(max_length=64, blank=True)
+    tab_id = models.CharField(max_length=TAB_ID_LENGTH, blank=True)
     saved_at = models.DateTimeField()
 
     def as_dict(self) -> dict:

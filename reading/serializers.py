@@ -5,29 +5,29 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from . import services
-from .models import Report
+from .models import CORRECTION_REASON_LIMIT, REPORT_TEXT_LIMIT, TAB_ID_LENGTH, Report
 from .selectors import ReadScreen
 
 
 class EventSerializer(serializers.Serializer):
     kind = serializers.CharField(max_length=12)
     client_time = serializers.DateTimeField(required=False, allow_null=True)
-    tab_id = serializers.CharField(max_length=64)
+    tab_id = serializers.CharField(max_length=TAB_ID_LENGTH)
 
 
 class TextSerializer(serializers.Serializer):
-    findings = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=20_000)
-    impression = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=20_000)
+    findings = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=REPORT_TEXT_LIMIT)
+    impression = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=REPORT_TEXT_LIMIT)
     finding_flags = serializers.DictField(child=serializers.BooleanField(), required=False, default=dict)
     base_version = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    tab_id = serializers.CharField(max_length=64, required=False, default="")
+    tab_id = serializers.CharField(max_length=TAB_ID_LENGTH, required=False, default="")
 
 
 class CorrectionSerializer(serializers.Serializer):
-    findings = serializers.CharField(allow_blank=True, max_length=20_000)
-    impression = serializers.CharField(allow_blank=True, max_length=20_000)
+    findings = serializers.CharField(allow_blank=True, max_length=REPORT_TEXT_LIMIT)
+    impression = serializers.CharField(allow_blank=True, max_length=REPORT_TEXT_LIMIT)
     finding_flags = serializers.DictField(child=serializers.BooleanField(), required=False, default=dict)
-    reason = serializers.CharField(allow_blank=True, max_length=2000)
+    reason = serializers.CharField(allow_blank=True, max_length=CORRECTION_REASON_LIMIT)
 
 
 class ReportSerializer(serializers.ModelSerializer):

@@ -1,16 +1,16 @@
 """Every write of the reading app: routing cases to readers, events, autosave, submit, correct, sign off."""
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.utils import timezone
 
+from core import clock, keys
 from core import db as sql
 from core.errors import Conflict, ServiceError, WrongStatus
+from core.text import clean_text
 from trial import audit
 from trial.models import Arm, Design, Membership, Role, Status, Trial
 from trial.selectors import require_role
@@ -18,10 +18,17 @@ from trial.selectors import require_role
 from . import queries, timing
 from . import selectors as reading_selectors
 from .errors import AlreadySubmitted, StaleVersion
-from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
+from .models import (
+    CORRECTION_REASON_LIMIT,
+    REPORT_TEXT_LIMIT,
+    TAB_ID_LENGTH,
+    Read,
+    ReadEvent,
+    ReadStatus,
+    Report,
+    ReportDraft,
+)
 from .textdiff import draft_survival
-
-_rng = secrets.SystemRandom()
 
 IDLE_AFTER_SECONDS = 60
 HEARTBEAT_SECONDS = 15
@@ -30,7 +37,6 @@ AUTOSAVE_EVERY_SECONDS = 5
 GAP_CAP_SECONDS = HEARTBEAT_SECONDS * 2
 # A client clock this far from the server's is recorded as skewed (the server's time is used anyway).
 CLOCK_SKEW_WARNING_SECONDS = 120
-MAX_TEXT = 20_000
 # The second crossover read of a case waits for the first: until then its start is "never".
 WAITING_FOR_FIRST_READ = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -42,10 +48,6 @@ def _readers(trial: Trial) -> list[Membership]:
     return list(trial.memberships.filter(role=Role.READER).select_related("site", "allocation"))
 
 
-def _new_order_key() -> int:
-    return _rng.randrange(1, 2**62)
-
-
 def _open_load(trial: Trial) -> Counter:
     return Counter(Read.objects.filter(trial=trial).exclude(status=ReadStatus.SUBMITTED)
                    .values_list("reader_id", flat=True))
@@ -53,7 +55,7 @@ def _open_load(trial: Trial) -> Counter:
 
 def _least_loaded(candidates: list[Membership], load: Counter) -> Membership:
     fewest = min(load[m.pk] for m in candidates)
-    return _rng.choice([m for m in candidates if load[m.pk] == fewest])  # random tie-break
+    return keys.system_random.choice([m for m in candidates if load[m.pk] == fewest])  # random tie-break
 
 
 @transaction.atomic
@@ -99,7 +101,7 @@ def route_trial(*, trial: Trial) -> int:
                 plan += [(reader, first, 1), (reader, second, 2)]
         for reader, arm, period in plan:
             Read.objects.create(trial=trial, case=case, reader=reader, arm=arm, period=period,
-                                order_key=_new_order_key(),
+                                order_key=keys.new_order_key(),
                                 # the second crossover read waits for the first one (see submit_report)
                                 available_from=WAITING_FOR_FIRST_READ if period == 2 else None)
             load[reader.pk] += 1
@@ -110,10 +112,6 @@ def route_trial(*, trial: Trial) -> int:
 
 
 # ------------------------------------------------------------------------------------------ events
-
-
-def _now() -> datetime:
-    return timezone.now()
 
 
 def _own_locked(read: Read, by, *, case: bool = False, saved: bool = False, no_key: bool = False) -> Read:
@@ -131,7 +129,7 @@ def _own_locked(read: Read, by, *, case: bool = False, saved: bool = False, no_k
 
 def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client_time: datetime | None = None,
                skew: float | None = None) -> ReadEvent:
-    return sql.create(ReadEvent, {"read_id": read.pk, "kind": kind, "tab_id": tab_id[:64] or "unknown",
+    return sql.create(ReadEvent, {"read_id": read.pk, "kind": kind, "tab_id": tab_id[:TAB_ID_LENGTH] or "unknown",
                                   "server_time": server_time, "client_time": client_time, "clock_skew_seconds": skew})
 
 
@@ -148,7 +146,7 @@ def record_event(*, read: Read, by, kind: str, tab_id: str, client_time: datetim
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is submitted; its time is closed.")
     _require_reading(read.trial)
-    now = _now()
+    now = clock.now()
     skew = (client_time - now).total_seconds() if client_time else None
     event = _add_event(read, kind, tab_id, now, client_time, skew)
     if kind == ReadEvent.Kind.OPENED and read.opened_at is None:
@@ -159,9 +157,7 @@ def record_event(*, read: Read, by, kind: str, tab_id: str, client_time: datetim
 
 
 def _clean_text(value: str, field: str) -> str:
-    if len(value) > MAX_TEXT:
-        raise ServiceError(f"The {field} is longer than {MAX_TEXT} characters.", field=field)
-    return value.replace("\r\n", "\n")
+    return clean_text(value, field=field, limit=REPORT_TEXT_LIMIT)
 
 
 def _clean_flags(read: Read, flags: dict) -> dict[str, bool]:
@@ -185,9 +181,9 @@ def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: d
         raise StaleVersion("Another tab saved a newer text of this report.", current=saved)
     if saved is not None and base_version is None and saved.version > 0 and saved.tab_id != tab_id:
         raise StaleVersion("This report already has saved text from another tab.", current=saved)
-    now = _now()
+    now = clock.now()
     values = {"findings": _clean_text(findings, "findings"), "impression": _clean_text(impression, "impression"),
-              "finding_flags": _clean_flags(read, finding_flags), "tab_id": tab_id[:64], "saved_at": now}
+              "finding_flags": _clean_flags(read, finding_flags), "tab_id": tab_id[:TAB_ID_LENGTH], "saved_at": now}
     if saved is None:
         saved = sql.create(ReportDraft, {"read_id": read.pk, "version": 1, **values})
     else:
@@ -221,7 +217,7 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
     if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
         raise StaleVersion("Another tab saved a newer text of this report; review it before submitting.",
                            current=saved)
-    now = _now()
+    now = clock.now()
     _add_event(read, ReadEvent.Kind.SUBMITTED, tab_id, now)
     survival = None
     if read.arm == Arm.ASSISTED:
@@ -262,7 +258,8 @@ def correct_report(*, read: Read, by, findings: str, impression: str, finding_fl
         raise Conflict("Only a submitted report can be corrected; keep editing the draft instead.")
     if read.trial.status not in (Status.READING,):
         raise WrongStatus(f"Reports can no longer be corrected (the trial is {read.trial.status}).")
-    if not reason.strip():
+    reason = clean_text(reason, field="reason", limit=CORRECTION_REASON_LIMIT, strip=True)
+    if not reason:
         raise ServiceError("A correction needs a reason.", field="reason")
     if not impression.strip():
         raise ServiceError("An impression is required.", field="impression")
@@ -270,11 +267,11 @@ def correct_report(*, read: Read, by, findings: str, impression: str, finding_fl
     report = Report.objects.create(
         read=read, version=last.version + 1, findings=_clean_text(findings, "findings").strip(),
         impression=_clean_text(impression, "impression").strip(), finding_flags=_clean_flags(read, finding_flags),
-        reason=reason.strip(), author=by, created_at=_now(),
+        reason=reason, author=by, created_at=clock.now(),
         draft_edit_distance=last.draft_edit_distance, draft_kept_share=last.draft_kept_share,
     )
     audit.record(actor=by, action="report.corrected", obj=report, trial=read.trial,
-                 payload={"read": read.pk, "version": report.version, "reason": reason.strip()})
+                 payload={"read": read.pk, "version": report.version, "reason": reason})
     return report
 
 
@@ -291,7 +288,7 @@ def sign_report(*, report: Report, by) -> Report:
         raise Conflict("Only the latest version of a report can be signed.")
     if report.signed_at is not None:
         raise Conflict("This report is already signed.")
-    report.signed_by, report.signed_at = by, _now()
+    report.signed_by, report.signed_at = by, clock.now()
     report.save(update_fields=["signed_by", "signed_at"])
     audit.record(actor=by, action="report.signed", obj=report, trial=report.read.trial,
                  payload={"read": report.read_id, "version": report.version})

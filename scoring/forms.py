@@ -5,7 +5,7 @@ from django import forms
 
 from trial.models import Role
 
-from .models import Mark
+from .models import COMMENT_LIMIT, Mark
 
 
 def _radios(choices, *, required=True, label=""):
@@ -13,7 +13,7 @@ def _radios(choices, *, required=True, label=""):
 
 
 class CorrectionMixin(forms.Form):
-    correction_reason = forms.CharField(required=False, max_length=4000, label="Reason for the correction",
+    correction_reason = forms.CharField(required=False, max_length=COMMENT_LIMIT, label="Reason for the correction",
                                         widget=forms.TextInput(attrs={"autocomplete": "off"}))
 
     def __init__(self, *args, correcting: bool = False, **kwargs):
@@ -37,7 +37,7 @@ class QualityForm(CorrectionMixin):
                 choices=[("", "—")] + [(str(s["value"]), str(s["value"])) for s in scale["likert"]], required=False,
                 label=sub["label"], help_text=sub.get("help", ""))
         self.fields["radpeer"] = _radios([(r["value"], r["label"]) for r in scale["radpeer"]], label="RADPEER")
-        self.fields["comment"] = forms.CharField(required=False, max_length=4000, label="Comment",
+        self.fields["comment"] = forms.CharField(required=False, max_length=COMMENT_LIMIT, label="Comment",
                                                  widget=forms.Textarea(attrs={"rows": 2}))
         self.subscore_keys = [s["key"] for s in scale["subscores"]]
         self.order_fields(["overall", *[f"sub_{k}" for k in self.subscore_keys], "radpeer", "comment",
@@ -54,7 +54,7 @@ class PreferenceForm(CorrectionMixin):
         super().__init__(*args, **kwargs)
         self.fields["choice"] = _radios([(c["value"], c["label"]) for c in scale["choices"]],
                                         label="Which report is better?")
-        self.fields["reason"] = forms.CharField(required=False, max_length=4000, label="Why (optional)",
+        self.fields["reason"] = forms.CharField(required=False, max_length=COMMENT_LIMIT, label="Why (optional)",
                                                 widget=forms.Textarea(attrs={"rows": 2}))
         self.order_fields(["choice", "reason", "correction_reason"])
 
@@ -81,7 +81,7 @@ class AdjudicationForm(forms.Form):
             self.fields[f"finding_{i}"] = forms.ChoiceField(
                 choices=[("", "—"), ("present", "Present"), ("absent", "Absent")], required=False,
                 label=f["finding"].capitalize() + ("" if f["pending"] else " (already decided by you)"))
-        self.fields["reason"] = forms.CharField(required=False, max_length=4000, label="Note (optional)",
+        self.fields["reason"] = forms.CharField(required=False, max_length=COMMENT_LIMIT, label="Note (optional)",
                                                 widget=forms.Textarea(attrs={"rows": 2}))
 
     def decisions(self) -> dict:

@@ -14,6 +14,8 @@ from django.db.models import Q
 from reading.models import Read, Report
 from trial.models import Case, Membership, Trial
 
+from . import radpeer as radpeer_scale
+
 
 def default_subscores() -> list[dict]:
     return [
@@ -138,12 +140,17 @@ class ImmutableAnswer(models.Model):
         raise PermissionError("A submitted answer is never deleted.")
 
 
+# The limits of what an expert types and of a trial's scoring form, enforced by the services, declared by forms and API.
+COMMENT_LIMIT = 4000   # a comment, a reason, a correction reason
+MAX_SUBSCORES = 8
+
+
 class Radpeer(models.TextChoices):
-    CONCUR = "1", "1: Concur with the interpretation"
-    MINOR_UNLIKELY = "2a", "2a: Discrepancy, understandable miss, unlikely clinically significant"
-    MINOR_LIKELY = "2b", "2b: Discrepancy, understandable miss, likely clinically significant"
-    MAJOR_UNLIKELY = "3a", "3a: Discrepancy, should be made almost every time, unlikely clinically significant"
-    MAJOR_LIKELY = "3b", "3b: Discrepancy, should be made almost every time, likely clinically significant"
+    CONCUR = "1", radpeer_scale.LABELS["1"]
+    MINOR_UNLIKELY = "2a", radpeer_scale.LABELS["2a"]
+    MINOR_LIKELY = "2b", radpeer_scale.LABELS["2b"]
+    MAJOR_UNLIKELY = "3a", radpeer_scale.LABELS["3a"]
+    MAJOR_LIKELY = "3b", radpeer_scale.LABELS["3b"]
 
 
 # Anchored labels of the 5-point quality scale (overall and each sub-score).

@@ -2,9 +2,11 @@
 ModelSerializer, so that no field of a model can reach an expert by accident."""
 from rest_framework import serializers
 
+from .models import COMMENT_LIMIT
+
 
 class CorrectableSerializer(serializers.Serializer):
-    correction_reason = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=4000,
+    correction_reason = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=COMMENT_LIMIT,
                                               help_text="Given only to correct an answer already submitted.")
 
 
@@ -12,12 +14,12 @@ class QualitySerializer(CorrectableSerializer):
     overall = serializers.IntegerField(help_text="1 (very poor) to 5 (excellent).")
     radpeer = serializers.CharField(max_length=2, help_text="1, 2a, 2b, 3a or 3b.")
     subscores = serializers.DictField(child=serializers.IntegerField(), required=False, default=dict)
-    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=COMMENT_LIMIT)
 
 
 class PreferenceSerializer(CorrectableSerializer):
     choice = serializers.CharField(max_length=4, help_text="A (left), B (right) or none (where allowed).")
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=COMMENT_LIMIT)
 
 
 class FindingsSerializer(CorrectableSerializer):
@@ -27,7 +29,7 @@ class FindingsSerializer(CorrectableSerializer):
 
 class AdjudicationSerializer(serializers.Serializer):
     decisions = serializers.DictField(child=serializers.BooleanField(), help_text="finding → present (true/false).")
-    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=COMMENT_LIMIT)
 
 
 class SettingsSerializer(serializers.Serializer):

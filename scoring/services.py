@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
+from core import clock, keys
 from core.errors import ServiceError, WrongStatus
+from core.text import clean_text
 from reading.models import Read, Report
 from trial import audit
 from trial.models import Membership, Role, Status, Trial
@@ -31,6 +31,8 @@ from trial.selectors import require_role
 
 from .errors import AlreadyAnswered, ItemSuperseded, NotAssigned, NotAvailable, NotEnoughExperts, ReportChanged
 from .models import (
+    COMMENT_LIMIT,
+    MAX_SUBSCORES,
     PHASE,
     Adjudication,
     Assignment,
@@ -52,26 +54,11 @@ from .normalize import normalize_report, text_hash
 from .selectors import Unit, expert_eligibility, latest_reports, ready_units, settings_of
 
 logger = logging.getLogger(__name__)
-_rng = secrets.SystemRandom()
+_rng = keys.system_random
 
 # Experts answer, and items are built, while reports exist and the trial is not locked.
 OPEN_STATUSES = (Status.READING, Status.SCORING)
-MAX_TEXT = 4000
-MAX_SUBSCORES = 8
 UNCHANGED = object()
-
-
-def _now():
-    return timezone.now()
-
-
-def new_key() -> str:
-    # Lower-case hex: opaque, unguessable, and unable to spell a pseudonym or a code by chance.
-    return secrets.token_hex(8)
-
-
-def _new_order_key() -> int:
-    return _rng.randrange(1, 2**62)
 
 
 def _locked(trial: Trial) -> Trial:
@@ -223,7 +210,7 @@ class BuildResult:
 def _create_item(*, trial: Trial, case_id: int, kind: str, unit: str, reads: list[Read], reports: dict[int, Report],
                  panel: list[Membership], sides: dict[int, list[int]], now) -> Item:
     item = Item.objects.create(trial=trial, case_id=case_id, kind=kind, phase=PHASE[kind], unit=unit,
-                               key=new_key(), created_at=now)
+                               key=keys.new_key(), created_at=now)
     for read in reads:
         report = reports[read.pk]
         shown = normalize_report(findings=report.findings, impression=report.impression)
@@ -235,7 +222,7 @@ def _create_item(*, trial: Trial, case_id: int, kind: str, unit: str, reads: lis
             counts = sides[expert.pk]
             side = balanced_side(counts[0], counts[1])
             counts[0 if side == Side.A else 1] += 1
-        Assignment.objects.create(item=item, expert=expert, key=new_key(), order_key=_new_order_key(),
+        Assignment.objects.create(item=item, expert=expert, key=keys.new_key(), order_key=keys.new_order_key(),
                                   assisted_side=side, assigned_at=now)
     return item
 
@@ -272,7 +259,7 @@ def _supersede_stale(*, trial: Trial, by, case_id: int | None = None) -> int:
     stale = {s.item_id for s in shown if _stale(s, latest)}
     if not stale:
         return 0
-    now = _now()
+    now = clock.now()
     reason = "A report shown in this item was corrected after the item was made."
     for item in Item.objects.filter(pk__in=stale).order_by("pk"):
         Item.objects.filter(pk=item.pk).update(superseded_at=now, superseded_reason=reason)
@@ -290,7 +277,7 @@ def _build(*, trial: Trial, by, case_id: int | None = None) -> BuildResult:
     created: Counter = Counter()
     if todo:
         experts = eligible_experts(trial)
-        loads, sides, now = _case_loads(trial), _side_counts(trial), _now()
+        loads, sides, now = _case_loads(trial), _side_counts(trial), clock.now()
         _rng.shuffle(todo)
         for unit in todo:
             panel = _panel(trial=trial, case_id=unit.case_id, experts=experts,
@@ -388,10 +375,7 @@ def _refuse_if_changed(item: Item) -> None:
 
 
 def _clean_text(value: str, name: str) -> str:
-    value = (value or "").strip()
-    if len(value) > MAX_TEXT:
-        raise ServiceError(f"The {name} may have at most {MAX_TEXT} characters.", field=name)
-    return value
+    return clean_text(value, field=name, limit=COMMENT_LIMIT, strip=True)
 
 
 def _require_expert(assignment: Assignment, by) -> None:
@@ -424,7 +408,7 @@ def _answer(*, assignment: Assignment, by, kind: str, model, values: dict, reaso
                     raise ServiceError("A correction needs a reason.", field="reason")
             answer = model.objects.create(assignment=locked, version=last.version + 1 if last else 1,
                                           correction_reason=reason or "", opened_at=locked.opened_at,
-                                          submitted_at=_now(), **values)
+                                          submitted_at=clock.now(), **values)
             # Ids and the version only: the audit log is the investigators', and they see no results before unblinding.
             audit.record(actor=by, action=f"scoring.{kind}_{'corrected' if reason else 'submitted'}", obj=answer,
                          trial=locked.item.trial, payload={"assignment": locked.pk, "item": locked.item_id,
@@ -506,7 +490,7 @@ def open_assignment(*, assignment: Assignment, by) -> Assignment:
     """Stamp the first time the server sends an item to its expert (the start of the time spent on it)."""
     _require_expert(assignment, by)
     if assignment.opened_at is None and assignment.item.superseded_at is None:
-        now = _now()
+        now = clock.now()
         if Assignment.objects.filter(pk=assignment.pk, opened_at__isnull=True).update(opened_at=now):
             assignment.opened_at = now
             audit.record(actor=by, action="scoring.item_opened", obj=assignment, trial=assignment.item.trial,
@@ -533,7 +517,7 @@ def _decide_reference(*, item: Item, by) -> None:
     panel_size, votes = _latest_votes(item)
     if len(votes) < panel_size:
         return
-    now = _now()
+    now = clock.now()
     for finding in item.trial.findings:
         counts = Counter(vote.marks.get(finding) for vote in votes)
         present, absent = counts[Mark.PRESENT], counts[Mark.ABSENT]
@@ -571,7 +555,7 @@ def adjudicate(*, item: Item, by, decisions: dict, reason: str = "") -> list[Ref
         raise ServiceError(f"Not awaiting adjudication on this case: {', '.join(sorted(unknown))}.", field="decisions")
     if any(not isinstance(v, bool) for v in decisions.values()):
         raise ServiceError("Each decision is present (true) or absent (false).", field="decisions")
-    reason, now, decided = _clean_text(reason, "reason"), _now(), []
+    reason, now, decided = _clean_text(reason, "reason"), clock.now(), []
     for finding, present in decisions.items():
         reference = disputed[finding]
         Adjudication.objects.create(reference=reference, present=present, reason=reason, adjudicator=adjudicator,

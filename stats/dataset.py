@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
+from scoring import radpeer as radpeer_scale
+
 from .plan import canonical_json
 
 FORMAT = 1
@@ -162,8 +164,6 @@ ENTITIES: tuple[Entity, ...] = (
 ENTITY = {e.name: e for e in ENTITIES}
 
 
-# RADPEER (1 concur … 3b major, likely significant) as an ordinal score where higher is better.
-RADPEER_SCORE = {"1": 5, "2a": 4, "2b": 3, "3a": 2, "3b": 1}
 
 
 def _sort_key(value: Any) -> tuple:
@@ -222,7 +222,7 @@ def from_scoring(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, l
             "case": q["case"], "arm": q["arm"], "reader": q["reader"], "read": q.get("read"),
             "report_version": q.get("report_version"), "expert": q["expert"],
             "score": None if _pick(q, "overall", "score") is None else int(_pick(q, "overall", "score")),
-            "radpeer": radpeer, "radpeer_score": RADPEER_SCORE.get(radpeer) if radpeer else None,
+            "radpeer": radpeer, "radpeer_score": radpeer_scale.SCORE.get(radpeer) if radpeer else None,
             "seconds": _seconds(q.get("seconds")),
         })
     preferences = []

@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from scoring import radpeer as radpeer_scale
+
 ARMS = ("X", "Y")
 PLOTS = ("reading_time", "quality", "forest", "preference")
 PLOT_TITLES = {
@@ -320,7 +322,8 @@ def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta:
         {"id": "quality", "title": "Report quality", "tables": _score_tables(results, labels, "quality", "Quality"),
          "notes": [], "plot": "quality"},
         {"id": "radpeer", "title": "RADPEER-based score", "tables": _score_tables(results, labels, "radpeer", "RADPEER"),
-         "notes": ["RADPEER 1 → 5, 2a → 4, 2b → 3, 3a → 2, 3b → 1 (higher is better)."]},
+         "notes": ["RADPEER " + ", ".join(f"{code} → {score}" for code, score in radpeer_scale.SCORE.items())
+                   + " (higher is better)."]},
         {"id": "preference", "title": "Expert preference", "tables": _preference_tables(results, labels), "notes": [],
          "plot": "preference"},
         {"id": "detection", "title": "Detection by arm", "tables": _detection_tables(results, labels), "notes": []},

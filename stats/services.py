@@ -13,8 +13,8 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.utils import timezone
 
+from core import clock
 from trial import audit
 from trial.models import Arm, Role, Status, Trial
 
@@ -62,7 +62,7 @@ def create_plan_version(*, trial: Trial, by, content: dict) -> AnalysisPlan:
         raise WrongStatus("The trial is unblinded: its analysis plan can no longer change.")
     clean = _clean_plan(content)
     latest = trial.analysis_plans.order_by("-version").first()
-    now = timezone.now()
+    now = clock.now()
     plan = AnalysisPlan.objects.create(trial=trial, version=(latest.version + 1) if latest else 1, content=clean,
                                        created_by=by, created_at=now, updated_by=by, updated_at=now)
     audit.record(actor=by, action="analysis_plan.created", obj=plan, trial=trial,
@@ -85,7 +85,7 @@ def edit_plan(*, plan: AnalysisPlan, by, content: dict) -> AnalysisPlan:
     if trial.analysis_plans.filter(version__gt=plan.version).exists():
         raise Conflict(f"Version {plan.version} is not the latest version of the plan; edit the latest one.")
     clean = _clean_plan(content)
-    plan.content, plan.updated_by, plan.updated_at = clean, by, timezone.now()
+    plan.content, plan.updated_by, plan.updated_at = clean, by, clock.now()
     plan.save(update_fields=["content", "updated_by", "updated_at"])
     audit.record(actor=by, action="analysis_plan.edited", obj=plan, trial=trial,
                  payload={"version": plan.version, "content_sha256": _content_sha(clean)})
@@ -119,7 +119,7 @@ def freeze_plan(*, plan: AnalysisPlan, by) -> AnalysisPlan:
     clean = _clean_plan(plan.content)
     plan.content = clean
     plan.sha256 = plan_schema.plan_sha256(trial_code=trial.code, version=plan.version, content=clean)
-    plan.frozen_by, plan.frozen_at = by, timezone.now()
+    plan.frozen_by, plan.frozen_at = by, clock.now()
     plan.save(update_fields=["content", "sha256", "frozen_by", "frozen_at"])
     audit.record(actor=by, action="analysis_plan.frozen", obj=plan, trial=trial,
                  payload={"version": plan.version, "sha256": plan.sha256})
@@ -183,7 +183,7 @@ def start_run(*, trial: Trial, by) -> AnalysisRun:
     last = trial.analysis_runs.order_by("-number").values_list("number", flat=True).first() or 0
     run = AnalysisRun.objects.create(
         trial=trial, number=last + 1, plan=plan, plan_version=plan.version, plan_sha256=plan.sha256,
-        trial_status=trial.status, arm_mapping=_new_mapping(trial), requested_by=by, requested_at=timezone.now(),
+        trial_status=trial.status, arm_mapping=_new_mapping(trial), requested_by=by, requested_at=clock.now(),
         stage="Waiting for a worker")
     audit.record(actor=by, action="analysis_run.requested", obj=run, trial=trial, payload={
         "number": run.number, "plan_version": plan.version, "plan_sha256": plan.sha256,
@@ -199,9 +199,9 @@ def _claim(run_id: int, task_id: str) -> AnalysisRun | None:
         if run.status in (RunStatus.DONE, RunStatus.FAILED):
             return None
         if run.status == RunStatus.RUNNING and run.task_id != task_id and run.started_at and \
-                (timezone.now() - run.started_at).total_seconds() < STALE_RUN_SECONDS:
+                (clock.now() - run.started_at).total_seconds() < STALE_RUN_SECONDS:
             return None  # another worker is on it
-        run.status, run.task_id, run.started_at = RunStatus.RUNNING, task_id[:64], timezone.now()
+        run.status, run.task_id, run.started_at = RunStatus.RUNNING, task_id[:64], clock.now()
         run.progress, run.stage = 1, "Taking the dataset snapshot"
         run.save(update_fields=["status", "task_id", "started_at", "progress", "stage"])
         return run
@@ -239,14 +239,14 @@ def execute_run(*, run_id: int, task_id: str = "inline") -> AnalysisRun:
         logger.exception("analysis run %s failed", run_id)
         with transaction.atomic():
             AnalysisRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
-                                                         finished_at=timezone.now(), stage="Failed")
+                                                         finished_at=clock.now(), stage="Failed")
             audit.record(actor=run.requested_by, action="analysis_run.failed", obj=run, trial=trial,
                          payload={"number": run.number, "error": f"{type(exc).__name__}: {exc}"[:500]})
         return AnalysisRun.objects.get(pk=run.pk)
     with transaction.atomic():
         run = AnalysisRun.objects.select_for_update().get(pk=run.pk)
         run.status, run.results, run.code_version = RunStatus.DONE, results, versions
-        run.progress, run.stage, run.finished_at = 100, "Done", timezone.now()
+        run.progress, run.stage, run.finished_at = 100, "Done", clock.now()
         run.seconds = round(time.perf_counter() - started, 3)
         run.save(update_fields=["status", "results", "code_version", "progress", "stage", "finished_at", "seconds"])
         audit.record(actor=run.requested_by, action="analysis_run.finished", obj=run, trial=trial, payload={

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-FINDINGS = ["pleural effusion", "pneumothorax", "consolidation", "atelectasis", "cardiomegaly", "lung opacity"]
-RADPEER_CODE = {5: "1", 4: "2a", 3: "2b", 2: "3a", 1: "3b"}
+from scoring import radpeer
+from trial.findings import DEFAULT_FINDINGS
+
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
@@ -26,7 +27,7 @@ def simulate_rows(*, n_readers: int = 20, n_cases: int = 2000, n_experts: int = 
     """(trial facts, rows by entity). `times`, if given (reader, case, arm, time arrays, one row per read, as
     bench/stats_lmm.simulate returns them), supplies the reads; otherwise they are drawn here."""
     rng = np.random.default_rng(seed)
-    findings = list(findings or FINDINGS)
+    findings = list(findings or DEFAULT_FINDINGS)
     prevalence = np.linspace(0.15, 0.45, len(findings))
     if times is None:
         readers = {"standard": [f"R{2 * i + 2:02d}" for i in range(n_readers // 2)],
@@ -106,7 +107,7 @@ def simulate_rows(*, n_readers: int = 20, n_cases: int = 2000, n_experts: int = 
             radpeer_score = int(np.clip(np.rint(value - 0.2 + rng.normal(0, 0.3)), 1, 5))
             rows["quality_scores"].append({
                 "case": c, "arm": arm, "reader": r, "read": read_id, "report_version": 1, "expert": e,
-                "score": int(np.clip(np.rint(value), 1, 5)), "radpeer": RADPEER_CODE[radpeer_score],
+                "score": int(np.clip(np.rint(value), 1, 5)), "radpeer": radpeer.CODE_FOR_SCORE[radpeer_score],
                 "radpeer_score": radpeer_score, "seconds": float(np.round(rng.uniform(20, 90), 3))})
     for c in case_codes:
         diff = quality_mean[(c, "assisted")] - quality_mean[(c, "standard")]

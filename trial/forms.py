@@ -7,7 +7,20 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 
-from .models import DEFAULT_FINDINGS, Design, Role, Site, Trial
+from .findings import DEFAULT_FINDINGS
+from .models import (
+    EXPERTS_PER_ITEM_RANGE,
+    RATIO_RANGE,
+    REGISTRATION_ID_LENGTH,
+    SITE_CODE_LENGTH,
+    TITLE_LENGTH,
+    TRIAL_CODE_LENGTH,
+    WASHOUT_DAYS_RANGE,
+    Design,
+    Role,
+    Site,
+    Trial,
+)
 
 
 class _CrispyForm(forms.Form):
@@ -33,18 +46,20 @@ class FindingsField(forms.CharField):
 
 class TrialForm(_CrispyForm):
     submit_label = "Create trial"
-    code = forms.SlugField(max_length=40, help_text="Short, used in URLs: letters, digits, hyphens.")
-    title = forms.CharField(max_length=200)
-    registration_id = forms.CharField(max_length=40, required=False, label="Registration id",
+    code = forms.SlugField(max_length=TRIAL_CODE_LENGTH, help_text="Short, used in URLs: letters, digits, hyphens.")
+    title = forms.CharField(max_length=TITLE_LENGTH)
+    registration_id = forms.CharField(max_length=REGISTRATION_ID_LENGTH, required=False, label="Registration id",
                                       help_text="e.g. NCT07117266")
     design = forms.ChoiceField(choices=Design.choices, initial=Design.PAIRED_PARALLEL)
     findings = FindingsField(help_text="One finding per line.", initial=_findings_initial(DEFAULT_FINDINGS))
-    experts_per_item = forms.IntegerField(min_value=1, max_value=99, initial=5, help_text="Odd: 3, 5, 7 …")
+    experts_per_item = forms.IntegerField(min_value=EXPERTS_PER_ITEM_RANGE[0], max_value=EXPERTS_PER_ITEM_RANGE[1],
+                                          initial=5, help_text="Odd: 3, 5, 7 …")
     allow_no_preference = forms.BooleanField(required=False, initial=True)
     require_signoff = forms.BooleanField(required=False, initial=False, label="Require senior sign-off")
-    washout_days = forms.IntegerField(min_value=0, max_value=365, initial=28, help_text="Crossover only.")
-    ratio_assisted = forms.IntegerField(min_value=1, max_value=9, initial=1)
-    ratio_standard = forms.IntegerField(min_value=1, max_value=9, initial=1)
+    washout_days = forms.IntegerField(min_value=WASHOUT_DAYS_RANGE[0], max_value=WASHOUT_DAYS_RANGE[1], initial=28,
+                                      help_text="Crossover only.")
+    ratio_assisted = forms.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], initial=1)
+    ratio_standard = forms.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], initial=1)
     block_multiples = forms.CharField(initial="1, 2, 3", help_text="Block sizes as multiples of the ratio sum.")
 
     def clean_block_multiples(self):
@@ -76,8 +91,8 @@ class TrialSettingsForm(TrialForm):
 
 class SiteForm(_CrispyForm):
     submit_label = "Add site"
-    code = forms.SlugField(max_length=20)
-    name = forms.CharField(max_length=200)
+    code = forms.SlugField(max_length=SITE_CODE_LENGTH)
+    name = forms.CharField(max_length=TITLE_LENGTH)
 
 
 class InviteForm(_CrispyForm):

@@ -5,14 +5,19 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-DEFAULT_FINDINGS = [
-    "pleural effusion",
-    "pneumothorax",
-    "consolidation",
-    "atelectasis",
-    "cardiomegaly",
-    "lung opacity",
-]
+from .findings import DEFAULT_FINDINGS
+
+# The limits of a trial's settings, declared once: the model fields, the forms, the API and the services use these.
+TRIAL_CODE_LENGTH = 40
+TITLE_LENGTH = 200
+REGISTRATION_ID_LENGTH = 40
+SITE_CODE_LENGTH = 20
+FINDING_NAME_LENGTH = 60
+CLINICAL_HISTORY_LIMIT = 4000
+EXPERTS_PER_ITEM_RANGE = (1, 99)
+WASHOUT_DAYS_RANGE = (0, 365)
+RATIO_RANGE = (1, 9)              # each arm's share of a block (1:1 … 9:1)
+BLOCK_MULTIPLE_RANGE = (1, 10)    # block sizes as multiples of the ratio sum
 
 
 def default_findings() -> list[str]:
@@ -64,10 +69,11 @@ class Role(models.TextChoices):
 
 
 class Trial(models.Model):
-    code = models.SlugField(max_length=40, unique=True, help_text="Short code used in URLs, e.g. janus-cxr-1.")
-    title = models.CharField(max_length=200)
+    code = models.SlugField(max_length=TRIAL_CODE_LENGTH, unique=True,
+                            help_text="Short code used in URLs, e.g. janus-cxr-1.")
+    title = models.CharField(max_length=TITLE_LENGTH)
     registration_id = models.CharField(
-        max_length=40, blank=True, help_text="Registry identifier, e.g. NCT07117266."
+        max_length=REGISTRATION_ID_LENGTH, blank=True, help_text="Registry identifier, e.g. NCT07117266."
     )
     design = models.CharField(max_length=20, choices=Design.choices, default=Design.PAIRED_PARALLEL)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.SETUP)
@@ -92,7 +98,8 @@ class Trial(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(experts_per_item__gte=1) & Q(experts_per_item__lte=99),
+                condition=(Q(experts_per_item__gte=EXPERTS_PER_ITEM_RANGE[0])
+                           & Q(experts_per_item__lte=EXPERTS_PER_ITEM_RANGE[1])),
                 name="trial_experts_per_item_range",
             ),
             models.CheckConstraint(
@@ -107,8 +114,8 @@ class Trial(models.Model):
 
 class Site(models.Model):
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="sites")
-    code = models.SlugField(max_length=20)
-    name = models.CharField(max_length=200)
+    code = models.SlugField(max_length=SITE_CODE_LENGTH)
+    name = models.CharField(max_length=TITLE_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -3,7 +3,25 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import Allocation, Case, Design, Membership, Role, Site, Status, Trial
+from .models import (
+    BLOCK_MULTIPLE_RANGE,
+    CLINICAL_HISTORY_LIMIT,
+    EXPERTS_PER_ITEM_RANGE,
+    FINDING_NAME_LENGTH,
+    RATIO_RANGE,
+    REGISTRATION_ID_LENGTH,
+    TITLE_LENGTH,
+    TRIAL_CODE_LENGTH,
+    WASHOUT_DAYS_RANGE,
+    Allocation,
+    Case,
+    Design,
+    Membership,
+    Role,
+    Site,
+    Status,
+    Trial,
+)
 
 
 class TrialSerializer(serializers.ModelSerializer):
@@ -18,23 +36,25 @@ class TrialSerializer(serializers.ModelSerializer):
 
 
 class TrialCreateSerializer(serializers.Serializer):
-    code = serializers.SlugField(max_length=40)
-    title = serializers.CharField(max_length=200)
-    registration_id = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    code = serializers.SlugField(max_length=TRIAL_CODE_LENGTH)
+    title = serializers.CharField(max_length=TITLE_LENGTH)
+    registration_id = serializers.CharField(max_length=REGISTRATION_ID_LENGTH, required=False, allow_blank=True)
     design = serializers.ChoiceField(choices=Design.choices, required=False)
-    findings = serializers.ListField(child=serializers.CharField(max_length=60), required=False)
-    experts_per_item = serializers.IntegerField(min_value=1, max_value=99, required=False)
+    findings = serializers.ListField(child=serializers.CharField(max_length=FINDING_NAME_LENGTH), required=False)
+    experts_per_item = serializers.IntegerField(min_value=EXPERTS_PER_ITEM_RANGE[0], max_value=EXPERTS_PER_ITEM_RANGE[1],
+                                                required=False)
     allow_no_preference = serializers.BooleanField(required=False)
-    washout_days = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    washout_days = serializers.IntegerField(min_value=WASHOUT_DAYS_RANGE[0], max_value=WASHOUT_DAYS_RANGE[1], required=False)
     require_signoff = serializers.BooleanField(required=False)
-    ratio_assisted = serializers.IntegerField(min_value=1, max_value=9, required=False)
-    ratio_standard = serializers.IntegerField(min_value=1, max_value=9, required=False)
-    block_multiples = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=10), required=False)
+    ratio_assisted = serializers.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], required=False)
+    ratio_standard = serializers.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], required=False)
+    block_multiples = serializers.ListField(
+        child=serializers.IntegerField(min_value=BLOCK_MULTIPLE_RANGE[0], max_value=BLOCK_MULTIPLE_RANGE[1]), required=False)
 
 
 class TrialUpdateSerializer(TrialCreateSerializer):
     code = None
-    title = serializers.CharField(max_length=200, required=False)
+    title = serializers.CharField(max_length=TITLE_LENGTH, required=False)
 
 
 class TransitionSerializer(serializers.Serializer):
@@ -78,7 +98,7 @@ class CaseSerializer(serializers.ModelSerializer):
 class CaseUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
     site = serializers.SlugField(help_text="Site code.")
-    clinical_history = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    clinical_history = serializers.CharField(required=False, allow_blank=True, max_length=CLINICAL_HISTORY_LIMIT)
 
 
 class AllocationSerializer(serializers.ModelSerializer):

@@ -13,14 +13,15 @@ from django.core.files.base import ContentFile
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
-from django.utils import timezone
 
+from core import clock
 from core.errors import ServiceError, WrongStatus
 
 from . import audit, dicom, events, randomization
 from .errors import CaseRejected, DuplicateCode, DuplicateImage, FileTooLarge, IllegalTransition
 from .models import (
     ALLOWED_TRANSITIONS,
+    FINDING_NAME_LENGTH,
     Allocation,
     Case,
     CaseIdentity,
@@ -73,8 +74,8 @@ def clean_findings(findings) -> list[str]:
         raise ServiceError("A trial needs at least one finding.", field="findings")
     if len(set(cleaned)) != len(cleaned):
         raise ServiceError("Each finding may appear only once.", field="findings")
-    if any(len(f) > 60 for f in cleaned):
-        raise ServiceError("A finding name may have at most 60 characters.", field="findings")
+    if any(len(f) > FINDING_NAME_LENGTH for f in cleaned):
+        raise ServiceError(f"A finding name may have at most {FINDING_NAME_LENGTH} characters.", field="findings")
     return cleaned
 
 
@@ -290,7 +291,7 @@ def accept_invitation(*, token: str, user) -> Membership:
         raise ServiceError("This invitation is not valid or was already used.", code="invalid_invitation")
     membership = _add_membership(trial=invitation.trial, by=user, user=user, role=invitation.role,
                                  site=invitation.site)
-    invitation.accepted_at = timezone.now()
+    invitation.accepted_at = clock.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     audit.record(actor=user, action="member.invitation_accepted", obj=invitation, trial=invitation.trial)

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from demo import model as demo_model
 from ai.backends import DraftRequest, GenerationSettings, inspect_checkpoint
 from ai.backends.janus import JanusBackend
+from demo import model as demo_model
 
 SMALL = demo_model.Shape(image_size=64, patch_size=16, vision_hidden=64, vision_layers=1, vision_heads=2,
                          text_hidden=64, text_layers=2, text_heads=2, text_intermediate=128, vocab_size=600)

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from ai.models import AIDraft
+from core.clock import simulated as simulated_clock
 from reading import services as reading_services
 from reading.models import Read
+from scoring import radpeer as radpeer_scale
 from scoring import selectors as scoring_selectors
 from tests.reading.conftest import build_trial  # noqa: F401  (a fixture, used by complete_trial)
 from trial import services as trial_services
 from trial.models import Role, Status, Trial
-
-RADPEER_CODES = {5: "1", 4: "2a", 3: "2b", 2: "3a", 1: "3b"}
 
 
 @dataclass
@@ -82,7 +82,7 @@ def fabricate_scoring(trial: Trial, experts: list[str], truth: dict, rng: np.ran
                 "version": 1, "corrected": False, "opened_at": None, "submitted_at": None,
                 "seconds": float(round(rng.uniform(15, 80), 3)), "arm": read.arm, "reader": read.reader.pseudonym,
                 "period": 1, "read": read.pk, "report": None, "report_version": 1, "overall": value,
-                "radpeer": RADPEER_CODES[radpeer], "comment": ""})
+                "radpeer": radpeer_scale.CODE_FOR_SCORE[radpeer], "comment": ""})
     for case in sorted({r.case.code for r in reads}):
         diff = latent[(case, "assisted")] - latent[(case, "standard")]
         for e in experts:
@@ -126,8 +126,7 @@ def complete_trial(build_trial, make_user, investigator, monkeypatch, django_cap
             AIDraft.objects.filter(case=case).update(finding_scores=scores)
         clock = Clock()
         users = {u.pk: u for u in readers}
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(reading_services, "_now", clock)
+        with simulated_clock(clock):
             for read in Read.objects.filter(trial=trial).select_related("case", "reader").order_by("case__code", "arm"):
                 base = rng.lognormal(np.log(90), 0.3) * (0.8 if read.arm == "assisted" else 1.0)
                 sens = 0.8 if read.arm == "assisted" else 0.65

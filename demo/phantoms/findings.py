@@ -8,14 +8,10 @@ from typing import Final, Literal
 
 import numpy as np
 
-FINDINGS: Final = (
-    "pleural effusion",
-    "pneumothorax",
-    "consolidation",
-    "atelectasis",
-    "cardiomegaly",
-    "lung opacity",
-)
+from trial.findings import DEFAULT_FINDINGS
+
+# The phantoms draw the findings a trial asks about by default (the paper's six).
+FINDINGS: Final = DEFAULT_FINDINGS
 
 Side = Literal["right", "left", "bilateral"]
 Zone = Literal["upper", "middle", "lower"]

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from ai.labeler import label_report
-from ai.phantoms import FINDINGS, make_dataset, make_phantom, random_findings
+from demo.phantoms import FINDINGS, make_dataset, make_phantom, random_findings
 from trial.dicom import deidentify, dicom_bytes, read_radiograph, render_display
 
 LATERAL = ("pleural effusion", "pneumothorax", "consolidation", "atelectasis", "lung opacity")
