@@ -29,7 +29,7 @@ time stretches when cores are contended), but far less than latency.
 
 Goals (issue 4): p95 ≤ 100 ms per step at 32 readers on a 2-core machine; in Chromium, p95 ≤ 300 ms from a
 worklist click, and from "next case", to the radiograph painted (`data-image-shown-ms` on #read-app, set by
-static/js/reading.js). A worklist click loads the reading page, which embeds the read and preloads its
+static/js/reading/). A worklist click loads the reading page, which embeds the read and preloads its
 radiograph; "next case" asks the read API (the "open case" step here) without reloading the page. The
 database (`cxr_bench_reading`) is created, migrated and dropped by the script.
 """

@@ -1,31 +1,26 @@
 // Uploads the chosen DICOM files one at a time through the API, with a progress bar and a verdict per
 // file (the server's reason when a file is refused). One at a time keeps memory flat and errors clear.
-(function () {
-  "use strict";
-  const form = document.getElementById("upload-form");
-  if (!form) return;
+import { setBar } from "./progress-bar.js";
+
+const form = document.getElementById("upload-form");
+if (form) {
   const bar = document.getElementById("overall-progress");
   const summary = document.getElementById("upload-summary");
   const results = document.querySelector("#upload-results tbody");
   const button = document.getElementById("upload-button");
   const csrf = form.querySelector("input[name=csrfmiddlewaretoken]").value;
 
-  function setProgress(fraction) {
-    const pct = Math.round(fraction * 100);
-    bar.style.width = pct + "%";
-    bar.textContent = pct + " %";
-    bar.parentElement.setAttribute("aria-valuenow", String(pct));
-  }
+  const setProgress = (fraction) => setBar(bar, Math.round(fraction * 100));
 
-  function addRow(name, ok, text) {
+  const addRow = (name, ok, text) => {
     const row = results.insertRow();
     row.className = ok ? "table-success" : "table-danger";
     row.insertCell().textContent = name;
     row.insertCell().textContent = text;
-  }
+  };
 
-  function uploadOne(file, onProgress) {
-    return new Promise(function (resolve) {
+  const uploadOne = (file, onProgress) =>
+    new Promise((resolve) => {
       const data = new FormData();
       data.append("file", file);
       data.append("site", form.site.value);
@@ -34,19 +29,24 @@
       xhr.open("POST", form.dataset.api);
       xhr.setRequestHeader("X-CSRFToken", csrf);
       xhr.setRequestHeader("Accept", "application/json");
-      xhr.upload.onprogress = function (e) { if (e.lengthComputable) onProgress(e.loaded / e.total); };
-      xhr.onload = function () {
-        let body = {};
-        try { body = JSON.parse(xhr.responseText); } catch (err) { body = {}; }
-        if (xhr.status === 201) resolve({ ok: true, text: "Enrolled as " + body.code });
-        else resolve({ ok: false, text: body.detail || JSON.stringify(body) || ("HTTP " + xhr.status) });
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) onProgress(e.loaded / e.total);
       };
-      xhr.onerror = function () { resolve({ ok: false, text: "Network error: the file was not uploaded." }); };
+      xhr.onload = () => {
+        let body = {};
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          body = {};
+        }
+        if (xhr.status === 201) resolve({ ok: true, text: `Enrolled as ${body.code}` });
+        else resolve({ ok: false, text: body.detail || JSON.stringify(body) || `HTTP ${xhr.status}` });
+      };
+      xhr.onerror = () => resolve({ ok: false, text: "Network error: the file was not uploaded." });
       xhr.send(data);
     });
-  }
 
-  form.addEventListener("submit", async function (event) {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const files = Array.from(form.files.files);
     if (!files.length) return;
@@ -54,12 +54,12 @@
     results.innerHTML = "";
     let enrolled = 0;
     for (let i = 0; i < files.length; i++) {
-      const result = await uploadOne(files[i], function (f) { setProgress((i + f) / files.length); });
+      const result = await uploadOne(files[i], (f) => setProgress((i + f) / files.length));
       if (result.ok) enrolled++;
       addRow(files[i].name, result.ok, result.text);
       setProgress((i + 1) / files.length);
     }
-    summary.textContent = enrolled + " of " + files.length + " files enrolled; " + (files.length - enrolled) + " refused.";
+    summary.textContent = `${enrolled} of ${files.length} files enrolled; ${files.length - enrolled} refused.`;
     button.disabled = false;
   });
-})();
+}

@@ -72,7 +72,7 @@ def test_investigator_sees_the_ai_drafts_with_their_counts(page, build_trial, in
     login(page, investigator.username, PASSWORD)
     page.goto(f"/t/{trial.code}/ai/")
     assert page.inner_text("[data-testid=trial-model]") == model.name
-    # the polled text (progress.js) agrees with the server-rendered one
+    # the polled text (draft-progress.js) agrees with the server-rendered one
     page.wait_for_selector("#draft-progress-bar:has-text('40 %')")
     assert page.inner_text("#draft-progress-text") == (
         "2 ready, 0 pending, 0 running, 1 failed, 2 without a draft, of 5 cases.")

@@ -355,7 +355,7 @@ def test_database_restarted_while_a_reader_types_loses_no_text_and_tells_the_rea
         _pg_ctl(cluster, "stop")
         stopped = True
         assert browser_page(type_more) == typed
-        # the reader is told (reading.js's OFFLINE_TEXT), and the text is kept in the browser meanwhile
+        # the reader is told (static/js/reading: the offline text), and the text is kept in the browser meanwhile
         status, kept = browser_page(told_offline)
         assert "kept in this browser" in status
         assert "Typed while the database was down." in kept
