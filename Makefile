@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # CPU-sized torch by default; a GPU machine sets TORCH_SPEC (e.g. TORCH_SPEC=torch) for a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-smoke install system-deps migrate worker serve clean
+.PHONY: demo test test-smoke lint install system-deps migrate worker serve clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,9 +33,15 @@ demo: migrate
 	$(PY) manage.py collectstatic --noinput -v 0
 	bash scripts/run-demo.sh $(HOST) $(PORT) $(DEMO_ARGS)
 
-# The whole suite, on whatever DATABASE_URL / CELERY_BROKER_URL say (the embedded default when unset).
-test: install
+# The rules a machine checks: ruff (style, banned APIs), import-linter (layers, pure modules), Biome (static/js).
+lint: install
 	bash scripts/system-deps.sh --check-or-install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	bash scripts/lint-js.sh
+
+# The whole suite, on whatever DATABASE_URL / CELERY_BROKER_URL say (the embedded default when unset), after the lint.
+test: install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # A quick pass on the embedded default (SQLite, filesystem broker), whatever the environment says.
@@ -43,4 +49,4 @@ test-smoke: install
 	env -u DATABASE_URL -u CELERY_BROKER_URL $(PY) -m pytest -q tests/trial $(PYTEST_ARGS)
 
 clean:
-	rm -rf var/ .pytest_cache
+	rm -rf var/ .pytest_cache node_modules

@@ -3,44 +3,55 @@ from __future__ import annotations
 
 from django.db.models import Count, QuerySet
 
+from trial.access import Access
 from trial.models import Case, Role, Trial
-from trial.selectors import require_role
 
 from .models import AIDraft, DraftStatus, ModelVersion, TrialModel
 
 
 def trial_model(*, trial: Trial) -> ModelVersion | None:
+    """The model version that drafts the trial's cases. NO PERMISSION CHECK: for callers that made their own (the
+    drafts page and API: investigators; the evaluation: analysts after unblinding) and for services."""
     assignment = TrialModel.objects.filter(trial=trial).select_related("model_version").first()
     return assignment.model_version if assignment else None
 
 
-def models_for_investigator(*, trial: Trial, user) -> QuerySet[ModelVersion]:
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+def models_for_investigator(*, access: Access) -> QuerySet[ModelVersion]:
+    access.require(Role.INVESTIGATOR)
     return ModelVersion.objects.all()
 
 
-def drafts_for_trial(*, trial: Trial, user) -> QuerySet[AIDraft]:
+def drafts_for_trial(*, access: Access) -> QuerySet[AIDraft]:
     """Investigators follow the pipeline: every draft's state and failure reason (not shown to readers)."""
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    return AIDraft.objects.filter(case__trial=trial).select_related("case", "model_version").order_by("case__code")
+    access.require(Role.INVESTIGATOR)
+    return (AIDraft.objects.filter(case__trial=access.trial).select_related("case", "model_version")
+            .order_by("case__code", "id"))
 
 
-def cases_without_draft(*, trial: Trial, user) -> QuerySet[Case]:
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    model = trial_model(trial=trial)
-    cases = trial.cases.all()
+def draft_for_trial(*, access: Access, draft_id: int) -> AIDraft | None:
+    """One draft of the trial by its id (None if the trial has no such draft), for retrying it."""
+    return drafts_for_trial(access=access).filter(pk=draft_id).first()
+
+
+def cases_without_draft(*, access: Access) -> QuerySet[Case]:
+    access.require(Role.INVESTIGATOR)
+    model = trial_model(trial=access.trial)
+    cases = access.trial.cases.all()
     return cases.exclude(ai_drafts__model_version=model) if model else cases
 
 
-def draft_progress(*, trial: Trial, user) -> dict[str, int]:
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+def draft_progress(*, access: Access) -> dict[str, int]:
+    """How many of the trial's cases have a draft of the trial's model in each state, and how many have none."""
+    access.require(Role.INVESTIGATOR)
+    trial = access.trial
     counts = {s.value: 0 for s in DraftStatus}
     model = trial_model(trial=trial)
     if model is not None:
         rows = AIDraft.objects.filter(case__trial=trial, model_version=model).values("status").annotate(n=Count("id"))
         counts.update({row["status"]: row["n"] for row in rows})
-    counts["missing"] = trial.cases.count() - sum(counts[s.value] for s in DraftStatus)
-    counts["total"] = trial.cases.count()
+    total = trial.cases.count()
+    counts["missing"] = total - sum(counts[s.value] for s in DraftStatus)
+    counts["total"] = total
     return counts
 
 

@@ -1,3 +1,4 @@
+"""Shapes of the ai API: model versions, draft states (never the text: that is for the assisted arm), progress."""
 from rest_framework import serializers
 
 from .models import AIDraft, ModelVersion
@@ -24,3 +25,14 @@ class DraftStateSerializer(serializers.ModelSerializer):
 
 class AssignModelSerializer(serializers.Serializer):
     model = serializers.SlugRelatedField(slug_field="name", queryset=ModelVersion.objects.all())
+
+
+class DraftProgressSerializer(serializers.Serializer):
+    """How many of the trial's cases have a draft of the trial's model in each state, and how many have none."""
+
+    pending = serializers.IntegerField()
+    running = serializers.IntegerField()
+    ready = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    missing = serializers.IntegerField(help_text="Cases without a draft of the trial's model.")
+    total = serializers.IntegerField(help_text="Cases enrolled.")

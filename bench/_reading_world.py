@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import psycopg2
-from psycopg2 import sql
+import psycopg
+from psycopg import sql
 
 PASSWORD = "bench-reader-password-1"
 DRAFT_FINDINGS = "Small left pleural effusion. No pneumothorax."
@@ -19,9 +19,9 @@ DRAFT_IMPRESSION = "Small left pleural effusion."
 def _admin(host: str, port: int, user: str):
     for attempt in range(60):  # a server restarted meanwhile comes back in seconds
         try:
-            conn = psycopg2.connect(host=host, port=port, user=user, dbname="postgres")
+            conn = psycopg.connect(host=host, port=port, user=user, dbname="postgres", autocommit=True)
             break
-        except psycopg2.OperationalError:
+        except psycopg.OperationalError:
             if attempt == 59:
                 raise
             time.sleep(1)
@@ -62,45 +62,63 @@ def migrate() -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, log=print) -> World:
-    """Users, a paired-parallel trial (blocks of 2, one site), `cases` phantoms, ready drafts, reading."""
+def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, distinct_images: int | None = None,
+          log=print) -> World:
+    """Users, a paired-parallel trial (blocks of 2, one site), `cases` cases with ready drafts, in reading.
+
+    `distinct_images` (default: all): how many cases are enrolled through the services (validated, de-identified,
+    rendered); the others are copies of them under new codes, pointing at the same image files (a world of thousands
+    of cases in seconds: the reading steps read the files, they never write them)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import Permission
-    from django.db import transaction
 
     from ai.models import AIDraft, DraftStatus, ModelVersion, TrialModel
     from config.celery import app
     from demo.phantoms import FINDINGS, make_phantom
+    from reading import services as reading_services
     from reading.models import Read
     from trial import services as trial_services
-    from trial.models import Role
+    from trial.models import Case, Role
 
     app.conf.task_always_eager = True
     t0 = time.perf_counter()
     User = get_user_model()
-    encoded = make_password(PASSWORD)  # one hash for all: hashing 30+ times would only slow the set-up
+    encoded = make_password(PASSWORD)  # one hash for all: hashing once per reader would only slow the set-up
     investigator = User.objects.create(username="bench-investigator", email="inv@example.org", password=encoded)
     investigator.user_permissions.add(Permission.objects.get(codename="add_trial"))
     investigator = User.objects.get(pk=investigator.pk)
-    names = [f"bench-reader{i:02d}" for i in range(readers)]
+    names = [f"bench-reader{i:04d}" for i in range(readers)]
     users = User.objects.bulk_create([User(username=n, email=f"{n}@example.org", password=encoded) for n in names])
 
     trial = trial_services.create_trial(by=investigator, code=code, title="Reading benchmark", design="paired_parallel",
                                         block_multiples=[1])
     site = trial_services.add_site(trial=trial, by=investigator, code="site-a", name="Site A")
-    for user in users:
+    for i, user in enumerate(users):
         trial_services.add_member(trial=trial, by=investigator, user=user, role=Role.READER, site=site)
+        if (i + 1) % 200 == 0:
+            log(f"  {i + 1}/{readers} readers added ({time.perf_counter() - t0:.0f} s)")
     trial = trial_services.transition_trial(trial=trial, by=investigator, to="enrolling")
     t1 = time.perf_counter()
+    distinct = min(cases, distinct_images or cases)
     enrolled = []
-    for i in range(cases):
+    for i in range(distinct):
         findings = [FINDINGS[i % len(FINDINGS)]] if i % 3 else []
         data = make_phantom(findings=findings, seed=i, size=size).dicom
         enrolled.append(trial_services.enrol_case(trial=trial, site=site, by=investigator, data=data,
                                                   clinical_history=f"Benchmark case {i}"))
         if (i + 1) % 50 == 0:
-            log(f"  enrolled {i + 1}/{cases} cases ({time.perf_counter() - t1:.0f} s)")
+            log(f"  enrolled {i + 1}/{distinct} cases ({time.perf_counter() - t1:.0f} s)")
+    if cases > distinct:
+        originals = list(Case.objects.filter(pk__in=[c.pk for c in enrolled]))
+        copies = []
+        for i in range(distinct, cases):
+            copy = Case(**{f.attname: getattr(originals[i % distinct], f.attname)
+                           for f in Case._meta.concrete_fields if not f.primary_key})
+            copy.code, copy.source_fingerprint = f"C{i + 1:05d}", f"bench-copy-{i}"
+            copies.append(copy)
+        enrolled += Case.objects.bulk_create(copies, batch_size=1000)
+        log(f"  {cases - distinct} more cases as copies of those ({time.perf_counter() - t1:.0f} s)")
     # The model is attached after enrolment so that no model runs: drafts are written directly.
     model = ModelVersion.objects.create(name=f"bench-{code}", backend="http", url="http://127.0.0.1:9/v1")
     TrialModel.objects.create(trial=trial, model_version=model, assigned_by=investigator)
@@ -108,15 +126,33 @@ def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, log
         AIDraft(case=case, model_version=model, status=DraftStatus.READY, findings=DRAFT_FINDINGS,
                 impression=DRAFT_IMPRESSION, text=f"FINDINGS: {DRAFT_FINDINGS}\nIMPRESSION: {DRAFT_IMPRESSION}",
                 finding_scores={"pleural effusion": 0.9})
-        for case in enrolled])
-    with transaction.atomic():
-        trial = trial_services.transition_trial(trial=trial, by=investigator, to="reading")
-    # Routing runs on commit (eager Celery); make sure it happened.
-    from reading import services as reading_services
-    reading_services.route_trial(trial=trial)
+        for case in enrolled], batch_size=1000)
+    trial = trial_services.transition_trial(trial=trial, by=investigator, to="reading")
+    reading_services.route_trial(trial=trial)  # routing runs on commit (eager Celery); make sure it happened
     world = World(code=code, readers=names)
-    for name in names:
-        world.reads[name] = list(Read.objects.filter(trial=trial, reader__user__username=name)
-                                 .order_by("order_key").values_list("id", flat=True))
+    for name, read_id in (Read.objects.filter(trial=trial).order_by("reader_id", "order_key")
+                          .values_list("reader__user__username", "id")):
+        world.reads.setdefault(name, []).append(read_id)
     world.seconds = time.perf_counter() - t0
     return world
+
+
+def sessions(usernames: list[str]) -> dict[str, str]:
+    """A signed-in session per user (session key by username), written as a login would write it (to the database
+    and, with cached_db, the cache): thousands of simulated readers sign in without hashing a password each."""
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.base import SessionBase
+    from django.utils.module_loading import import_string
+
+    store: type[SessionBase] = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    out = {}
+    for user in get_user_model().objects.filter(username__in=usernames):
+        session = store()
+        session[SESSION_KEY] = str(user.pk)
+        # the plain ModelBackend: listed by every version of the project's settings (the baseline's too)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        out[user.username] = session.session_key
+    return out

@@ -1,37 +1,34 @@
-"""Reading under load: N simulated readers against the platform under gunicorn on PostgreSQL, and in Chromium
-the time from a click to the radiograph painted. Prints p50/p95 per step.
+"""Reading under load: simulated readers against the platform under gunicorn on PostgreSQL, as docker/compose.yaml
+runs it, and in Chromium the time from a click to the radiograph painted.
 
-Run by hand from the repository root (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
+Run by hand from the repository root (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth; Redis for sessions):
 
-    python bench/reading.py                                  # gunicorn w3t1c60, 8/16/32 readers, then Chromium
-    python bench/reading.py --configs w3t1c60,w3t4c60,w2t1   # compare gunicorn/database-connection settings
-    python bench/reading.py --no-browser --levels 8,32
-    python bench/reading.py --configs w3t4c60 --think 1000 --no-browser --clicks 0 --nexts 0   # paced readers
+    python bench/reading.py                              # capacity at a radiologist's pace, then Chromium
+    python bench/reading.py --baseline d6d7b83           # the same, beside the code of another commit, level by level
+    python bench/reading.py --mode burst --levels 8,16,32 --no-browser   # readers back to back (a stress test)
 
-Each simulated reader logs in through the login form and, back to back (or with --think pauses), repeats on
-its own reads: open the worklist page, open a case (the read's API payload, then its radiograph PNG), autosave ×3,
-submit. A warm-up round (every reader once, and /healthz) comes first. The readers of a level start together;
-their first cycle (--ramp) is load but not sample: in it every reader asks for its worklist in the same
-millisecond, a burst no reading room makes (--ramp 0 keeps it: at 32 readers the worklist's p95 then includes
-waiting behind the 31 others). Beside each level, /healthz (one `SELECT 1`) under the same concurrency is the
-baseline: what the server costs before any reading code runs.
+Capacity (the goal, issue 12): readers at a radiologist's pace (bench/_reading_pace.py: a worklist click, the
+reading page, the radiograph, events, an autosave every 3–8 s, a heartbeat every 15 s, a submit after 60–180 s,
+the next case). For each level of concurrent readers, every step's p50/p95 over a window after a ramp, the
+requests/s, and the CPU time gunicorn and PostgreSQL spent per request; beside it, /healthz (one `SELECT 1`) at
+the same request rate: what the server costs before any reading code runs. The capacity is the largest level at
+which every step's p95 is ≤ 100 ms with no failed request. Goal: ≥ 500 concurrent readers on two cores.
+With --baseline REV, the same levels run against a git worktree of REV (same database, same readers, alternating
+server by server so that the machine's noise falls on both); --baseline-psycopg2 DIR runs that server with
+psycopg2 (pip install --target DIR psycopg2-binary) as it shipped, instead of psycopg 3.
+
+Burst (--mode burst): each reader repeats on its own reads back to back (or with --think pauses): the worklist page,
+the read API, its radiograph, autosave ×3, submit. The readers of a level start together; their first cycle
+(--ramp) is load but not sample.
 
 A configuration `wXtYcZ` is gunicorn with X workers and Y threads (gthread when Y > 1, else sync) and
 CONN_MAX_AGE=Z (through DATABASE_URL's `?conn_max_age=Z`; c0 opens a connection per request). The default,
-w3t1c60, is docker/compose.yaml's web service (3 sync workers, DB_CONN_MAX_AGE=60): on 2 cores, threads in one
-process mostly wait for each other's GIL (w3t4c60 served a third fewer requests with twice the p95 tail).
-The server gets CACHE_URL (--cache, Redis by default, as in docker/compose.yaml), so sessions are read from
-the cache. Beside the latencies, the CPU time that gunicorn and PostgreSQL (all its processes on the machine,
-ended connections included) spent per reading request, and the simulated readers' own (this process: it shares
-the two cores): by Little's law they decide how many back-to-back readers two cores can serve (p95 ≈ 100 ms at
-32 readers needs ≲ 4 ms per request, all in). On a machine shared with other work they are inflated too (CPU
-time stretches when cores are contended), but far less than latency.
+w3t1c60, is docker/compose.yaml's web service (3 sync workers, DB_CONN_MAX_AGE=60). The server gets CACHE_URL
+(--cache, Redis by default, as in docker/compose.yaml), so sessions are read from the cache.
 
-Goals (issue 4): p95 ≤ 100 ms per step at 32 readers on a 2-core machine; in Chromium, p95 ≤ 300 ms from a
-worklist click, and from "next case", to the radiograph painted (`data-image-shown-ms` on #read-app, set by
-static/js/reading/). A worklist click loads the reading page, which embeds the read and preloads its
-radiograph; "next case" asks the read API (the "open case" step here) without reloading the page. The
-database (`cxr_bench_reading`) is created, migrated and dropped by the script.
+Chromium: p95 ≤ 300 ms from a worklist click, and from "next case", to the radiograph painted
+(`data-image-shown-ms` on #read-app, set by static/js/reading/). The database (`cxr_bench_reading`) is created,
+migrated and dropped by the script.
 """
 from __future__ import annotations
 
@@ -158,7 +155,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, config: Config, env: dict, log_path: Path):
+    def __init__(self, config: Config, env: dict, log_path: Path, root: Path = ROOT):
         self.config = config
         self.port = free_port()
         env = dict(env)
@@ -170,7 +167,7 @@ class Server:
         if config.threads > 1:
             cmd += ["--worker-class", "gthread"]
         self.log = open(log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -574,14 +571,197 @@ def forget_sessions(url: str) -> None:
             client.delete(*keys)
 
 
+# ------------------------------------------------------------------------------------------------ capacity
+
+
+def _baseline_tree(rev: str, tmp: Path) -> Path:
+    """A git worktree of `rev` (removed at the end by the caller)."""
+    path = tmp / f"baseline-{rev}"
+    subprocess.run(["git", "worktree", "add", "--detach", "-f", str(path), rev], cwd=ROOT, check=True,
+                   capture_output=True)
+    return path
+
+
+def _psycopg2_env(folder: str, tmp: Path) -> dict:
+    """PYTHONPATH that hides psycopg 3 and offers psycopg2 from `folder`: Django then uses psycopg2."""
+    shim = tmp / "no-psycopg3" / "psycopg"
+    shim.mkdir(parents=True, exist_ok=True)
+    (shim / "__init__.py").write_text("raise ImportError('hidden by bench/reading.py: use psycopg2')\n")
+    return {"PYTHONPATH": f"{shim.parent}:{folder}"}
+
+
+def _level_row(label: str, n: int, samples, start: float, end: float, cpu: dict, errors: int, healthz: list[float],
+               healthz_cpu_ms: float) -> dict:
+    from bench._reading_pace import STEPS as PACED
+
+    window = samples.window(start, end)
+    requests = sum(len(v) for v in window.values())
+    seconds = end - start
+    worst = max(PACED, key=lambda st: pct(window[st], .95) if window[st] else -1)
+    p95 = pct(window[worst], .95)
+    return {"server": label, "readers": n, "steps": window, "requests": requests, "rps": requests / seconds,
+            "cpu_ms": (cpu["gunicorn"] + cpu["postgres"]) * 1000 / max(1, requests), "errors": errors,
+            "healthz": healthz, "healthz_cpu_ms": healthz_cpu_ms, "worst": worst, "worst_p95": p95,
+            "ok": errors == 0 and all(window[st] for st in PACED if st != "submit") and p95 <= 100}
+
+
+def _print_capacity(rows: list[dict], servers: list[str]) -> None:
+    from bench._reading_pace import STEPS as PACED
+
+    print()
+    print("Readers at a radiologist's pace: p50 / p95 ms per step over the window; req/s; CPU ms per request "
+          "(gunicorn + PostgreSQL); /healthz at the same rate (p95, CPU ms/req)")
+    head = (f"{'server':<10} {'readers':>7} " + " ".join(f"{st:>15}" for st in PACED)
+            + f" {'req/s':>6} {'CPU ms':>6} {'/healthz p95':>12} {'CPU':>5} {'errors':>6} {'goal':>5}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        cells = [f"{pct(r['steps'][st], .5):6.1f} /{pct(r['steps'][st], .95):6.1f}" if r["steps"][st] else
+                 f"{'–':>15}" for st in PACED]
+        print(f"{r['server']:<10} {r['readers']:>7} " + " ".join(f"{c:>15}" for c in cells)
+              + f" {r['rps']:6.0f} {r['cpu_ms']:6.1f} {pct(r['healthz'], .95):12.1f} {r['healthz_cpu_ms']:5.1f}"
+              + f" {r['errors']:>6} {'met' if r['ok'] else 'no':>5}")
+    print()
+    for label in servers:
+        mine = [r for r in rows if r["server"] == label]
+        passed = [r["readers"] for r in mine if r["ok"]]
+        capacity = max(passed) if passed else 0
+        limit = next((r for r in mine if not r["ok"]), None)
+        reason = (f"; first level over: {limit['readers']} readers ({limit['worst']} p95 {limit['worst_p95']:.0f} ms, "
+                  f"{limit['errors']} errors)") if limit else ""
+        print(f"capacity of {label}: {capacity} concurrent readers with every step's p95 ≤ 100 ms{reason}; "
+              f"goal ≥ 500: {'met' if capacity >= 500 else 'MISSED'}")
+
+
+def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, str]) -> int:
+    from bench import _reading_pace as pace
+    from bench import _reading_world as world_mod
+
+    pg_host, pg_port, pg_user = pg
+    config = args.configs[0]
+    servers_wanted = [("this", ROOT)]
+    baseline = None
+    created, servers, rows = False, {}, []
+    try:
+        if args.baseline:
+            baseline = _baseline_tree(args.baseline, tmp)
+            servers_wanted.append((args.baseline[:10], baseline))
+        world_mod.create_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
+        created = True
+        import django
+
+        django.setup()
+        import logging
+
+        logging.getLogger("celery").setLevel(logging.WARNING)
+        t0 = time.perf_counter()
+        world_mod.migrate()
+        from django.core.management import call_command
+
+        call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: WhiteNoise serves STATIC_ROOT
+        n_readers = max(levels) + 2  # + the two readers in Chromium; an even count keeps the arms equal
+        per_reader = pace.reads_needed(levels, args.window, args.ramp_seconds, servers=len(servers_wanted))
+        per_reader = max(per_reader, 2 * args.clicks + 3, args.nexts + 3)
+        cases = args.cases or math.ceil(per_reader * n_readers / 2)
+        print(f"Database {args.db} created and migrated ({time.perf_counter() - t0:.0f} s). Building the trial: "
+              f"{n_readers} readers, {cases} cases ({min(cases, 24)} enrolled, the rest copies)…")
+        world = world_mod.build(readers=n_readers, cases=cases, distinct_images=24)
+        keys = world_mod.sessions(world.readers)
+        print(f"Trial ready in {world.seconds:.0f} s; reads per reader: "
+              f"{min(len(v) for v in world.reads.values())}–{max(len(v) for v in world.reads.values())}.")
+        from django.db import connections
+
+        connections.close_all()
+        readers = [pace.PacedReader(name, keys[name], list(world.reads[name]), random.Random(name))
+                   for name in world.readers[:max(levels)]]
+        for label, root in servers_wanted:
+            server_env = dict(env)
+            if root != ROOT:
+                server_env["CXR_VAR_DIR"] = str(tmp / f"var-{label}")
+                if args.baseline_psycopg2:
+                    server_env.update(_psycopg2_env(args.baseline_psycopg2, tmp))
+            servers[label] = Server(config, server_env, tmp / f"gunicorn-{label}.log", root=root)
+            print(f"gunicorn {config.label} of {label} ({root}) on port {servers[label].port}")
+        for label, server in servers.items():  # warm-up: every worker imports and renders once; not counted
+            pace.open_loop(server.port, "/healthz", 50.0, 2.0, Client)
+            pace.run_level(readers[:12], port=server.port, code=world.code, client_class=Client, ramp=1.0, window=8.0)
+        for level_index, n in enumerate(levels):
+            order = list(servers) if level_index % 2 == 0 else list(reversed(servers))
+            for label in order:
+                server = servers[label]
+                chosen = readers[:n]
+                cpu_before = server_cpu(server.proc.pid)
+                samples, start, end, errors = pace.run_level(chosen, port=server.port, code=world.code,
+                                                             client_class=Client, ramp=args.ramp_seconds,
+                                                             window=args.window)
+                cpu_after = server_cpu(server.proc.pid)
+                # the CPU of the window only: the ramp's and the readers' stopping requests are left out by
+                # scaling to the sampled requests' share (every request counted, the window's sampled)
+                all_requests = len(samples.rows)
+                window_share = sum(1 for _, _, t in samples.rows if start <= t <= end) / max(1, all_requests)
+                cpu = {k: (cpu_after[k] - cpu_before[k]) * window_share for k in cpu_after}
+                rate = sum(1 for _, _, t in samples.rows if start <= t <= end) / (end - start)
+                h_before = server_cpu(server.proc.pid)
+                healthz = pace.open_loop(server.port, "/healthz", rate, 20.0, Client)
+                h_after = server_cpu(server.proc.pid)
+                h_cpu = sum(h_after[k] - h_before[k] for k in h_after) * 1000 / max(1, len(healthz))
+                row = _level_row(label, n, samples, start, end, cpu, errors, healthz, h_cpu)
+                rows.append(row)
+                print(f"  {label}: {n} readers: {row['requests']} requests in {end - start:.0f} s "
+                      f"({row['rps']:.0f}/s), CPU {row['cpu_ms']:.1f} ms/request, worst p95 {row['worst']} "
+                      f"{row['worst_p95']:.0f} ms, errors {errors}"
+                      + (f" (e.g. {next(e for r in chosen for e in r.errors)[:120]})" if errors else ""))
+            if not any(r["ok"] for r in rows if r["readers"] == n):
+                print(f"  no server met the goal at {n} readers: higher levels skipped")
+                break
+        _print_capacity(rows, list(servers))
+        if not args.no_browser:
+            label = next(iter(servers))
+            print(f"\nChromium ({label}, one reader, server otherwise idle): click → radiograph painted, ms")
+            result = browser_bench(servers[label].port, world, world.readers[-1], world.readers[-2], args.clicks,
+                                   args.nexts)
+            for what in ("worklist click", "next case"):
+                values = result[what]
+                p95 = pct(values, .95)
+                print(f"  {what:<15} n={len(values):>2}  p50 {pct(values, .5):6.0f}  p95 {p95:6.0f}  "
+                      f"max {max(values):6.0f}  goal p95 ≤ 300: {'met' if p95 <= 300 else 'MISSED'}")
+        return 0
+    finally:
+        for server in servers.values():
+            server.stop()
+        try:
+            from django.db import connections
+
+            connections.close_all()
+        except Exception:  # noqa: BLE001 - Django may not be set up
+            pass
+        if created:
+            world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
+        if args.cache != "none":
+            forget_sessions(args.cache)
+        if baseline is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("capacity", "burst"), default="capacity",
+                        help="capacity: readers at a radiologist's pace, the largest level within the goal (default); "
+                             "burst: readers back to back")
+    parser.add_argument("--window", type=float, default=60.0, help="capacity: seconds sampled per level (default 60)")
+    parser.add_argument("--ramp-seconds", type=float, default=20.0,
+                        help="capacity: seconds over which a level's readers start, not sampled (default 20)")
+    parser.add_argument("--baseline", help="capacity: also run the code of this git revision (a worktree), level by "
+                                           "level beside this checkout's")
+    parser.add_argument("--baseline-psycopg2", help="capacity: a folder with psycopg2 (pip install --target) for the "
+                                                    "baseline's server, which then runs on psycopg2 as it shipped")
     parser.add_argument("--configs", type=lambda s: [parse_config(x) for x in s.split(",")], default="w3t1c60",
                         help="gunicorn configurations wXtY[cZ], comma-separated (default w3t1c60: docker's web)")
-    parser.add_argument("--levels", default="8,16,32", help="concurrent readers (default 8,16,32)")
+    parser.add_argument("--levels", help="concurrent readers (default: capacity 100,250,500,750,1000; burst 8,16,32)")
     parser.add_argument("--samples", type=int, default=160,
                         help="reads (cycles) per level, at least (default 160: 5 rounds of 32 readers, so that the "
                              "level's start, every reader at once, is not most of the sample)")
@@ -608,7 +788,8 @@ def main() -> int:
     args = parser.parse_args()
     if isinstance(args.configs, str):
         args.configs = [parse_config(args.configs)]
-    levels = [int(x) for x in args.levels.split(",")]
+    levels = [int(x) for x in (args.levels or ("100,250,500,750,1000" if args.mode == "capacity" else "8,16,32"))
+              .split(",")]
     global THINK_MS, RAMP_CYCLES
     THINK_MS = args.think
     pg_user, _, hostport = args.pg.partition("@")
@@ -650,6 +831,9 @@ def main() -> int:
     os.environ.update(env)
 
     from bench import _reading_world as world_mod
+
+    if args.mode == "capacity":
+        return capacity(args, env, tmp, levels, (pg_host, pg_port, pg_user))
 
     server = None
     created = False

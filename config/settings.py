@@ -100,15 +100,18 @@ else:
     # killed-worker redelivery test did not finish (to be understood first).
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # psycopg 3: parameters bound on the server, and a statement run a few times on a connection is prepared by
+    # psycopg itself (planning the reading steps' joins took PostgreSQL longer than running them). Behind a
+    # transaction-pooling proxy (PgBouncer in transaction mode) set DB_PREPARED_STATEMENTS=0: a statement prepared
+    # on one server connection is not on the next.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "server_side_binding": True,
+        "prepare_threshold": 5 if env.bool("DB_PREPARED_STATEMENTS", default=True) else None,
+    })
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-# The hot paths' hand-written SELECTs (trial/sql.py) as server-side prepared statements on persistent PostgreSQL
-# connections; 0 behind a transaction-pooling proxy such as PgBouncer in transaction mode.
-DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by all web processes in production (login throttling counts failures here).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
-if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-    CACHES["default"]["BACKEND"] = "core.cache.RedisCache"  # one Redis client per pool, not per operation
 # Sessions are read on every request: from the shared cache when there is one (written through to the
 # database, so a cache restart logs nobody out; expiry and logout hold as with the database alone). Not with
 # the in-process default cache: another web process would still find a session that was logged out.
@@ -116,14 +119,6 @@ _SHARED_CACHE = CACHES["default"]["BACKEND"] not in ("django.core.cache.backends
                                                      "django.core.cache.backends.dummy.DummyCache")
 SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db" if _SHARED_CACHE
                      else "django.contrib.sessions.backends.db")
-# The signed-in user of a request from the shared cache, never served stale after the user is saved (trial/auth.py);
-# 0 (the in-process default cache): a query per request, as Django does.
-AUTH_USER_CACHE_SECONDS = env.int("AUTH_USER_CACHE_SECONDS", default=60 if _SHARED_CACHE else 0)
-AUTHENTICATION_BACKENDS = [
-    "core.auth.CachedModelBackend",
-    # only so that sessions signed in before the cached backend stay signed in (it never checks a password)
-    "django.contrib.auth.backends.ModelBackend",
-]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -184,7 +179,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"TrialStatusEnum": "trial.models.Status", "RoleEnum": "trial.models.Role"},
+    "ENUM_NAME_OVERRIDES": {"TrialStatusEnum": "trial.models.Status", "RoleEnum": "trial.models.Role",
+                            "ReadStatusEnum": "reading.models.ReadStatus"},
 }
 
 # Celery. Embedded default: kombu's filesystem transport, a real broker-less queue shared by the web

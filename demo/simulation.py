@@ -129,14 +129,14 @@ def simulate_reading(*, trial, truth: dict[str, Phantom], leave_per_reader: int,
                     seconds = rng.lognormal(np.log(120), 0.35)
                 seconds *= reader_speed[membership.pk]
                 user = membership.user
-                reading_services.record_event(read=read, by=user, kind="opened", tab_id="demo")
+                reading_services.record_event(read_id=read.pk, by=user, kind="opened", tab_id="demo")
                 t = 0.0
                 while t + 15 < seconds:
                     clock.advance(15)
                     t += 15
-                    reading_services.record_event(read=read, by=user, kind="heartbeat", tab_id="demo")
+                    reading_services.record_event(read_id=read.pk, by=user, kind="heartbeat", tab_id="demo")
                 clock.advance(seconds - t)
-                reading_services.submit_report(read=read, by=user, findings=findings, impression=impression,
+                reading_services.submit_report(read_id=read.pk, by=user, findings=findings, impression=impression,
                                                finding_flags=flags, tab_id="demo")
                 clock.advance(rng.uniform(20, 90))  # the next case is opened a little later
                 submitted += 1

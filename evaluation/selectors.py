@@ -11,7 +11,8 @@ from ai import selectors as ai_selectors
 from ai.models import ModelVersion
 from reading import selectors as reading_selectors
 from scoring import selectors as scoring_selectors
-from stats.selectors import is_unblinded, require_analyst
+from stats.selectors import ANALYSTS, is_unblinded
+from trial.access import Access
 from trial.models import Trial
 
 from . import table as evaluation
@@ -25,23 +26,23 @@ class NotUnblinded(PermissionDenied):
     """Refused because of the trial's status, not the user's role: the page says so."""
 
 
-def require_evaluation_access(*, trial: Trial, user) -> None:
-    require_analyst(trial=trial, user=user)
-    if not is_unblinded(trial):
+def require_evaluation_access(*, access: Access) -> None:
+    access.require(*ANALYSTS)
+    if not is_unblinded(access.trial):
         raise NotUnblinded(NOT_UNBLINDED)
 
 
-def evaluable_models(*, trial: Trial, user) -> list[ModelVersion]:
+def evaluable_models(*, access: Access) -> list[ModelVersion]:
     """Model versions with at least one ready draft of this trial's cases; the trial's own model first."""
-    require_evaluation_access(trial=trial, user=user)
-    own = ai_selectors.trial_model(trial=trial)
-    models = ai_selectors.models_with_drafts(trial=trial)
+    require_evaluation_access(access=access)
+    own = ai_selectors.trial_model(trial=access.trial)
+    models = ai_selectors.models_with_drafts(trial=access.trial)
     return sorted(models, key=lambda m: (own is None or m.pk != own.pk, m.name))
 
 
-def model_for(*, trial: Trial, user, name: str | None) -> ModelVersion | None:
+def model_for(*, access: Access, name: str | None) -> ModelVersion | None:
     """The asked model version (by name), else the trial's model, else the first with drafts; None if none has any."""
-    models = evaluable_models(trial=trial, user=user)
+    models = evaluable_models(access=access)
     if name:
         chosen = next((m for m in models if m.name == name), None)
         if chosen is None:
@@ -65,7 +66,7 @@ def evaluation_rows(*, trial: Trial, model: ModelVersion) -> dict:
     return {"pairs": pairs, "scores": scores, "reference": reference, "n_drafts": len(drafts)}
 
 
-def evaluation_for(*, trial: Trial, user, model: ModelVersion) -> evaluation.EvaluationTable:
-    require_evaluation_access(trial=trial, user=user)
-    rows = evaluation_rows(trial=trial, model=model)
-    return evaluation.build_table(model=model.name, findings=list(trial.findings), **rows)
+def evaluation_for(*, access: Access, model: ModelVersion) -> evaluation.EvaluationTable:
+    require_evaluation_access(access=access)
+    rows = evaluation_rows(trial=access.trial, model=model)
+    return evaluation.build_table(model=model.name, findings=list(access.trial.findings), **rows)

@@ -1,10 +1,8 @@
 """Reads of the reading app, scoped: a reader sees only their own reads; the draft only in the assisted arm.
 
-Every reading step is on a radiologist's critical path (and a server's CPU is what limits how many read at
-once), so the steps' queries are few, plain and written out once (reading.queries): a read with its trial,
-case and saved text, the reader's reads in order with whether their drafts are ready. Whether a read is
-available is decided in Python from those rows (`_is_available`, the one definition). Who may see what is
-decided here, on every call.
+A reader's read is found by its id and the asking user together (`Read.reader.user`), so a read that is not the
+asker's is simply not found, and every refusal says the same. Whether a read is available is decided in Python
+from the rows (`_is_available`, the one definition). Who may see what is decided here, on every call.
 """
 from __future__ import annotations
 
@@ -13,27 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Q, QuerySet
-from django.utils import timezone
+from django.db.models import BooleanField, Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
 
 from ai import selectors as ai_selectors
-from ai.models import AIDraft
+from ai.models import AIDraft, DraftStatus
+from core import clock
 from core.clock import iso
-from trial.models import Arm, Membership, Role, Status, Trial
-from trial.selectors import NO_ACCESS, require_role
+from trial.access import NO_ACCESS, Access
+from trial.models import Arm, Role, Status, Trial
 
-from . import queries
 from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
 
 NOT_YOURS = "This case is not on your worklist."
 NOT_YET = "This case is not available yet (waiting for its AI draft or the washout)."
+_BIGINT = 2**63  # ids are 64-bit: a larger number in a URL is no read (and must not reach the database as one)
 
-
-def _first(queryset):
-    """The row of a queryset filtered down to at most one: LIMIT 1 and no ORDER BY (a default ordering may
-    join another table)."""
-    rows = list(queryset.order_by()[:1])
-    return rows[0] if rows else None
+# The statuses in which a reader's worklist is shown (before reading starts it is empty).
+_WORKLIST_STATUSES = (Status.READING, Status.SCORING, Status.LOCKED, Status.UNBLINDED)
 
 
 def _is_available(*, status: str, arm: str, available_from: datetime | None, draft_ready: bool,
@@ -50,34 +44,83 @@ def _is_available(*, status: str, arm: str, available_from: datetime | None, dra
     return arm != Arm.ASSISTED or draft_ready
 
 
-_DRAFT = "_reading_draft"  # the read's ready draft, once fetched in this request (None: none ready)
+def _ready_drafts(*, case: str, trial: str) -> QuerySet[AIDraft]:
+    """Ready drafts of a case by its trial's model (ai.TrialModel); `case`, `trial`: the columns or values."""
+    return AIDraft.objects.filter(case_id=case, model_version__trials__trial_id=trial, status=DraftStatus.READY)
 
 
 def _ready_draft(read: Read) -> AIDraft | None:
-    if _DRAFT not in read.__dict__:
-        read.__dict__[_DRAFT] = queries.ready_draft(case_id=read.case_id, trial_id=read.trial_id)
-    return read.__dict__[_DRAFT]
+    """The read's ready draft (findings and impression), fetched once per request and kept on the read."""
+    if not hasattr(read, "_ready_draft"):
+        read._ready_draft = (_ready_drafts(case=read.case_id, trial=read.trial_id)
+                             .only("id", "findings", "impression").first())
+    return read._ready_draft
 
 
 def _needs_draft(read: Read) -> bool:
     return read.arm == Arm.ASSISTED and read.status == ReadStatus.ASSIGNED
 
 
-def reader_of(*, user, code: str | None = None, trial: Trial | None = None) -> Membership:
-    """The user's reader membership of the trial (`trial`, or by `code` with its trial loaded in the same
-    query); the refusal of trial.selectors.trial_for_user whether the trial does not exist or the user is not
-    one of its readers."""
-    membership = None
-    if getattr(user, "is_authenticated", False):
-        if trial is not None:
-            membership = _first(Membership.objects.filter(user_id=user.pk, role=Role.READER, trial=trial))
-        else:
-            membership = queries.reader_membership(code=code, user_id=user.pk)
-    if membership is None:
-        raise PermissionDenied(NO_ACCESS)
-    if trial is not None:
-        membership.trial = trial
-    return membership
+def require_available(read: Read) -> None:
+    """Refuse a read that its reader may not open yet (see _is_available); the reading services check the row they
+    hold locked."""
+    draft_ready = _ready_draft(read) is not None if _needs_draft(read) else False
+    if not _is_available(status=read.status, arm=read.arm, available_from=read.available_from,
+                         draft_ready=draft_ready, now=clock.now()):
+        raise PermissionDenied(NOT_YET)
+
+
+# What the reading steps use of a read's trial and case (about half their columns: less to send and decode).
+_TRIAL = ("id", "code", "title", "status", "design", "findings", "washout_days", "require_signoff")
+_CASE = ("id", "trial", "site", "code", "clinical_history", "display_image", "values_image", "display_width",
+         "display_height", "display_windows")
+
+
+def own_reads(*, user) -> QuerySet[Read]:
+    """The reads on the worklists of `user` (every trial they read in), with their trial and case (the columns the
+    reading steps use)."""
+    if not getattr(user, "is_authenticated", False):
+        return Read.objects.none()
+    return (Read.objects.filter(reader__user_id=user.pk, reader__role=Role.READER).select_related("trial", "case")
+            .only(*_READ_WITH_TRIAL_AND_CASE))
+
+
+_READ_WITH_TRIAL_AND_CASE = (*(f.name for f in Read._meta.concrete_fields), *(f"trial__{n}" for n in _TRIAL),
+                             *(f"case__{n}" for n in _CASE))
+
+
+def own_read(*, read_id: int, user, code: str | None = None) -> Read:
+    """The user's own read `read_id` (with its trial, case and saved text), available to them now; the trial named
+    by the URL (`code`), if any, must be the read's. Anything else is refused with the same message."""
+    saved = (f"saved__{f.name}" for f in ReportDraft._meta.concrete_fields)
+    read = (own_reads(user=user).select_related("saved").only(*_READ_WITH_TRIAL_AND_CASE, *saved)
+            .filter(pk=read_id).first() if 0 < read_id < _BIGINT else None)
+    if read is None or (code is not None and read.trial.code != code):
+        raise PermissionDenied(NOT_YOURS)
+    require_available(read)
+    return read
+
+
+def locked_own_read(*, read_id: int, user, no_key: bool = False) -> Read:
+    """The same, under a row lock of the read only (inside the caller's transaction), with its trial and case.
+    Availability is checked on the locked row, so nothing changes it before the write commits. The saved text is
+    not joined: read it after the lock is granted (`saved_text`)."""
+    read = (own_reads(user=user).select_for_update(of=("self",), no_key=no_key).filter(pk=read_id).first()
+            if 0 < read_id < _BIGINT else None)
+    if read is None:
+        raise PermissionDenied(NOT_YOURS)
+    require_available(read)
+    return read
+
+
+def saved_text(*, read: Read) -> ReportDraft | None:
+    """The read's autosaved text, by its own statement: under a lock it must come after the lock is granted
+    (PostgreSQL re-reads only the locked row of a statement that waited for its lock, so a joined text could be
+    the one from before the wait, and a stale tab would then overwrite a newer text)."""
+    return ReportDraft.objects.filter(read_id=read.pk).first()
+
+
+# ------------------------------------------------------------------------------------- the worklist
 
 
 @dataclass(frozen=True)
@@ -101,61 +144,37 @@ class Worklist:
 
 
 def _rows(*, reader_id: int) -> list[WorklistRow]:
-    """The reader's reads in their stored order, each available or not: one query (reading.queries)."""
-    now = timezone.now()
-    return [WorklistRow(row.id, i + 1, row.case_code, row.status,
-                        _is_available(status=row.status, arm=row.arm, available_from=row.available_from,
-                                      draft_ready=row.draft_ready, now=now))
-            for i, row in enumerate(queries.reader_rows(reader_id=reader_id))]
+    """The reader's reads in their stored order, each available or not: one query (the draft is looked for only
+    where it decides anything, an assisted read not started yet)."""
+    now = clock.now()
+    draft_ready = Case(When(Q(arm=Arm.ASSISTED, status=ReadStatus.ASSIGNED),
+                            then=Exists(_ready_drafts(case=OuterRef("case_id"), trial=OuterRef("trial_id")))),
+                       default=Value(False), output_field=BooleanField())
+    reads = (Read.objects.filter(reader_id=reader_id).order_by("order_key")
+             .annotate(case_code=F("case__code"), draft_ready=draft_ready)
+             .values_list("id", "status", "arm", "available_from", "case_code", "draft_ready"))
+    return [WorklistRow(read_id, i + 1, case_code, status,
+                        _is_available(status=status, arm=arm, available_from=available_from, draft_ready=ready,
+                                      now=now))
+            for i, (read_id, status, arm, available_from, case_code, ready) in enumerate(reads)]
 
 
-def worklist(*, trial: Trial | None = None, reader_user=None, reader: Membership | None = None) -> Worklist:
-    """The reader's own reads in their stored random order; nothing about other readers. `reader`: the
-    membership from `reader_of` (else the trial and the user)."""
-    if reader is None:
-        reader = reader_of(trial=trial, user=reader_user)
-    if reader.role != Role.READER:
-        raise PermissionDenied(NO_ACCESS)
-    if reader.trial.status not in (Status.READING, Status.SCORING, Status.LOCKED, Status.UNBLINDED):
+def worklist(*, access: Access) -> Worklist:
+    """The reader's own reads in their stored random order; nothing about other readers."""
+    reader = access.membership(Role.READER)
+    if access.trial.status not in _WORKLIST_STATUSES:
         return Worklist([], 0, 0)
     rows = _rows(reader_id=reader.pk)
     return Worklist(rows, sum(r.status == ReadStatus.SUBMITTED for r in rows), len(rows))
 
 
-def _own_available(*, read_id: int, reader_user, trial: Trial | None, code: str | None, case: bool,
-                   saved: bool = False) -> Read:
-    read = queries.own_read(read_id=read_id, user_id=reader_user.pk, case=case, saved=saved) \
-        if getattr(reader_user, "is_authenticated", False) else None
-    wrong_trial = read is not None and ((trial is not None and read.trial_id != trial.pk)
-                                        or (code is not None and read.trial.code != code))
-    if read is None or wrong_trial:
-        if code is not None:
-            reader_of(code=code, user=reader_user)  # not a reader of that trial at all: say only that
-        raise PermissionDenied(NOT_YOURS)
-    require_available(read)
-    return read
+# ------------------------------------------------------------------------------------- the reading screen
 
 
-def require_available(read: Read) -> None:
-    """Refuse a read that its reader may not open yet (see _is_available); `read` as its caller loaded it (the
-    reading services check the row they hold locked)."""
-    draft_ready = _ready_draft(read) is not None if _needs_draft(read) else False
-    if not _is_available(status=read.status, arm=read.arm, available_from=read.available_from,
-                         draft_ready=draft_ready, now=timezone.now()):
-        raise PermissionDenied(NOT_YET)
-
-
-def read_for_reader(*, read_id: int, reader_user, trial: Trial | None = None, code: str | None = None) -> Read:
-    """The reader's own, available read, with its trial, its case and its saved text; anything else is refused
-    with the same message. `trial` or `code`: the trial named by the URL, if any. One query (two in the assisted
-    arm before the read starts)."""
-    return _own_available(read_id=read_id, reader_user=reader_user, trial=trial, code=code, case=True, saved=True)
-
-
-def radiograph_for_reader(*, read_id: int, reader_user, kind: str):
-    """The file of the radiograph of the reader's own, available read: "display" (the PNG painted first) or
+def radiograph(*, read_id: int, user, kind: str):
+    """The file of the radiograph of the user's own, available read: "display" (the PNG painted first) or
     "values" (the packed 16-bit values for window/level); None for any other kind, or a missing file."""
-    read = _own_available(read_id=read_id, reader_user=reader_user, trial=None, code=None, case=True)
+    read = own_read(read_id=read_id, user=user)
     field = {"display": read.case.display_image, "values": read.case.values_image}.get(kind)
     return field if field else None
 
@@ -165,12 +184,6 @@ def visible_draft(*, read: Read) -> AIDraft | None:
     if read.arm != Arm.ASSISTED:
         return None
     return _ready_draft(read)
-
-
-def saved_text(*, read: Read) -> ReportDraft | None:
-    if Read.saved.related.is_cached(read):  # loaded with the read (read_for_reader)
-        return Read.saved.related.get_cached_value(read)
-    return queries.saved_text(read_id=read.pk)
 
 
 def latest_report(*, read: Read) -> Report | None:
@@ -197,7 +210,7 @@ def place_of(*, read: Read) -> Place:
 
 @dataclass(frozen=True)
 class ReadScreen:
-    """Everything the reading screen shows of one read (of read_for_reader): the draft only in the assisted arm."""
+    """Everything the reading screen shows of one read (of own_read): the draft only in the assisted arm."""
     read: Read
     draft: AIDraft | None
     saved: ReportDraft | None
@@ -206,25 +219,25 @@ class ReadScreen:
 
 
 def read_screen(*, read: Read) -> ReadScreen:
-    return ReadScreen(read=read, draft=visible_draft(read=read), saved=saved_text(read=read),
+    return ReadScreen(read=read, draft=visible_draft(read=read), saved=getattr(read, "saved", None),
                       report=latest_report(read=read), place=place_of(read=read))
 
 
 # ------------------------------------------------------------------------------------- senior sign-off
 
 
-def signoff_queue(*, trial: Trial, user) -> QuerySet[Report]:
+def signoff_queue(*, access: Access) -> QuerySet[Report]:
     """Latest versions of submitted reports of both arms, not yet signed, not the senior's own."""
-    require_role(trial=trial, user=user, roles=[Role.SENIOR])
-    return (Report.objects.filter(read__trial=trial, signed_at__isnull=True)
-            .exclude(read__reader__user=user)
+    access.require(Role.SENIOR)
+    return (Report.objects.filter(read__trial=access.trial, signed_at__isnull=True)
+            .exclude(read__reader__user_id=access.user.pk)
             .select_related("read__case", "read__reader")
             .exclude(read__reports__version__gt=F("version"))  # latest versions only
             .order_by("created_at"))
 
 
-def report_for_senior(*, trial: Trial, report_id: int, user) -> Report:
-    report = signoff_queue(trial=trial, user=user).filter(pk=report_id).first()
+def report_for_senior(*, access: Access, report_id: int) -> Report:
+    report = signoff_queue(access=access).filter(pk=report_id).first() if 0 < report_id < _BIGINT else None
     if report is None:
         raise PermissionDenied("This report is not in your sign-off queue.")
     return report
@@ -239,9 +252,10 @@ OUTLIER_SHORT_SECONDS = 5
 OUTLIER_LONG_SECONDS = 30 * 60
 
 
-def dashboard(*, trial: Trial, user) -> dict:
-    """Conduct, not outcomes: enrolment by site, arm balance of allocations, backlog, per-reader progress."""
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+def dashboard(*, access: Access) -> dict:
+    """Conduct, not outcomes: enrolment by site, backlog, per-reader progress, outliers one by one."""
+    access.require(Role.INVESTIGATOR)
+    trial = access.trial
     per_reader = (Read.objects.filter(trial=trial).values("reader__pseudonym", "reader__site__code")
                   .annotate(total=Count("id"), done=Count("id", filter=Q(status=ReadStatus.SUBMITTED)),
                             open=Count("id", filter=Q(status=ReadStatus.IN_PROGRESS)))
@@ -256,7 +270,7 @@ def dashboard(*, trial: Trial, user) -> dict:
         "per_reader": list(per_reader),
         "backlog": backlog,
         "outliers": list(outliers),
-        "drafts": ai_selectors.draft_progress(trial=trial, user=user),
+        "drafts": ai_selectors.draft_progress(access=access),
     }
 
 

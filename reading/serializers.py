@@ -1,16 +1,18 @@
-"""Shapes of the reading API. The draft appears only where reading.selectors.visible_draft gives it."""
-from collections.abc import Callable
+"""Shapes of the reading API, in and out. The draft appears only where reading.selectors.visible_draft gives it."""
+from __future__ import annotations
 
 from django.urls import reverse
 from rest_framework import serializers
 
 from . import services
-from .models import CORRECTION_REASON_LIMIT, REPORT_TEXT_LIMIT, TAB_ID_LENGTH, Report
+from .models import CORRECTION_REASON_LIMIT, REPORT_TEXT_LIMIT, TAB_ID_LENGTH, ReadEvent, ReadStatus, Report
 from .selectors import ReadScreen
+
+# ------------------------------------------------------------------------------------------ input
 
 
 class EventSerializer(serializers.Serializer):
-    kind = serializers.CharField(max_length=12)
+    kind = serializers.ChoiceField(choices=ReadEvent.Kind.choices)
     client_time = serializers.DateTimeField(required=False, allow_null=True)
     tab_id = serializers.CharField(max_length=TAB_ID_LENGTH)
 
@@ -30,6 +32,9 @@ class CorrectionSerializer(serializers.Serializer):
     reason = serializers.CharField(allow_blank=True, max_length=CORRECTION_REASON_LIMIT)
 
 
+# ------------------------------------------------------------------------------------------ output
+
+
 class ReportSerializer(serializers.ModelSerializer):
     submitted_at = serializers.DateTimeField(source="created_at")
 
@@ -38,34 +43,110 @@ class ReportSerializer(serializers.ModelSerializer):
         fields = ["version", "findings", "impression", "finding_flags", "reason", "submitted_at", "signed_at"]
 
 
-_DATETIME = serializers.DateTimeField()
+class SubmittedSerializer(serializers.Serializer):
+    report = ReportSerializer()
 
 
-def report_data(report: Report) -> dict:
-    """What ReportSerializer(report).data gives (a test holds them equal), without building a ModelSerializer
-    and its fields on every submit."""
-    return {"version": report.version, "findings": report.findings, "impression": report.impression,
-            "finding_flags": report.finding_flags, "reason": report.reason,
-            "submitted_at": _DATETIME.to_representation(report.created_at),
-            "signed_at": _DATETIME.to_representation(report.signed_at)}
+class WorklistRowSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    position = serializers.IntegerField()
+    case = serializers.CharField(source="case_code")
+    status = serializers.ChoiceField(choices=ReadStatus.choices)
+    available = serializers.BooleanField()
+    api_url = serializers.SerializerMethodField()
+
+    def get_api_url(self, row) -> str:
+        return reverse("api-read", args=[row.id])
 
 
-_MARK = 987_654_321
+class WorklistSerializer(serializers.Serializer):
+    """One page of the reader's worklist (?limit=&offset=), with the reader's progress over all of it."""
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = WorklistRowSerializer(many=True)
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
 
 
-def id_url(name: str, *args) -> Callable[[int], str]:
-    """reverse() once for a URL pattern whose last argument is an id; then each id's URL by formatting, not a
-    resolver pass per row (a worklist of hundreds of reads)."""
-    head, *rest = reverse(name, args=[*args, _MARK]).split(str(_MARK))
-    if len(rest) != 1:  # the marker also appears in another argument: no shortcut
-        return lambda pk: reverse(name, args=[*args, pk])
-    tail = rest[0]
-    return lambda pk: f"{head}{int(pk)}{tail}"
+class EventRecordedSerializer(serializers.Serializer):
+    server_time = serializers.DateTimeField()
+
+
+class SavedSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    saved_at = serializers.DateTimeField()
+
+
+class SavedTextSerializer(SavedSerializer):
+    findings = serializers.CharField(allow_blank=True)
+    impression = serializers.CharField(allow_blank=True)
+    finding_flags = serializers.DictField(child=serializers.BooleanField())
+
+
+class DraftSerializer(serializers.Serializer):
+    findings = serializers.CharField(allow_blank=True)
+    impression = serializers.CharField(allow_blank=True)
+    label = serializers.CharField()
+
+
+class ImageSerializer(serializers.Serializer):
+    display_url = serializers.CharField()
+    values_url = serializers.CharField(allow_null=True)
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    windows = serializers.DictField()
+
+
+class NextReadSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    api_url = serializers.CharField()
+    page_url = serializers.CharField()
+    display_url = serializers.CharField()
+
+
+class ReadUrlsSerializer(serializers.Serializer):
+    events = serializers.CharField()
+    autosave = serializers.CharField()
+    submit = serializers.CharField()
+    correct = serializers.CharField()
+
+
+class ReadPayloadSerializer(serializers.Serializer):
+    """The read API's answer, which the reading page also embeds (read_payload builds it)."""
+    id = serializers.IntegerField()
+    page_url = serializers.CharField()
+    case = serializers.CharField()
+    position = serializers.IntegerField()
+    of = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ReadStatus.choices)
+    image = ImageSerializer()
+    clinical_history = serializers.CharField(allow_blank=True)
+    findings = serializers.ListField(child=serializers.CharField())
+    draft = DraftSerializer(allow_null=True)
+    saved = SavedTextSerializer(allow_null=True)
+    report = ReportSerializer(allow_null=True)
+    urls = ReadUrlsSerializer()
+    next = NextReadSerializer(allow_null=True)
+    idle_after_seconds = serializers.IntegerField()
+    autosave_every_seconds = serializers.IntegerField()
+    heartbeat_seconds = serializers.IntegerField()
+
+
+class SignoffItemSerializer(ReportSerializer):
+    id = serializers.IntegerField()
+    case = serializers.CharField(source="read.case.code")
+    reader = serializers.CharField(source="read.reader.pseudonym")
+    arm = serializers.CharField(source="read.arm")
+
+    class Meta(ReportSerializer.Meta):
+        fields = ["id", "case", "reader", "arm", *ReportSerializer.Meta.fields]
 
 
 def read_payload(screen: ReadScreen) -> dict:
-    """Everything the reading screen needs for one read: the read API's answer, and the data embedded in the
-    reading page (so that a click on the worklist paints the radiograph without a second round trip)."""
+    """Everything the reading screen needs for one read (ReadPayloadSerializer's shape): the read API's answer,
+    and the data embedded in the reading page (so that a click on the worklist paints the radiograph without a
+    second round trip)."""
     read, draft, saved, report, place = screen.read, screen.draft, screen.saved, screen.report, screen.place
     case, code = read.case, read.trial.code
     nxt = place.next_id
@@ -81,7 +162,7 @@ def read_payload(screen: ReadScreen) -> dict:
         "findings": list(read.trial.findings),
         "draft": {"findings": draft.findings, "impression": draft.impression, "label": "AI draft"} if draft else None,
         "saved": saved.as_dict() if saved else None,
-        "report": report_data(report) if report else None,
+        "report": ReportSerializer(report).data if report else None,
         "urls": {name: reverse(f"api-read-{name}", args=[read.pk]) for name in ("events", "autosave", "submit", "correct")},
         "next": {"id": nxt, "api_url": reverse("api-read", args=[nxt]),
                  "page_url": reverse("reading:read", args=[code, nxt]),

@@ -4,18 +4,16 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from core import clock, keys
-from core import db as sql
 from core.errors import Conflict, ServiceError, WrongStatus
 from core.text import clean_text
 from trial import audit
 from trial.models import Arm, Design, Membership, Role, Status, Trial
 from trial.selectors import require_role
 
-from . import queries, timing
+from . import timing
 from . import selectors as reading_selectors
 from .errors import AlreadySubmitted, StaleVersion
 from .models import (
@@ -59,14 +57,17 @@ def _least_loaded(candidates: list[Membership], load: Counter) -> Membership:
 
 
 @transaction.atomic
-def route_trial(*, trial: Trial) -> int:
-    """Put every enrolled, unrouted case on worklists, as the trial's design says. Idempotent.
+def route_trial(*, trial: Trial, by=None) -> int:
+    """Put every enrolled, unrouted case on worklists, as the trial's design says. Idempotent. `by`: the
+    investigator who asked (None: the system, when reading starts).
 
     paired-parallel: one reader of each arm per case, within the case's site when that site has readers
     of both arms, fewest open reads first; case-randomized: one reader in the case's allocated arm;
     crossover: every reader, both arms, first period in the reader's allocated arm, the second after
     the washout (set when the first read is submitted).
     """
+    if by is not None:
+        require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
     trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
     readers = _readers(trial)
     load = _open_load(trial)
@@ -107,30 +108,17 @@ def route_trial(*, trial: Trial) -> int:
             load[reader.pk] += 1
         routed += 1
     if routed:
-        audit.record(actor=None, action="reading.routed", obj=trial, payload={"cases": routed})
+        audit.record(actor=by, action="reading.routed", obj=trial, payload={"cases": routed})
     return routed
 
 
 # ------------------------------------------------------------------------------------------ events
 
 
-def _own_locked(read: Read, by, *, case: bool = False, saved: bool = False, no_key: bool = False) -> Read:
-    """The read (`read`: any object with its pk, e.g. Read(pk=id) from the API) under a row lock of the read
-    only, with its trial (and its case, its saved text, as asked: reading.queries.own_read); refused (403, as
-    reading.selectors.read_for_reader refuses) unless it is `by`'s own and available to them now. The check is
-    made on the locked row, so nothing can change it before the write commits."""
-    locked = queries.own_read(read_id=read.pk, user_id=by.pk, case=case, saved=saved,
-                              lock="no_key" if no_key else "update")
-    if locked is None:
-        raise PermissionDenied(reading_selectors.NOT_YOURS)
-    reading_selectors.require_available(locked)
-    return locked
-
-
 def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client_time: datetime | None = None,
                skew: float | None = None) -> ReadEvent:
-    return sql.create(ReadEvent, {"read_id": read.pk, "kind": kind, "tab_id": tab_id[:TAB_ID_LENGTH] or "unknown",
-                                  "server_time": server_time, "client_time": client_time, "clock_skew_seconds": skew})
+    return ReadEvent.objects.create(read=read, kind=kind, tab_id=tab_id[:TAB_ID_LENGTH] or "unknown",
+                                    server_time=server_time, client_time=client_time, clock_skew_seconds=skew)
 
 
 def _require_reading(trial: Trial) -> None:
@@ -139,10 +127,10 @@ def _require_reading(trial: Trial) -> None:
 
 
 @transaction.atomic
-def record_event(*, read: Read, by, kind: str, tab_id: str, client_time: datetime | None = None) -> ReadEvent:
+def record_event(*, read_id: int, by, kind: str, tab_id: str, client_time: datetime | None = None) -> ReadEvent:
     if kind not in ReadEvent.Kind.values or kind in (ReadEvent.Kind.SUBMITTED, ReadEvent.Kind.AUTOSAVED):
         raise ServiceError(f"Unknown event “{kind}”.", field="kind")
-    read = _own_locked(read, by, case=kind == ReadEvent.Kind.OPENED)  # "opened": its audit event names the case
+    read = reading_selectors.locked_own_read(read_id=read_id, user=by)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is submitted; its time is closed.")
     _require_reading(read.trial)
@@ -151,7 +139,7 @@ def record_event(*, read: Read, by, kind: str, tab_id: str, client_time: datetim
     event = _add_event(read, kind, tab_id, now, client_time, skew)
     if kind == ReadEvent.Kind.OPENED and read.opened_at is None:
         read.opened_at, read.status = now, ReadStatus.IN_PROGRESS
-        sql.update(Read, read.pk, {"opened_at": now, "status": read.status})
+        read.save(update_fields=["opened_at", "status"])
         audit.record(actor=by, action="read.opened", obj=read, trial=read.trial, payload={"case": read.case.code})
     return event
 
@@ -169,14 +157,14 @@ def _clean_flags(read: Read, flags: dict) -> dict[str, bool]:
 
 
 @transaction.atomic
-def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: dict, base_version: int | None,
+def autosave(*, read_id: int, by, findings: str, impression: str, finding_flags: dict, base_version: int | None,
              tab_id: str) -> ReportDraft:
     """Keep the text; refuse (409, with the newer text) a save based on an older version than stored."""
-    read = _own_locked(read, by, saved=True)
+    read = reading_selectors.locked_own_read(read_id=read_id, user=by)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is already submitted; the report can only be corrected.")
     _require_reading(read.trial)
-    saved = getattr(read, "saved", None)  # read once the read's lock is granted: a stale tab is always seen
+    saved = reading_selectors.saved_text(read=read)  # once the read's lock is granted: a stale tab is always seen
     if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
         raise StaleVersion("Another tab saved a newer text of this report.", current=saved)
     if saved is not None and base_version is None and saved.version > 0 and saved.tab_id != tab_id:
@@ -185,35 +173,37 @@ def autosave(*, read: Read, by, findings: str, impression: str, finding_flags: d
     values = {"findings": _clean_text(findings, "findings"), "impression": _clean_text(impression, "impression"),
               "finding_flags": _clean_flags(read, finding_flags), "tab_id": tab_id[:TAB_ID_LENGTH], "saved_at": now}
     if saved is None:
-        saved = sql.create(ReportDraft, {"read_id": read.pk, "version": 1, **values})
+        saved = ReportDraft.objects.create(read=read, version=1, **values)
     else:
-        sql.update(ReportDraft, saved.pk, values, increment="version")  # under the read's lock: no lost update
         for key, value in values.items():
             setattr(saved, key, value)
-        saved.version += 1
+        saved.version += 1  # under the read's lock: no lost update
+        saved.save(update_fields=[*values, "version"])
     _add_event(read, ReadEvent.Kind.AUTOSAVED, tab_id, now)
     if read.status == ReadStatus.ASSIGNED:
         read.status = ReadStatus.IN_PROGRESS
-        sql.update(Read, read.pk, {"status": read.status})
+        read.save(update_fields=["status"])
     return saved
 
 
 def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
-    events = [timing.Event(*row) for row in queries.read_event_times(read_id=read.pk)]
+    events = [timing.Event(*row) for row in ReadEvent.objects.filter(read_id=read.pk)
+              .order_by("server_time", "id").values_list("kind", "tab_id", "server_time")]
     return timing.reading_time(events, gap_cap_seconds=GAP_CAP_SECONDS, until=until)
 
 
 @transaction.atomic
-def submit_report(*, read: Read, by, findings: str, impression: str, finding_flags: dict,
+def submit_report(*, read_id: int, by, findings: str, impression: str, finding_flags: dict,
                   base_version: int | None = None, tab_id: str = "") -> Report:
     """Freeze the reader's report; the read's time is computed from its events, never from the client."""
-    read = _own_locked(read, by, case=True, saved=True, no_key=True)
+    # NO KEY UPDATE: the report and the audit event take key-share locks on rows that point at the read
+    read = reading_selectors.locked_own_read(read_id=read_id, user=by, no_key=True)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This report was already submitted.")
     _require_reading(read.trial)
     if not impression.strip():
         raise ServiceError("An impression is required.", field="impression")
-    saved = getattr(read, "saved", None)
+    saved = reading_selectors.saved_text(read=read)
     if saved is not None and base_version is not None and base_version < saved.version and saved.tab_id != tab_id:
         raise StaleVersion("Another tab saved a newer text of this report; review it before submitting.",
                            current=saved)
@@ -224,18 +214,15 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
         draft = reading_selectors.visible_draft(read=read)
         if draft is not None:
             survival = draft_survival(draft=f"{draft.findings}\n{draft.impression}", report=f"{findings}\n{impression}")
-    report = sql.create(Report, {
-        "read_id": read.pk, "version": 1, "findings": _clean_text(findings, "findings").strip(),
-        "impression": _clean_text(impression, "impression").strip(), "finding_flags": _clean_flags(read, finding_flags),
-        "author_id": by.pk, "created_at": now,
-        "draft_edit_distance": survival.edit_distance if survival else None,
-        "draft_kept_share": survival.kept_share if survival else None,
-    })
+    report = Report.objects.create(
+        read=read, version=1, findings=_clean_text(findings, "findings").strip(),
+        impression=_clean_text(impression, "impression").strip(), finding_flags=_clean_flags(read, finding_flags),
+        author=by, created_at=now, draft_edit_distance=survival.edit_distance if survival else None,
+        draft_kept_share=survival.kept_share if survival else None)
     times = _times(read, until=now)
     read.status, read.submitted_at = ReadStatus.SUBMITTED, now
     read.wall_seconds, read.active_seconds = times.wall_seconds, times.active_seconds
-    sql.update(Read, read.pk, {"status": read.status, "submitted_at": now, "wall_seconds": read.wall_seconds,
-                                   "active_seconds": read.active_seconds})
+    read.save(update_fields=["status", "submitted_at", "wall_seconds", "active_seconds"])
     if read.period == 1 and read.trial.design == Design.CROSSOVER:
         Read.objects.filter(case_id=read.case_id, reader_id=read.reader_id, period=2).update(
             available_from=now + timedelta(days=read.trial.washout_days))
@@ -247,10 +234,10 @@ def submit_report(*, read: Read, by, findings: str, impression: str, finding_fla
 
 
 @transaction.atomic
-def correct_report(*, read: Read, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
+def correct_report(*, read_id: int, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
     """A new version with a reason, by the reader (or a senior at sign-off); earlier versions are kept."""
     read = Read.objects.select_for_update(of=("self",), no_key=True).select_related(
-        "trial", "case", "reader").get(pk=read.pk)
+        "trial", "case", "reader").get(pk=read_id)
     is_reader = read.reader.user_id == by.pk
     if not is_reader:
         require_role(trial=read.trial, user=by, roles=[Role.SENIOR])

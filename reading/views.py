@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from core.errors import ServiceError
-from trial import selectors as trial_selectors
+from trial.access import access_for
 from trial.models import Role
 
 from . import selectors, services
@@ -20,12 +20,13 @@ from .serializers import read_payload
 
 @login_required
 def worklist_page(request, code):
-    reader = selectors.reader_of(code=code, user=request.user)
-    worklist = selectors.worklist(reader=reader)
+    access = access_for(user=request.user, code=code, roles=[Role.READER])
+    worklist = selectors.worklist(access=access)
     resume = worklist.resume
     return render(request, "reading/worklist.html", {
-        "trial": reader.trial, "worklist": worklist, "progress": {"done": worklist.done, "total": worklist.total},
+        "trial": access.trial, "worklist": worklist, "progress": {"done": worklist.done, "total": worklist.total},
         "resume_url": reverse("reading:read", args=[code, resume.id]) if resume else None,
+        "resume_id": resume.id if resume else None,
     })
 
 
@@ -34,7 +35,11 @@ def worklist_page(request, code):
 def read_page(request, code, read_id):
     """The reading screen, with the read's payload embedded (json_script): the radiograph is requested as soon
     as the page arrives, without first asking the API for the read."""
-    read = selectors.read_for_reader(read_id=read_id, reader_user=request.user, code=code)
+    try:
+        read = selectors.own_read(read_id=read_id, user=request.user, code=code)
+    except PermissionDenied:
+        access_for(user=request.user, code=code, roles=[Role.READER])  # not a reader of that trial: say only that
+        raise
     payload = read_payload(selectors.read_screen(read=read))
     return render(request, "reading/read.html", {
         "trial": read.trial, "read": payload, "read_api_url": reverse("api-read", args=[read.pk]),
@@ -45,7 +50,7 @@ def read_page(request, code, read_id):
 @login_required
 def read_image(request, read_id, kind):
     """The radiograph of a read, for its reader only (display PNG or the packed 16-bit values)."""
-    field = selectors.radiograph_for_reader(read_id=read_id, reader_user=request.user, kind=kind)
+    field = selectors.radiograph(read_id=read_id, user=request.user, kind=kind)
     if field is None:
         raise PermissionDenied("Unknown image.")
     response = FileResponse(field.open("rb"), content_type="image/png")
@@ -55,62 +60,57 @@ def read_image(request, read_id, kind):
 
 @login_required
 def signoff_queue(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
+    access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
     return render(request, "reading/signoff_queue.html", {
-        "trial": trial, "reports": selectors.signoff_queue(trial=trial, user=request.user),
+        "trial": access.trial, "reports": selectors.signoff_queue(access=access),
     })
 
 
 @login_required
 def signoff_report(request, code, report_id):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
-    report = selectors.report_for_senior(trial=trial, report_id=report_id, user=request.user)
+    access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
+    trial = access.trial
+    report = selectors.report_for_senior(access=access, report_id=report_id)
+    context = {"trial": trial, "report": report, "typed": None,
+               "image_url": reverse("reading:senior_image", args=[trial.code, report.pk])}
     if request.method == "POST":
         try:
             if request.POST.get("action") == "edit":
                 report = services.correct_report(
-                    read=report.read, by=request.user, findings=request.POST.get("findings", ""),
+                    read_id=report.read_id, by=request.user, findings=request.POST.get("findings", ""),
                     impression=request.POST.get("impression", ""), reason=request.POST.get("reason", ""),
                     finding_flags={f: True for f in request.POST.getlist("finding_flags")},
                 )
             services.sign_report(report=report, by=request.user)
         except ServiceError as exc:
             messages.error(request, exc.message)
-            return render(request, "reading/signoff_report.html", {
-                "trial": trial, "report": report, "typed": request.POST,
-                "image_url": reverse("reading:senior_image", args=[trial.code, report.pk]),
-            })
+            return render(request, "reading/signoff_report.html", {**context, "typed": request.POST})
         messages.success(request, f"Report of {report.read.case.code} signed.")
         return redirect("reading:signoff_queue", trial.code)
-    return render(request, "reading/signoff_report.html", {
-        "trial": trial, "report": report, "typed": None,
-        "image_url": reverse("reading:senior_image", args=[trial.code, report.pk]),
-    })
+    return render(request, "reading/signoff_report.html", context)
 
 
 @login_required
 def senior_image(request, code, report_id):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.SENIOR])
-    report = selectors.report_for_senior(trial=trial, report_id=report_id, user=request.user)
+    access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
+    report = selectors.report_for_senior(access=access, report_id=report_id)
     return FileResponse(report.read.case.display_image.open("rb"), content_type="image/png")
 
 
 @login_required
 def dashboard_page(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-    return render(request, "reading/dashboard.html", {
-        "trial": trial, **selectors.dashboard(trial=trial, user=request.user),
-    })
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    return render(request, "reading/dashboard.html", {"trial": access.trial, **selectors.dashboard(access=access)})
 
 
 @login_required
 @require_POST
 def route_now(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
     try:
-        routed = services.route_trial(trial=trial)
+        routed = services.route_trial(trial=access.trial, by=request.user)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{routed} cases routed to worklists.")
-    return redirect("reading:dashboard", trial.code)
+    return redirect("reading:dashboard", access.trial.code)

@@ -5,6 +5,7 @@ from . import api
 urlpatterns = [
     path("trials/<slug:code>/scoring/items/", api.ExpertItemsAPI.as_view(), name="api-scoring-items"),
     path("scoring/items/<str:key>/", api.ExpertItemAPI.as_view(), name="api-scoring-item"),
+    path("scoring/items/<str:key>/open/", api.ExpertItemOpenAPI.as_view(), name="api-scoring-item-open"),
     path("scoring/items/<str:key>/quality/", api.QualityAPI.as_view(), name="api-scoring-quality"),
     path("scoring/items/<str:key>/pair/", api.PreferenceAPI.as_view(), name="api-scoring-pair"),
     path("scoring/items/<str:key>/reference/", api.FindingsAPI.as_view(), name="api-scoring-reference"),

@@ -13,8 +13,8 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
 
 from reading.models import Read, ReadStatus, Report
+from trial.access import Access
 from trial.models import Arm, Design, Membership, Role, Status, Trial
-from trial.selectors import require_role
 
 from .models import (
     LIKERT,
@@ -48,7 +48,7 @@ def settings_of(trial: Trial) -> ScoringSettings:
             or ScoringSettings(trial=trial))
 
 
-# ----------------------------------------------------------------------------- reports and experts (no permission: for services)
+# ------------------------------------------------------------- reports and experts (no permission check: for services)
 
 
 def latest_reports(reads) -> dict[int, Report]:
@@ -104,11 +104,6 @@ def expert_eligibility(trial: Trial) -> tuple[list[Membership], list[Membership]
 # ----------------------------------------------------------------------------- the expert's own work
 
 
-def _expert(*, trial: Trial, user) -> Membership:
-    require_role(trial=trial, user=user, roles=[Role.EXPERT])
-    return trial.memberships.get(user=user, role=Role.EXPERT)
-
-
 def _answered() -> Q:
     return Q(qualityscores__isnull=False) | Q(preferences__isnull=False) | Q(findingvotes__isnull=False)
 
@@ -152,17 +147,32 @@ def _rows(assignments) -> list[WorklistRow]:
             for i, a in enumerate(assignments)]
 
 
-def worklist(*, trial: Trial, expert_user) -> Worklist:
+def worklist(*, access: Access) -> Worklist:
     """The expert's current items in their stored random order: position, kind and state only."""
-    rows = _rows(list(_my_current(_expert(trial=trial, user=expert_user))))
+    rows = _rows(list(_my_current(access.membership(Role.EXPERT))))
     return Worklist(rows, sum(r.done for r in rows), len(rows))
 
 
-def assignment_for_expert(*, key: str, user, trial: Trial | None = None) -> Assignment:
-    """The user's own assignment by its opaque key; anything else gets the same refusal."""
-    assignment = Assignment.objects.select_related("item__trial", "item__case", "expert").filter(key=key).first()
-    if (assignment is None or not getattr(user, "is_authenticated", False) or assignment.expert.user_id != user.pk
-            or assignment.expert.role != Role.EXPERT or (trial is not None and assignment.item.trial_id != trial.pk)):
+def _assignments():
+    return Assignment.objects.select_related("item__trial", "item__case", "expert")
+
+
+def assignment_for_expert(*, access: Access, key: str) -> Assignment:
+    """The expert's own assignment in the trial of `access`, by its opaque key; anything else gets the same
+    refusal (after the refusal of a user who is no expert of the trial)."""
+    expert = access.membership(Role.EXPERT)
+    assignment = _assignments().filter(key=key, expert=expert).first()
+    if assignment is None:
+        raise PermissionDenied(NOT_ASSIGNED)
+    return assignment
+
+
+def own_assignment(*, key: str, user) -> Assignment:
+    """The user's own assignment by its opaque key alone (the API's item URLs name no trial); anything else gets
+    the same refusal."""
+    assignment = (_assignments().filter(key=key, expert__user_id=user.pk, expert__role=Role.EXPERT).first()
+                  if getattr(user, "is_authenticated", False) else None)
+    if assignment is None:
         raise PermissionDenied(NOT_ASSIGNED)
     return assignment
 
@@ -215,7 +225,8 @@ def item_view(*, assignment: Assignment) -> dict:
         "open": trial.status in (Status.READING, Status.SCORING),
         "image": {
             "display_url": reverse("scoring:item_image", args=[trial.code, key, "display"]),
-            "values_url": reverse("scoring:item_image", args=[trial.code, key, "values"]) if case.values_image else None,
+            "values_url": (reverse("scoring:item_image", args=[trial.code, key, "values"])
+                           if case.values_image else None),
             "width": case.display_width, "height": case.display_height, "windows": case.display_windows or {},
         } if shown else None,
         "clinical_history": case.clinical_history if shown else "",
@@ -235,8 +246,14 @@ def item_view(*, assignment: Assignment) -> dict:
     }
 
 
-def image_for_expert(*, trial: Trial, key: str, user, kind: str):
-    case = assignment_for_expert(key=key, user=user, trial=trial).item.case
+def opens(view: dict) -> bool:
+    """Whether showing the item (its item_view) starts its time: the case is on screen, the trial takes answers and
+    the item is current."""
+    return view["image"] is not None and view["open"] and not view["replaced"]
+
+
+def image_for_expert(*, access: Access, key: str, kind: str):
+    case = assignment_for_expert(access=access, key=key).item.case
     field_file = {"display": case.display_image, "values": case.values_image}.get(kind)
     if not field_file:
         raise PermissionDenied("Unknown image.")
@@ -246,12 +263,18 @@ def image_for_expert(*, trial: Trial, key: str, user, kind: str):
 # ----------------------------------------------------------------------------- the adjudicator
 
 
-def _require_adjudicator(*, trial: Trial, user) -> Membership:
-    require_role(trial=trial, user=user, roles=[Role.EXPERT])
-    adjudicator = settings_of(trial).adjudicator
-    if adjudicator is None or adjudicator.user_id != user.pk:
+def is_adjudicator(*, access: Access) -> bool:
+    """Whether the asking user is the trial's adjudicator (an expert the investigator designated)."""
+    if not access.has(Role.EXPERT):
+        return False
+    adjudicator_id = settings_of(access.trial).adjudicator_id
+    return adjudicator_id is not None and adjudicator_id == access.membership(Role.EXPERT).pk
+
+
+def _require_adjudicator(*, access: Access) -> None:
+    access.require(Role.EXPERT)
+    if not is_adjudicator(access=access):
         raise PermissionDenied(NOT_ADJUDICATOR)
-    return adjudicator
 
 
 def _disputed(trial: Trial):
@@ -259,9 +282,10 @@ def _disputed(trial: Trial):
                                                                      ReferenceMethod.ADJUDICATED])
 
 
-def adjudication_queue(*, trial: Trial, user) -> list[dict]:
+def adjudication_queue(*, access: Access) -> list[dict]:
     """Cases with a finding the panel could not settle, by opaque key: no case code, no votes."""
-    _require_adjudicator(trial=trial, user=user)
+    _require_adjudicator(access=access)
+    trial = access.trial
     pending = defaultdict(list)
     decided = defaultdict(list)
     for ref in _disputed(trial).order_by("finding"):
@@ -272,9 +296,9 @@ def adjudication_queue(*, trial: Trial, user) -> list[dict]:
             for i, item in enumerate(items)]
 
 
-def adjudication_item(*, trial: Trial, key: str, user) -> Item:
-    _require_adjudicator(trial=trial, user=user)
-    item = (Item.objects.select_related("case", "trial").filter(trial=trial, key=key, kind=ItemKind.REFERENCE)
+def adjudication_item(*, access: Access, key: str) -> Item:
+    _require_adjudicator(access=access)
+    item = (Item.objects.select_related("case", "trial").filter(trial=access.trial, key=key, kind=ItemKind.REFERENCE)
             .filter(case__reference_standards__method__in=[ReferenceMethod.PENDING, ReferenceMethod.ADJUDICATED])
             .first())
     if item is None:
@@ -298,12 +322,13 @@ def adjudication_view(*, item: Item) -> dict:
         },
         "clinical_history": case.clinical_history,
         "findings": [{"finding": ref.finding, "pending": ref.method == ReferenceMethod.PENDING,
-                      "decision": own.get(ref.finding)} for ref in _disputed(trial).filter(case=case).order_by("finding")],
+                      "decision": own.get(ref.finding)}
+                     for ref in _disputed(trial).filter(case=case).order_by("finding")],
     }
 
 
-def adjudication_image(*, trial: Trial, key: str, user, kind: str):
-    case = adjudication_item(trial=trial, key=key, user=user).case
+def adjudication_image(*, access: Access, key: str, kind: str):
+    case = adjudication_item(access=access, key=key).case
     field_file = {"display": case.display_image, "values": case.values_image}.get(kind)
     if not field_file:
         raise PermissionDenied("Unknown image.")
@@ -313,13 +338,15 @@ def adjudication_image(*, trial: Trial, key: str, user, kind: str):
 # ----------------------------------------------------------------------------- investigators: completion, not results
 
 
-def progress(*, trial: Trial, user) -> dict:
+def progress(*, access: Access) -> dict:
     """Completion only: counts per expert and per kind. No score, preference or vote, until unblinding."""
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    access.require(Role.INVESTIGATOR)
+    trial = access.trial
     answered = Assignment.objects.filter(pk=OuterRef("pk")).filter(_answered())
     per_expert = {}
     rows = (Assignment.objects.filter(item__trial=trial, item__superseded_at__isnull=True)
-            .annotate(done=Exists(answered)).values("expert__pseudonym", "expert__user__username", "item__kind", "done"))
+            .annotate(done=Exists(answered))
+            .values("expert__pseudonym", "expert__user__username", "item__kind", "done"))
     for row in rows:
         entry = per_expert.setdefault(row["expert__pseudonym"], {
             "pseudonym": row["expert__pseudonym"], "username": row["expert__user__username"], "assigned": 0, "done": 0,
@@ -353,17 +380,24 @@ def progress(*, trial: Trial, user) -> dict:
     }
 
 
-def settings_for(*, trial: Trial, user) -> ScoringSettings:
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    return settings_of(trial)
+def settings_for(*, access: Access) -> ScoringSettings:
+    access.require(Role.INVESTIGATOR)
+    return settings_of(access.trial)
 
 
-def results_for(*, trial: Trial, user) -> dict[str, list[dict]]:
+def expert_by_pseudonym(*, access: Access, pseudonym: str) -> Membership | None:
+    """One of the trial's experts by pseudonym (None if there is none), for the investigator naming the
+    adjudicator."""
+    access.require(Role.INVESTIGATOR)
+    return access.trial.memberships.filter(pseudonym=pseudonym, role=Role.EXPERT).first()
+
+
+def results_for(*, access: Access) -> dict[str, list[dict]]:
     """The scoring data set, for investigators and statisticians once the trial is unblinded."""
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR, Role.STATISTICIAN])
-    if trial.status != Status.UNBLINDED:
+    access.require(Role.INVESTIGATOR, Role.STATISTICIAN)
+    if access.trial.status != Status.UNBLINDED:
         raise PermissionDenied("Scoring results are available after unblinding; until then only completion is shown.")
-    return analysis_rows(trial)
+    return analysis_rows(access.trial)
 
 
 # ----------------------------------------------------------------------------- the analysis data set

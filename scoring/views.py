@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.errors import ServiceError
-from trial import selectors as trial_selectors
+from trial.access import access_for
 from trial.models import Role
 
 from . import selectors, services
@@ -28,18 +28,20 @@ def _form_error(form, exc: ServiceError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
 
+def _access(request, code, role):
+    return access_for(user=request.user, code=code, roles=[role])
+
+
 # ------------------------------------------------------------------------------------- experts
 
 
 @login_required
 def worklist_page(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
-    wl = selectors.worklist(trial=trial, expert_user=request.user)
-    adjudicator = selectors.settings_of(trial).adjudicator
-    is_adjudicator = adjudicator is not None and adjudicator.user_id == request.user.pk
+    access = _access(request, code, Role.EXPERT)
+    wl = selectors.worklist(access=access)
     return render(request, "scoring/worklist.html", {
-        "trial": trial, "rows": wl.rows, "progress": {"done": wl.done, "total": wl.total},
-        "resume": wl.resume, "is_adjudicator": is_adjudicator,
+        "trial": access.trial, "rows": wl.rows, "progress": {"done": wl.done, "total": wl.total},
+        "resume": wl.resume, "is_adjudicator": selectors.is_adjudicator(access=access),
     })
 
 
@@ -65,8 +67,11 @@ def _submit(form, assignment, user) -> None:
 
 @login_required
 def item_page(request, code, key):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
-    assignment = selectors.assignment_for_expert(key=key, user=request.user, trial=trial)
+    """The item and its answer form. A GET changes nothing: the page's script opens the item (a POST to the API,
+    open_url) as the page runs, which starts the time spent on it."""
+    access = _access(request, code, Role.EXPERT)
+    trial = access.trial
+    assignment = selectors.assignment_for_expert(access=access, key=key)
     view = selectors.item_view(assignment=assignment)
     correcting = request.POST.get("action") == "correct"
     form = _item_form(view, request.POST if request.method == "POST" else None, correcting=correcting)
@@ -82,19 +87,17 @@ def item_page(request, code, key):
             if view["next_key"] and not correcting:
                 return redirect("scoring:item", trial.code, view["next_key"])
             return redirect("scoring:item", trial.code, key) if correcting else redirect("scoring:worklist", trial.code)
-    elif request.method == "GET" and view["image"] is not None and view["open"] and not view["replaced"]:
-        services.open_assignment(assignment=assignment, by=request.user)  # the time spent starts here
     correction_form = _item_form(view, correcting=True) if view["answer"] and not correcting else None
     return render(request, "scoring/item.html", {
         "trial": trial, "item": view, "form": form, "correcting": correcting, "correction_form": correction_form,
         "worklist_url": reverse("scoring:worklist", args=[trial.code]),
+        "open_url": reverse("api-scoring-item-open", args=[key]) if selectors.opens(view) else None,
     })
 
 
 @login_required
 def item_image(request, code, key, kind):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
-    return _image(selectors.image_for_expert(trial=trial, key=key, user=request.user, kind=kind))
+    return _image(selectors.image_for_expert(access=_access(request, code, Role.EXPERT), key=key, kind=kind))
 
 
 # ------------------------------------------------------------------------------------- adjudicator
@@ -102,15 +105,16 @@ def item_image(request, code, key, kind):
 
 @login_required
 def adjudication_page(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
+    access = _access(request, code, Role.EXPERT)
     return render(request, "scoring/adjudication.html", {
-        "trial": trial, "queue": selectors.adjudication_queue(trial=trial, user=request.user)})
+        "trial": access.trial, "queue": selectors.adjudication_queue(access=access)})
 
 
 @login_required
 def adjudicate_page(request, code, key):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
-    item = selectors.adjudication_item(trial=trial, key=key, user=request.user)
+    access = _access(request, code, Role.EXPERT)
+    trial = access.trial
+    item = selectors.adjudication_item(access=access, key=key)
     view = selectors.adjudication_view(item=item)
     form = AdjudicationForm(request.POST or None, findings=view["findings"])
     if request.method == "POST" and form.is_valid():
@@ -127,8 +131,7 @@ def adjudicate_page(request, code, key):
 
 @login_required
 def adjudication_image(request, code, key, kind):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.EXPERT])
-    return _image(selectors.adjudication_image(trial=trial, key=key, user=request.user, kind=kind))
+    return _image(selectors.adjudication_image(access=_access(request, code, Role.EXPERT), key=key, kind=kind))
 
 
 # ------------------------------------------------------------------------------------- investigators
@@ -136,29 +139,30 @@ def adjudication_image(request, code, key, kind):
 
 @login_required
 def progress_page(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-    return render(request, "scoring/progress.html", {
-        "trial": trial, "progress": selectors.progress(trial=trial, user=request.user)})
+    access = _access(request, code, Role.INVESTIGATOR)
+    return render(request, "scoring/progress.html",
+                  {"trial": access.trial, "progress": selectors.progress(access=access)})
 
 
 @login_required
 @require_POST
 def build_now(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    trial = _access(request, code, Role.INVESTIGATOR).trial
     try:
         result = services.build_items(trial=trial, by=request.user)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"{result.total} items built"
-                         + (f", {result.superseded} superseded (a report was corrected)." if result.superseded else "."))
+        superseded = f", {result.superseded} superseded (a report was corrected)." if result.superseded else "."
+        messages.success(request, f"{result.total} items built{superseded}")
     return redirect("scoring:progress", trial.code)
 
 
 @login_required
 def settings_page(request, code):
-    trial = trial_selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-    current = selectors.settings_for(trial=trial, user=request.user)
+    access = _access(request, code, Role.INVESTIGATOR)
+    trial = access.trial
+    current = selectors.settings_for(access=access)
     form = SettingsForm(request.POST or None, trial=trial, current=current)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

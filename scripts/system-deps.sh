@@ -2,7 +2,7 @@
 # System packages the tests need beyond Python, from Debian's packages only: R with lme4, lmerTest,
 # ordinal, pROC and psych (our statistics are checked against them), DCMTK (the ingest benchmark) and
 # Chromium (the real-browser tests drive it through Playwright; no browser is ever downloaded) and
-# docker-compose (validates docker/compose.yaml; no engine needed).
+# docker-compose (validates docker/compose.yaml; no engine needed), and npm (installs the pinned JS linter, Biome).
 # --check-or-install: install only what is missing, and only where we may (root with apt-get).
 set -euo pipefail
 PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych dcmtk chromium docker-compose)
@@ -14,6 +14,7 @@ missing() {
   command -v dcmj2pnm >/dev/null 2>&1 || { echo yes; return; }
   [ -x /usr/bin/chromium ] || { echo yes; return; }
   command -v docker-compose >/dev/null 2>&1 || { echo yes; return; }
+  command -v npm >/dev/null 2>&1 || { echo yes; return; }
   echo no
 }
 
@@ -27,3 +28,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+# npm only where there is none (a machine may have its own Node.js; Debian's npm would replace it)
+command -v npm >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends npm >/dev/null

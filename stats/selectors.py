@@ -16,6 +16,7 @@ from ai import selectors as ai_selectors
 from reading import selectors as reading_selectors
 from scoring import selectors as scoring_selectors
 from trial import selectors as trial_selectors
+from trial.access import Access
 from trial.models import Arm, Role, Status, Trial
 from trial.selectors import require_role
 
@@ -28,6 +29,7 @@ NO_RUN = "No such analysis run in this trial."
 
 
 def require_analyst(*, trial: Trial, user) -> set[str]:
+    """For services: the user's roles, or PermissionDenied unless they are an investigator or statistician."""
     return require_role(trial=trial, user=user, roles=ANALYSTS)
 
 
@@ -38,20 +40,20 @@ def is_unblinded(trial: Trial) -> bool:
 # ------------------------------------------------------------------------------------------- plans
 
 
-def plans_for(*, trial: Trial, user) -> QuerySet[AnalysisPlan]:
-    require_analyst(trial=trial, user=user)
-    return trial.analysis_plans.select_related("created_by", "frozen_by").order_by("-version")
+def plans_for(*, access: Access) -> QuerySet[AnalysisPlan]:
+    access.require(*ANALYSTS)
+    return access.trial.analysis_plans.select_related("created_by", "frozen_by").order_by("-version")
 
 
-def plan_for(*, trial: Trial, version: int, user) -> AnalysisPlan:
-    plan = plans_for(trial=trial, user=user).filter(version=version).first()
+def plan_for(*, access: Access, version: int) -> AnalysisPlan:
+    plan = plans_for(access=access).filter(version=version).first()
     if plan is None:
         raise PermissionDenied("No such version of the analysis plan.")
     return plan
 
 
-def latest_plan(*, trial: Trial, user) -> AnalysisPlan | None:
-    return plans_for(trial=trial, user=user).first()
+def latest_plan(*, access: Access) -> AnalysisPlan | None:
+    return plans_for(access=access).first()
 
 
 def latest_frozen_plan(trial: Trial) -> AnalysisPlan | None:
@@ -61,14 +63,14 @@ def latest_frozen_plan(trial: Trial) -> AnalysisPlan | None:
 # -------------------------------------------------------------------------------------------- runs
 
 
-def runs_for(*, trial: Trial, user) -> QuerySet[AnalysisRun]:
-    require_analyst(trial=trial, user=user)
-    return trial.analysis_runs.select_related("plan", "requested_by").defer("results").order_by("-number")
+def runs_for(*, access: Access) -> QuerySet[AnalysisRun]:
+    access.require(*ANALYSTS)
+    return access.trial.analysis_runs.select_related("plan", "requested_by").defer("results").order_by("-number")
 
 
-def run_for(*, trial: Trial, number: int, user) -> AnalysisRun:
-    require_analyst(trial=trial, user=user)
-    run = trial.analysis_runs.select_related("plan").filter(number=number).first()
+def run_for(*, access: Access, number: int) -> AnalysisRun:
+    access.require(*ANALYSTS)
+    run = access.trial.analysis_runs.select_related("plan").filter(number=number).first()
     if run is None:
         raise PermissionDenied(NO_RUN)
     return run
@@ -121,18 +123,18 @@ def run_snapshot(run: AnalysisRun) -> dict[str, Any]:
     return json.loads(data)
 
 
-def export_view(*, run: AnalysisRun, user) -> dict[str, Any]:
+def export_view(*, run: AnalysisRun, access: Access) -> dict[str, Any]:
     """The run's tables as the asking analyst may take them away: masked before unblinding; after it, real
     arm names, and for investigators only, the link from case codes to accession numbers."""
-    roles = require_analyst(trial=run.trial, user=user)
+    access.require(*ANALYSTS)
     snapshot = run_snapshot(run)
     if not is_unblinded(run.trial):
         view = dataset.masked(snapshot, run.arm_mapping)
         return {"view": view, "masked": True, "identities": None}
     view = dataset.unmasked(snapshot)
     identities = None
-    if Role.INVESTIGATOR in roles:
-        identities = trial_selectors.identity_rows(trial=run.trial, user=user)
+    if access.has(Role.INVESTIGATOR):
+        identities = trial_selectors.identity_rows(access=access)
     return {"view": view, "masked": False, "identities": identities}
 
 

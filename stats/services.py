@@ -16,6 +16,7 @@ from django.db import transaction
 
 from core import clock
 from trial import audit
+from trial.access import access_to
 from trial.models import Arm, Role, Status, Trial
 
 from . import analysis, dataset, exports, selectors
@@ -290,7 +291,7 @@ def export_run(*, run: AnalysisRun, by) -> tuple[str, bytes]:
     """The run's dataset as one zip for the asking analyst (masked before unblinding); the download is audited."""
     if run.status != RunStatus.DONE:
         raise Conflict("This run has not finished; its dataset can be downloaded once it is done.")
-    export = selectors.export_view(run=run, user=by)
+    export = selectors.export_view(run=run, access=access_to(user=by, trial=run.trial))
     masked = export["masked"]
     identities = export["identities"]
     root = f"cxr-trial-{run.trial.code}-run{run.number:03d}" + ("" if masked else "-unblinded")

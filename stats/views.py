@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.errors import ServiceError
-from trial import selectors as trial_selectors
+from trial.access import access_for
 
 from . import plan as plan_schema
 from . import report, selectors, services
@@ -21,18 +21,15 @@ from .models import RunStatus
 from .selectors import ANALYSTS
 
 
-def _trial(request, code):
-    return trial_selectors.trial_for_user(code=code, user=request.user, roles=ANALYSTS)
-
-
 @login_required
 def analysis_home(request, code):
-    trial = _trial(request, code)
-    plans = list(selectors.plans_for(trial=trial, user=request.user))
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    plans = list(selectors.plans_for(access=access))
     frozen = selectors.latest_frozen_plan(trial)
     return render(request, "stats/analysis.html", {
         "trial": trial, "plans": plans, "latest": plans[0] if plans else None, "frozen": frozen,
-        "runs": selectors.runs_for(trial=trial, user=request.user),
+        "runs": selectors.runs_for(access=access),
         "can_run": trial.status in services.RUNNABLE and frozen is not None,
         "unblinded": selectors.is_unblinded(trial),
     })
@@ -40,8 +37,9 @@ def analysis_home(request, code):
 
 @login_required
 def plan_edit(request, code):
-    trial = _trial(request, code)
-    latest = selectors.latest_plan(trial=trial, user=request.user)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    latest = selectors.latest_plan(access=access)
     content = latest.content if latest else plan_schema.validate(plan_schema.default_plan(trial.design))
     form = PlanForm(request.POST or None, initial=PlanForm.initial_from(content))
     if request.method == "POST" and form.is_valid():
@@ -61,8 +59,9 @@ def plan_edit(request, code):
 @login_required
 @require_POST
 def plan_freeze(request, code, version):
-    trial = _trial(request, code)
-    plan = selectors.plan_for(trial=trial, version=version, user=request.user)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    plan = selectors.plan_for(access=access, version=version)
     try:
         plan = services.freeze_plan(plan=plan, by=request.user)
     except ServiceError as exc:
@@ -74,8 +73,9 @@ def plan_freeze(request, code, version):
 
 @login_required
 def plan_json(request, code, version):
-    trial = _trial(request, code)
-    plan = selectors.plan_for(trial=trial, version=version, user=request.user)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    plan = selectors.plan_for(access=access, version=version)
     response = HttpResponse(services.plan_document(plan), content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{trial.code}-analysis-plan-v{plan.version}.json"'
     return response
@@ -84,7 +84,8 @@ def plan_json(request, code, version):
 @login_required
 @require_POST
 def run_start(request, code):
-    trial = _trial(request, code)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
     try:
         run = services.start_run(trial=trial, by=request.user)
     except ServiceError as exc:
@@ -122,8 +123,9 @@ def _report_context(run, *, embed: bool) -> dict:
 
 @login_required
 def run_page(request, code, number):
-    trial = _trial(request, code)
-    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    run = selectors.run_for(access=access, number=number)
     context = {"trial": trial, "run": run, "summary": selectors.run_summary(run=run),
                "progress_api": reverse("api-analysis-run-progress", args=[trial.code, run.number])}
     if run.status == RunStatus.DONE:
@@ -133,8 +135,8 @@ def run_page(request, code, number):
 
 @login_required
 def run_plot(request, code, number, name):
-    trial = _trial(request, code)
-    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    run = selectors.run_for(access=access, number=number)
     if name not in report.PLOTS or run.status != RunStatus.DONE:
         raise Http404("No such plot.")
     png = report.plot(name, selectors.visible_results(run), labels=selectors.arm_labels(run))
@@ -146,8 +148,9 @@ def run_plot(request, code, number, name):
 @login_required
 def run_report_file(request, code, number):
     """The report as one self-contained HTML file (plots embedded), to keep or send."""
-    trial = _trial(request, code)
-    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    run = selectors.run_for(access=access, number=number)
     if run.status != RunStatus.DONE:
         raise Http404("The run has not finished.")
     html = render_to_string("stats/report_file.html", _report_context(run, embed=True), request=request)
@@ -160,8 +163,9 @@ def run_report_file(request, code, number):
 
 @login_required
 def run_export(request, code, number):
-    trial = _trial(request, code)
-    run = selectors.run_for(trial=trial, number=number, user=request.user)
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    run = selectors.run_for(access=access, number=number)
     try:
         filename, data = services.export_run(run=run, by=request.user)
     except ServiceError as exc:

@@ -26,14 +26,13 @@ def _media(settings, tmp_path):
 
 
 @pytest.fixture
-def persistent_postgresql(settings):
+def persistent_postgresql():
     """The web processes' database set-up in production (DB_CONN_MAX_AGE=60, docker/compose.yaml): a kept
-    PostgreSQL connection, on which core.db prepares its statements. Skips on other databases."""
+    PostgreSQL connection, on which psycopg prepares the statements it runs repeatedly. Skips on other databases."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("server-side prepared statements are PostgreSQL's")
-    settings.DB_PREPARED_STATEMENTS = True
     old_age = connection.settings_dict["CONN_MAX_AGE"]
     connection.settings_dict["CONN_MAX_AGE"] = 60
     yield connection

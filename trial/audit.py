@@ -4,13 +4,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
-
-from core import db as sql
 
 from .models import AuditEvent, AuditHead
 
@@ -44,18 +41,12 @@ def _jsonable(payload: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(payload, sort_keys=True, default=str))
 
 
-@cache
-def _head_select(vendor: str) -> sql.Select:
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""  # SQLite: the write lock is the database's
-    return sql.Select("audit_head", [sql.Part(AuditHead, "h", sql.all_fields(AuditHead))],
-                      f"FROM {sql.table(AuditHead)} h WHERE h.{sql.col(AuditHead, 'id')} = %s{lock}")
-
-
 def _locked_head() -> AuditHead:
-    """The head row under its lock (which serializes appends, so the chain never forks)."""
-    rows = _head_select(connection.vendor).rows([1])
-    if rows:
-        return rows[0][0]
+    """The head row under its lock (which serializes appends, so the chain never forks; on SQLite the write lock
+    is the database's)."""
+    head = AuditHead.objects.select_for_update().filter(pk=1).first()
+    if head is not None:
+        return head
     # a flushed test database (migration 0002 creates the row); as before, ids go on from the last event
     last = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     head, _ = AuditHead.objects.select_for_update().get_or_create(
@@ -65,8 +56,8 @@ def _locked_head() -> AuditHead:
 
 def record(*, actor, action: str, obj: models.Model | None = None, trial=None, payload: dict | None = None) -> AuditEvent:
     """Append one event; call it inside the transaction of the write it describes (no savepoint of its own: if
-    the append fails, the write fails with it). Three plain statements (core.db; this is on every reading
-    step that writes a report): lock the head, insert the event, move the head."""
+    the append fails, the write fails with it). Three statements: lock the head, insert the event, move the
+    head."""
     with transaction.atomic(savepoint=False):
         head = _locked_head()
         if trial is None and obj is not None:
@@ -80,14 +71,12 @@ def record(*, actor, action: str, obj: models.Model | None = None, trial=None, p
             object_type=obj._meta.label if obj is not None else "",
             object_id=str(obj.pk) if obj is not None else "",
             payload=_jsonable(payload or {}),
-            created_at=timezone.now(),
+            created_at=timezone.now(),  # the real time, never a simulated clock (core.clock)
             prev_hash=head.last_hash,
         )
         event.hash = compute_hash(event)
-        # a plain INSERT of a new row (AuditEvent.save refuses updates; there is nothing to refuse here)
-        sql.insert(AuditEvent, {f.attname: getattr(event, f.attname) for f in AuditEvent._meta.concrete_fields})
-        event._state.adding, event._state.db = False, connection.alias
-        sql.update(AuditHead, 1, {"last_hash": event.hash, "count": event.pk})
+        event.save()  # an INSERT only (AuditEvent.save refuses anything else)
+        AuditHead.objects.filter(pk=1).update(last_hash=event.hash, count=event.pk)
     return event
 
 

@@ -65,8 +65,8 @@ class TrialForm(_CrispyForm):
     def clean_block_multiples(self):
         try:
             return [int(x) for x in self.cleaned_data["block_multiples"].replace(" ", "").split(",") if x]
-        except ValueError:
-            raise forms.ValidationError("Give whole numbers separated by commas, e.g. 1, 2, 3.")
+        except ValueError as exc:
+            raise forms.ValidationError("Give whole numbers separated by commas, e.g. 1, 2, 3.") from exc
 
 
 class TrialSettingsForm(TrialForm):

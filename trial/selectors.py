@@ -1,4 +1,7 @@
-"""Every read of trial data, scoped to what the asking user may see. Views and the API come here."""
+"""Every read of trial data, scoped to what the asking user may see. Views and the API come here.
+
+Selectors of one trial take the request's `Access` (trial.access: the trial and the asking user's roles, loaded
+once per request) and check roles in memory; they never ask the database who the user is again."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -8,34 +11,23 @@ from django.db.models import Count, QuerySet
 
 from core.clock import iso
 
+from .access import NO_ACCESS, Access, access_for, access_to  # noqa: F401  (NO_ACCESS: re-exported, as before)
 from .models import Allocation, AuditEvent, Case, CaseIdentity, Invitation, Membership, Role, Site, Trial
 
-# One message whatever the reason, so that a refusal reveals nothing about whether the trial exists.
-NO_ACCESS = "You do not have access to this trial, or it does not exist."
+# Everyone but experts: they are blinded to where a case comes from (the site is a blinded field of scoring).
+SITE_ROLES = tuple(r for r in Role.values if r != Role.EXPERT)
 
 
-def roles_of(*, trial: Trial, user) -> set[str]:
-    if not getattr(user, "is_authenticated", False):
-        return set()
-    return set(Membership.objects.filter(trial=trial, user=user).values_list("role", flat=True))
+# ------------------------------------------------------------------------------ checks for services (one per write)
 
 
 def require_role(*, trial: Trial, user, roles: Iterable[str] | None = None) -> set[str]:
-    """The user's roles on the trial; PermissionDenied unless they hold one of `roles` (any role if None)."""
-    held = roles_of(trial=trial, user=user)
-    wanted = set(roles) if roles is not None else set(Role.values)
-    if not held & wanted:
-        raise PermissionDenied(NO_ACCESS)
-    return held
+    """The user's roles on the trial; PermissionDenied unless they hold one of `roles` (any role if None). For
+    services, which check once per write: pages and the API load an Access once per request instead."""
+    return set(access_to(user=user, trial=trial, roles=roles or ()).roles)
 
 
-def trial_for_user(*, code: str, user, roles: Iterable[str] | None = None) -> Trial:
-    """The trial by code if the user holds one of `roles` on it; the same refusal when it does not exist."""
-    trial = Trial.objects.filter(code=code).first()
-    if trial is None:
-        raise PermissionDenied(NO_ACCESS)
-    require_role(trial=trial, user=user, roles=roles)
-    return trial
+# ------------------------------------------------------------------------------ the user's trials (no Access yet)
 
 
 def trials_for_user(*, user) -> QuerySet[Trial]:
@@ -52,73 +44,90 @@ def memberships_of_user(*, user) -> dict[int, list[str]]:
     return out
 
 
-def sites_for(*, trial: Trial, user) -> QuerySet[Site]:
-    """Not for experts: they are blinded to where a case comes from (the site is a blinded field of scoring)."""
-    require_role(trial=trial, user=user, roles=[r for r in Role.values if r != Role.EXPERT])
-    return trial.sites.annotate(n_cases=Count("cases", distinct=True)).order_by("code")
+def open_invitation(*, token: str) -> Invitation | None:
+    """An invitation not used yet, by its secret token: whoever holds the link may see whom it invites, as what."""
+    return Invitation.objects.select_related("trial", "site").filter(token=token, accepted_at__isnull=True).first()
 
 
-def members_for(*, trial: Trial, user) -> QuerySet[Membership]:
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    return trial.memberships.select_related("user", "site").order_by("role", "pseudonym")
+# ------------------------------------------------------------------------------ one trial, as the asking user
 
 
-def invitations_for(*, trial: Trial, user) -> QuerySet[Invitation]:
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    return trial.invitations.filter(accepted_at__isnull=True).select_related("site")
+def sites_for(*, access: Access) -> QuerySet[Site]:
+    """Not for experts: they are blinded to where a case comes from."""
+    access.require(*SITE_ROLES)
+    return access.trial.sites.annotate(n_cases=Count("cases", distinct=True)).order_by("code")
 
 
-def cases_for(*, trial: Trial, user) -> QuerySet[Case]:
+def site_by_code(*, access: Access, code: str) -> Site | None:
+    """One of the trial's sites by its code (None if there is none), for investigators choosing where a case or a
+    reader belongs."""
+    access.require(Role.INVESTIGATOR)
+    return access.trial.sites.filter(code=code).first()
+
+
+def members_for(*, access: Access) -> QuerySet[Membership]:
+    access.require(Role.INVESTIGATOR)
+    return access.trial.memberships.select_related("user", "site").order_by("role", "pseudonym")
+
+
+def invitations_for(*, access: Access) -> QuerySet[Invitation]:
+    access.require(Role.INVESTIGATOR)
+    return access.trial.invitations.filter(accepted_at__isnull=True).select_related("site")
+
+
+def cases_for(*, access: Access) -> QuerySet[Case]:
     """The case list is an investigator's view; readers and experts reach cases through their own work."""
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    return trial.cases.select_related("site").order_by("code")
+    access.require(Role.INVESTIGATOR)
+    return access.trial.cases.select_related("site").order_by("code")
 
 
-def case_for(*, trial: Trial, code: str, user) -> Case:
-    case = cases_for(trial=trial, user=user).filter(code=code).first()
+def case_for(*, access: Access, code: str) -> Case:
+    case = cases_for(access=access).filter(code=code).first()
     if case is None:
         raise PermissionDenied("No such case in this trial.")
     return case
 
 
-def case_identity(*, case: Case, user) -> CaseIdentity | None:
+def case_identity(*, access: Access, case: Case) -> CaseIdentity | None:
     """The link back to the hospital record (accession number): investigators only."""
-    require_role(trial=case.trial, user=user, roles=[Role.INVESTIGATOR])
+    access.require(Role.INVESTIGATOR)
+    if case.trial_id != access.trial.pk:
+        raise PermissionDenied("No such case in this trial.")
     return CaseIdentity.objects.filter(case=case).first()
 
 
-def case_image_for(*, trial: Trial, code: str, user, kind: str):
+def case_image_for(*, access: Access, code: str, kind: str):
     """The file of a case image. Investigators now; the reading and scoring apps add their own routes."""
-    case = case_for(trial=trial, code=code, user=user)
+    case = case_for(access=access, code=code)
     return {"display": case.display_image, "thumbnail": case.thumbnail}[kind]
 
 
-def identity_rows(*, trial: Trial, user) -> list[dict]:
+def identity_rows(*, access: Access) -> list[dict]:
     """The link from every case code back to the hospital's record (accession number, patient id, study UID), for
     an export after unblinding: investigators only."""
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
+    access.require(Role.INVESTIGATOR)
     return [{"case": code, "accession_number": acc, "patient_id": pid, "study_instance_uid": study}
-            for code, acc, pid, study in CaseIdentity.objects.filter(case__trial=trial).order_by("case__code")
+            for code, acc, pid, study in CaseIdentity.objects.filter(case__trial=access.trial).order_by("case__code")
             .values_list("case__code", "accession_number", "patient_id", "study_instance_uid")]
 
 
-def allocations_for(*, trial: Trial, user) -> QuerySet[Allocation]:
+def allocations_for(*, access: Access) -> QuerySet[Allocation]:
     """Allocations already made (never the ones to come: the sequence stays on the server)."""
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    return trial.allocations.select_related("membership__user", "case").order_by("stratum", "position")
+    access.require(Role.INVESTIGATOR)
+    return access.trial.allocations.select_related("membership__user", "case").order_by("stratum", "position")
 
 
-def arm_balance(*, trial: Trial, user) -> dict[str, dict[str, int]]:
+def arm_balance(*, access: Access) -> dict[str, dict[str, int]]:
     """stratum → arm → count of allocations made."""
     out: dict[str, dict[str, int]] = {}
-    for row in allocations_for(trial=trial, user=user).values("stratum", "arm").annotate(n=Count("id")):
+    for row in allocations_for(access=access).values("stratum", "arm").annotate(n=Count("id")):
         out.setdefault(row["stratum"], {})[row["arm"]] = row["n"]
     return out
 
 
-def audit_events_for(*, trial: Trial, user) -> QuerySet[AuditEvent]:
-    require_role(trial=trial, user=user, roles=[Role.INVESTIGATOR])
-    return trial.audit_events.order_by("-id")
+def audit_events_for(*, access: Access) -> QuerySet[AuditEvent]:
+    access.require(Role.INVESTIGATOR)
+    return access.trial.audit_events.order_by("-id")
 
 
 # ------------------------------------------------------------------------------ the analysis dataset (no user)

@@ -41,15 +41,17 @@ class TrialCreateSerializer(serializers.Serializer):
     registration_id = serializers.CharField(max_length=REGISTRATION_ID_LENGTH, required=False, allow_blank=True)
     design = serializers.ChoiceField(choices=Design.choices, required=False)
     findings = serializers.ListField(child=serializers.CharField(max_length=FINDING_NAME_LENGTH), required=False)
-    experts_per_item = serializers.IntegerField(min_value=EXPERTS_PER_ITEM_RANGE[0], max_value=EXPERTS_PER_ITEM_RANGE[1],
-                                                required=False)
+    experts_per_item = serializers.IntegerField(min_value=EXPERTS_PER_ITEM_RANGE[0],
+                                                max_value=EXPERTS_PER_ITEM_RANGE[1], required=False)
     allow_no_preference = serializers.BooleanField(required=False)
-    washout_days = serializers.IntegerField(min_value=WASHOUT_DAYS_RANGE[0], max_value=WASHOUT_DAYS_RANGE[1], required=False)
+    washout_days = serializers.IntegerField(min_value=WASHOUT_DAYS_RANGE[0], max_value=WASHOUT_DAYS_RANGE[1],
+                                            required=False)
     require_signoff = serializers.BooleanField(required=False)
     ratio_assisted = serializers.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], required=False)
     ratio_standard = serializers.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], required=False)
     block_multiples = serializers.ListField(
-        child=serializers.IntegerField(min_value=BLOCK_MULTIPLE_RANGE[0], max_value=BLOCK_MULTIPLE_RANGE[1]), required=False)
+        child=serializers.IntegerField(min_value=BLOCK_MULTIPLE_RANGE[0], max_value=BLOCK_MULTIPLE_RANGE[1]),
+        required=False)
 
 
 class TrialUpdateSerializer(TrialCreateSerializer):
@@ -81,6 +83,18 @@ class InviteSerializer(serializers.Serializer):
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Role.choices)
     site = serializers.SlugField(required=False, allow_null=True, help_text="Site code (readers).")
+
+
+class InvitationSerializer(serializers.Serializer):
+    """The answer when an invited person has no account yet: an e-mail with a link went out (202)."""
+
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    site = serializers.CharField(source="site.code", allow_null=True, default=None)
+    invited = serializers.SerializerMethodField()
+
+    def get_invited(self, invitation) -> bool:
+        return True
 
 
 class CaseSerializer(serializers.ModelSerializer):

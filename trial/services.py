@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.base import ContentFile
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -124,7 +126,8 @@ def create_trial(*, by, code: str, title: str, registration_id: str = "", design
         with transaction.atomic():
             trial = Trial.objects.create(
                 code=code, title=title, registration_id=registration_id, design=design,
-                findings=clean_findings(findings) if findings is not None else Trial._meta.get_field("findings").get_default(),
+                findings=(clean_findings(findings) if findings is not None
+                          else Trial._meta.get_field("findings").get_default()),
                 experts_per_item=experts_per_item, randomization_seed=randomization.new_seed(),
                 uid_secret=secrets.token_bytes(32), created_by=by, **options,
             )
@@ -284,11 +287,16 @@ def invite_member(*, trial: Trial, by, email: str, role: str, site: Site | None 
     return invitation
 
 
-@transaction.atomic
-def accept_invitation(*, token: str, user) -> Membership:
+def _open_invitation(token: str) -> Invitation:
     invitation = Invitation.objects.select_for_update().filter(token=token).first()
     if invitation is None or invitation.accepted_at is not None:
         raise ServiceError("This invitation is not valid or was already used.", code="invalid_invitation")
+    return invitation
+
+
+@transaction.atomic
+def accept_invitation(*, token: str, user) -> Membership:
+    invitation = _open_invitation(token)
     membership = _add_membership(trial=invitation.trial, by=user, user=user, role=invitation.role,
                                  site=invitation.site)
     invitation.accepted_at = clock.now()
@@ -296,6 +304,31 @@ def accept_invitation(*, token: str, user) -> Membership:
     invitation.save(update_fields=["accepted_at", "accepted_by"])
     audit.record(actor=user, action="member.invitation_accepted", obj=invitation, trial=invitation.trial)
     return membership
+
+
+@transaction.atomic
+def join_by_invitation(*, token: str, username: str, password: str) -> Membership:
+    """Create the invited person's account (with the invited e-mail address) and accept the invitation with it,
+    in one transaction: a refused acceptance (the link used meanwhile, a reader joining after reading started)
+    leaves no account behind."""
+    invitation = _open_invitation(token)
+    username = username.strip()
+    if not username:
+        raise ServiceError("A username is required.", field="username")
+    if User.objects.filter(username__iexact=username).exists():
+        raise DuplicateCode("This username is taken.", field="username")
+    try:
+        validate_password(password, User(username=username, email=invitation.email))
+    except DjangoValidationError as exc:
+        raise ServiceError(" ".join(exc.messages), field="password") from exc
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(username=username, email=invitation.email, password=password)
+    except IntegrityError as exc:  # the same username, taken by a concurrent request
+        raise DuplicateCode("This username is taken.", field="username") from exc
+    audit.record(actor=user, action="account.created_by_invitation", obj=invitation, trial=invitation.trial,
+                 payload={"user": user.pk, "username": username, "role": invitation.role})
+    return accept_invitation(token=token, user=user)
 
 
 # ----------------------------------------------------------------------------- randomization

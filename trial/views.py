@@ -3,17 +3,18 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, HttpResponseNotAllowed
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import FileResponse, Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.errors import ServiceError
 
 from . import selectors, services
+from .access import access_for
 from .forms import InviteForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
 from .models import ALLOWED_TRANSITIONS, Invitation, Role, Status
 
@@ -51,17 +52,16 @@ def trial_create(request):
 
 @login_required
 def trial_detail(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user)
-    my_roles = selectors.roles_of(trial=trial, user=request.user)
-    sees_sites = bool(my_roles - {Role.EXPERT})  # experts are blinded to the sites (see scoring)
-    context = {"trial": trial, "my_roles": my_roles,
-               "sites": selectors.sites_for(trial=trial, user=request.user) if sees_sites else []}
-    if Role.INVESTIGATOR in my_roles:
+    access = access_for(user=request.user, code=code)
+    trial = access.trial
+    context = {"trial": trial, "my_roles": sorted(access.roles),
+               "sites": selectors.sites_for(access=access) if access.has(*selectors.SITE_ROLES) else []}
+    if access.has(Role.INVESTIGATOR):
         context.update(
-            members=selectors.members_for(trial=trial, user=request.user),
-            invitations=selectors.invitations_for(trial=trial, user=request.user),
-            balance=selectors.arm_balance(trial=trial, user=request.user),
-            n_cases=selectors.cases_for(trial=trial, user=request.user).count(),
+            members=selectors.members_for(access=access),
+            invitations=selectors.invitations_for(access=access),
+            balance=selectors.arm_balance(access=access),
+            n_cases=selectors.cases_for(access=access).count(),
             next_statuses=[(s, Status(s).label) for s in ALLOWED_TRANSITIONS[trial.status]],
             site_form=SiteForm(), invite_form=InviteForm(trial=trial),
         )
@@ -70,7 +70,7 @@ def trial_detail(request, code):
 
 @login_required
 def trial_settings(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
     form = TrialSettingsForm(request.POST or None, trial=trial)
     if request.method == "POST" and form.is_valid():
         changes = {k: v for k, v in form.cleaned_data.items() if k != "code" and not form.fields[k].disabled}
@@ -81,13 +81,14 @@ def trial_settings(request, code):
         else:
             messages.success(request, "Settings saved.")
             return redirect("trial:detail", trial.code)
-    return render(request, "trial/trial_form.html", {"form": form, "title": f"Settings of {trial.code}", "trial": trial})
+    return render(request, "trial/trial_form.html",
+                  {"form": form, "title": f"Settings of {trial.code}", "trial": trial})
 
 
 @login_required
 @require_POST
 def trial_transition(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
     try:
         services.transition_trial(trial=trial, by=request.user, to=request.POST.get("to", ""))
     except ServiceError as exc:
@@ -100,7 +101,7 @@ def trial_transition(request, code):
 @login_required
 @require_POST
 def site_add(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
     form = SiteForm(request.POST)
     if form.is_valid():
         try:
@@ -117,7 +118,7 @@ def site_add(request, code):
 @login_required
 @require_POST
 def member_invite(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
     form = InviteForm(request.POST, trial=trial)
     if form.is_valid():
         try:
@@ -138,22 +139,27 @@ def member_invite(request, code):
 
 
 def accept_invitation(request, token):
-    invitation = get_object_or_404(Invitation, token=token, accepted_at__isnull=True)
+    invitation = selectors.open_invitation(token=token)
+    if invitation is None:
+        raise Http404("This invitation is not valid or was already used.")
     form = None if request.user.is_authenticated else SignupForm(request.POST or None)
     if request.method == "POST":
-        user = request.user
-        if form is not None:
+        if form is None:
+            try:
+                services.accept_invitation(token=token, user=request.user)
+            except ServiceError as exc:
+                messages.error(request, exc.message)
+                return redirect("trial:home")
+        else:
             if not form.is_valid():
                 return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
-            user = get_user_model().objects.create_user(
-                username=form.cleaned_data["username"], email=invitation.email, password=form.cleaned_data["password"]
-            )
-            login(request, user, backend=settings.AUTHENTICATION_BACKENDS[0])  # the first: core.auth's
-        try:
-            services.accept_invitation(token=token, user=user)
-        except ServiceError as exc:
-            messages.error(request, exc.message)
-            return redirect("trial:home")
+            try:  # the account and the membership, together or not at all
+                membership = services.join_by_invitation(token=token, username=form.cleaned_data["username"],
+                                                         password=form.cleaned_data["password"])
+            except ServiceError as exc:
+                _form_error(form, exc)
+                return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
+            login(request, membership.user, backend=settings.AUTHENTICATION_BACKENDS[0])
         messages.success(request, f"You joined {invitation.trial.title} as {invitation.role}.")
         return redirect("trial:detail", invitation.trial.code)
     return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
@@ -161,35 +167,33 @@ def accept_invitation(request, token):
 
 @login_required
 def case_list(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-    cases = selectors.cases_for(trial=trial, user=request.user)
-    return render(request, "trial/case_list.html", {"trial": trial, "cases": cases})
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    return render(request, "trial/case_list.html", {"trial": access.trial, "cases": selectors.cases_for(access=access)})
 
 
 @login_required
 def case_upload(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET"])  # the page uploads through the API, one file at a time
-    return render(request, "trial/case_upload.html", {
-        "trial": trial, "sites": selectors.sites_for(trial=trial, user=request.user),
-    })
+    return render(request, "trial/case_upload.html",
+                  {"trial": access.trial, "sites": selectors.sites_for(access=access)})
 
 
 @login_required
 def case_detail(request, code, case_code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-    case = selectors.case_for(trial=trial, code=case_code, user=request.user)
-    identity = selectors.case_identity(case=case, user=request.user)
-    return render(request, "trial/case_detail.html", {"trial": trial, "case": case, "identity": identity})
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    case = selectors.case_for(access=access, code=case_code)
+    identity = selectors.case_identity(access=access, case=case)
+    return render(request, "trial/case_detail.html", {"trial": access.trial, "case": case, "identity": identity})
 
 
 @login_required
 def case_image(request, code, case_code, kind):
-    trial = selectors.trial_for_user(code=code, user=request.user)
+    access = access_for(user=request.user, code=code)
     if kind not in ("display", "thumbnail"):
         raise PermissionDenied("Unknown image.")
-    field_file = selectors.case_image_for(trial=trial, code=case_code, user=request.user, kind=kind)
+    field_file = selectors.case_image_for(access=access, code=case_code, kind=kind)
     response = FileResponse(field_file.open("rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response
@@ -197,6 +201,6 @@ def case_image(request, code, case_code, kind):
 
 @login_required
 def audit_log(request, code):
-    trial = selectors.trial_for_user(code=code, user=request.user, roles=[Role.INVESTIGATOR])
-    events = selectors.audit_events_for(trial=trial, user=request.user)[:500]
-    return render(request, "trial/audit_log.html", {"trial": trial, "events": events})
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    events = selectors.audit_events_for(access=access)[:500]
+    return render(request, "trial/audit_log.html", {"trial": access.trial, "events": events})

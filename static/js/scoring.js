@@ -1,8 +1,36 @@
-// The scoring and adjudication screens: show the item's radiograph in the reading viewer (viewer.js).
-// The image description comes from a JSON data block (json_script), never from inline script: the pages
-// run under a Content-Security-Policy without 'unsafe-inline'. Everything else on these pages is a plain form.
+// The scoring and adjudication screens: show the item's radiograph in the reading viewer (viewer.js), and open
+// a scoring item. The image description comes from a JSON data block (json_script), never from inline script:
+// the pages run under a Content-Security-Policy without 'unsafe-inline'. Everything else is a plain form.
 import { create } from "./viewer.js";
 
+function csrfToken(root) {
+  // The cookie first: it is renewed at login, while the page's hidden input may be older.
+  const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+  if (m) return decodeURIComponent(m[1]);
+  const input = root.querySelector("input[name=csrfmiddlewaretoken]");
+  return input ? input.value : "";
+}
+
+// Opening an item starts the time its expert spends on it: a POST, sent once as the page runs (loading the page
+// or the item changes nothing). Resolves either way: a failed open leaves that time unknown, nothing else.
+function openItem(root) {
+  const url = root?.dataset.openUrl;
+  if (!url) return Promise.resolve();
+  return fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "X-CSRFToken": csrfToken(root) },
+  }).then(
+    (response) => {
+      if (response.ok) root.dataset.opened = "true";
+    },
+    () => {
+      /* no network: the answer form still works */
+    },
+  );
+}
+
+const opened = openItem(document.getElementById("score-app"));
 const data = document.getElementById("item-image");
 const box = document.getElementById("viewer");
 if (data && box) {
@@ -16,9 +44,9 @@ if (data && box) {
     window.addEventListener("resize", fit);
   }
   const viewer = create(box, { label: "Chest radiograph" });
-  viewer.load(JSON.parse(data.textContent)).then(
+  Promise.all([viewer.load(JSON.parse(data.textContent)), opened]).then(
     () => {
-      box.dataset.shown = "true"; // for tests and for the curious: the image is on screen
+      box.dataset.shown = "true"; // for tests and for the curious: the image is on screen (and the item open)
     },
     () => {
       /* the viewer says so on screen */

@@ -11,6 +11,7 @@ from core.errors import ServiceError, WrongStatus
 from tests import dicom_corpus as corpus
 from trial import events as trial_events
 from trial import services as trial_services
+from trial.access import access_to
 from trial.models import AuditEvent
 
 
@@ -119,7 +120,7 @@ def test_backfill_drafts_every_case_missing_one(trial, site, investigator, model
     with django_capture_on_commit_callbacks(execute=True):
         requested = services.backfill(trial=trial, by=investigator)
     assert len(requested) == 3
-    assert selectors.draft_progress(trial=trial, user=investigator)["ready"] == 3
+    assert selectors.draft_progress(access=access_to(user=investigator, trial=trial))["ready"] == 3
     assert {d.case_id for d in AIDraft.objects.all()} == {c.pk for c in cases}
 
 
@@ -157,7 +158,11 @@ def test_drafts_page_and_api_are_for_investigators(client, ai_trial, site, inves
     client.force_login(investigator)
     page = client.get(f"/t/{ai_trial.code}/ai/").content.decode()
     assert "fake" in page and "Ready" in page
-    assert client.get(f"/api/trials/{ai_trial.code}/drafts/progress/").json()["ready"] == 1
+    assert client.get(f"/api/trials/{ai_trial.code}/drafts/progress/").json() == {
+        "pending": 0, "running": 0, "ready": 1, "failed": 0, "missing": 0, "total": 1}
+    drafts = client.get(f"/api/trials/{ai_trial.code}/drafts/").json()  # a page at a time
+    assert drafts["count"] == 1 and drafts["next"] is None and drafts["results"][0]["status"] == "ready"
+    assert "text" not in drafts["results"][0] and "findings" not in drafts["results"][0]
     client.force_login(outsider)
     assert client.get(f"/t/{ai_trial.code}/ai/").status_code == 403
     assert client.get(f"/api/trials/{ai_trial.code}/drafts/").status_code == 403

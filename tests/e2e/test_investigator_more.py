@@ -98,10 +98,10 @@ def test_investigator_sees_reading_progress_by_reader_and_nothing_by_arm(page, b
     (first_name, first_reads), (second_name, second_reads) = sorted(by_reader.items())
     assert len(first_reads) == len(second_reads) == 3
     for read in first_reads[:2]:
-        reading_services.submit_report(read=read, by=read.reader.user, findings="", impression="Normal.",
+        reading_services.submit_report(read_id=read.pk, by=read.reader.user, findings="", impression="Normal.",
                                        finding_flags={})
     opened = second_reads[0]
-    reading_services.record_event(read=opened, by=opened.reader.user, kind="opened", tab_id="t1")
+    reading_services.record_event(read_id=opened.pk, by=opened.reader.user, kind="opened", tab_id="t1")
 
     login(page, investigator.username, PASSWORD)
     page.goto(f"/t/{trial.code}/reading/")

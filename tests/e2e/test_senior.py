@@ -17,7 +17,7 @@ def _submit_all(trial) -> dict[int, Report]:
     reports = {}
     for read in Read.objects.filter(trial=trial).select_related("reader__user", "trial", "case").order_by("pk"):
         reports[read.pk] = reading_services.submit_report(
-            read=read, by=read.reader.user, findings="Heart size normal.",
+            read_id=read.pk, by=read.reader.user, findings="Heart size normal.",
             impression=f"Impression of {read.case.code} by {read.reader.pseudonym}.", finding_flags={})
     return reports
 

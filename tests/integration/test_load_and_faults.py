@@ -100,7 +100,7 @@ def _read_and_submit(reader: Reader, code: str, seconds: float, errors: list, se
         reader.login(PASSWORD)
         status, worklist = reader.request("GET", f"/api/trials/{code}/worklist/")
         expect("worklist", status, worklist, {200})
-        reads = [r["id"] for r in worklist["reads"] if r["available"]] if status == 200 else []
+        reads = [r["id"] for r in worklist["results"] if r["available"]] if status == 200 else []
     except Exception as exc:  # noqa: BLE001 - reported, not swallowed
         errors.append((reader.username, "set-up", 0, repr(exc)))
         reads = []

@@ -28,7 +28,7 @@ def _race(read, user, monkeypatch, first_base, second_base):
 
     def tab(name, base):
         try:
-            saved = services.autosave(read=Read(pk=read.pk), by=user, findings=f"text of {name}",
+            saved = services.autosave(read_id=read.pk, by=user, findings=f"text of {name}",
                                       impression=name, finding_flags={}, base_version=base, tab_id=name)
             out[name] = ("saved", saved.version)
         except services.StaleVersion as exc:
@@ -64,7 +64,7 @@ def test_a_tab_behind_cannot_overwrite_a_newer_text_it_waited_for(build_trial, m
     trial, _, _, _ = build_trial(readers_per_site=2, n_cases=2)
     read = Read.objects.filter(trial=trial, arm="standard").select_related("reader__user").first()
     user = read.reader.user
-    services.autosave(read=read, by=user, findings="v1", impression="v1", finding_flags={}, base_version=None,
+    services.autosave(read_id=read.pk, by=user, findings="v1", impression="v1", finding_flags={}, base_version=None,
                       tab_id="A")
     out = _race(read, user, monkeypatch, 1, 1)  # both tabs start from version 1
     assert out == {"A": ("saved", 2), "B": ("stale", 2)}, out

@@ -20,8 +20,8 @@ def submit_all_reads(trial, *, user_of=None):
         for read in Read.objects.filter(trial=trial, period=period).select_related("reader__user", "case"):
             user = read.reader.user
             findings, impression = ASSISTED_TEXT if read.arm == "assisted" else STANDARD_TEXT
-            reading_services.record_event(read=read, by=user, kind="opened", tab_id="t1")
-            reading_services.submit_report(read=read, by=user, findings=f"{findings} Case {read.case.code[-2:]}.",
+            reading_services.record_event(read_id=read.pk, by=user, kind="opened", tab_id="t1")
+            reading_services.submit_report(read_id=read.pk, by=user, findings=f"{findings} Case {read.case.code[-2:]}.",
                                            impression=impression, finding_flags={}, tab_id="t1")
 
 

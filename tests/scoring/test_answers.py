@@ -56,7 +56,7 @@ def test_scoring_an_item_not_assigned_to_you_is_refused(ready):
     with pytest.raises(services.NotAssigned, match="^This item is not assigned to you.$"):
         answer(theirs, experts[1])
     with pytest.raises(PermissionDenied, match="not assigned to you"):
-        selectors.assignment_for_expert(key=theirs.key, user=experts[1])
+        selectors.own_assignment(key=theirs.key, user=experts[1])
     assert _nothing_written()
 
 
@@ -151,8 +151,9 @@ def test_a_preference_on_a_pair_whose_report_changed_is_refused_and_the_item_reb
     pair = mine(experts[0], kind="pair")[0]
     answer_before(pair, experts[0])
     report = Report.objects.filter(read__case=cases[0], read__arm="standard").select_related("read__reader__user").get()
-    reading_services.correct_report(read=report.read, by=report.read.reader.user, findings="Large left effusion.",
-                                    impression="Moderate left pleural effusion.", finding_flags={}, reason="Missed size.")
+    reading_services.correct_report(read_id=report.read.pk, by=report.read.reader.user,
+                                    findings="Large left effusion.", impression="Moderate left pleural effusion.",
+                                    finding_flags={}, reason="Missed size.")
     with pytest.raises(services.ReportChanged) as refused:
         answer(pair, experts[0], choice="A")
     assert refused.value.message.startswith("A report in this item was corrected after the item was made, so your "
@@ -165,9 +166,10 @@ def test_a_preference_on_a_pair_whose_report_changed_is_refused_and_the_item_reb
     assert new.shown_reports.get(arm="standard").report_version == 2
     # the standard report's quality item was rebuilt too, the assisted one kept; the same panel
     assert Item.objects.filter(trial=trial, kind="quality", superseded_at__isnull=False).count() == 1
-    assert set(new.assignments.values_list("expert_id", flat=True)) == set(old.assignments.values_list("expert_id", flat=True))
+    panel = set(old.assignments.values_list("expert_id", flat=True))
+    assert set(new.assignments.values_list("expert_id", flat=True)) == panel
     # the old link now says the item was replaced, and points to the new one
-    view = selectors.item_view(assignment=selectors.assignment_for_expert(key=pair.key, user=experts[0]))
+    view = selectors.item_view(assignment=selectors.own_assignment(key=pair.key, user=experts[0]))
     assert view["replaced"] and view["replacement_key"] == new.assignments.get(expert=pair.expert).key
     with pytest.raises(services.ItemSuperseded, match="open the new item from your list"):
         answer(Assignment.objects.select_related("item__trial", "expert").get(pk=pair.pk), experts[0])
@@ -178,7 +180,7 @@ def test_a_correction_that_reads_the_same_leaves_the_item_valid(scoring_trial, i
     trial, readers, experts, cases = scoring_trial(n_cases=1, move=False, code="sm")
     services.build_items(trial=trial, by=investigator)
     report = Report.objects.filter(read__case=cases[0], read__arm="assisted").select_related("read__reader__user").get()
-    reading_services.correct_report(read=report.read, by=report.read.reader.user,
+    reading_services.correct_report(read_id=report.read.pk, by=report.read.reader.user,
                                     findings="FINDINGS: " + report.findings, impression=report.impression + "  ",
                                     finding_flags={"pleural effusion": True}, reason="Flags only.")
     assert services.build_items(trial=trial, by=investigator).superseded == 0

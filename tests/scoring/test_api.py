@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from scoring.models import Assignment, Preference, QualityScore
 from tests.scoring.helpers import answer_before, mine
 from trial import services as trial_services
-from trial.models import Role
+from trial.models import AuditEvent, Role
 
 # Everything the item payload may carry; a new key must be added here on purpose (and be blind).
 ITEM_KEYS = {"key", "kind", "label", "position", "of", "available", "replaced", "replacement_key", "open", "image",
@@ -31,12 +31,15 @@ def test_an_expert_lists_opens_and_answers_items_through_the_api(ready):
     trial, readers, experts, _ = ready
     client = api_for(experts[0])
     listing = client.get(f"/api/trials/{trial.code}/scoring/items/").json()
-    assert listing["total"] == 8 and listing["done"] == 0
-    assert set(listing["items"][0]) == {"key", "position", "kind", "label", "done", "available", "api_url"}
+    assert listing["total"] == listing["count"] == 8 and listing["done"] == 0
+    assert set(listing["results"][0]) == {"key", "position", "kind", "label", "done", "available", "api_url"}
     quality = mine(experts[0], kind="quality")[0]
     answer_before(quality, experts[0])
     payload = client.get(f"/api/scoring/items/{quality.key}/").json()
     assert set(payload) == ITEM_KEYS and payload["kind"] == "quality" and len(payload["reports"]) == 1
+    assert Assignment.objects.get(pk=quality.pk).opened_at is None  # reading an item changes nothing
+    opened = client.post(payload["urls"]["open"])
+    assert opened.status_code == 200 and opened.json() == payload
     assert Assignment.objects.get(pk=quality.pk).opened_at is not None
     r = client.post(payload["urls"]["answer"], {"overall": 5, "radpeer": "1", "subscores": {"clarity": 4}},
                     format="json")
@@ -46,6 +49,44 @@ def test_an_expert_lists_opens_and_answers_items_through_the_api(ready):
     r = client.post(payload["urls"]["answer"], {"overall": 3, "radpeer": "1", "correction_reason": "Misclicked."},
                     format="json")
     assert r.status_code == 201 and r.json()["answer"]["version"] == 2
+
+
+def test_the_expert_list_comes_a_page_at_a_time(ready):
+    trial, readers, experts, _ = ready
+    client = api_for(experts[0])
+    everything = client.get(f"/api/trials/{trial.code}/scoring/items/").json()["results"]
+    page = client.get(f"/api/trials/{trial.code}/scoring/items/?limit=3&offset=3").json()
+    assert page["count"] == page["total"] == 8 and page["done"] == 0
+    assert page["results"] == everything[3:6] and page["next"] and page["previous"]
+
+
+def test_reading_an_item_or_its_page_opens_nothing_and_only_its_expert_opens_it(ready, client):
+    trial, readers, experts, _ = ready
+    quality = mine(experts[0], kind="quality")[0]
+    answer_before(quality, experts[0])
+    client.force_login(experts[0])
+    for url in (f"/api/scoring/items/{quality.key}/", f"/t/{trial.code}/score/{quality.key}/"):
+        assert client.get(url).status_code == 200 and client.head(url).status_code == 200
+    assert Assignment.objects.get(pk=quality.pk).opened_at is None
+    assert not AuditEvent.objects.filter(action="scoring.item_opened").exists()
+    r = api_for(experts[1]).post(f"/api/scoring/items/{quality.key}/open/")
+    assert r.status_code == 403 and r.json()["detail"] == "This item is not assigned to you."
+    assert api_for(readers[0]).post(f"/api/scoring/items/{quality.key}/open/").status_code == 403
+    assert Assignment.objects.get(pk=quality.pk).opened_at is None
+    assert api_for(experts[0]).post(f"/api/scoring/items/{quality.key}/open/").status_code == 200
+    stamp = Assignment.objects.get(pk=quality.pk).opened_at
+    assert stamp is not None
+    assert api_for(experts[0]).post(f"/api/scoring/items/{quality.key}/open/").status_code == 200
+    assert Assignment.objects.get(pk=quality.pk).opened_at == stamp  # the first time only
+    assert AuditEvent.objects.filter(action="scoring.item_opened").count() == 1
+
+
+def test_an_item_not_yet_available_is_not_opened(ready):
+    trial, readers, experts, _ = ready
+    pair = mine(experts[0], kind="pair")[0]  # its reports alone come first
+    r = api_for(experts[0]).post(f"/api/scoring/items/{pair.key}/open/")
+    assert r.status_code == 200 and r.json()["image"] is None
+    assert Assignment.objects.get(pk=pair.pk).opened_at is None
 
 
 def test_api_refusals_are_clear_and_write_nothing(ready):

@@ -33,6 +33,7 @@ from tests.reading.conftest import DRAFT_FINDINGS, DRAFT_IMPRESSION
 from tests.scoring.conftest import add_experts, submit_all_reads
 from tests.scoring.helpers import answer, mine
 from trial import services as trial_services
+from trial.access import access_to
 from trial.models import Case, Membership, Role
 
 ROLES = ["anonymous", "outsider", "investigator", "reader_assisted", "reader_standard", "senior", "expert",
@@ -111,6 +112,7 @@ MATRIX: dict[str, str] = {
     "scoring:settings":            "302 403 200 403 403 403 403 403 403",
     "api-scoring-items":           "401 403 403 403 403 403 200 200 403",
     "api-scoring-item":            "401 403 403 403 403 403 200 403 403",
+    "api-scoring-item-open":       "401 405 405 405 405 405 405 405 405",  # POST only: opening starts the time
     "api-scoring-quality":         "401 405 405 405 405 405 405 405 405",
     "api-scoring-pair":            "401 405 405 405 405 405 405 405 405",
     "api-scoring-reference":       "401 405 405 405 405 405 405 405 405",
@@ -199,7 +201,7 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     reader_user = {arm: m.user for arm, m in by_arm.items()}
     read = Read.objects.filter(case=case, arm="assisted").get()
     expert_pair = mine(panel[0], kind="pair", case=case)[0]
-    adjudication_key = selectors.adjudication_queue(trial=trial, user=experts[5])[0]["key"]
+    adjudication_key = selectors.adjudication_queue(access=access_to(user=experts[5], trial=trial))[0]["key"]
     users = {"anonymous": None, "outsider": outsider, "investigator": investigator,
              "reader_assisted": reader_user["assisted"], "reader_standard": reader_user["standard"],
              "senior": senior, "expert": panel[0], "adjudicator": experts[5], "statistician": statistician}
@@ -283,7 +285,7 @@ def test_every_url_has_an_explicit_row_and_every_row_a_url():
 def test_crawl_every_url_as_every_role(world):
     failures, leaks, crawled = [], [], 0
     schema_bodies = {}
-    for name, route, pattern in _patterns(get_resolver().url_patterns):
+    for name, _route, pattern in _patterns(get_resolver().url_patterns):
         expected = dict(zip(ROLES, MATRIX[name].split()))
         kwargs = {k: (world["per_name"].get(name, {}).get(k, world["params"][k])) for k in pattern.pattern.converters}
         url = reverse(name, kwargs=kwargs)
@@ -340,7 +342,7 @@ def test_every_item_page_image_and_api_response_of_an_expert_is_blind(world):
     found += [f"refusal response: {label}" for label in _leaks(r, forbidden)]
     client = _client(adjudicator)
     forbidden = _forbidden(world, "adjudicator")
-    for row in selectors.adjudication_queue(trial=trial, user=adjudicator):
+    for row in selectors.adjudication_queue(access=access_to(user=adjudicator, trial=trial)):
         for url in [reverse("scoring:adjudicate", args=[trial.code, row["key"]]),
                     reverse("api-scoring-adjudicate", args=[trial.code, row["key"]]),
                     reverse("scoring:adjudication_image", args=[trial.code, row["key"], "display"])]:

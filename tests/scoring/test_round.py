@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from scoring import selectors
 from scoring.models import Assignment, FindingVote, Preference, QualityScore, default_subscores
+from trial.access import access_to
 from trial.models import Membership
 
 
@@ -15,6 +16,9 @@ def _post_answer(client, trial, row, findings, i):
     url = reverse("scoring:item", args=[trial.code, row.key])
     page = client.get(url)
     assert page.status_code == 200
+    # What the page's script does as it runs: open the item (its time starts), by the URL the page names.
+    open_url = re.search(r'data-open-url="([^"]+)"', page.content.decode())[1]
+    assert client.post(open_url).status_code == 200
     if row.kind == "quality":
         data = {"action": "submit", "overall": str(1 + i % 5), "radpeer": "2a", "sub_accuracy": "4", "comment": ""}
     elif row.kind == "pair":
@@ -30,11 +34,11 @@ def test_a_full_round_through_the_pages_gives_the_analysis_data_set(scoring_tria
     for user in experts:
         client.force_login(user)
         for i in range(100):
-            wl = selectors.worklist(trial=trial, expert_user=user)
+            wl = selectors.worklist(access=access_to(user=user, trial=trial))
             if wl.resume is None:
                 break
             _post_answer(client, trial, wl.resume, trial.findings, i)
-        assert selectors.worklist(trial=trial, expert_user=user).done == 12
+        assert selectors.worklist(access=access_to(user=user, trial=trial)).done == 12
     assert QualityScore.objects.count() == 6 * 5 and Preference.objects.count() == 3 * 5
     assert FindingVote.objects.count() == 3 * 5
     rows = selectors.analysis_rows(trial)
@@ -46,7 +50,8 @@ def test_a_full_round_through_the_pages_gives_the_analysis_data_set(scoring_tria
         assert key in q, key
     assert {r["arm"] for r in rows["quality"]} == {"assisted", "standard"}
     assert all(r["seconds"] is not None and r["seconds"] >= 0 for r in rows["quality"])
-    readers_by_pseudonym = set(Membership.objects.filter(trial=trial, role="reader").values_list("pseudonym", flat=True))
+    readers_by_pseudonym = set(Membership.objects.filter(trial=trial, role="reader")
+                               .values_list("pseudonym", flat=True))
     assert {r["reader"] for r in rows["quality"]} <= readers_by_pseudonym
     # per pair and expert, with sides
     assert len(rows["preference"]) == 15
@@ -67,7 +72,7 @@ def test_pages_refuse_what_is_not_yours_and_show_clear_errors(scoring_trial, cli
     client.force_login(experts[0])
     assert client.get(reverse("scoring:item", args=[trial.code, theirs.key])).status_code == 403
     assert client.get(reverse("scoring:item_image", args=[trial.code, theirs.key, "display"])).status_code == 403
-    row = selectors.worklist(trial=trial, expert_user=experts[0]).resume
+    row = selectors.worklist(access=access_to(user=experts[0], trial=trial)).resume
     url = reverse("scoring:item", args=[trial.code, row.key])
     response = client.post(url, {"action": "submit", "finding_0": "present"})  # the other findings missing
     assert response.status_code == 200 and not FindingVote.objects.exists()

@@ -54,14 +54,14 @@ def read_for(read: Read, user, *, seconds: float, flags: dict[str, bool], clock:
     """The reader opens the case, stays active (heartbeats every 10 s) and submits after `seconds`."""
     start = clock.now
     clock.now = start
-    reading_services.record_event(read=read, by=user, kind="opened", tab_id="tab-1")
+    reading_services.record_event(read_id=read.pk, by=user, kind="opened", tab_id="tab-1")
     t = 10.0
     while t < seconds:
         clock.now = start + timedelta(seconds=t)
-        reading_services.record_event(read=read, by=user, kind="heartbeat", tab_id="tab-1")
+        reading_services.record_event(read_id=read.pk, by=user, kind="heartbeat", tab_id="tab-1")
         t += 10.0
     clock.now = start + timedelta(seconds=seconds)
-    reading_services.submit_report(read=read, by=user, findings="Lungs and pleura described.",
+    reading_services.submit_report(read_id=read.pk, by=user, findings="Lungs and pleura described.",
                                    impression="Impression written by the reader.", finding_flags=flags, tab_id="tab-1")
     clock.now += timedelta(seconds=30)
 
@@ -83,6 +83,7 @@ def fabricate_scoring(trial: Trial, experts: list[str], truth: dict, rng: np.ran
                 "seconds": float(round(rng.uniform(15, 80), 3)), "arm": read.arm, "reader": read.reader.pseudonym,
                 "period": 1, "read": read.pk, "report": None, "report_version": 1, "overall": value,
                 "radpeer": radpeer_scale.CODE_FOR_SCORE[radpeer], "comment": ""})
+    reader_of = {(read.case.code, read.arm): read.reader.pseudonym for read in reads}
     for case in sorted({r.case.code for r in reads}):
         diff = latent[(case, "assisted")] - latent[(case, "standard")]
         for e in experts:
@@ -92,6 +93,7 @@ def fabricate_scoring(trial: Trial, experts: list[str], truth: dict, rng: np.ran
             rows["preference"].append({
                 "trial": trial.code, "case": case, "expert": e, "left_arm": left, "assisted_side": "A" if left ==
                 "assisted" else "B", "choice": "none" if preferred is None else ("A" if preferred == left else "B"),
+                "reader_assisted": reader_of[(case, "assisted")], "reader_standard": reader_of[(case, "standard")],
                 "preferred_arm": preferred, "seconds": float(round(rng.uniform(15, 80), 3))})
     for (case, finding), present in sorted(truth.items()):
         rows["reference_standard"].append({"trial": trial.code, "case": case, "site": "site-a", "finding": finding,

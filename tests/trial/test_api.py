@@ -85,3 +85,31 @@ def test_schema_and_docs_are_served_without_a_cdn(client, investigator):
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs
     assert "cdn" not in docs.lower() and "unpkg" not in docs and "jsdelivr" not in docs
+
+
+def test_lists_that_grow_with_the_trial_come_a_page_at_a_time(api, enrolling_trial, site, investigator, make_user):
+    from tests import dicom_corpus as corpus
+    from trial import services
+
+    for i in range(3):
+        services.add_member(trial=enrolling_trial, by=investigator, user=make_user(f"reader-{i}"), role="reader",
+                            site=site)
+        services.enrol_case(trial=enrolling_trial, site=site, by=investigator,
+                            data=corpus.radiograph_bytes(seed=40 + i))
+    base = f"/api/trials/{enrolling_trial.code}"
+    members = api.get(f"{base}/members/?limit=2").json()
+    assert members["count"] == 4 and len(members["results"]) == 2 and members["next"] and members["previous"] is None
+    rest = api.get(members["next"]).json()
+    assert [m["pseudonym"] for m in members["results"] + rest["results"]] == ["I01", "R01", "R02", "R03"]
+    cases = api.get(f"{base}/cases/?limit=2&offset=2").json()
+    assert cases["count"] == 3 and [c["code"] for c in cases["results"]] == ["C0003"]
+    allocations = api.get(f"{base}/allocations/").json()
+    assert allocations["count"] == 3 and {a["unit"] for a in allocations["results"]} == {"R01", "R02", "R03"}
+    assert set(allocations["results"][0]) == {"stratum", "position", "unit_type", "unit", "arm", "allocated_at"}
+
+
+def test_an_invitation_answers_with_its_declared_shape(api, trial):
+    r = api.post(f"/api/trials/{trial.code}/members/", {"email": "New@Example.org", "role": "statistician"},
+                 format="json")
+    assert r.status_code == 202
+    assert r.json() == {"email": "new@example.org", "role": "statistician", "site": None, "invited": True}

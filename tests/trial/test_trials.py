@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 
 from core.errors import ServiceError, WrongStatus
 from trial import selectors, services
+from trial.access import access_for
 from trial.errors import DuplicateCode, IllegalTransition
 from trial.models import AuditEvent, Membership, Role, Site, Status, Trial
 
@@ -102,10 +103,10 @@ def test_duplicate_findings_are_refused(trial, investigator):
 
 def test_non_member_gets_the_same_refusal_as_for_a_missing_trial(trial, outsider):
     with pytest.raises(PermissionDenied) as existing:
-        selectors.trial_for_user(code=trial.code, user=outsider)
+        access_for(user=outsider, code=trial.code)
     with pytest.raises(PermissionDenied) as missing:
-        selectors.trial_for_user(code="no-such-trial", user=outsider)
-    assert str(existing.value) == str(missing.value)
+        access_for(user=outsider, code="no-such-trial")
+    assert str(existing.value) == str(missing.value) == selectors.NO_ACCESS
 
 
 def test_reader_cannot_change_settings(trial, site, investigator, make_user):
@@ -122,8 +123,8 @@ def test_one_person_may_hold_several_roles_in_different_trials(trial, site, inve
     other = services.create_trial(by=investigator, code="t2", title="Second")
     services.add_member(trial=trial, by=investigator, user=person, role=Role.READER, site=site)
     services.add_member(trial=other, by=investigator, user=person, role=Role.EXPERT)
-    assert selectors.roles_of(trial=trial, user=person) == {"reader"}
-    assert selectors.roles_of(trial=other, user=person) == {"expert"}
+    assert access_for(user=person, code=trial.code).roles == {"reader"}
+    assert access_for(user=person, code=other.code).roles == {"expert"}
 
 
 def test_same_role_twice_is_refused(trial, site, investigator, make_user):
@@ -154,6 +155,45 @@ def test_accepting_an_invitation_makes_a_membership_once(trial, investigator, ma
     assert membership.role == Role.EXPERT and membership.pseudonym == "E01"
     with pytest.raises(ServiceError, match="not valid or was already used"):
         services.accept_invitation(token=invitation.token, user=eve)
+
+
+def test_an_invited_person_joins_with_a_new_account_in_one_audited_step(trial, investigator):
+    from django.contrib.auth import get_user_model
+
+    invitation = services.invite_member(trial=trial, by=investigator, email="Sam@Stat.org", role=Role.STATISTICIAN)
+    membership = services.join_by_invitation(token=invitation.token, username="sam",
+                                             password="Correct-Horse-Battery-9")
+    user = get_user_model().objects.get(username="sam")
+    assert membership.user == user and membership.role == Role.STATISTICIAN and user.email == "sam@stat.org"
+    assert user.check_password("Correct-Horse-Battery-9")
+    invitation.refresh_from_db()
+    assert invitation.accepted_by == user and invitation.accepted_at is not None
+    actions = list(AuditEvent.objects.filter(trial=trial).order_by("id").values_list("action", flat=True))
+    assert actions[-3:] == ["account.created_by_invitation", "member.added", "member.invitation_accepted"]
+    assert "Correct-Horse" not in str(AuditEvent.objects.filter(action="account.created_by_invitation").get().payload)
+
+
+def test_a_refused_acceptance_leaves_no_account_behind(trial, site, investigator, make_user):
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.count()
+    invitation = services.invite_member(trial=trial, by=investigator, email="late@reader.org", role=Role.READER,
+                                        site=site)
+    Trial.objects.filter(pk=trial.pk).update(status=Status.READING)  # reading started before the link was used
+    with pytest.raises(WrongStatus, match="Readers can join only before reading starts"):
+        services.join_by_invitation(token=invitation.token, username="late", password="Correct-Horse-Battery-9")
+    make_user("taken")
+    with pytest.raises(DuplicateCode, match="This username is taken"):
+        services.join_by_invitation(token=invitation.token, username="Taken", password="Correct-Horse-Battery-9")
+    with pytest.raises(ServiceError) as weak:
+        services.join_by_invitation(token=invitation.token, username="late", password="late")
+    assert weak.value.field == "password"
+    assert get_user_model().objects.count() == users + 1  # "taken" only
+    assert not Membership.objects.filter(trial=trial, role=Role.READER).exists()
+    invitation.refresh_from_db()
+    assert invitation.accepted_at is None
+    assert not AuditEvent.objects.filter(action__in=["account.created_by_invitation",
+                                                     "member.invitation_accepted"]).exists()
 
 
 def test_readers_joining_during_enrolment_are_randomized_at_once(enrolling_trial, site, investigator, make_user):

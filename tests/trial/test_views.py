@@ -72,6 +72,29 @@ def test_invited_person_creates_an_account_and_joins(client, trial, investigator
     assert membership.role == "statistician"
 
 
+def test_an_invitation_refused_on_the_page_says_why_and_creates_no_account(client, trial, site, investigator):
+    from django.contrib.auth import get_user_model
+
+    from trial import services
+
+    invitation = services.invite_member(trial=trial, by=investigator, email="late@reader.org", role="reader",
+                                        site=site)
+    Trial.objects.filter(pk=trial.pk).update(status="reading")
+    r = client.post(f"/invitations/{invitation.token}/", {"username": "late", "password": "Correct-Horse-Battery-9"})
+    assert r.status_code == 200 and "Readers can join only before reading starts" in r.content.decode()
+    assert not get_user_model().objects.filter(username="late").exists()
+    assert "_auth_user_id" not in client.session
+    assert not Invitation.objects.get(pk=invitation.pk).accepted_at
+
+
+def test_a_used_invitation_link_is_not_found(client, trial, investigator, make_user):
+    from trial import services
+
+    invitation = services.invite_member(trial=trial, by=investigator, email="sam@stat.org", role="statistician")
+    services.accept_invitation(token=invitation.token, user=make_user("sam"))
+    assert client.get(f"/invitations/{invitation.token}/").status_code == 404
+
+
 def test_outsider_gets_403_on_every_trial_page(client, trial, outsider):
     client.force_login(outsider)
     for path in ["", "settings/", "cases/", "cases/upload/", "audit/"]:

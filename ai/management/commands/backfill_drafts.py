@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from ai import selectors, services
 from core.errors import ServiceError
-from trial import selectors as trial_selectors
+from trial.access import access_for
 from trial.models import Role
 
 
@@ -23,18 +23,18 @@ class Command(BaseCommand):
     def handle(self, *args, trial, username, no_wait, timeout, **options):
         user = get_user_model().objects.filter(username=username).first()
         try:
-            trial_obj = trial_selectors.trial_for_user(code=trial, user=user, roles=[Role.INVESTIGATOR])
-            requested = services.backfill(trial=trial_obj, by=user)
+            access = access_for(user=user, code=trial, roles=[Role.INVESTIGATOR])
+            requested = services.backfill(trial=access.trial, by=user)
         except (ServiceError, Exception) as exc:
             raise CommandError(str(getattr(exc, "message", exc))) from exc
         self.stdout.write(f"{len(requested)} drafts requested.")
         if no_wait:
             return
-        progress = selectors.draft_progress(trial=trial_obj, user=user)
+        progress = selectors.draft_progress(access=access)
         deadline = time.monotonic() + timeout
         with tqdm(total=progress["total"], desc="Drafts ready", unit="case", file=self.stderr._out) as bar:
             while True:
-                progress = selectors.draft_progress(trial=trial_obj, user=user)
+                progress = selectors.draft_progress(access=access)
                 bar.n = progress["ready"]
                 bar.set_postfix(failed=progress["failed"], running=progress["running"])
                 bar.refresh()

@@ -26,6 +26,7 @@ from stats import services as stats_services
 from stats.models import AnalysisRun
 from stats.plan import default_plan
 from trial import services
+from trial.access import access_to
 from trial.models import Role, Status, Trial
 
 PASSWORD = "demo-password-2026"
@@ -148,7 +149,7 @@ class Command(BaseCommand):
                                     clinical_history="Cough and fever for three days.")
 
         def drafts():
-            p = ai_selectors.draft_progress(trial=trial, user=inv)
+            p = ai_selectors.draft_progress(access=access_to(user=inv, trial=trial))
             if p["failed"]:
                 raise CommandError(f"{p['failed']} drafts failed; see the AI drafts page of {trial.code}.")
             return p["ready"], p["total"]

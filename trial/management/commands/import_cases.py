@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from core.errors import ServiceError
 from trial import selectors, services
+from trial.access import access_for
 from trial.models import Role
 
 
@@ -26,10 +27,11 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user {username}.")
         try:
-            trial_obj = selectors.trial_for_user(code=trial, user=user, roles=[Role.INVESTIGATOR])
+            access = access_for(user=user, code=trial, roles=[Role.INVESTIGATOR])
         except Exception as exc:
             raise CommandError(str(exc)) from exc
-        site_obj = trial_obj.sites.filter(code=site).first()
+        trial_obj = access.trial
+        site_obj = selectors.site_by_code(access=access, code=site)
         if site_obj is None:
             raise CommandError(f"No site {site} in {trial}.")
         root = Path(folder)
