@@ -1,5 +1,5 @@
-"""Time a whole analysis run of a simulated paired-parallel trial (20 readers × 2,000 cases = 4,000 reads), and,
-on the same reads, our crossed LMM against R lme4 + lmerTest (bench/stats_lmm.py, reused by import).
+"""Time a whole analysis run of a simulated paired-parallel trial (20 readers × 2,000 cases = 4,000 reads), and
+our crossed LMM against R lme4 + lmerTest on reads of the same size (bench/stats_lmm.py, reused by import).
 
 Run by hand from the repository root:  python bench/stats.py [--readers 20] [--cases 2000] [--experts 5]
 
@@ -8,14 +8,15 @@ allocations, reads with their events, reports with the readers' calls, AI scores
 (5 experts' quality and RADPEER scores of every report, their preferences, the reference standard)
 stand in for the scoring app's own rows (scoring.selectors.analysis_rows)
 would return them. Then `stats.services.execute_run` is timed: reading the snapshot rows from the
-database, the canonical snapshot and its SHA-256, storing it, every analysis of the paper's default
-plan (paired Δ and Wilcoxon, LMMs, the ordinal model, preference, McNemar per finding, DeLong AUCs,
-agreement, subgroups, multiplicity, the flow) and storing the results. Goal: under 10 s. The export
-zip (CSV, XLSX, SPSS, Stata) and the report (four plots) are timed too, apart: they are made on
-download, not in the run.
+database, the canonical snapshot and its SHA-256, storing it, every analysis of the default plan
+(the LMMs with site, the ordinal GLMM, the preference GLMM, the detection GLMMs, the fixed-reader
+sensitivities, DeLong AUCs, agreement, subgroups with their interaction tests, multiplicity, the flow)
+and storing the results. Goal: under 10 s. The export zip (CSV, XLSX, SPSS, Stata) and the report
+(four plots) are timed too, apart: they are made on download, not in the run.
 
-The reading times are bench/stats_lmm.simulate(readers, cases, seed), the very data stats_lmm.py then
-fits with ours and with R, so the LMM comparison printed below is on the trial's own reads.
+The trial is stats.simulate.simulate_rows (stats.methods.simulation's reader, case, report, expert and
+site effects). The LMM comparison with R printed below is bench/stats_lmm.py's own simulated reads of
+the same size and seed.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def _to_scoring_format(rows: dict) -> dict:
                      "seconds": q["seconds"]} for q in rows["quality_scores"]],
         "preference": [{"case": p["case"], "expert": p["expert"], "left_arm": p["left_arm"],
                         "preferred_arm": None if p["preferred"] == "none" else p["preferred"],
+                        f"reader_{p['left_arm']}": p["left_reader"],
+                        f"reader_{'standard' if p['left_arm'] == 'assisted' else 'assisted'}": p["right_reader"],
                         "seconds": p["seconds"]} for p in rows["preferences"]],
         "reference_standard": [{"case": r["case"], "finding": r["finding"], "present": bool(r["truth"]),
                                 "method": r["source"]} for r in rows["reference_standard"]],
@@ -73,9 +76,11 @@ def build_trial(rows: dict, trial_facts: dict, n_experts: int):
 
     User = get_user_model()
     admin = User.objects.create_user("bench-admin", password="x" * 12, is_staff=True)
-    trial = trial_services.create_trial(by=admin, code="bench", title="Benchmark trial", findings=trial_facts["findings"],
+    trial = trial_services.create_trial(by=admin, code="bench", title="Benchmark trial",
+                                        findings=trial_facts["findings"],
                                         experts_per_item=n_experts)
-    sites = {code: Site.objects.create(trial=trial, code=code, name=code) for code in ("site-a", "site-b")}
+    sites = {code: Site.objects.create(trial=trial, code=code, name=code)
+             for code in sorted({c["site"] for c in rows["cases"]})}
     statistician = User.objects.create_user("bench-stat", password="x" * 12)
     Membership.objects.create(trial=trial, user=statistician, role=Role.STATISTICIAN, pseudonym="T01")
     with transaction.atomic():
@@ -148,8 +153,8 @@ def main() -> int:
         from stats.models import AnalysisRun
 
         t0 = time.perf_counter()
-        times = stats_lmm.simulate(args.readers, args.cases, args.seed)
-        facts, rows = simulate.simulate_rows(times=times, n_experts=args.experts, seed=args.seed)
+        facts, rows = simulate.simulate_rows(n_readers=args.readers, n_cases=args.cases, n_experts=args.experts,
+                                             seed=args.seed)
         trial, statistician = build_trial(rows, facts, args.experts)
         scoring = _to_scoring_format(rows)
         scoring_selectors.analysis_rows = lambda t, **kw: scoring  # scoring's rows, as its analysis_rows gives them

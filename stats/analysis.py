@@ -1,22 +1,46 @@
-"""Runs a frozen analysis plan on a coded snapshot (arms "X"/"Y"): every endpoint, the flow, multiplicity. No Django.
+"""Runs a frozen analysis plan on a coded snapshot (arms "X"/"Y"): endpoints, subgroups, flow, multiplicity. No Django.
 
 The arm column of every table holds the run's codes, never the real names; the effect of each
 analysis is arm X − arm Y (or X / Y), and the mapping is applied by whoever shows the results, once
 the trial is unblinded. Each analysis is computed by stats.methods on columns built here by the
 simple, documented rules below, so that a statistician can rebuild every number from the exported
-CSV files:
+CSV files. The plan is read by stats.plan.read_plan (a schema-1 plan as it was meant).
+
+Columns of every model: the case's site (cases.site), the read's period (reads.period, by read id),
+the reader, the expert; "case:arm" is the report of a paired-parallel trial. A fixed covariate of
+the plan that takes one value in the data (one site, one period) is left out with a note, and so is
+a random term the design cannot identify (stats.analysis.usable_terms).
 
 - radpeer uses radpeer_score (RADPEER 1 → 5 … 3b → 1, higher is better).
-- quality / radpeer, paired: per case and arm the mean of the expert scores (all readers of that
-  arm), cases scored in both arms; compare_paired(X means, Y means).
-- quality / radpeer, lmm: one row per expert score, fit_lmm(score ~ arm + random terms).
-- quality / radpeer, clmm: one row per expert score, fit_clmm(score ~ arm + (1|case)).
-- reading time, lmm: one row per submitted read with active seconds > 0, fit_lmm(log seconds).
-- reading time, paired: per case and arm the geometric mean of those reads, cases read in both
-  arms; compare_paired(log = True).
-- preference: one row per vote; analyse_preference with X as the treatment arm.
-- detection: the reader's calls in the final report joined with the reference standard.
-- AI AUC: the model's finding score per case joined with the reference standard.
+- quality / radpeer, lmm (the default): one row per expert score, fit_lmm(score ~ arm + covariates,
+  the plan's random terms); readers are the randomized units and carry the arm contrast.
+- quality / radpeer, ordinal_glmm: the same rows and terms, fit_ordinal_glmm (cumulative logit, crossed
+  intercepts, small-sample corrected t).
+- quality / radpeer, paired (fixed readers, a sensitivity): per case and arm the mean of the expert
+  scores, cases scored in both arms; compare_paired(X means, Y means).
+- quality / radpeer, clmm (fixed readers, schema-1 plans): fit_clmm(score ~ arm + (1|case)).
+- reading time, lmm (the default): one row per submitted read with active seconds > 0, fit_lmm(log
+  seconds ~ arm + covariates); the difference in seconds is the arm coefficient of the same model
+  on seconds (an LMM on the untransformed times: the difference of mean reading times, with its
+  own Satterthwaite interval).
+- reading time, wall_lmm: the same on wall seconds (opening to submission), reads with wall seconds > 0.
+- reading time, paired (fixed readers): per case and arm the geometric mean of those reads, cases
+  read in both arms; compare_paired(log = True).
+- preference, glmm (the default): one row per vote, with the reader of each of the two reports
+  (preferences.left_reader/right_reader, else the one reader who submitted the case in that arm);
+  fit_preference_glmm with X as the treatment arm; ties (votes for neither) left out and counted.
+- preference, binomial (fixed readers): case majorities (at least `preference_min_votes` votes, else
+  no majority), analyse_preference; the estimand is the share of decisive cases.
+- detection, glmm (the default): reader calls in the final report joined with the reference standard,
+  detection_glmm (per finding and pooled; sensitivity and specificity).
+- detection, mcnemar (fixed readers) and mrmc: analyse_detection, obuchowski_rockette.
+- AI AUC: the model's finding score per case joined with the reference standard; sensitivity and
+  specificity at the plan's AI threshold (score ≥ threshold), Wilson intervals.
+
+Multiplicity: the primary is tested at α; the key secondaries (Holm by default) are tested only if
+it is rejected (`gatekeeping`); exploratory analyses form a family (BH); subgroup interaction tests
+form a family of their own; sensitivity analyses are not adjusted. Every planned test stays in its
+family: one that could not be estimated counts as p = 1.
 """
 from __future__ import annotations
 
@@ -29,19 +53,25 @@ import numpy as np
 from scipy import stats as sps
 
 from . import dataset
-from .methods.agreement import analyse_agreement, fleiss_kappa, ratings_matrix
+from .methods.agreement import analyse_agreement, fleiss_kappa, krippendorff_alpha, ratings_matrix
 from .methods.clmm import fit_clmm
-from .methods.detection import analyse_detection
-from .methods.lmm import fit_lmm, grouping_codes
+from .methods.detection import analyse_detection, detection_glmm, threshold_accuracy
+from .methods.glmm import fit_ordinal_glmm, fit_preference_glmm
+from .methods.lmm import design_columns, fit_lmm, fit_lmm_interaction, grouping_codes
 from .methods.mrmc import obuchowski_rockette
-from .methods.multiplicity import adjust_pvalues
+from .methods.multiplicity import adjust_family
 from .methods.paired import compare_paired
 from .methods.preference import analyse_preference
 from .methods.roc import roc_auc
-from .plan import ENDPOINTS, TEST_LABELS, analyses_of
+from .plan import ENDPOINTS, FIXED_READERS, SUBGROUP_BY, analyses_of, label_of, read_plan
 
-SCHEMA = 1
+SCHEMA = 2
 Progress = Callable[[int, str], None]
+DEFAULT_TERMS = {"quality": ["case", "reader", "expert", "case:arm"],
+                 "radpeer": ["case", "reader", "expert", "case:arm"],
+                 "reading_time": ["case", "reader"], "detection": ["case", "reader"]}
+# Endpoints whose main test has a treatment × subgroup interaction test (an LMM's F test).
+INTERACTION_TESTS = {"lmm"}
 
 
 class NotEstimable(Exception):
@@ -103,6 +133,27 @@ def usable_terms(data: Mapping[str, Any], terms: list[str], n: int) -> tuple[lis
     return kept, notes
 
 
+def usable_covariates(data: Mapping[str, Any], covariates: list[str], n: int, *, treatment: str,
+                      reference: str) -> tuple[list[str], list[str]]:
+    """The plan's fixed covariates the data can estimate beside the arm, and a note for each one left out."""
+    kept, notes = [], []
+    for cov in covariates:
+        values = np.asarray(data.get(cov, []))
+        if values.shape != (n,):
+            notes.append(f"covariate {cov}: left out (not in the data).")
+            continue
+        if np.unique(values.astype(str)).size < 2:
+            notes.append(f"covariate {cov}: left out (one level in these data).")
+            continue
+        try:
+            design_columns(data, arm="arm", covariates=[*kept, cov], treatment=treatment, reference=reference, n=n)
+        except ValueError:
+            notes.append(f"covariate {cov}: left out (confounded with the arm or another covariate here).")
+            continue
+        kept.append(cov)
+    return kept, notes
+
+
 def _summary(measure: str, scale: str, estimate, low, high, pvalue=None, **extra) -> dict[str, Any]:
     return {"measure": measure, "scale": scale, "estimate": estimate, "low": low, "high": high,
             "pvalue": pvalue, **extra}
@@ -116,6 +167,7 @@ class _Data:
         self.cases = dataset.view_records(view, "cases")
         self.site_of = {c["case"]: c["site"] for c in self.cases}
         self.reads = dataset.view_records(view, "reads")
+        self.read_of = {r["read"]: r for r in self.reads}
         self.reports = dataset.view_records(view, "reports")
         self.calls = dataset.view_records(view, "reader_calls")
         self.quality = dataset.view_records(view, "quality_scores")
@@ -125,9 +177,16 @@ class _Data:
         self.allocations = dataset.view_records(view, "allocations")
         self.truth = {(r["case"], r["finding"]): int(r["truth"]) for r in self.reference if r["truth"] is not None}
         self.ai_threshold = ai_threshold
+        readers: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for r in self.reads:
+            if r["status"] == "submitted":
+                readers[(r["case"], r["arm"])].add(r["reader"])
+        # the reader of a case's report in an arm, where one reader submitted it (paired-parallel)
+        self.sole_reader = {k: next(iter(v)) for k, v in readers.items() if len(v) == 1}
+        self.theta_start: dict[tuple, tuple[float, ...]] = {}
 
-    def timed_reads(self, cases: set[str] | None = None) -> list[dict]:
-        return [r for r in self.reads if r["status"] == "submitted" and (_finite(r["active_seconds"]) or 0) > 0
+    def timed_reads(self, cases: set[str] | None = None, field: str = "active_seconds") -> list[dict]:
+        return [r for r in self.reads if r["status"] == "submitted" and (_finite(r.get(field)) or 0) > 0
                 and r["arm"] in (self.t, self.r) and (cases is None or r["case"] in cases)]
 
     def scores(self, field: str, cases: set[str] | None = None) -> list[dict]:
@@ -138,20 +197,129 @@ class _Data:
         return [v for v in self.preferences if v["preferred"] in (self.t, self.r, "none")
                 and (cases is None or v["case"] in cases)]
 
-    def subgroup_cases(self, sub: Mapping[str, Any]) -> set[str]:
+    def period(self, row: Mapping[str, Any]) -> str:
+        read = self.read_of.get(row.get("read"))
+        value = row.get("period", read.get("period") if read else None)
+        return str(value if value is not None else 1)
+
+    def subgroup_levels(self, sub: Mapping[str, Any]) -> list[tuple[str, str, set[str]]]:
+        """(key, label, cases) of each level of a subgroup: every site, or at least N findings against the rest."""
+        if sub["by"] == "site":
+            by_site: dict[str, set[str]] = defaultdict(set)
+            for c, s in self.site_of.items():
+                by_site[str(s)].add(c)
+            return [(s, f"site {s}", cases) for s, cases in sorted(by_site.items())]
+        n = sub["min_findings"]
         if sub["by"] == "reference":
             if not self.reference:
                 raise NotEstimable("there is no reference standard yet")
+            known = {r["case"] for r in self.reference if r["truth"] is not None}
             positives = Counter(r["case"] for r in self.reference if r["truth"] == 1)
+            what = "positive findings by the reference standard"
         else:
             if not self.ai:
                 raise NotEstimable("there are no AI finding scores")
             threshold = sub.get("ai_threshold", self.ai_threshold)
+            known = {r["case"] for r in self.ai if r["score"] is not None}
             positives = Counter(r["case"] for r in self.ai if r["score"] is not None and r["score"] >= threshold)
-        return {c for c, n in positives.items() if n >= sub["min_findings"]}
+            what = f"findings with an AI score ≥ {threshold:g}"
+        members = {c for c in known if positives.get(c, 0) >= n}
+        return [(f"ge{n}", f"≥ {n} {what}", members), (f"lt{n}", f"< {n} {what}", known - members)]
 
 
 # ------------------------------------------------------------------------------------- endpoints
+
+
+def _model_columns(d: _Data, rows: list[dict], value: str) -> dict[str, Any]:
+    return {
+        "y": np.array([float(r[value]) for r in rows]),
+        "arm": np.array([r["arm"] for r in rows]),
+        "case": np.array([r["case"] for r in rows]),
+        "reader": np.array([r["reader"] for r in rows]),
+        "expert": np.array([r.get("expert") or "" for r in rows]),
+        "site": np.array([str(d.site_of.get(r["case"], "")) for r in rows]),
+        "period": np.array([d.period(r) for r in rows]),
+    }
+
+
+def _prepared(d: _Data, rows: list[dict], value: str, terms: list[str], covariates: list[str]):
+    if len(rows) < 4 or len({r["arm"] for r in rows}) < 2:
+        raise NotEstimable("too few rows in one of the arms")
+    readers = {arm: {r["reader"] for r in rows if r["arm"] == arm} for arm in (d.t, d.r)}
+    if any(len(v) < 2 for v in readers.values()) and any("reader" in t.split(":") for t in terms):
+        raise NotEstimable(f"{min(len(v) for v in readers.values())} reader(s) in one arm: the arm effect cannot be "
+                           "told apart from that reader's own level (at least two readers per arm are needed)")
+    data = _model_columns(d, rows, value)
+    n = len(rows)
+    kept, notes = usable_terms(data, terms, n)
+    if not kept:
+        raise NotEstimable("no random-effect term is identifiable: " + " ".join(notes))
+    covs, cov_notes = usable_covariates(data, covariates, n, treatment=d.t, reference=d.r)
+    return data, kept, covs, notes + cov_notes
+
+
+def _fit_lmm(d: _Data, data, kept, covs, *, log: bool, value: str = ""):
+    # a subgroup's fit starts where the whole trial's fit of the same model ended (same optimum, fewer steps)
+    key = (value, log, tuple(kept))
+    try:
+        res = fit_lmm(data, outcome="y", random=kept, arm="arm", covariates=covs, log=log, treatment=d.t,
+                      reference=d.r, start=d.theta_start.get(key))
+    except (ValueError, RuntimeError) as exc:
+        raise NotEstimable(f"the mixed model could not be fitted: {exc}") from exc
+    d.theta_start.setdefault(key, res.theta)
+    return res
+
+
+def _lmm_dict(res, level: float) -> dict:
+    try:
+        return res.to_dict(level)
+    except OverflowError as exc:  # a t quantile on a tiny df: the ratio's interval does not fit in a float
+        raise NotEstimable(f"the confidence interval is unbounded (Satterthwaite df = {res.df:.3g}): too few "
+                           "readers or cases for this model") from exc
+
+
+def _lmm(d: _Data, rows: list[dict], value: str, terms: list[str], covariates: list[str], level: float, *,
+         log: bool, absolute: bool = False) -> dict:
+    data, kept, covs, notes = _prepared(d, rows, value, terms, covariates)
+    res = _fit_lmm(d, data, kept, covs, log=log, value=value)
+    out = _lmm_dict(res, level)
+    if log:
+        summary = _summary("ratio of geometric means X / Y", "ratio", out["ratio"],
+                           *out["ratio_confidence_interval"], res.pvalue, df=res.df,
+                           percent_reduction=out["percent_reduction"],
+                           percent_reduction_ci=out["percent_reduction_confidence_interval"])
+    else:
+        summary = _summary("difference X − Y (points, model)", "difference", res.estimate,
+                           *out["confidence_interval"], res.pvalue, df=res.df)
+    if not res.converged:
+        notes.append("the optimizer reported no convergence: read with care")
+    if absolute:
+        # the difference in seconds: the same model on the untransformed times
+        seconds = _fit_lmm(d, data, kept, covs, log=False, value=value)
+        sec = _lmm_dict(seconds, level)
+        out["seconds_model"] = sec
+        summary.update(difference_seconds=seconds.estimate, difference_seconds_ci=sec["confidence_interval"],
+                       difference_seconds_df=seconds.df, difference_seconds_pvalue=seconds.pvalue)
+    return {"n": {"rows": res.n_obs, **{f"levels_{k}": v for k, v in res.n_groups.items()}},
+            "random_terms": kept, "covariates": covs, "notes": notes, "result": out, "summary": summary,
+            "pvalues": [{"name": "", "pvalue": res.pvalue}]}
+
+
+def _ordinal(d: _Data, rows: list[dict], value: str, terms: list[str], covariates: list[str], level: float) -> dict:
+    data, kept, covs, notes = _prepared(d, rows, value, terms, covariates)
+    data["y"] = data["y"].astype(int)
+    try:
+        res = fit_ordinal_glmm(data, outcome="y", random=kept, covariates=covs, treatment=d.t, reference=d.r)
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+        raise NotEstimable(f"the ordinal mixed model could not be fitted: {exc}") from exc
+    out = res.to_dict(level)
+    if not res.converged:
+        notes.append("the optimizer reported no convergence: read with care")
+    return {"n": {"rows": res.n_obs, **{f"levels_{k}": v for k, v in res.n_groups.items()}},
+            "random_terms": kept, "covariates": covs, "notes": notes, "result": out,
+            "summary": _summary("odds ratio of a higher score, X vs Y", "odds_ratio", out["odds_ratio"],
+                                *out["odds_ratio_confidence_interval"], res.pvalue, df=res.df),
+            "pvalues": [{"name": "", "pvalue": res.pvalue}]}
 
 
 def _score_paired(d: _Data, field: str, level: float, cases=None) -> dict:
@@ -165,52 +333,10 @@ def _score_paired(d: _Data, field: str, level: float, cases=None) -> dict:
     y = [float(np.mean(by[(c, d.r)])) for c in both]
     res = compare_paired(x, y, confidence_level=level)
     return {"n": {"cases": len(both)}, "result": res.to_dict(),
-            "summary": _summary("mean difference X − Y (points)", "difference", res.t.mean_difference,
-                                res.t.low, res.t.high, res.t.pvalue, df=res.t.df,
+            "summary": _summary("mean difference of case means X − Y (points; fixed readers)", "difference",
+                                res.t.mean_difference, res.t.low, res.t.high, res.t.pvalue, df=res.t.df,
                                 wilcoxon_pvalue=res.wilcoxon.pvalue, mean_x=res.mean_x, mean_y=res.mean_y),
             "pvalues": [{"name": "", "pvalue": res.t.pvalue}]}
-
-
-def _model_columns(d: _Data, rows: list[dict], value: str, *, log: bool = False) -> dict[str, Any]:
-    return {
-        "y": np.array([float(r[value]) for r in rows]),
-        "arm": np.array([r["arm"] for r in rows]),
-        "case": np.array([r["case"] for r in rows]),
-        "reader": np.array([r["reader"] for r in rows]),
-        "expert": np.array([r.get("expert") or "" for r in rows]),
-        "site": np.array([d.site_of.get(r["case"], "") for r in rows]),
-    }
-
-
-def _lmm(d: _Data, rows: list[dict], value: str, terms: list[str], level: float, *, log: bool) -> dict:
-    if len(rows) < 4 or len({r["arm"] for r in rows}) < 2:
-        raise NotEstimable("too few rows in one of the arms")
-    data = _model_columns(d, rows, value)
-    kept, notes = usable_terms(data, terms, len(rows))
-    if not kept:
-        raise NotEstimable("no random-effect term is identifiable: " + " ".join(notes))
-    try:
-        res = fit_lmm(data, outcome="y", random=kept, arm="arm", log=log, treatment=d.t, reference=d.r)
-    except (ValueError, RuntimeError) as exc:
-        raise NotEstimable(f"the mixed model could not be fitted: {exc}") from exc
-    try:
-        out = res.to_dict(level)
-    except OverflowError as exc:  # a t quantile on a tiny df: the ratio's interval does not fit in a float
-        raise NotEstimable(f"the confidence interval is unbounded (Satterthwaite df = {res.df:.3g}): too few "
-                           "readers or cases for this model") from exc
-    if log:
-        summary = _summary("ratio of geometric means X / Y", "ratio", out["ratio"],
-                           *out["ratio_confidence_interval"], res.pvalue, df=res.df,
-                           percent_reduction=out["percent_reduction"],
-                           percent_reduction_ci=out["percent_reduction_confidence_interval"])
-    else:
-        summary = _summary("difference X − Y (points, model)", "difference", res.estimate,
-                           *out["confidence_interval"], res.pvalue, df=res.df)
-    if not res.converged:
-        notes.append("the optimizer reported no convergence: read with care")
-    return {"n": {"rows": res.n_obs, **{f"levels_{k}": v for k, v in res.n_groups.items()}},
-            "random_terms": kept, "notes": notes, "result": out, "summary": summary,
-            "pvalues": [{"name": "", "pvalue": res.pvalue}]}
 
 
 def _clmm(d: _Data, rows: list[dict], value: str, level: float) -> dict:
@@ -225,8 +351,8 @@ def _clmm(d: _Data, rows: list[dict], value: str, level: float) -> dict:
     out = res.to_dict(level)
     notes = [] if res.converged else ["the optimizer reported no convergence: read with care"]
     return {"n": {"rows": res.n_obs, "levels_case": res.n_groups}, "notes": notes, "result": out,
-            "summary": _summary("odds ratio of a higher score, X vs Y", "odds_ratio", out["odds_ratio"],
-                                *out["odds_ratio_confidence_interval"], res.pvalue),
+            "summary": _summary("odds ratio of a higher score, X vs Y (case intercept only; fixed readers)",
+                                "odds_ratio", out["odds_ratio"], *out["odds_ratio_confidence_interval"], res.pvalue),
             "pvalues": [{"name": "", "pvalue": res.pvalue}]}
 
 
@@ -242,33 +368,108 @@ def _time_paired(d: _Data, level: float, cases=None) -> dict:
     res = compare_paired(x, y, log=True, confidence_level=level)
     t = res.t
     return {"n": {"cases": len(both)}, "result": res.to_dict(),
-            "summary": _summary("ratio of geometric means X / Y (paired)", "ratio", t.ratio, t.ratio_low,
-                                t.ratio_high, t.pvalue, df=t.df, percent_reduction=100 * (1 - t.ratio),
+            "summary": _summary("ratio of geometric means X / Y (paired case means; fixed readers)", "ratio", t.ratio,
+                                t.ratio_low, t.ratio_high, t.pvalue, df=t.df, percent_reduction=100 * (1 - t.ratio),
                                 percent_reduction_ci=[100 * (1 - t.ratio_high), 100 * (1 - t.ratio_low)],
                                 wilcoxon_pvalue=res.wilcoxon.pvalue),
             "pvalues": [{"name": "", "pvalue": t.pvalue}]}
 
 
-def _preference(d: _Data, level: float, cases=None) -> dict:
+def _vote_readers(d: _Data, v: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(reader of the X report, reader of the Y report) of a vote's pair."""
+    left, right = v.get("left_reader"), v.get("right_reader")
+    if left and right and v.get("left_arm") in (d.t, d.r):
+        return (left, right) if v["left_arm"] == d.t else (right, left)
+    return d.sole_reader.get((v["case"], d.t)), d.sole_reader.get((v["case"], d.r))
+
+
+def _preference_glmm(d: _Data, level: float, cases=None) -> dict:
+    votes = d.votes(cases)
+    if not votes:
+        raise NotEstimable("no preference votes")
+    readers = [_vote_readers(d, v) for v in votes]
+    kept = [(v, r) for v, r in zip(votes, readers) if r[0] and r[1]]
+    notes = []
+    if len(kept) < len(votes):
+        notes.append(f"{len(votes) - len(kept)} votes left out: the reader of one of the two reports is not known "
+                     "(no single submitted read of the case in that arm)")
+    if not kept:
+        raise NotEstimable("no vote whose two readers are known")
+    data = {"case": [v["case"] for v, _ in kept], "expert": [v["expert"] for v, _ in kept],
+            "treatment_reader": [r[0] for _, r in kept], "reference_reader": [r[1] for _, r in kept],
+            "preferred": [v["preferred"] for v, _ in kept]}
+    try:
+        res = fit_preference_glmm(data, treatment=d.t, reference=d.r)
+    except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+        raise NotEstimable(f"the preference model could not be fitted: {exc}") from exc
+    out = res.to_dict(level)
+    if not res.converged:
+        notes.append("the optimizer reported no convergence: read with care")
+    n_cases = len({v["case"] for v, _ in kept})
+    denominator = (f"{res.n_votes} decisive votes of {res.n_votes + res.n_ties} votes on {n_cases} cases "
+                   f"({res.n_ties} votes preferred neither report and are not in the model)")
+    low, high = out["confidence_interval"]
+    return {"n": {"votes": res.n_votes + res.n_ties, "decisive_votes": res.n_votes, "cases": n_cases},
+            "notes": notes, "result": out,
+            "summary": _summary("P(an expert prefers the X report), decisive votes, typical case, expert and readers",
+                                "share", res.estimate, low, high, res.pvalue, df=res.df, denominator=denominator,
+                                null=0.5),
+            "pvalues": [{"name": "", "pvalue": res.pvalue}]}
+
+
+def _preference_binomial(d: _Data, level: float, min_votes: int, cases=None) -> dict:
     votes = d.votes(cases)
     if not votes:
         raise NotEstimable("no preference votes")
     sides = None
     if all(v["left_arm"] in (d.t, d.r) for v in votes):
         sides = ["left" if v["left_arm"] == d.t else "right" for v in votes]
-    res = analyse_preference(case=[v["case"] for v in votes], expert=[v["expert"] for v in votes],
+    # a crossover pair is one reader's two reports of a case: the unit of a majority is (case, reader)
+    crossover = all(v.get("left_reader") and v.get("left_reader") == v.get("right_reader") for v in votes)
+    units = [f"{v['case']}|{v['left_reader']}" if crossover else v["case"] for v in votes]
+    res = analyse_preference(case=units, expert=[v["expert"] for v in votes],
                              choice=[v["preferred"] for v in votes], treatment=d.t, reference=d.r, side=sides,
-                             confidence_level=level)
-    return {"n": {"cases": res.n_cases, "votes": len(votes)}, "result": res.to_dict(),
-            "summary": _summary("share of cases whose experts' majority preferred X (all cases)", "share",
-                                res.share, res.low, res.high, res.pvalue, wins=res.wins, losses=res.losses,
-                                ties=res.ties, n_cases=res.n_cases),
+                             confidence_level=level, min_votes=min_votes)
+    decisive = res.wins + res.losses
+    unit = "pairs (case, reader)" if crossover else "cases"
+    denominator = (f"{decisive} decisive {unit} of {res.n_cases} {unit} with a vote ({res.ties} without a majority, "
+                   f"{res.too_few_votes} of them with fewer than {min_votes} votes)")
+    return {"n": {"cases": res.n_cases, "votes": len(votes), "decisive_cases": decisive},
+            "result": res.to_dict(),
+            "summary": _summary("share of decisive cases whose experts' majority preferred X (fixed readers)", "share",
+                                res.share_decisive, res.decisive_low, res.decisive_high, res.pvalue,
+                                wins=res.wins, losses=res.losses, ties=res.ties, n_cases=res.n_cases,
+                                denominator=denominator, null=0.5),
             "pvalues": [{"name": "", "pvalue": res.pvalue}]}
 
 
 def _detection_rows(d: _Data) -> list[dict]:
     return [{**c, "truth": d.truth[(c["case"], c["finding"])]} for c in d.calls
             if (c["case"], c["finding"]) in d.truth and c["arm"] in (d.t, d.r) and c["call"] is not None]
+
+
+def _detection_glmm(d: _Data, plan: Mapping[str, Any], level: float) -> dict:
+    rows = _detection_rows(d)
+    if not rows:
+        raise NotEstimable("no reader calls with a reference standard")
+    data = _model_columns(d, rows, "truth")
+    terms, notes = usable_terms(data, plan.get("random_effects", {}).get("detection") or DEFAULT_TERMS["detection"],
+                                len(rows))
+    if not terms:
+        raise NotEstimable("no random-effect term is identifiable: " + " ".join(notes))
+    covs = {c: list(data[c]) for c in plan.get("covariates", {}).get("detection", []) if c in data}
+    res = detection_glmm(case=data["case"], arm=data["arm"], reader=data["reader"],
+                         finding=[r["finding"] for r in rows], truth=[r["truth"] for r in rows],
+                         call=[r["call"] for r in rows], treatment=d.t, reference=d.r, random=tuple(terms),
+                         covariates=covs, confidence_level=level)
+    pvalues = []
+    for measure in ("sensitivity", "specificity"):
+        fit = res.pooled[measure]
+        pvalues.append({"name": f"pooled {measure}", "pvalue": fit.result.pvalue if fit.result else None})
+    if all(p["pvalue"] is None for p in pvalues):
+        raise NotEstimable("; ".join(f"{m}: {res.pooled[m].reason}" for m in ("sensitivity", "specificity"))[:500])
+    return {"n": {"rows": len(rows), "cases": len({r["case"] for r in rows})}, "random_terms": terms,
+            "notes": notes, "result": res.to_dict(), "summary": None, "pvalues": pvalues}
 
 
 def _detection(d: _Data, level: float) -> dict:
@@ -282,10 +483,14 @@ def _detection(d: _Data, level: float) -> dict:
     pvalues = []
     for f in res.findings:
         for label, test in (("sensitivity", f.mcnemar_sensitivity), ("specificity", f.mcnemar_specificity)):
-            if test is not None and _finite(test.pvalue) is not None:
-                pvalues.append({"name": f"{f.finding}, {label}", "pvalue": test.pvalue})
+            pvalues.append({"name": f"{f.finding}, {label}",
+                            "pvalue": test.pvalue if test is not None and _finite(test.pvalue) is not None else None})
+    notes = []
+    if res.unpaired_reads:
+        notes.append(f"{res.unpaired_reads} reads paired with nothing (a duplicate read, or a case read in one arm) "
+                     "are left out of McNemar")
     return {"n": {"rows": len(rows), "cases": len({r["case"] for r in rows})}, "result": res.to_dict(),
-            "summary": None, "pvalues": pvalues}
+            "notes": notes, "summary": None, "pvalues": pvalues}
 
 
 def _mrmc(d: _Data, level: float) -> dict:
@@ -304,11 +509,12 @@ def _mrmc(d: _Data, level: float) -> dict:
                                           modalities=(d.t, d.r), confidence_level=level)
             except (ValueError, ZeroDivisionError) as exc:
                 per_finding[finding][fom] = {"status": "not_estimable", "reason": str(exc)}
+                pvalues.append({"name": f"{finding}, {fom}", "pvalue": None})
                 continue
             per_finding[finding][fom] = {"status": "ok", "result": res.to_dict(), "difference": res.difference,
                                          "pvalue": res.pvalue}
-            if _finite(res.pvalue) is not None:
-                pvalues.append({"name": f"{finding}, {fom}", "pvalue": res.pvalue})
+            pvalues.append({"name": f"{finding}, {fom}", "pvalue": res.pvalue if _finite(res.pvalue) is not None
+                            else None})
     if not any(v.get("status") == "ok" for f in per_finding.values() for v in f.values()):
         reasons = {v["reason"] for f in per_finding.values() for v in f.values()}
         raise NotEstimable("; ".join(sorted(reasons))[:500])
@@ -324,41 +530,73 @@ def _ai_auc(d: _Data, level: float) -> dict:
     for finding in sorted({r["finding"] for r in d.ai}):
         pairs = [(d.truth[(r["case"], finding)], float(r["score"])) for r in d.ai
                  if r["finding"] == finding and r["score"] is not None and (r["case"], finding) in d.truth]
+        accuracy = (threshold_accuracy([t for t, _ in pairs], [s for _, s in pairs], threshold=d.ai_threshold,
+                                       confidence_level=level).to_dict() if pairs else None)
         try:
             res = roc_auc([t for t, _ in pairs], [s for _, s in pairs], confidence_level=level)
         except ValueError as exc:
-            per_finding[finding] = {"status": "not_estimable", "reason": str(exc), "n": len(pairs)}
+            per_finding[finding] = {"status": "not_estimable", "reason": str(exc), "n": len(pairs),
+                                    "at_threshold": accuracy}
             continue
-        per_finding[finding] = {"status": "ok", "result": res.to_dict(), "n": len(pairs)}
+        per_finding[finding] = {"status": "ok", "result": res.to_dict(), "n": len(pairs), "at_threshold": accuracy}
     if not any(v["status"] == "ok" for v in per_finding.values()):
         raise NotEstimable("no finding has two diseased and two healthy cases with an AI score")
-    return {"n": {"findings": len(per_finding)}, "result": {"findings": per_finding}, "summary": None,
-            "pvalues": []}
+    return {"n": {"findings": len(per_finding)}, "result": {"findings": per_finding, "threshold": d.ai_threshold},
+            "summary": None, "pvalues": []}
+
+
+def _terms_of(plan: Mapping[str, Any], endpoint: str) -> list[str]:
+    return list(plan.get("random_effects", {}).get(endpoint) or DEFAULT_TERMS[endpoint])
+
+
+def _covariates_of(plan: Mapping[str, Any], endpoint: str) -> list[str]:
+    return list(plan.get("covariates", {}).get(endpoint, []))
 
 
 def _compute(d: _Data, plan: Mapping[str, Any], endpoint: str, test: str, cases=None) -> dict:
     level = plan["confidence_level"]
-    terms = plan.get("random_effects", {}).get(endpoint)
     if endpoint in ("quality", "radpeer"):
         field = "score" if endpoint == "quality" else "radpeer_score"
+        rows = d.scores(field, cases)
+        if test == "lmm":
+            return _lmm(d, rows, field, _terms_of(plan, endpoint), _covariates_of(plan, endpoint), level, log=False)
+        if test == "ordinal_glmm":
+            return _ordinal(d, rows, field, _terms_of(plan, endpoint), _covariates_of(plan, endpoint), level)
         if test == "paired":
             return _score_paired(d, field, level, cases)
-        if test == "lmm":
-            return _lmm(d, d.scores(field, cases), field, terms or ["case", "reader", "expert"], level, log=False)
         if test == "clmm":
-            return _clmm(d, d.scores(field, cases), field, level)
+            return _clmm(d, rows, field, level)
     if endpoint == "reading_time":
+        terms, covs = _terms_of(plan, endpoint), _covariates_of(plan, endpoint)
         if test == "lmm":
-            return _lmm(d, d.timed_reads(cases), "active_seconds", terms or ["case", "reader"], level, log=True)
+            return _lmm(d, d.timed_reads(cases), "active_seconds", terms, covs, level, log=True, absolute=True)
+        if test == "wall_lmm":
+            return _lmm(d, d.timed_reads(cases, "wall_seconds"), "wall_seconds", terms, covs, level, log=True,
+                        absolute=True)
         if test == "paired":
             return _time_paired(d, level, cases)
     if endpoint == "preference":
-        return _preference(d, level, cases)
+        if test == "glmm":
+            return _preference_glmm(d, level, cases)
+        return _preference_binomial(d, level, plan.get("preference_min_votes", 1), cases)
     if endpoint == "detection":
+        if test == "glmm":
+            return _detection_glmm(d, plan, level)
         return _mrmc(d, level) if test == "mrmc" else _detection(d, level)
     if endpoint == "ai_auc":
         return _ai_auc(d, level)
     raise NotEstimable(f"no analysis for {endpoint} by {test}")
+
+
+def planned_tests(endpoint: str, test: str, findings: list[str]) -> list[str]:
+    """The names of the tests an analysis contributes to its family, known before the data: its planned size."""
+    if endpoint == "ai_auc":
+        return []
+    if endpoint == "detection":
+        if test == "glmm":
+            return ["pooled sensitivity", "pooled specificity"]
+        return [f"{f}, {m}" for f in findings for m in ("sensitivity", "specificity")]
+    return [""]
 
 
 def _main_test(plan: Mapping[str, Any], endpoint: str) -> str:
@@ -369,11 +607,17 @@ def _main_test(plan: Mapping[str, Any], endpoint: str) -> str:
     return ENDPOINTS[endpoint]["tests"][0]
 
 
-def _run_one(d: _Data, plan, *, key: str, endpoint: str, test: str, role: str, cases=None, subgroup=None) -> dict:
-    entry = {"key": key, "endpoint": endpoint, "test": test, "role": role,
-             "label": ENDPOINTS[endpoint]["label"], "test_label": TEST_LABELS[test]}
+def _label(endpoint: str, test: str) -> dict[str, Any]:
+    return {"label": ENDPOINTS[endpoint]["label"], "test_label": label_of(endpoint, test),
+            "fixed_readers": test in FIXED_READERS}
+
+
+def _run_one(d: _Data, plan, *, key: str, endpoint: str, test: str, role: str, findings: list[str], cases=None,
+             subgroup=None, level_label=None) -> dict:
+    entry = {"key": key, "endpoint": endpoint, "test": test, "role": role, **_label(endpoint, test)}
     if subgroup is not None:
         entry["subgroup"] = subgroup
+        entry["subgroup_level"] = level_label
     try:
         entry.update(status="ok", **_compute(d, plan, endpoint, test, cases))
     except NotEstimable as exc:
@@ -381,7 +625,87 @@ def _run_one(d: _Data, plan, *, key: str, endpoint: str, test: str, role: str, c
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         entry.update(status="not_estimable", reason=f"the method refused the data: {exc}", summary=None,
                      pvalues=[], result=None)
+    # the planned tests, in their planned order: one that could not be computed is there with p = None
+    names = planned_tests(endpoint, test, findings) if role != "subgroup" else [p["name"] for p in entry["pvalues"]]
+    got = {p["name"]: p["pvalue"] for p in entry["pvalues"]}
+    extra = [p for p in entry["pvalues"] if p["name"] not in names]
+    entry["pvalues"] = [{"name": n, "pvalue": got.get(n)} for n in names] + extra
     return entry
+
+
+# ------------------------------------------------------------------------------------- subgroups
+
+
+def _interaction(d: _Data, plan, sub: Mapping[str, Any], levels: list[tuple[str, str, set[str]]],
+                 endpoint: str) -> dict:
+    """The treatment × subgroup interaction F test (LMM) on the cases of every level."""
+    level_of = {c: label for _, label, cases in levels for c in cases}
+    if endpoint in ("quality", "radpeer"):
+        field = "score" if endpoint == "quality" else "radpeer_score"
+        rows, value, log = d.scores(field, set(level_of)), field, False
+    else:
+        rows, value, log = d.timed_reads(set(level_of)), "active_seconds", True
+    data, kept, covs, notes = _prepared(d, rows, value, _terms_of(plan, endpoint), _covariates_of(plan, endpoint))
+    by = "site" if sub["by"] == "site" else "subgroup"
+    data["subgroup"] = np.array([level_of[c] for c in data["case"]])
+    present = sorted(set(data[by].tolist()))
+    if len(present) < 2:
+        raise NotEstimable("the data hold one level of this subgroup only")
+    try:
+        res = fit_lmm_interaction(data, outcome="y", random=kept, by=by, covariates=covs, log=log, treatment=d.t,
+                                  reference=d.r, start=d.theta_start.get((value, log, tuple(kept))))
+    except (ValueError, RuntimeError) as exc:
+        raise NotEstimable(f"the interaction model could not be fitted: {exc}") from exc
+    if not res.converged:
+        notes.append("the optimizer reported no convergence: read with care")
+    return {"n": {"rows": res.n_obs, "levels": len(res.levels)}, "random_terms": kept, "covariates": covs,
+            "notes": notes, "result": res.to_dict(),
+            "summary": _summary(f"arm × {sub['name']} interaction: F({res.df_numerator}, "
+                                f"{res.df_denominator:.1f})", "interaction", res.statistic, None, None, res.pvalue,
+                                df=res.df_denominator, df_numerator=res.df_numerator),
+            "pvalues": [{"name": "", "pvalue": res.pvalue}]}
+
+
+def _subgroups(d: _Data, plan, findings: list[str], report: Progress, progress: Callable[[], int]
+               ) -> tuple[list[dict], list[dict]]:
+    summaries, analyses = [], []
+    for sub in plan.get("subgroups", []):
+        try:
+            levels = d.subgroup_levels(sub)
+            summaries.append({**sub, "status": "ok", "description": SUBGROUP_BY[sub["by"]],
+                              "levels": [{"key": k, "label": lab, "cases": len(c)} for k, lab, c in levels],
+                              "cases": len(levels[0][2]) if sub["by"] != "site" else sum(len(c) for *_, c in levels)})
+        except NotEstimable as exc:
+            levels = None
+            summaries.append({**sub, "status": "not_estimable", "reason": str(exc), "levels": [], "cases": 0})
+        for endpoint in sub["endpoints"]:
+            test = _main_test(plan, endpoint)
+            report(progress(), f"subgroup {sub['name']}: {endpoint}")
+            base = {"endpoint": endpoint, "subgroup": sub["name"], **_label(endpoint, test)}
+            if levels is None:
+                analyses.append({**base, "key": f"subgroup.{sub['name']}.{endpoint}.{test}", "test": test,
+                                 "role": "subgroup", "subgroup_level": None, "status": "not_estimable",
+                                 "reason": summaries[-1]["reason"], "summary": None, "pvalues": [], "result": None})
+                continue
+            for key, label, cases in levels:
+                analyses.append(_run_one(d, plan, key=f"subgroup.{sub['name']}.{key}.{endpoint}.{test}",
+                                         endpoint=endpoint, test=test, role="subgroup", findings=findings,
+                                         cases=cases, subgroup=sub["name"], level_label=label))
+            entry = {**base, "key": f"subgroup.{sub['name']}.{endpoint}.interaction", "test": "interaction",
+                     "role": "subgroup_interaction", "subgroup_level": None,
+                     "test_label": "treatment × subgroup interaction, F test with Satterthwaite denominator df"}
+            if endpoint in ("quality", "radpeer", "reading_time") and test in INTERACTION_TESTS:
+                try:
+                    entry.update(status="ok", **_interaction(d, plan, sub, levels, endpoint))
+                except NotEstimable as exc:
+                    entry.update(status="not_estimable", reason=str(exc), summary=None, result=None,
+                                 pvalues=[{"name": "", "pvalue": None}])
+                analyses.append(entry)
+            else:
+                entry.update(status="not_planned", reason=f"no interaction test for {endpoint} by {test}: the levels "
+                             "are analysed one by one only", summary=None, result=None, pvalues=[])
+                analyses.append(entry)
+    return summaries, analyses
 
 
 # --------------------------------------------------------------------------- flow and descriptives
@@ -403,9 +727,11 @@ def _describe(values: list[float]) -> dict[str, Any]:
 
 
 def descriptives(d: _Data) -> dict[str, Any]:
-    out: dict[str, Any] = {"reading_time": {}, "quality": {}, "radpeer": {}}
+    out: dict[str, Any] = {"reading_time": {}, "wall_time": {}, "quality": {}, "radpeer": {}}
     for arm in (d.t, d.r):
         out["reading_time"][arm] = _describe([float(r["active_seconds"]) for r in d.timed_reads() if r["arm"] == arm])
+        out["wall_time"][arm] = _describe([float(r["wall_seconds"]) for r in d.timed_reads(field="wall_seconds")
+                                           if r["arm"] == arm])
         for field, name in (("score", "quality"), ("radpeer_score", "radpeer")):
             values = [int(q[field]) for q in d.scores(field) if q["arm"] == arm]
             desc = _describe([float(v) for v in values])
@@ -445,7 +771,8 @@ def flow(d: _Data, analyses: Mapping[str, dict], plan: Mapping[str, Any]) -> dic
         exclude("scoring", "report not scored", len(read_complete - scored_complete))
     zero = [r for r in d.reads if r["status"] == "submitted" and not (_finite(r["active_seconds"]) or 0) > 0]
     exclude("reading time", "submitted read with no measured active time (reads, not cases)", len(zero))
-    exclude("preference", "read in both arms but no preference vote", len(read_complete - voted) if paired_design else 0)
+    exclude("preference", "read in both arms but no preference vote",
+            len(read_complete - voted) if paired_design else 0)
     if d.reference:
         exclude("detection", "no reference standard", len(read_complete - {c for c, _ in d.truth}))
     primary = analyses.get("primary")
@@ -489,6 +816,12 @@ def _matrix_by_slot(items: dict[Any, dict[str, float]]) -> tuple[list, list, lis
 
 
 def agreement(d: _Data, level: float) -> dict[str, Any]:
+    """Agreement between the experts: ICC (the one the design supports), Fleiss' κ and Krippendorff's ordinal α.
+
+    ICC(2,1)/(3,1) need the same experts on every report; where the experts of a report are
+    assigned per report (raters are positions), ICC(1,1) is the one to read (`icc`). Krippendorff's
+    α uses every report with two or more scores, whatever the number of experts.
+    """
     out: dict[str, Any] = {}
     for field, name in (("score", "quality"), ("radpeer_score", "radpeer")):
         items: dict[Any, dict[str, float]] = defaultdict(dict)
@@ -497,13 +830,22 @@ def agreement(d: _Data, level: float) -> dict[str, Any]:
         if not items:
             out[name] = {"status": "not_estimable", "reason": "no scores"}
             continue
+        keys = ["|".join(i) for i, votes in items.items() for _ in votes]
+        values = [v for votes in items.values() for v in votes.values()]
+        try:
+            alpha = krippendorff_alpha(keys, values, metric="ordinal").to_dict()
+        except ValueError as exc:
+            alpha = {"status": "not_estimable", "reason": str(exc)}
         item, rater, value, same_raters, notes = _matrix_by_slot(items)
         try:
             res = analyse_agreement(item=["|".join(i) for i in item], rater=rater, score=value, confidence_level=level)
-        except ValueError as exc:
-            out[name] = {"status": "not_estimable", "reason": str(exc)}
+        except (ValueError, ArithmeticError) as exc:   # e.g. every score the same: no variance to share out
+            out[name] = {"status": "not_estimable", "reason": str(exc), "krippendorff_ordinal": alpha}
             continue
-        out[name] = {"status": "ok", "same_raters": same_raters, "notes": notes, "result": res.to_dict()}
+        result = res.to_dict()
+        result["krippendorff_ordinal"] = alpha     # on every report, not only the complete ones
+        out[name] = {"status": "ok", "same_raters": same_raters, "notes": notes, "result": result,
+                     "icc": "icc2" if same_raters else "icc1"}
     votes: dict[str, dict[str, float]] = defaultdict(dict)
     code = {d.t: 1.0, d.r: 2.0, "none": 0.0}
     for v in d.votes():
@@ -513,7 +855,10 @@ def agreement(d: _Data, level: float) -> dict[str, Any]:
         try:
             _, _, matrix = ratings_matrix(item, rater, value)
             res = fleiss_kappa(matrix)
-            out["preference"] = {"status": "ok", "same_raters": same_raters, "notes": notes, "result": res.to_dict()}
+            keys = [c for c, vs in votes.items() for _ in vs]
+            nominal = krippendorff_alpha(keys, [x for vs in votes.values() for x in vs.values()], metric="nominal")
+            out["preference"] = {"status": "ok", "same_raters": same_raters, "notes": notes, "result": res.to_dict(),
+                                 "krippendorff_nominal": nominal.to_dict()}
         except ValueError as exc:
             out["preference"] = {"status": "not_estimable", "reason": str(exc)}
     else:
@@ -555,93 +900,101 @@ def automation_bias(d: _Data) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------- the run
 
 
-def _family(analyses: list[dict], roles: tuple[str, ...], method: str, alpha: float) -> dict[str, Any] | None:
-    names, pvalues, owners = [], [], []
+def _family_entries(analyses: list[dict], roles: tuple[str, ...]) -> list[tuple[dict, dict, str]]:
+    out = []
     for a in analyses:
-        if a["role"] not in roles or a["status"] != "ok":
+        if a["role"] not in roles:
             continue
         for p in a["pvalues"]:
-            if _finite(p["pvalue"]) is None:
-                continue
-            names.append(a["key"] + (f": {p['name']}" if p["name"] else ""))
-            pvalues.append(float(p["pvalue"]))
-            owners.append((a, p))
-    if not pvalues:
+            out.append((a, p, a["key"] + (f": {p['name']}" if p["name"] else "")))
+    return out
+
+
+def _apply_family(name: str, entries: list[tuple[dict, dict, str]], *, method: str, alpha: float,
+                  gate_open: bool = True, gate: str = "") -> dict[str, Any] | None:
+    if not entries:
         return None
-    if method == "none":
-        adjusted, rejected = pvalues, [p <= alpha for p in pvalues]
-        result = {"method": "none", "alpha": alpha, "names": names, "pvalues": pvalues, "adjusted": adjusted,
-                  "rejected": rejected}
-    else:
-        res = adjust_pvalues(pvalues, method=method, alpha=alpha, names=names)
-        result = res.to_dict()
-        adjusted, rejected = res.adjusted, res.rejected
-    for (a, p), adj, rej in zip(owners, adjusted, rejected):
-        p["adjusted"], p["rejected"] = adj, rej
-    return result
+    res = adjust_family(name, [_finite(p["pvalue"]) for _, p, _ in entries], names=[n for *_, n in entries],
+                        method=method, alpha=alpha, gate_open=gate_open, gate=gate)
+    for (_, p, _), tested, adj, rej in zip(entries, res.pvalues, res.adjusted, res.rejected):
+        p.update(family=name, tested_pvalue=tested, adjusted=adj, rejected=rej)
+    return res.to_dict()
+
+
+def multiplicity(analyses: list[dict], plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The confirmatory order: the primary at α; then, if the plan gates them and the primary is rejected,
+    the key secondaries; the exploratory and the subgroup-interaction families apart; sensitivities unadjusted."""
+    alpha = plan["alpha"]
+    primary = next(a for a in analyses if a["role"] == "primary")
+    head = primary["pvalues"][0] if primary["pvalues"] else {"name": "", "pvalue": None}
+    p = _finite(head["pvalue"])
+    rejected = p is not None and p <= alpha
+    for i, q in enumerate(primary["pvalues"]):
+        # the primary's first planned test is the confirmatory one; any other is reported, not tested
+        q.update(family="primary" if i == 0 else "none", tested_pvalue=(p if p is not None else 1.0) if i == 0
+                 else q["pvalue"], adjusted=(p if p is not None else 1.0) if i == 0 else None,
+                 rejected=rejected if i == 0 else False)
+    gated = bool(plan.get("gatekeeping"))
+    out = {"primary": {"name": primary["key"] + (f": {head['name']}" if head["name"] else ""),
+                       "pvalue": p if p is not None else 1.0, "estimable": p is not None, "alpha": alpha,
+                       "rejected": rejected},
+           "gatekeeping": gated}
+    gate = f"the primary ({primary['key']}) rejected at α = {alpha}" if gated else ""
+    out["secondary"] = _apply_family("secondary", _family_entries(analyses, ("secondary",)),
+                                     method=plan["secondary_adjustment"], alpha=alpha,
+                                     gate_open=rejected or not gated, gate=gate)
+    out["exploratory"] = _apply_family("exploratory", _family_entries(analyses, ("exploratory",)),
+                                       method=plan["exploratory_adjustment"], alpha=alpha)
+    out["subgroup"] = _apply_family("subgroup", _family_entries(analyses, ("subgroup_interaction",)),
+                                    method=plan.get("subgroup_adjustment", "bh"), alpha=alpha)
+    for a in analyses:
+        if a["role"] in ("sensitivity", "subgroup"):
+            for q in a["pvalues"]:
+                q.update(family="none", tested_pvalue=q["pvalue"], adjusted=None, rejected=None)
+    return out
 
 
 def run_analysis(view: Mapping[str, Any], *, plan: Mapping[str, Any], design: str, findings: list[str],
                  treatment: str = "X", reference: str = "Y", progress: Progress | None = None) -> dict[str, Any]:
-    """Every analysis of `plan` on the coded snapshot `view`; JSON-ready results in X/Y terms."""
+    """Every analysis of `plan` (any readable schema) on the coded snapshot `view`; JSON-ready results in X/Y terms."""
     report = progress or (lambda pct, stage: None)
+    stored_schema = plan.get("schema", 1)
+    plan = read_plan(dict(plan))
     d = _Data(view, treatment=treatment, reference=reference, ai_threshold=plan.get("ai_threshold", 0.5))
     level, alpha = plan["confidence_level"], plan["alpha"]
+    findings = list(findings)
     planned = analyses_of(dict(plan))
-    subgroup_jobs = []
-    for sub in plan.get("subgroups", []):
-        for endpoint in sub["endpoints"]:
-            subgroup_jobs.append((sub, endpoint, _main_test(plan, endpoint)))
-    total = len(planned) + len(subgroup_jobs) + 2
-    done = 0
+    n_sub = sum(len(s["endpoints"]) for s in plan.get("subgroups", []))
+    total = len(planned) + n_sub + 2
+    done = [0]
+
+    def step() -> int:
+        done[0] += 1
+        return int(100 * (done[0] - 1) / total)
+
     analyses: list[dict] = []
     for job in planned:
-        report(int(100 * done / total), f"{ENDPOINTS[job['endpoint']]['label']}: {job['test']}")
+        report(step(), f"{ENDPOINTS[job['endpoint']]['label']}: {job['test']}")
         analyses.append(_run_one(d, plan, key=f"{job['endpoint']}.{job['test']}", endpoint=job["endpoint"],
-                                 test=job["test"], role=job["role"]))
-        done += 1
-    subgroups = []
-    for sub in plan.get("subgroups", []):
-        try:
-            members = d.subgroup_cases(sub)
-            subgroups.append({**sub, "status": "ok", "cases": len(members)})
-        except NotEstimable as exc:
-            members = None
-            subgroups.append({**sub, "status": "not_estimable", "reason": str(exc), "cases": 0})
-        for endpoint in sub["endpoints"]:
-            test = _main_test(plan, endpoint)
-            report(int(100 * done / total), f"subgroup {sub['name']}: {endpoint}")
-            key = f"subgroup.{sub['name']}.{endpoint}.{test}"
-            if members is None:
-                analyses.append({"key": key, "endpoint": endpoint, "test": test, "role": "subgroup",
-                                 "subgroup": sub["name"], "label": ENDPOINTS[endpoint]["label"],
-                                 "test_label": TEST_LABELS[test], "status": "not_estimable",
-                                 "reason": subgroups[-1]["reason"], "summary": None, "pvalues": [], "result": None})
-            else:
-                analyses.append(_run_one(d, plan, key=key, endpoint=endpoint, test=test, role="subgroup",
-                                         cases=members, subgroup=sub["name"]))
-            done += 1
-    report(int(100 * done / total), "agreement and descriptives")
-    multiplicity = {
-        "secondary": _family(analyses, ("secondary",), plan["secondary_adjustment"], alpha),
-        "exploratory": _family(analyses, ("exploratory", "subgroup"), plan["exploratory_adjustment"], alpha),
-    }
-    primary = analyses[0]
-    if primary["status"] == "ok":
-        for p in primary["pvalues"]:
-            p["adjusted"], p["rejected"] = p["pvalue"], bool(_finite(p["pvalue"]) is not None and p["pvalue"] <= alpha)
-    by_role = {"primary": primary}
+                                 test=job["test"], role=job["role"], findings=findings))
+    subgroups, sub_analyses = _subgroups(d, plan, findings, report, step)
+    analyses += sub_analyses
+    report(int(100 * done[0] / total), "agreement and descriptives")
+    families = multiplicity(analyses, plan)
+    by_role = {"primary": analyses[0]}
     results = {
         "schema": SCHEMA,
+        "plan_schema": stored_schema,
+        "plan_read_as": plan,
         "arms": {"treatment": treatment, "reference": reference},
         "design": design,
-        "findings": list(findings),
+        "findings": findings,
         "alpha": alpha,
         "confidence_level": level,
         "analyses": {a["key"]: a for a in analyses},
         "order": [a["key"] for a in analyses],
         "subgroups": subgroups,
-        "multiplicity": multiplicity,
+        "multiplicity": families,
         "descriptives": descriptives(d),
         "agreement": agreement(d, level),
         "automation_bias": automation_bias(d),
@@ -664,4 +1017,5 @@ def without_withheld(results: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["run_analysis", "without_withheld", "clean", "usable_terms", "NotEstimable"]
+__all__ = ["run_analysis", "without_withheld", "clean", "usable_terms", "usable_covariates", "planned_tests",
+           "multiplicity", "NotEstimable"]

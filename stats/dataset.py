@@ -1,4 +1,4 @@
-"""The analysis dataset as data (no Django): one long table per entity, its data dictionary, the snapshot and its hash, masking.
+"""The analysis dataset as data (no Django): long tables per entity, their dictionary, the snapshot, its hash, masking.
 
 Every analysis run freezes the rows it uses into a snapshot: a canonical JSON document (sorted
 keys, no whitespace, UTF-8) of the tables below, each row a list in the column order of the
@@ -22,7 +22,7 @@ from scoring import radpeer as radpeer_scale
 
 from .plan import canonical_json
 
-FORMAT = 1
+FORMAT = 2   # 2: preferences gained left_reader and right_reader (the two reports' readers; left_reader in the key)
 MASKED_ARMS = ("X", "Y")
 
 
@@ -138,14 +138,17 @@ ENTITIES: tuple[Entity, ...] = (
                "1 → 5, 2a → 4, 2b → 3, 3a → 2, 3b → 1.", values="1–5"),
         Column("seconds", "number", "Time from opening the item to the expert's first answer.", unit="s"),
     )),
-    Entity("preferences", "One row per expert vote between the two reports of a case, shown side by side.",
-           ("case", "expert"), (
+    Entity("preferences", "One row per expert vote between the two reports of a case, shown side by side "
+           "(in a crossover, one pair per case and reader).",
+           ("case", "expert", "left_reader"), (
         Column("case", "string", "Case code."),
         Column("expert", "string", "Expert pseudonym."),
         Column("preferred", "string", "The arm whose report the expert preferred, or none.",
                values=ARM_VALUES + "; none", arm=True),
         Column("left_arm", "string", "The arm whose report was shown on the left (sides randomized).",
                values=ARM_VALUES, arm=True),
+        Column("left_reader", "string", "Pseudonym of the reader who wrote the report shown on the left."),
+        Column("right_reader", "string", "Pseudonym of the reader who wrote the report shown on the right."),
         Column("seconds", "number", "Time the expert spent on the pair.", unit="s"),
     )),
     Entity("reference_standard", "One row per case and finding: the reference standard.", ("case", "finding"), (
@@ -212,7 +215,9 @@ def from_scoring(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, l
     THE SEAM with the scoring app: the only place that knows its row format ("quality", "preference",
     "reference_standard" lists of plain dicts). Quality: case, arm, reader, read, report_version,
     expert, overall, radpeer, seconds. Preference: case, expert, preferred_arm (None = no
-    preference), left_arm, seconds. Reference standard: case, finding, present (None = pending), method.
+    preference), left_arm, reader_assisted and reader_standard (the readers of the two reports, read
+    here into the arm-neutral left_reader/right_reader by left_arm), seconds. Reference standard:
+    case, finding, present (None = pending), method.
     """
     quality = []
     for q in rows.get("quality", ()):
@@ -228,8 +233,16 @@ def from_scoring(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, l
     preferences = []
     for p in rows.get("preference", rows.get("preferences", ())):
         preferred = _pick(p, "preferred_arm", "preferred")
+        left_arm = p.get("left_arm")
+        # scoring names the readers by arm (reader_<arm>): the reader of the left report is reader_<left_arm>
+        readers = {k[len("reader_"):]: v for k, v in p.items() if k.startswith("reader_") and v}
+        left = readers.pop(left_arm, None) if left_arm is not None else None
+        right = next(iter(readers.values())) if len(readers) == 1 else None
         preferences.append({"case": p["case"], "expert": p["expert"], "preferred": preferred or "none",
-                            "left_arm": p.get("left_arm"), "seconds": _seconds(p.get("seconds"))})
+                            "left_arm": left_arm,
+                            "left_reader": p.get("left_reader", left),
+                            "right_reader": p.get("right_reader", right),
+                            "seconds": _seconds(p.get("seconds"))})
     reference = []
     for r in rows.get("reference_standard", ()):
         present = _pick(r, "present", "truth")

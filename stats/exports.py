@@ -1,4 +1,4 @@
-"""The analysis dataset as files (no Django): one long table per entity in CSV, XLSX, SPSS and Stata, a data dictionary, one zip.
+"""The analysis dataset as files (no Django): long tables in CSV, XLSX, SPSS and Stata, a data dictionary, one zip.
 
 Column names are those of the data dictionary (stats.dataset.ENTITIES) and never change without a
 new dataset format. Every file holds its whole table: nothing is split into pages. The CSV files

@@ -1,10 +1,21 @@
 """The analysis plan as data (no Django): its schema, a default per trial design, validation and its canonical hash.
 
-A plan names the primary endpoint, the key secondary family (Holm), the exploratory family
-(Benjamini–Hochberg), sensitivity analyses, subgroups and the random effects of the mixed
-models, each endpoint with the test that answers it. Its canonical JSON (sorted keys, no
-whitespace, UTF-8) is what is hashed at freezing, so anyone can recompute the hash from the
-plan file the platform hands out.
+A plan names the primary endpoint, the key secondary family (Holm, tested only once the primary is
+rejected), the exploratory family (Benjamini–Hochberg), sensitivity analyses, subgroups (their
+interaction tests in a family of their own), and for each mixed model its random effects and fixed
+covariates, each endpoint with the test that answers it. Its canonical JSON (sorted keys, no
+whitespace, UTF-8) is what is hashed at freezing, so anyone can recompute the hash from the plan
+file the platform hands out.
+
+Schema 2 (this one) added `covariates`, `gatekeeping`, `subgroup_adjustment`,
+`preference_min_votes`, the site subgroup and the reader-aware tests (the defaults: LMM for quality
+and RADPEER, the preference GLMM, the detection GLMM; the ordinal GLMM and wall-time LMM as
+sensitivities). A schema-1 plan stays readable and is never rewritten: its stored content, and so
+its hash, do not change. `read_plan` gives the schema-2 reading of any stored plan, in memory, by
+`upgrade`: every analysis it names stays as planned (a schema-1 "paired" primary is still the
+primary), and each new setting takes the value that reproduces schema 1's behaviour (no
+covariates, no gatekeeping, subgroups adjusted like the exploratory family, a case majority from
+any number of votes). Only the labels change: analyses that treat the readers as fixed say so.
 """
 from __future__ import annotations
 
@@ -14,31 +25,55 @@ import json
 import math
 from typing import Any
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 
-# endpoint → (label, tests it allows, the default test). The first test is the default.
+# endpoint → label and the tests it allows; the first test is the default.
 ENDPOINTS: dict[str, dict[str, Any]] = {
-    "quality": {"label": "Report quality (Likert 1–5)", "tests": ("paired", "lmm", "clmm")},
-    "radpeer": {"label": "RADPEER-based agreement score", "tests": ("paired", "lmm", "clmm")},
-    "reading_time": {"label": "Reading time (active seconds)", "tests": ("lmm", "paired")},
-    "preference": {"label": "Expert preference (case majority)", "tests": ("binomial",)},
-    "detection": {"label": "Detection of findings by arm", "tests": ("mcnemar", "mrmc")},
+    "quality": {"label": "Report quality (Likert 1–5)", "tests": ("lmm", "ordinal_glmm", "paired", "clmm")},
+    "radpeer": {"label": "RADPEER-based agreement score", "tests": ("lmm", "ordinal_glmm", "paired", "clmm")},
+    "reading_time": {"label": "Reading time (active seconds)", "tests": ("lmm", "wall_lmm", "paired")},
+    "preference": {"label": "Expert preference between the two reports of a case", "tests": ("glmm", "binomial")},
+    "detection": {"label": "Detection of findings by arm", "tests": ("glmm", "mcnemar", "mrmc")},
     "ai_auc": {"label": "AI finding scores against the reference standard", "tests": ("delong",)},
 }
+# Analyses that treat the readers as fixed (or ignore them): with readers randomized they are not a
+# test of the arm effect, and every label of them says so.
+FIXED_READERS = frozenset({"paired", "clmm", "binomial", "mcnemar"})
+FIXED_READERS_NOTE = "fixed readers — not a test of the AI effect"
 TEST_LABELS = {
-    "paired": "paired case-level difference (t interval) with Wilcoxon signed-rank",
-    "lmm": "linear mixed model (REML, Satterthwaite df)",
-    "clmm": "cumulative-logit mixed model (random case intercept)",
-    "binomial": "exact binomial test of case majorities, Wilson interval",
-    "mcnemar": "sensitivity/specificity with Wilson intervals, McNemar on paired reads",
-    "mrmc": "Obuchowski–Rockette / Hillis MRMC (crossover designs)",
-    "delong": "AUC with DeLong interval",
+    "lmm": "linear mixed model (REML) with random readers and cases, Satterthwaite df",
+    "ordinal_glmm": "cumulative-logit mixed model with crossed random intercepts (case, report, reader, expert), "
+                    "small-sample corrected t",
+    "wall_lmm": "linear mixed model on log wall time (opening to submission), random readers and cases",
+    "paired": f"paired case-level difference (t interval) with Wilcoxon signed-rank ({FIXED_READERS_NOTE})",
+    "clmm": f"cumulative-logit mixed model, random case intercept only ({FIXED_READERS_NOTE})",
+    "glmm": "logistic mixed model with random readers and cases, small-sample corrected t",
+    "binomial": f"exact binomial test of case majorities ({FIXED_READERS_NOTE})",
+    "mcnemar": f"sensitivity/specificity with Wilson intervals, McNemar on paired reads ({FIXED_READERS_NOTE})",
+    "mrmc": "Obuchowski–Rockette / Hillis MRMC, random readers and cases (crossover designs)",
+    "delong": "AUC with DeLong interval; sensitivity and specificity at the AI threshold",
 }
-# Grouping terms a mixed model may take a random intercept for.
-RANDOM_TERMS = ("case", "reader", "expert", "reader:arm", "case:arm", "site")
+# Where one test name means different models for different endpoints.
+ANALYSIS_LABELS = {
+    ("reading_time", "lmm"): "linear mixed model on log active seconds (REML), random readers and cases, "
+                             "Satterthwaite df; the difference in seconds from the same model on seconds",
+    ("preference", "glmm"): "logistic mixed model on the experts' votes, random case, expert and both readers: "
+                            "P(an expert prefers the X report), small-sample corrected t",
+    ("detection", "glmm"): "logistic mixed model of a correct call, random reader and case, per finding and pooled "
+                           "(finding effect), small-sample corrected t",
+}
+# Grouping terms a mixed model may take a random intercept for. "case:arm" is the report in the
+# paired-parallel design (one report per case and arm); "case:arm:reader" is the report in a crossover.
+RANDOM_TERMS = ("case", "reader", "expert", "reader:arm", "case:arm", "case:arm:reader", "site")
+RANDOM_ENDPOINTS = ("quality", "radpeer", "reading_time", "detection")
+# Fixed covariates a model may take. Reader experience is not offered: the dataset has no such column.
+COVARIATES = ("site", "period")
 SUBGROUP_BY = {
-    "reference": "cases with at least N positive findings by the reference standard",
-    "ai": "cases with at least N findings scored at or above the AI threshold",
+    "reference": "cases with at least N positive findings by the reference standard, against the other cases "
+                 "with a reference standard",
+    "ai": "cases with at least N findings scored at or above the AI threshold, against the other cases with AI scores",
+    "site": "each site (the randomization stratum)",
 }
 ADJUSTMENTS = ("holm", "bh", "none")
 SUBGROUP_ENDPOINTS = ("quality", "radpeer", "reading_time", "preference")
@@ -52,46 +87,110 @@ class PlanError(ValueError):
         self.field = field
 
 
+def label_of(endpoint: str, test: str) -> str:
+    """The words for an analysis, in the report and the plan form."""
+    return ANALYSIS_LABELS.get((endpoint, test), TEST_LABELS[test])
+
+
 def default_plan(design: str = "paired_parallel") -> dict[str, Any]:
-    """The paper's analysis: quality primary; time, preference, RADPEER key secondaries; detection and AI exploratory."""
+    """The reader-aware analysis of each design: quality primary by the LMM; time, preference, RADPEER key secondaries.
+
+    Paired-parallel (readers randomized, each case read once per arm): random case, reader, expert
+    and report (case:arm), site fixed. Crossover: reader:arm and the report (case:arm:reader) as
+    well, and period fixed. Case-randomized (each case read once, readers crossed with arms): case,
+    reader, expert and reader:arm; no preference, which needs two reports of a case.
+    """
     crossover = design == "crossover"
     case_randomized = design == "case_randomized"
-    quality_test = "lmm" if case_randomized else "paired"
-    time_terms = ["reader"] if case_randomized else ["case", "reader"]
     if crossover:
+        quality_terms = ["case", "reader", "expert", "reader:arm", "case:arm", "case:arm:reader"]
         time_terms = ["case", "reader", "reader:arm", "case:arm"]
-    quality_terms = ["reader", "expert"] if case_randomized else ["case", "reader", "expert"]
-    if crossover:
+        detection_terms = ["case", "reader", "reader:arm"]
+        covariates = ["site", "period"]
+    elif case_randomized:
         quality_terms = ["case", "reader", "expert", "reader:arm"]
+        time_terms = ["case", "reader", "reader:arm"]
+        detection_terms = ["case", "reader", "reader:arm"]
+        covariates = ["site"]
+    else:
+        quality_terms = ["case", "reader", "expert", "case:arm"]
+        time_terms = ["case", "reader"]
+        detection_terms = ["case", "reader"]
+        covariates = ["site"]
+    secondary = [{"endpoint": "reading_time", "test": "lmm"}]
+    if not case_randomized:
+        secondary.append({"endpoint": "preference", "test": "glmm"})
+    secondary.append({"endpoint": "radpeer", "test": "lmm"})
+    sensitivity = [{"endpoint": "quality", "test": "ordinal_glmm"}]
+    if not case_randomized:
+        sensitivity.append({"endpoint": "quality", "test": "paired"})
+    sensitivity.append({"endpoint": "reading_time", "test": "wall_lmm"})
+    if not case_randomized:
+        sensitivity += [{"endpoint": "reading_time", "test": "paired"}, {"endpoint": "preference", "test": "binomial"}]
+    if crossover:
+        sensitivity.append({"endpoint": "detection", "test": "glmm"})
+    if not case_randomized:
+        sensitivity.append({"endpoint": "detection", "test": "mcnemar"})
     return {
         "schema": SCHEMA,
         "alpha": 0.05,
         "confidence_level": 0.95,
-        "primary": {"endpoint": "quality", "test": quality_test},
-        "secondary": [
-            {"endpoint": "reading_time", "test": "lmm"},
-            {"endpoint": "preference", "test": "binomial"},
-            {"endpoint": "radpeer", "test": quality_test},
-        ],
+        "primary": {"endpoint": "quality", "test": "lmm"},
+        "secondary": secondary,
         "secondary_adjustment": "holm",
+        "gatekeeping": True,
         "exploratory": [
-            {"endpoint": "detection", "test": "mrmc" if crossover else "mcnemar"},
+            {"endpoint": "detection", "test": "mrmc" if crossover else "glmm"},
             {"endpoint": "ai_auc", "test": "delong"},
         ],
         "exploratory_adjustment": "bh",
-        "sensitivity": ([{"endpoint": "quality", "test": "clmm"}] if case_randomized else
-                        [{"endpoint": "quality", "test": "lmm"}, {"endpoint": "quality", "test": "clmm"},
-                         {"endpoint": "reading_time", "test": "paired"}]),
+        "sensitivity": sensitivity,
         "subgroups": [
+            {"name": "site", "by": "site", "endpoints": ["quality", "reading_time"]},
             {"name": "complex_reference", "by": "reference", "min_findings": 3,
              "endpoints": ["reading_time", "quality"]},
             {"name": "complex_ai", "by": "ai", "min_findings": 3, "ai_threshold": 0.5,
              "endpoints": ["reading_time", "quality"]},
         ],
-        "random_effects": {"quality": quality_terms, "radpeer": list(quality_terms), "reading_time": time_terms},
+        "subgroup_adjustment": "bh",
+        "random_effects": {"quality": quality_terms, "radpeer": list(quality_terms), "reading_time": time_terms,
+                           "detection": detection_terms},
+        "covariates": {"quality": list(covariates), "radpeer": list(covariates), "reading_time": list(covariates),
+                       "detection": []},
+        "preference_min_votes": 3,
         "ai_threshold": 0.5,
         "notes": "",
     }
+
+
+def upgrade(content: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a plan in the current schema, with the meaning it had when it was written.
+
+    Schema 1 → 2: the new settings take the values that reproduce what schema 1 did: no fixed
+    covariates (its models had none), no gatekeeping (its key secondaries were adjusted by Holm
+    whatever the primary's result), the subgroups adjusted by the exploratory method (they were in
+    the exploratory family) and a case majority from any number of votes. The stored plan is never
+    rewritten: this is how it is read.
+    """
+    if not isinstance(content, dict):
+        raise PlanError("The analysis plan must be a JSON object.")
+    plan = copy.deepcopy(content)
+    schema = plan.get("schema", SCHEMA)
+    if schema not in READABLE_SCHEMAS:
+        raise PlanError(f"This platform reads plan schemas {', '.join(map(str, READABLE_SCHEMAS))}, not {schema}.",
+                        field="schema")
+    if schema == 1:
+        plan["schema"] = 2
+        plan.setdefault("covariates", {})
+        plan.setdefault("gatekeeping", False)
+        plan.setdefault("subgroup_adjustment", plan.get("exploratory_adjustment", "bh"))
+        plan.setdefault("preference_min_votes", 1)
+    return plan
+
+
+def read_plan(content: dict[str, Any]) -> dict[str, Any]:
+    """What a run executes: the validated schema-2 reading of a stored plan (frozen or not); the input is untouched."""
+    return validate(content)
 
 
 def _entry(value: Any, where: str) -> dict[str, str]:
@@ -118,18 +217,38 @@ def _number(value: Any, where: str, low: float, high: float) -> float:
     return number
 
 
+def _terms(mapping: Any, *, key: str, allowed: tuple[str, ...], noun: str, allow_empty: bool) -> dict[str, list[str]]:
+    if not isinstance(mapping, dict):
+        raise PlanError(f"{key} must map an endpoint to its {noun}s.", field=key)
+    out = {}
+    for endpoint, terms in mapping.items():
+        if endpoint not in RANDOM_ENDPOINTS:
+            raise PlanError(f"{key}: “{endpoint}” has no mixed model.", field=key)
+        if not isinstance(terms, list) or (not terms and not allow_empty):
+            raise PlanError(f"{key} of {endpoint}: give at least one {noun}.", field=key)
+        bad = [t for t in terms if t not in allowed]
+        if bad:
+            raise PlanError(f"{key} of {endpoint}: unknown {noun} {', '.join(map(str, bad))}; "
+                            f"use {', '.join(allowed)}.", field=key)
+        if len(set(terms)) != len(terms):
+            raise PlanError(f"{key} of {endpoint}: a {noun} is repeated.", field=key)
+        out[endpoint] = list(terms)
+    return out
+
+
 def validate(content: Any) -> dict[str, Any]:
-    """A clean copy of the plan, or PlanError naming what is wrong. Unknown keys are refused (no silent typos)."""
+    """A clean copy of the plan in the current schema, or PlanError naming what is wrong.
+
+    Unknown keys are refused (no silent typos). A schema-1 plan is read through `upgrade`.
+    """
     if not isinstance(content, dict):
         raise PlanError("The analysis plan must be a JSON object.")
     known = set(default_plan()) | {"schema"}
     unknown = set(content) - known
     if unknown:
         raise PlanError(f"Unknown plan settings: {', '.join(sorted(unknown))}.")
-    plan = copy.deepcopy(content)
+    plan = upgrade(content)
     out: dict[str, Any] = {"schema": SCHEMA}
-    if plan.get("schema", SCHEMA) != SCHEMA:
-        raise PlanError(f"This platform reads plan schema {SCHEMA}, not {plan.get('schema')}.", field="schema")
     out["alpha"] = _number(plan.get("alpha", 0.05), "alpha", 0, 0.5)
     out["confidence_level"] = _number(plan.get("confidence_level", 0.95), "confidence_level", 0.5, 1)
     if "primary" not in plan:
@@ -150,32 +269,30 @@ def validate(content: Any) -> dict[str, Any]:
             seen.add(key)
             cleaned.append(entry)
         out[family] = cleaned
-    for key, default in (("secondary_adjustment", "holm"), ("exploratory_adjustment", "bh")):
+    for key, default in (("secondary_adjustment", "holm"), ("exploratory_adjustment", "bh"),
+                         ("subgroup_adjustment", "bh")):
         value = plan.get(key, default)
         if value not in ADJUSTMENTS:
             raise PlanError(f"{key} must be one of {', '.join(ADJUSTMENTS)}.", field=key)
         out[key] = value
+    gatekeeping = plan.get("gatekeeping", True)
+    if not isinstance(gatekeeping, bool):
+        raise PlanError("gatekeeping must be true or false.", field="gatekeeping")
+    out["gatekeeping"] = gatekeeping
     out["ai_threshold"] = _number(plan.get("ai_threshold", 0.5), "ai_threshold", 0, 1)
+    votes = plan.get("preference_min_votes", 3)
+    if isinstance(votes, bool) or not isinstance(votes, int) or not 1 <= votes <= 50:
+        raise PlanError("preference_min_votes must be a whole number from 1 to 50.", field="preference_min_votes")
+    out["preference_min_votes"] = votes
 
-    random = plan.get("random_effects", {})
-    if not isinstance(random, dict):
-        raise PlanError("random_effects must map an endpoint to its grouping terms.", field="random_effects")
-    out["random_effects"] = {}
-    for endpoint, terms in random.items():
-        if endpoint not in ("quality", "radpeer", "reading_time"):
-            raise PlanError(f"random_effects: “{endpoint}” has no mixed model.", field="random_effects")
-        if not isinstance(terms, list) or not terms:
-            raise PlanError(f"random_effects of {endpoint}: give at least one grouping term.", field="random_effects")
-        bad = [t for t in terms if t not in RANDOM_TERMS]
-        if bad:
-            raise PlanError(f"random_effects of {endpoint}: unknown term {', '.join(map(str, bad))}; "
-                            f"use {', '.join(RANDOM_TERMS)}.", field="random_effects")
-        if endpoint == "reading_time" and "expert" in terms:
-            raise PlanError("random_effects of reading_time: experts do not read; drop “expert”.",
+    out["random_effects"] = _terms(plan.get("random_effects", {}), key="random_effects", allowed=RANDOM_TERMS,
+                                   noun="term", allow_empty=False)
+    for endpoint in ("reading_time", "detection"):
+        if "expert" in out["random_effects"].get(endpoint, []):
+            raise PlanError(f"random_effects of {endpoint}: experts do not read; drop “expert”.",
                             field="random_effects")
-        if len(set(terms)) != len(terms):
-            raise PlanError(f"random_effects of {endpoint}: a term is repeated.", field="random_effects")
-        out["random_effects"][endpoint] = list(terms)
+    out["covariates"] = _terms(plan.get("covariates", {}), key="covariates", allowed=COVARIATES,
+                               noun="covariate", allow_empty=True)
 
     subgroups = plan.get("subgroups", [])
     if not isinstance(subgroups, list):
@@ -195,18 +312,21 @@ def validate(content: Any) -> dict[str, Any]:
         by = sub.get("by")
         if by not in SUBGROUP_BY:
             raise PlanError(f"{where}: “by” must be one of {', '.join(SUBGROUP_BY)}.", field="subgroups")
-        try:
-            minimum = int(sub.get("min_findings", 3))
-        except (TypeError, ValueError):
-            raise PlanError(f"{where}: min_findings must be a whole number.", field="subgroups") from None
-        if minimum < 1:
-            raise PlanError(f"{where}: min_findings must be at least 1.", field="subgroups")
         endpoints = sub.get("endpoints") or ["reading_time", "quality"]
         bad = [e for e in endpoints if e not in SUBGROUP_ENDPOINTS]
         if bad:
             raise PlanError(f"{where}: subgroup endpoints are {', '.join(SUBGROUP_ENDPOINTS)}; "
                             f"not {', '.join(map(str, bad))}.", field="subgroups")
-        clean = {"name": name, "by": by, "min_findings": minimum, "endpoints": list(dict.fromkeys(endpoints))}
+        clean: dict[str, Any] = {"name": name, "by": by}
+        if by != "site":
+            try:
+                minimum = int(sub.get("min_findings", 3))
+            except (TypeError, ValueError):
+                raise PlanError(f"{where}: min_findings must be a whole number.", field="subgroups") from None
+            if minimum < 1:
+                raise PlanError(f"{where}: min_findings must be at least 1.", field="subgroups")
+            clean["min_findings"] = minimum
+        clean["endpoints"] = list(dict.fromkeys(endpoints))
         if by == "ai":
             clean["ai_threshold"] = _number(sub.get("ai_threshold", out["ai_threshold"]), f"{where}.ai_threshold", 0, 1)
         out["subgroups"].append(clean)

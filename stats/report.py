@@ -1,7 +1,9 @@
 """The trial report from a run's results (no Django): sections of formatted tables, the CONSORT-style flow, plots.
 
 `build_report` turns stored results into a plain structure (titles, tables of formatted cells,
-notes) that the page template and the self-contained download render alike; `plots` draws the
+notes) that the page template and the self-contained download render alike; it reads the results
+of every results schema (a finished run never changes), labels every analysis that treats the
+readers as fixed, and states each share's denominator; `plots` draws the
 figures with matplotlib's Agg backend (no display, no pyplot state: safe in web and worker
 processes). Arms are named by `labels` ("arm X" before unblinding), never by the results.
 """
@@ -20,7 +22,7 @@ PLOT_TITLES = {
     "reading_time": "Reading time by arm",
     "quality": "Quality scores by arm",
     "forest": "Effects with confidence intervals",
-    "preference": "Expert preference (case majority)",
+    "preference": "Expert preference: case majorities and the probability an expert prefers X",
 }
 
 
@@ -36,6 +38,8 @@ def num(value: Any, digits: int = 3) -> str:
     if value == 0:
         return "0"
     magnitude = math.floor(math.log10(abs(value)))
+    if magnitude >= 6:
+        return f"{value:.{max(digits - 1, 0)}e}"
     decimals = max(0, digits - 1 - magnitude)
     return f"{value:.{min(decimals, 6)}f}"
 
@@ -70,14 +74,44 @@ def _table(caption: str, headers: list[str], rows: list[list[str]], note: str = 
     return {"caption": caption, "headers": headers, "rows": rows, "note": note}
 
 
+FIXED_READERS_TESTS = {"paired", "clmm", "binomial", "mcnemar"}
+FIXED_NOTE = "fixed readers — not a test of the AI effect"
+
+
+def _analysis(results, key: str) -> Mapping[str, Any] | None:
+    a = results["analyses"].get(key)
+    return a if a and a.get("status") == "ok" else None
+
+
+def _n_text(n: Mapping[str, Any]) -> str:
+    return ", ".join(f"{v} {k.replace('levels_', '').replace('_', ' ')}" for k, v in n.items()) or "–"
+
+
+def _name(a: Mapping[str, Any]) -> str:
+    name = a["label"]
+    if a.get("subgroup"):
+        name += f" — subgroup {a['subgroup']}" + (f": {a['subgroup_level']}" if a.get("subgroup_level") else "")
+    return name
+
+
+def _method(a: Mapping[str, Any], s: Mapping[str, Any]) -> str:
+    measure = s.get("measure") if s else a.get("test_label", a["test"])
+    fixed = a.get("fixed_readers", a["test"] in FIXED_READERS_TESTS)
+    if fixed and FIXED_NOTE not in measure and "fixed readers" not in measure:
+        measure += f" ({FIXED_NOTE})"
+    return f"{a['test']}: {measure}"
+
+
 def _effect_row(a: Mapping[str, Any], level: int) -> list[str]:
     s = a.get("summary") or {}
-    n = a.get("n") or {}
-    n_text = ", ".join(f"{v} {k.replace('levels_', '').replace('_', ' ')}" for k, v in n.items()) or "–"
     if a["status"] != "ok":
-        return [a["label"] + (f" ({a['subgroup']})" if a.get("subgroup") else ""), a["test"], "–",
-                "not estimable: " + a.get("reason", ""), "–", "–", "–"]
-    p = (a.get("pvalues") or [{}])[0] if a.get("pvalues") else {}
+        return [_name(a), a["test"], "–", ("not estimable: " if a["status"] == "not_estimable" else "")
+                + a.get("reason", ""), "–", "–", "–"]
+    pvalues = a.get("pvalues") or []
+    p = pvalues[0] if pvalues else {}
+    if s and s.get("scale") == "interaction":
+        return [_name(a), f"{a['test']}: {s['measure']}", _n_text(a.get("n") or {}), f"F = {num(s['estimate'])}",
+                "–", pval(s.get("pvalue")), pval(p.get("adjusted")) if p.get("adjusted") is not None else "–"]
     if s:
         if s["scale"] == "share":
             est, interval = pct(s["estimate"]), _pct_ci(s["low"], s["high"])
@@ -86,16 +120,21 @@ def _effect_row(a: Mapping[str, Any], level: int) -> list[str]:
         if s.get("percent_reduction") is not None:
             est += f" ({num(s['percent_reduction'])} % shorter)" if s["percent_reduction"] >= 0 else \
                 f" ({num(-s['percent_reduction'])} % longer)"
-        measure = s["measure"]
+        if s.get("difference_seconds") is not None:
+            est += f"; {num(s['difference_seconds'])} s {ci(*s['difference_seconds_ci'])}"
     else:
-        est, interval, measure = "see below", "–", a["test_label"]
-    adjusted = p.get("adjusted")
-    if len(a.get("pvalues") or []) > 1:
+        est, interval = "see below", "–"
+    if len(pvalues) > 1:
         adjusted_text = "see Multiplicity"
+    elif a["role"] in ("secondary", "exploratory", "subgroup_interaction") and p.get("adjusted") is not None:
+        adjusted_text = pval(p["adjusted"]) + ("" if p.get("rejected") is None else
+                                               (" (rejected)" if p["rejected"] else ""))
     else:
-        adjusted_text = pval(adjusted) if adjusted is not None and a["role"] != "primary" else "–"
-    return [a["label"] + (f" — subgroup {a['subgroup']}" if a.get("subgroup") else ""),
-            f"{a['test']}: {measure}", n_text, est, interval, pval(s.get("pvalue") if s else None), adjusted_text]
+        adjusted_text = "–"
+    n_text = _n_text(a.get("n") or {})
+    if s.get("denominator"):
+        n_text += f"; denominator: {s['denominator']}"
+    return [_name(a), _method(a, s), n_text, est, interval, pval(s.get("pvalue") if s else None), adjusted_text]
 
 
 def _effects_table(results, roles: tuple[str, ...], caption: str, note: str = "") -> dict[str, Any] | None:
@@ -111,27 +150,56 @@ def _labelled(labels: Mapping[str, str], arm: str) -> str:
     return labels.get(arm, f"arm {arm}")
 
 
+def _model_rows(a: Mapping[str, Any]) -> list[list[str]]:
+    r = a["result"]
+    rows = [["Random intercepts", ", ".join(a.get("random_terms", [])) or "–"],
+            ["Fixed covariates", ", ".join(a.get("covariates", [])) or "none"]]
+    vc = r.get("variance_components") or {}
+    if vc:
+        tail = f", residual: {num(r['residual_variance'])}" if r.get("residual_variance") is not None else ""
+        rows.append(["Variance components", ", ".join(f"{k}: {num(v)}" for k, v in vc.items()) + tail])
+    return rows
+
+
 def _time_tables(results, labels) -> list[dict]:
-    desc = results["descriptives"]["reading_time"]
-    rows = []
-    for arm in ARMS:
-        d = desc.get(arm, {})
-        rows.append([_labelled(labels, arm), str(d.get("n", 0)), num(d.get("mean")), num(d.get("sd")),
-                     num(d.get("median")), ci(d.get("q1"), d.get("q3")), num(d.get("geometric_mean"))])
-    tables = [_table("Active reading time per read (seconds)",
-                     ["Arm", "Reads", "Mean", "SD", "Median", "IQR", "Geometric mean"], rows)]
-    a = results["analyses"].get("reading_time.lmm")
-    if a and a["status"] == "ok":
+    tables = []
+    for key, title in (("reading_time", "Active reading time per read (seconds)"),
+                       ("wall_time", "Wall time per read, opening to submission (seconds)")):
+        desc = results["descriptives"].get(key)
+        if not desc:
+            continue
+        rows = []
+        for arm in ARMS:
+            d = desc.get(arm, {})
+            rows.append([_labelled(labels, arm), str(d.get("n", 0)), num(d.get("mean")), num(d.get("sd")),
+                         num(d.get("median")), ci(d.get("q1"), d.get("q3")), num(d.get("geometric_mean"))])
+        tables.append(_table(title, ["Arm", "Reads", "Mean", "SD", "Median", "IQR", "Geometric mean"], rows))
+    for key, title in (("reading_time.lmm", "active seconds"), ("reading_time.wall_lmm", "wall seconds (sensitivity)")):
+        a = _analysis(results, key)
+        if not a:
+            continue
         r, s = a["result"], a["summary"]
-        vc = ", ".join(f"{k}: {num(v)}" for k, v in r["variance_components"].items())
-        tables.append(_table("Linear mixed model on log active seconds", ["Quantity", "Value"], [
+        rows = [
             ["Ratio of geometric means X / Y", f"{num(s['estimate'])} {ci(s['low'], s['high'])}"],
-            ["Time reduction, 100 (1 − ratio)", f"{num(s['percent_reduction'])} % "
-                                               f"{ci(*s['percent_reduction_ci'])}"],
+            ["Time reduction, 100 (1 − ratio)", f"{num(s['percent_reduction'])} % {ci(*s['percent_reduction_ci'])}"],
             ["t, Satterthwaite df, p", f"{num(r['statistic'])}, {num(r['df'])}, {pval(r['pvalue'])}"],
-            ["Random intercepts", ", ".join(a.get("random_terms", []))],
-            ["Variance components (log scale)", vc + f", residual: {num(r['residual_variance'])}"],
-        ], "; ".join(a.get("notes", []))))
+        ]
+        if s.get("difference_seconds") is not None:
+            rows.append(["Difference X − Y in seconds (the same LMM on seconds; mean times)",
+                         f"{num(s['difference_seconds'])} s {ci(*s['difference_seconds_ci'])}, Satterthwaite df "
+                         f"{num(s['difference_seconds_df'])}, p = {pval(s['difference_seconds_pvalue'])}"])
+        rows += _model_rows(a)
+        rows[-1][1] += " (log scale)" if rows[-1][0] == "Variance components" else ""
+        tables.append(_table(f"Linear mixed model on log {title}", ["Quantity", "Value"], rows,
+                             "; ".join(a.get("notes", []))))
+    a = _analysis(results, "reading_time.paired")
+    if a:
+        s = a["summary"]
+        tables.append(_table(f"Reading time, paired case means ({FIXED_NOTE})", ["Quantity", "Value"], [
+            ["Cases read in both arms", str(a["n"]["cases"])],
+            ["Ratio of geometric means X / Y",
+             f"{num(s['estimate'])} {ci(s['low'], s['high'])}, p = {pval(s['pvalue'])}"],
+        ], "The readers are treated as fixed: this interval is too narrow for the effect of the AI."))
     return tables
 
 
@@ -145,53 +213,118 @@ def _score_tables(results, labels, name: str, title: str) -> list[dict]:
         rows.append([_labelled(labels, arm), str(n), num(d.get("mean")), num(d.get("sd"))]
                     + [f"{counts.get(str(k), 0)} ({pct(counts.get(str(k), 0) / n if n else None, 0)})"
                        for k in range(1, 6)])
-    tables = [_table(f"{title}: distribution of expert scores", ["Arm", "Scores", "Mean", "SD", "1", "2", "3", "4", "5"],
-                     rows)]
-    a = results["analyses"].get(f"{name}.paired")
-    if a and a["status"] == "ok":
+    tables = [_table(f"{title}: distribution of expert scores",
+                     ["Arm", "Scores", "Mean", "SD", "1", "2", "3", "4", "5"], rows)]
+    a = _analysis(results, f"{name}.lmm")
+    if a:
+        r, s = a["result"], a["summary"]
+        tables.append(_table(f"{title}: linear mixed model on the expert scores", ["Quantity", "Value"], [
+            ["Difference X − Y (points)", f"{num(s['estimate'])} {ci(s['low'], s['high'])}"],
+            ["t, Satterthwaite df, p", f"{num(r['statistic'])}, {num(r['df'])}, {pval(r['pvalue'])}"],
+            ["Scores, levels", _n_text(a.get("n") or {})],
+            *_model_rows(a)], "; ".join(a.get("notes", []))))
+    a = _analysis(results, f"{name}.ordinal_glmm")
+    if a:
+        r, s = a["result"], a["summary"]
+        tables.append(_table(f"{title}: cumulative-logit mixed model (ordinal sensitivity)", ["Quantity", "Value"], [
+            ["Odds ratio of a higher score, X vs Y", f"{num(s['estimate'])} {ci(s['low'], s['high'])}"],
+            ["t (corrected SE), Satterthwaite df, p",
+             f"{num(r['statistic'])}, {num(r.get('df'))}, {pval(r['pvalue'])}"],
+            ["Wald z as clmm reports it (too liberal with readers nested in arms)",
+             f"SE {num(r.get('ml_se'))}, p = {pval(r.get('pvalue_z'))}"],
+            *_model_rows(a)], "; ".join(a.get("notes", []))))
+    a = _analysis(results, f"{name}.paired")
+    if a:
         r = a["result"]
-        tables.append(_table(f"{title}: paired case-level comparison", ["Quantity", "Value"], [
+        tables.append(_table(f"{title}: paired case-level comparison ({FIXED_NOTE})", ["Quantity", "Value"], [
             ["Cases scored in both arms", str(r["n_cases"])],
             ["Mean of case means, X / Y", f"{num(r['mean_x'])} / {num(r['mean_y'])}"],
             ["Mean difference X − Y", f"{num(r['t']['mean_difference'])} {ci(r['t']['low'], r['t']['high'])}"],
             ["Paired t (df), p", f"{num(r['t']['statistic'])} ({r['t']['df']}), {pval(r['t']['pvalue'])}"],
             ["Wilcoxon signed-rank V, p", f"{num(r['wilcoxon']['statistic'])}, {pval(r['wilcoxon']['pvalue'])} "
                                           f"({r['wilcoxon']['method']}; {r['wilcoxon']['n_zero']} zero differences)"],
-        ]))
+        ], "The readers are treated as fixed: this interval is too narrow for the effect of the AI."))
     return tables
 
 
 def _preference_tables(results, labels) -> list[dict]:
-    a = results["analyses"].get("preference.binomial")
-    if not a or a["status"] != "ok":
-        return []
+    tables = []
+    g = _analysis(results, "preference.glmm")
+    if g:
+        r, s = g["result"], g["summary"]
+        tables.append(_table("Expert preference: logistic mixed model on the votes (headline)", ["Quantity", "Value"], [
+            [f"P(an expert prefers the {_labelled(labels, 'X')} report)",
+             f"{pct(s['estimate'])} {_pct_ci(s['low'], s['high'])}"],
+            ["Test of ½: t (corrected SE), Satterthwaite df, p",
+             f"{num(r['statistic'])}, {num(r['df'])}, {pval(r['pvalue'])}"],
+            ["Denominator", s.get("denominator", "")],
+            [f"Votes for {_labelled(labels, 'X')} / {_labelled(labels, 'Y')} / neither",
+             f"{r['n_treatment']} / {r['n_reference']} / {r['n_ties']}"],
+            ["Variance components (logit scale)", ", ".join(f"{k}: {num(v)}" for k, v in
+                                                            r["variance_components"].items())],
+        ], "One estimand: the probability that an expert who prefers one of the two reports prefers the X report, "
+           "for a typical case, expert and pair of readers; its interval and test are of that probability."))
+    a = _analysis(results, "preference.binomial")
+    if not a:
+        return tables
     r = a["result"]
+    n = r["n_cases"]
+    decisive = r["wins"] + r["losses"]
+    min_votes = r.get("min_votes", 1)
     rows = [
-        ["Cases", str(r["n_cases"])],
-        [f"Majority preferred {_labelled(labels, 'X')}", f"{r['wins']} ({pct(r['share'])} of all cases) "
-                                                         f"{_pct_ci(r['low'], r['high'])}"],
-        [f"Majority preferred {_labelled(labels, 'Y')}", f"{r['losses']} ({pct(r['losses'] / r['n_cases'])})"],
-        ["No majority / no preference (ties)", f"{r['ties']} ({pct(r['ties'] / r['n_cases'])})"],
-        ["Exact binomial, X vs Y, ties excluded", f"{pct(r['share_decisive'])} "
-                                                  f"{_pct_ci(r['decisive_low'], r['decisive_high'])}, p = {pval(r['pvalue'])}"],
-        ["Ties split ½–½ (sensitivity)", f"{pct(r['share_ties_split'])} "
-                                         f"{_pct_ci(r['ties_split_low'], r['ties_split_high'])}, p = {pval(r['ties_split_pvalue'])}"],
-        ["Votes for X, case-clustered CI", f"{pct(r['votes_all']['share'])} "
-                                           f"{_pct_ci(r['votes_all']['low'], r['votes_all']['high'])} of {r['votes_all']['votes']} votes"],
+        ["Cases with a vote", str(n)],
+        [f"Majority preferred {_labelled(labels, 'X')}", f"{r['wins']} of {n} cases ({pct(r['wins'] / n)}) "
+                                                         f"{_pct_ci(r['low'], r['high'])} (Wilson; no test)"],
+        [f"Majority preferred {_labelled(labels, 'Y')}", f"{r['losses']} of {n} cases ({pct(r['losses'] / n)})"],
+        ["No majority", f"{r['ties']} of {n} cases ({pct(r['ties'] / n)}), of which {r.get('too_few_votes', 0)} "
+                        f"with fewer than {min_votes} votes"],
+        [f"Share of decisive cases preferring {_labelled(labels, 'X')}, exact binomial against ½",
+         f"{r['wins']} of {decisive} decisive cases: {pct(r['share_decisive'])} "
+         f"{_pct_ci(r['decisive_low'], r['decisive_high'])} (Clopper–Pearson), p = {pval(r['pvalue'])}"],
+        ["Ties split ½–½ (sensitivity), score test against ½",
+         f"{pct(r['share_ties_split'])} of {n} cases {_pct_ci(r['ties_split_low'], r['ties_split_high'])}, "
+         f"p = {pval(r['ties_split_pvalue'])}"],
+        [f"Votes for {_labelled(labels, 'X')}, case-clustered CI (no test)",
+         f"{r['votes_all']['votes_treatment']} of {r['votes_all']['votes']} votes: {pct(r['votes_all']['share'])} "
+         f"{_pct_ci(r['votes_all']['low'], r['votes_all']['high'])}"],
         ["Experts per case", f"{r['experts_per_case_min']}–{r['experts_per_case_max']}"],
     ]
     if r.get("position"):
         p = r["position"]
         rows.append(["Position bias: left report chosen", f"{p['left_chosen']} of {p['votes']} "
                                                           f"({pct(p['share_left'])}), p = {pval(p['pvalue'])}"])
-    return [_table("Preference between the two reports of a case", ["Quantity", "Value"], rows,
-                   "Denominator of the share: all cases, ties included.")]
+    tables.append(_table(f"Expert preference by case majority ({FIXED_NOTE})", ["Quantity", "Value"], rows,
+                         f"A case's majority is the strict majority of its votes, from at least {min_votes} votes; "
+                         "each row states its own denominator, and each test is of the share on its row."))
+    return tables
+
+
+def _glmm_cell(fit: Mapping[str, Any] | None) -> str:
+    if not fit:
+        return "–"
+    if fit.get("status") != "ok":
+        return "not estimable: " + fit.get("reason", "")[:80]
+    r = fit["result"]
+    return (f"OR {num(r['odds_ratio'])} {ci(*r['odds_ratio_confidence_interval'])}, p = {pval(r['pvalue'])} "
+            f"({fit['n_reads']} reads)")
 
 
 def _detection_tables(results, labels) -> list[dict]:
     tables = []
-    a = results["analyses"].get("detection.mcnemar")
-    if a and a["status"] == "ok":
+    g = _analysis(results, "detection.glmm")
+    if g:
+        res = g["result"]
+        rows = [["all findings (finding effect)", _glmm_cell(res["pooled"].get("sensitivity")),
+                 _glmm_cell(res["pooled"].get("specificity"))]]
+        for finding, by in res["findings"].items():
+            rows.append([finding, _glmm_cell(by.get("sensitivity")), _glmm_cell(by.get("specificity"))])
+        tables.append(_table("Detection: logistic mixed models of a correct call, X vs Y (random "
+                             + ", ".join(res["random"]) + ")",
+                             ["Finding", "Sensitivity (diseased reads)", "Specificity (non-diseased reads)"], rows,
+                             "Odds ratio of a correct call for a typical case and reader; t test with the "
+                             "small-sample corrected SE and Satterthwaite df. The pooled rows are the planned tests."))
+    a = _analysis(results, "detection.mcnemar")
+    if a:
         rows = []
         for f in a["result"]["findings"]:
             by_arm = {x["arm"]: x for x in f["arms"]}
@@ -204,13 +337,17 @@ def _detection_tables(results, labels) -> list[dict]:
             ms, mp = f.get("mcnemar_sensitivity"), f.get("mcnemar_specificity")
             rows.append([f["finding"], *sens, pval(ms["pvalue"]) if ms else "–", *spec,
                          pval(mp["pvalue"]) if mp else "–"])
-        tables.append(_table("Detection by arm (reader calls vs the reference standard)",
-                             ["Finding", f"Sensitivity {_labelled(labels, 'X')}", f"Sensitivity {_labelled(labels, 'Y')}",
-                              "McNemar p", f"Specificity {_labelled(labels, 'X')}", f"Specificity {_labelled(labels, 'Y')}",
+        unpaired = a["result"].get("unpaired_reads", 0)
+        tables.append(_table(f"Detection by arm (reader calls vs the reference standard; McNemar: {FIXED_NOTE})",
+                             ["Finding", f"Sensitivity {_labelled(labels, 'X')}",
+                              f"Sensitivity {_labelled(labels, 'Y')}", "McNemar p",
+                              f"Specificity {_labelled(labels, 'X')}", f"Specificity {_labelled(labels, 'Y')}",
                               "McNemar p"], rows,
-                             "Wilson intervals; McNemar with continuity correction on the paired reads of a case."))
-    m = results["analyses"].get("detection.mrmc")
-    if m and m["status"] == "ok":
+                             f"Wilson intervals; McNemar with continuity correction on paired reads (pairing by "
+                             f"{a['result'].get('pairing', 'case')}, decided per finding and case; "
+                             f"{unpaired} reads without a pair left out)."))
+    m = _analysis(results, "detection.mrmc")
+    if m:
         rows = []
         for finding, foms in m["result"]["findings"].items():
             for fom, r in foms.items():
@@ -223,39 +360,66 @@ def _detection_tables(results, labels) -> list[dict]:
     return tables
 
 
+def _share_cell(acc: Mapping[str, Any], measure: str) -> str:
+    p = acc[measure]
+    return f"{pct(p['estimate'])} {_pct_ci(p['low'], p['high'])}"
+
+
 def _auc_table(results) -> list[dict]:
-    a = results["analyses"].get("ai_auc.delong")
-    if not a or a["status"] != "ok":
+    a = _analysis(results, "ai_auc.delong")
+    if not a:
         return []
+    threshold = a["result"].get("threshold")
     rows = []
     for finding, r in a["result"]["findings"].items():
+        acc = r.get("at_threshold")
+        sens, spec = (_share_cell(acc, m) if acc and acc[m]["n"] else "–" for m in ("sensitivity", "specificity"))
         if r["status"] == "ok":
             res = r["result"]
-            rows.append([finding, num(res["auc"]), ci(res["low"], res["high"]), str(res["n_positive"]),
+            rows.append([finding, num(res["auc"]), ci(res["low"], res["high"]), sens, spec, str(res["n_positive"]),
                          str(res["n_negative"])])
         else:
-            rows.append([finding, "not estimable", r["reason"], "–", "–"])
-    return [_table("AI finding scores against the reference standard", ["Finding", "AUC", "DeLong CI", "Present",
-                                                                        "Absent"], rows)]
+            rows.append([finding, "not estimable", r["reason"], sens, spec, "–", "–"])
+    at = f"at score ≥ {threshold:g}" if threshold is not None else "at the threshold"
+    return [_table("AI finding scores against the reference standard",
+                   ["Finding", "AUC", "DeLong CI", f"Sensitivity {at}", f"Specificity {at}", "Present", "Absent"], rows,
+                   "Sensitivity and specificity with Wilson intervals.")]
+
+
+def _icc_cell(r: Mapping[str, Any] | None) -> str:
+    return f"{num(r['estimate'])} {ci(r['low'], r['high'])}" if r else "–"
 
 
 def _agreement_table(results) -> list[dict]:
     rows = []
+    headers = ["Scores", "Fleiss κ", "Krippendorff α", "ICC(1,1)", "ICC(2,1)", "ICC(3,1)", "Design"]
     for name, title in (("quality", "Quality score"), ("radpeer", "RADPEER score"), ("preference", "Preference")):
         a = results["agreement"].get(name, {})
         if a.get("status") != "ok":
-            rows.append([title, "not estimable: " + a.get("reason", ""), "–", "–", "–"])
+            rows.append([title, "not estimable: " + a.get("reason", ""), "–", "–", "–", "–", "–"])
             continue
         r = a["result"]
         if name == "preference":
-            rows.append([title, f"{num(r['kappa'])} (p {pval(r['pvalue'])})", "–", "–",
+            alpha = a.get("krippendorff_nominal")
+            rows.append([title, f"{num(r['kappa'])} (p {pval(r['pvalue'])})",
+                         f"{num(alpha['alpha'])} (nominal)" if alpha else "–", "–", "–", "–",
                          f"{r['n_items']} cases × {r['n_raters']} experts"])
             continue
+        alpha = r.get("krippendorff_ordinal") or {}
+        same = a.get("same_raters", True)
+        design = f"{r['n_items']} reports × {r['n_raters']} experts" + ("" if same else " (positions)")
+        if alpha.get("alpha") is not None:
+            design += f"; α on {alpha['n_items']} reports"
         rows.append([title, f"{num(r['fleiss']['kappa'])} (p {pval(r['fleiss']['pvalue'])})",
-                     f"{num(r['icc2']['estimate'])} {ci(r['icc2']['low'], r['icc2']['high'])}",
-                     f"{num(r['icc3']['estimate'])} {ci(r['icc3']['low'], r['icc3']['high'])}",
-                     f"{r['n_items']} reports × {r['n_raters']} experts" + ("" if a.get("same_raters") else " (positions)")])
-    return [_table("Agreement between experts", ["Scores", "Fleiss κ", "ICC(2,1)", "ICC(3,1)", "Design"], rows)]
+                     f"{num(alpha.get('alpha'))} (ordinal)" if alpha.get("alpha") is not None else "–",
+                     _icc_cell(r.get("icc1")),
+                     _icc_cell(r["icc2"]) if same else "– (raters differ)",
+                     _icc_cell(r["icc3"]) if same else "– (raters differ)", design])
+    return [_table("Agreement between experts", headers, rows,
+                   "Fleiss' κ treats the scores as unordered categories; Krippendorff's α (ordinal) respects their "
+                   "order and uses every report with two or more scores. ICC(2,1) and ICC(3,1) need the same experts "
+                   "on every report; where the experts of a report are assigned per report, ICC(1,1) is the one "
+                   "to read.")]
 
 
 def _automation_table(results, labels) -> list[dict]:
@@ -271,7 +435,8 @@ def _automation_table(results, labels) -> list[dict]:
             ["Share of draft kept: mean, median [IQR]", f"{pct(k['mean'])}, {pct(k['median'])} "
                                                         f"{_pct_ci(k['q1'], k['q3'])}"],
             ["Draft kept unchanged", f"{a['unchanged']} ({pct(a['unchanged'] / a['reports'])})"],
-            ["At least 90 % of the draft kept", f"{a['kept_at_least_90']} ({pct(a['kept_at_least_90'] / a['reports'])})"]]
+            ["At least 90 % of the draft kept",
+             f"{a['kept_at_least_90']} ({pct(a['kept_at_least_90'] / a['reports'])})"]]
     if a.get("kept_share_vs_quality"):
         q = a["kept_share_vs_quality"]
         rows.append(["Kept share vs quality score (Spearman ρ)", f"{num(q['spearman_rho'])}, p = {pval(q['pvalue'])}, "
@@ -281,16 +446,50 @@ def _automation_table(results, labels) -> list[dict]:
     return [_table("Automation bias (how much of the AI draft was kept)", ["Quantity", "Value"], rows)]
 
 
+FAMILY_TITLES = (("secondary", "Key secondary family"), ("exploratory", "Exploratory family"),
+                 ("subgroup", "Subgroup interaction family"))
+
+
 def _multiplicity_tables(results) -> list[dict]:
     tables = []
-    for family, title in (("secondary", "Key secondary family"), ("exploratory", "Exploratory family")):
-        m = results["multiplicity"].get(family)
+    mult = results["multiplicity"]
+    primary = mult.get("primary")
+    if primary:
+        tables.append(_table(f"Primary test at α = {primary['alpha']}", ["Test", "p", "rejected"], [
+            [primary["name"], pval(primary["pvalue"]) + ("" if primary["estimable"] else " (not estimable: p = 1)"),
+             "yes" if primary["rejected"] else "no"]]))
+    for family, title in FAMILY_TITLES:
+        m = mult.get(family)
         if not m:
             continue
-        rows = [[n, pval(p), pval(a), "yes" if r else "no"] for n, p, a, r in
-                zip(m["names"], m["pvalues"], m["adjusted"], m["rejected"])]
+        estimable = m.get("estimable") or [True] * len(m["pvalues"])
+        rows = [[n, pval(p) + ("" if ok else " (not estimable: p = 1)"), pval(a), "yes" if r else "no"]
+                for n, p, a, r, ok in zip(m["names"], m["pvalues"], m["adjusted"], m["rejected"], estimable)]
+        note = ""
+        if m.get("gate"):
+            note = (f"Tested only if {m['gate']}: " + ("the gate is open." if m.get("tested", True) else
+                                                       "it was not, so nothing in this family is rejected."))
         tables.append(_table(f"{title}: {m['method']} adjustment at α = {m['alpha']}",
-                             ["Test", "p", "adjusted p", "rejected"], rows))
+                             ["Test", "p", "adjusted p", "rejected"], rows, note))
+    return tables
+
+
+def _subgroup_tables(results) -> list[dict]:
+    tables = []
+    level = int(round(100 * results["confidence_level"]))
+    for sub in results.get("subgroups", []):
+        rows = [_effect_row(results["analyses"][k], level) for k in results["order"]
+                if results["analyses"][k].get("subgroup") == sub["name"]]
+        if not rows:
+            continue
+        levels = "; ".join(f"{lv['label']}: {lv['cases']} cases" for lv in sub.get("levels", []))
+        note = sub.get("description", "")
+        if levels:
+            note += f" ({levels})"
+        if sub.get("status") != "ok":
+            note += f" Not estimable: {sub.get('reason', '')}"
+        tables.append(_table(f"Subgroup {sub['name']}", ["Endpoint", "Analysis", "n", "Estimate", f"{level} % CI",
+                                                          "p", "adjusted p"], rows, note.strip()))
     return tables
 
 
@@ -305,23 +504,35 @@ def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta:
         p = primary["pvalues"][0]["pvalue"]
         verdict = (f"Primary endpoint: p = {pval(p)}, " + ("significant" if p is not None and p <= alpha
                                                             else "not significant") + f" at α = {alpha}.")
+    elif primary:
+        verdict = f"Primary endpoint not estimable ({primary.get('reason', '')}): it counts as not rejected."
+    mult = results["multiplicity"]
+    secondary_note = "Holm-adjusted p"
+    if mult.get("gatekeeping"):
+        secondary_note = (f"{(mult.get('secondary') or {}).get('method', 'holm')}-adjusted p; tested only if the "
+                          "primary is rejected")
+    fixed = ("Analyses marked “fixed readers” treat the readers as fixed: with readers randomized to the arms they "
+             "are not tests of the AI effect, and their intervals are too narrow for it.")
     sections = [
         {"id": "primary", "title": "Primary endpoint", "tables": [t for t in [
             _effects_table(results, ("primary",), "Primary analysis")] if t], "notes": [verdict] if verdict else []},
         {"id": "secondary", "title": "Key secondary endpoints", "tables": [t for t in [
-            _effects_table(results, ("secondary",), "Key secondary analyses (Holm-adjusted p)")] if t], "notes": []},
+            _effects_table(results, ("secondary",), f"Key secondary analyses ({secondary_note})")] if t], "notes": []},
         {"id": "sensitivity", "title": "Sensitivity analyses", "tables": [t for t in [
-            _effects_table(results, ("sensitivity",), "Sensitivity analyses (not adjusted)")] if t], "notes": []},
-        {"id": "exploratory", "title": "Exploratory analyses and subgroups", "tables": [t for t in [
-            _effects_table(results, ("exploratory", "subgroup"), "Exploratory analyses (Benjamini–Hochberg-adjusted p)")]
-            if t], "notes": [f"Subgroup {s['name']}: {s['cases']} cases" + ("" if s["status"] == "ok" else
-                                                                            f" (not estimable: {s['reason']})")
-                             for s in results.get("subgroups", [])]},
+            _effects_table(results, ("sensitivity",), "Sensitivity analyses (not adjusted)")] if t], "notes": [fixed]},
+        {"id": "exploratory", "title": "Exploratory analyses", "tables": [t for t in [
+            _effects_table(results, ("exploratory",), "Exploratory analyses (Benjamini–Hochberg-adjusted p)")]
+            if t], "notes": []},
+        {"id": "subgroups", "title": "Subgroups", "tables": _subgroup_tables(results), "notes": [
+            "Every level of a subgroup is analysed by the endpoint's main test; the levels' p-values are descriptive. "
+            "The test of heterogeneity is the treatment × subgroup interaction (F test, Satterthwaite denominator df), "
+            "adjusted in a family of its own."]},
         {"id": "time", "title": "Reading time", "tables": _time_tables(results, labels), "notes": [],
          "plot": "reading_time"},
         {"id": "quality", "title": "Report quality", "tables": _score_tables(results, labels, "quality", "Quality"),
          "notes": [], "plot": "quality"},
-        {"id": "radpeer", "title": "RADPEER-based score", "tables": _score_tables(results, labels, "radpeer", "RADPEER"),
+        {"id": "radpeer", "title": "RADPEER-based score",
+         "tables": _score_tables(results, labels, "radpeer", "RADPEER"),
          "notes": ["RADPEER " + ", ".join(f"{code} → {score}" for code, score in radpeer_scale.SCORE.items())
                    + " (higher is better)."]},
         {"id": "preference", "title": "Expert preference", "tables": _preference_tables(results, labels), "notes": [],
@@ -330,9 +541,12 @@ def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta:
         {"id": "ai", "title": "AI finding scores", "tables": _auc_table(results), "notes": []},
         {"id": "agreement", "title": "Agreement between experts", "tables": _agreement_table(results), "notes": []},
         {"id": "automation", "title": "Automation bias", "tables": _automation_table(results, labels), "notes": []},
-        {"id": "multiplicity", "title": "Multiplicity", "tables": _multiplicity_tables(results), "notes": []},
+        {"id": "multiplicity", "title": "Multiplicity", "tables": _multiplicity_tables(results), "notes": [
+            "The primary is tested at α; a planned test that could not be estimated counts as p = 1 and stays in its "
+            "family."]},
         {"id": "forest", "title": "Forest plot", "tables": [], "notes": [
-            f"Point estimates with {level} % confidence intervals, arm X relative to arm Y."], "plot": "forest"},
+            f"Point estimates with {level} % confidence intervals, arm X relative to arm Y; one row per subgroup "
+            "level."], "plot": "forest"},
     ]
     flow = results["flow"]
     flow_arms = [{"arm": arm, "label": _labelled(labels, arm), **flow["arms"].get(arm, {})} for arm in ARMS]
@@ -417,19 +631,22 @@ SCALES = {
     "difference": ("Difference X − Y (points)", 0.0, False),
     "ratio": ("Ratio X / Y (time)", 1.0, True),
     "odds_ratio": ("Odds ratio X vs Y (ordinal)", 1.0, True),
-    "share": ("Share of cases preferring X", 0.5, False),
+    "share": ("Probability / share preferring X (½ = no preference)", 0.5, False),
 }
 
 
 def forest_rows(results) -> dict[str, list[tuple[str, float, float, float]]]:
-    """Estimates with intervals by scale, in plan order: what the forest plot draws."""
+    """Estimates with intervals by scale, in plan order, one row per subgroup level: what the forest plot draws."""
     out: dict[str, list] = {k: [] for k in SCALES}
     for key in results["order"]:
         a = results["analyses"][key]
         s = a.get("summary")
-        if a["status"] != "ok" or not s or s.get("low") is None or s.get("high") is None:
+        if a["status"] != "ok" or not s or s.get("scale") not in SCALES or s.get("low") is None \
+                or s.get("high") is None:
             continue
-        name = f"{a['endpoint'].replace('_', ' ')} ({a['test']})" + (f", {a['subgroup']}" if a.get("subgroup") else "")
+        name = f"{a['endpoint'].replace('_', ' ')} ({a['test']})"
+        if a.get("subgroup"):
+            name += f", {a['subgroup']}" + (f": {a['subgroup_level']}" if a.get("subgroup_level") else "")
         out[s["scale"]].append((name, s["estimate"], s["low"], s["high"]))
     return {k: v for k, v in out.items() if v}
 
@@ -438,18 +655,18 @@ def plot_forest(results, labels) -> bytes:
     rows = forest_rows(results)
     panels = list(rows.items()) or [("difference", [])]
     height = 0.9 + sum(0.32 * len(v) + 0.7 for _, v in panels)
-    fig = _figure(6.5, height)
+    fig = _figure(7.5, height)
     axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": [max(1, len(v)) + 1.5
                                                                                        for _, v in panels]})
     for ax, (scale, items) in zip(axes[:, 0], panels):
         title, null, log = SCALES[scale]
         ys = list(range(len(items)))[::-1]
-        for y, (name, est, low, high) in zip(ys, items):
+        for y, (_, est, low, high) in zip(ys, items):
             ax.plot([low, high], [y, y], color="#333333", lw=1.4)
             ax.plot([est], [y], "s", color="#3b6ea5", ms=6)
         ax.axvline(null, color="#999999", ls="--", lw=1)
         ax.set_yticks(ys)
-        ax.set_yticklabels([i[0] for i in items], fontsize=8)
+        ax.set_yticklabels([i[0] for i in items], fontsize=7)
         if log:
             ax.set_xscale("log")
             _plain_log(ax.xaxis)
@@ -460,28 +677,39 @@ def plot_forest(results, labels) -> bytes:
 
 
 def plot_preference(results, labels) -> bytes:
-    fig = _figure(6.0, 2.0)
+    """Case majorities as shares of all cases (no null line: ties are in the denominator), and the headline
+    P(an expert prefers X) with its interval against ½ (the GLMM's own estimand)."""
+    fig = _figure(6.0, 2.4)
     ax = fig.subplots()
     a = results["analyses"].get("preference.binomial")
+    g = results["analyses"].get("preference.glmm")
+    ticks = []
     if a and a["status"] == "ok":
         r = a["result"]
         n = r["n_cases"]
         parts = [(r["wins"], COLOURS["X"], f"{_labelled(labels, 'X')} preferred"),
-                 (r["ties"], "#bbbbbb", "tie / no preference"),
+                 (r["ties"], "#bbbbbb", "no majority"),
                  (r["losses"], COLOURS["Y"], f"{_labelled(labels, 'Y')} preferred")]
         left = 0.0
         for count, colour, label in parts:
             share = count / n
-            ax.barh([0], [share], left=[left], color=colour, label=f"{label}: {count} ({100 * share:.1f} %)")
+            ax.barh([1], [share], left=[left], height=0.5, color=colour,
+                    label=f"{label}: {count} of {n} cases ({100 * share:.1f} %)")
             left += share
-        ax.errorbar([r["share"]], [0.45], xerr=[[r["share"] - r["low"]], [r["high"] - r["share"]]], fmt="o",
-                    color="black", capsize=3, ms=3)
-        ax.axvline(0.5, color="#666666", ls="--", lw=1)
+        ticks.append((1, f"case majorities\n(all {n} cases)"))
+    if g and g["status"] == "ok" and g["summary"].get("low") is not None and g["summary"].get("high") is not None:
+        s = g["summary"]
+        ax.errorbar([s["estimate"]], [0], xerr=[[s["estimate"] - s["low"]], [s["high"] - s["estimate"]]], fmt="o",
+                    color="black", capsize=3, ms=4)
+        ax.plot([0.5, 0.5], [-0.35, 0.35], color="#666666", ls="--", lw=1)
+        ticks.append((0, "P(expert prefers X)\n(decisive votes)"))
     ax.set_xlim(0, 1)
-    ax.set_ylim(-0.6, 0.8)
-    ax.set_yticks([])
-    ax.set_xlabel("Share of cases (all cases; marker: share preferring X with its Wilson CI)", fontsize=8)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, frameon=False)
+    ax.set_ylim(-0.6, 1.5)
+    ax.set_yticks([t for t, _ in ticks])
+    ax.set_yticklabels([lab for _, lab in ticks], fontsize=7)
+    ax.set_xlabel("Share or probability (dashed: ½, the null of the GLMM's test)", fontsize=8)
+    if a and a["status"] == "ok":
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.4), ncol=3, frameon=False)
     return _png(fig)
 
 

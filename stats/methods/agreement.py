@@ -9,6 +9,15 @@
 - ICC(2,1) (two-way random, absolute agreement) and ICC(3,1) (two-way mixed, consistency) from
   the two-way ANOVA mean squares, with the F-based intervals of Shrout & Fleiss (1979, Psychol Bull
   86:420, eqs. 5–6 and the Satterthwaite interval for ICC(2,1)), as R `psych::ICC` reports them.
+  They need the same raters on every item.
+- ICC(1,1) (one-way random: each item rated by its own set of raters; Shrout & Fleiss 1979, case 1)
+  with its F interval, as `psych::ICC` reports "ICC1": the ICC to report when the raters of an item
+  are not a fixed panel (experts assigned per item, or raters known only by their position).
+- Krippendorff's α (Krippendorff 2004, *Content Analysis*, ch. 11; "Computing Krippendorff's
+  alpha-reliability", 2011) from the coincidence matrix, with the nominal, ordinal, interval or ratio
+  difference function: an agreement for ordinal scores (Likert, RADPEER) beside Fleiss' κ, which
+  treats the categories as unordered. Items with fewer than two scores are left out; raters may
+  differ between items and items may have different numbers of scores.
 """
 from __future__ import annotations
 
@@ -28,6 +37,9 @@ __all__ = [
     "fleiss_kappa",
     "cohen_kappa",
     "icc",
+    "icc1",
+    "KrippendorffAlpha",
+    "krippendorff_alpha",
     "analyse_agreement",
 ]
 
@@ -68,7 +80,7 @@ class CohenKappa:
 
 @dataclass(frozen=True)
 class ICC:
-    kind: str                    # "ICC(2,1)" or "ICC(3,1)"
+    kind: str                    # "ICC(1,1)", "ICC(2,1)" or "ICC(3,1)"
     estimate: float
     statistic: float             # F = MS(items) / MS(error)
     df1: int
@@ -80,6 +92,20 @@ class ICC:
 
     def confidence_interval(self) -> tuple[float, float]:
         return self.low, self.high
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class KrippendorffAlpha:
+    metric: str                  # "nominal", "ordinal", "interval" or "ratio"
+    alpha: float
+    observed_disagreement: float  # D_o
+    expected_disagreement: float  # D_e
+    n_items: int                 # items with at least two scores (pairable)
+    n_values: int                # pairable values: the n of the coincidence matrix
+    categories: tuple[float, ...]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +125,8 @@ class AgreementResult:
     cohen_unweighted: CohenKappa | None    # two raters only
     cohen_linear: CohenKappa | None
     cohen_quadratic: CohenKappa | None
+    icc1: ICC | None = None
+    krippendorff_ordinal: KrippendorffAlpha | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -213,6 +241,86 @@ def icc(matrix, *, confidence_level: float = 0.95) -> tuple[ICC, ICC]:
             ICC("ICC(3,1)", float(icc3), float(f), df1, df2, p, float(low3), float(high3), confidence_level))
 
 
+def icc1(matrix, *, confidence_level: float = 0.95) -> ICC:
+    """ICC(1,1), one-way random effects (Shrout & Fleiss 1979, case 1), with the F interval (psych's "ICC1")."""
+    x = np.asarray(matrix, dtype=float)
+    n, k = x.shape
+    if n < 2 or k < 2:
+        raise ValueError("an ICC needs at least two items and two raters")
+    grand = x.mean()
+    ss_rows = k * float(np.sum((x.mean(axis=1) - grand) ** 2))
+    ss_within = float(np.sum((x - x.mean(axis=1, keepdims=True)) ** 2))
+    df1, df2 = n - 1, n * (k - 1)
+    msb, msw = ss_rows / df1, ss_within / df2
+    estimate = (msb - msw) / (msb + (k - 1) * msw)
+    upper_q = 0.5 + confidence_level / 2
+    if msw > 0:
+        f = msb / msw
+        p = float(stats.f.sf(f, df1, df2))
+        fl = f / stats.f.ppf(upper_q, df1, df2)
+        fu = f * stats.f.ppf(upper_q, df2, df1)
+        low, high = (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)
+    else:
+        f, p, low, high = math.inf, 0.0, 1.0, 1.0
+    return ICC("ICC(1,1)", float(estimate), float(f), df1, df2, p, float(low), float(high), confidence_level)
+
+
+METRICS = ("nominal", "ordinal", "interval", "ratio")
+
+
+def krippendorff_alpha(item, score, *, metric: str = "ordinal") -> KrippendorffAlpha:
+    """Krippendorff's α of scores given in long format (one row per item and rater; raters need no names).
+
+    α = 1 − D_o/D_e with the coincidence matrix o_ck = Σ_u (c–k pairs in item u)/(m_u − 1) over items
+    with m_u ≥ 2 scores, n_c = Σ_k o_ck, n = Σ n_c, D_o = Σ o_ck δ²_ck / n and
+    D_e = Σ n_c n_k δ²_ck / (n (n − 1)); δ² by `metric` (ordinal: (Σ_{g=c..k} n_g − (n_c + n_k)/2)²).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}")
+    item = [str(v) for v in item]
+    values = np.asarray(score, dtype=float)
+    if len(item) != values.size:
+        raise ValueError("item and score must have the same length")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("scores must be finite numbers")
+    cats = np.unique(values)
+    index = {c: i for i, c in enumerate(cats.tolist())}
+    by_item: dict[str, list[int]] = {}
+    for i, v in zip(item, values.tolist()):
+        by_item.setdefault(i, []).append(index[v])
+    K = cats.size
+    o = np.zeros((K, K))
+    pairable = 0
+    for codes in by_item.values():
+        m = len(codes)
+        if m < 2:
+            continue
+        pairable += 1
+        counts = np.bincount(codes, minlength=K).astype(float)
+        o += (np.outer(counts, counts) - np.diag(counts)) / (m - 1)
+    nc = o.sum(axis=1)
+    n = float(nc.sum())
+    if pairable == 0 or n < 2:
+        raise ValueError("Krippendorff's alpha needs at least one item with two scores")
+    if metric == "nominal":
+        d2 = 1.0 - np.eye(K)
+    elif metric == "interval":
+        d2 = (cats[:, None] - cats[None, :]) ** 2
+    elif metric == "ratio":
+        s = cats[:, None] + cats[None, :]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d2 = np.where(s != 0, ((cats[:, None] - cats[None, :]) / s) ** 2, 0.0)
+    else:
+        cum = np.concatenate([[0.0], np.cumsum(nc)])
+        lo, hi = np.minimum.outer(np.arange(K), np.arange(K)), np.maximum.outer(np.arange(K), np.arange(K))
+        d2 = (cum[hi + 1] - cum[lo] - (nc[:, None] + nc[None, :]) / 2.0) ** 2
+    d_o = float(np.sum(o * d2)) / n
+    d_e = float(np.sum(np.outer(nc, nc) * d2)) / (n * (n - 1.0))
+    alpha = 1.0 - d_o / d_e if d_e > 0 else math.nan
+    return KrippendorffAlpha(metric=metric, alpha=float(alpha), observed_disagreement=d_o, expected_disagreement=d_e,
+                             n_items=pairable, n_values=int(round(n)), categories=tuple(float(c) for c in cats))
+
+
 def analyse_agreement(*, item, rater, score, confidence_level: float = 0.95) -> AgreementResult:
     """All agreement measures of a complete items × raters design given in long format."""
     _, raters, x = ratings_matrix(item, rater, score)
@@ -226,4 +334,6 @@ def analyse_agreement(*, item, rater, score, confidence_level: float = 0.95) -> 
     return AgreementResult(n_items=n, n_raters=k, raters=raters, ms_items=msr, ms_raters=msc, ms_error=mse,
                            icc2=icc2, icc3=icc3, fleiss=fleiss_kappa(x),
                            cohen_unweighted=cohen["none"], cohen_linear=cohen["linear"],
-                           cohen_quadratic=cohen["quadratic"])
+                           cohen_quadratic=cohen["quadratic"], icc1=icc1(x, confidence_level=confidence_level),
+                           krippendorff_ordinal=krippendorff_alpha(np.repeat(np.arange(n), k), x.reshape(-1),
+                                                                   metric="ordinal"))

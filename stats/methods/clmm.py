@@ -1,4 +1,8 @@
-"""Cumulative-logit mixed model for ordinal scores (Likert 1–5): arm effect with a random case intercept, by adaptive Gauss–Hermite quadrature.
+"""Cumulative-logit mixed model for ordinal scores (Likert 1–5), one random case intercept, by adaptive quadrature.
+
+With readers randomized to the arms this model treats them as fixed: it is the plan's "clmm" test, a
+fixed-reader sensitivity kept for schema-1 plans. The default ordinal analysis has crossed case,
+report, reader and expert intercepts and a small-sample corrected test (stats.methods.glmm).
 
 Model (the parameterisation of R's `ordinal::clmm`: R. H. B. Christensen, "ordinal — Regression
 Models for Ordinal Data", R package, and its vignette "Cumulative Link Models for Ordinal

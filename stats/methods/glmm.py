@@ -22,26 +22,34 @@ against R run to convergence, estimates, standard errors and variances agree to 
 defaults stop short of the optimum (glmer by up to ~1e-3 in log-likelihood when a variance is on the
 boundary), which moves its numbers by 1e-5 to 1e-2 (tests/stats/test_glmm.py).
 
-Small-sample test of the preference (β₀ = 0). glmer's Wald z is too liberal here: on simulated
-null trials with randomized readers (20 readers, reader SD 0.25 on the quality scale, 296 cases,
-5 experts) it rejected 7–11 % of the time at α = 0.05 (by the set of trials), and 18 % with 8
-readers; the test below rejected 5.4 % and 6.0 %. The reasons: (i) Var(β̂₀) is mostly the
-readers' variance, estimated from 10 + 10 readers, and (ii) ML estimates a variance component from
-nₖ levels with a downward bias of about 1/nₖ (Patterson & Thompson 1971: it ignores the degree of
-freedom spent on the mean; the Laplace approximation adds its own downward bias for binary data,
-Breslow & Lin 1995). Both are corrected on the working linear model of the fit (Breslow & Clayton
-1993, §2: pseudo-data with residual covariance W⁻¹ at the mode), where Var(β̂₀ | θ) =
-v(θ) = [(Xᵀ Σ(θ)⁻¹ X)⁻¹]₀₀ with Σ(θ) = W⁻¹ + Σₖ θₖ² ZₖZₖᵀ and ∂v/∂θₖ = 2θₖ ‖Zₖᵀ Σ⁻¹ X m‖²,
-m = (XᵀΣ⁻¹X)⁻¹ e₀:
+Small-sample inference, all three fits. Each reports glmer's / clmm's Wald z beside its own test
+(`ml_standard_error`, `pvalue_z`; JSON keys `ml_se`, `pvalue_z`), but its `standard_error`,
+`pvalue` and intervals are small-sample corrected, because with readers randomized to the arms the
+Wald z is too liberal. For the preference (β₀ = 0) on simulated null trials (20 readers, reader SD
+0.25 on the quality scale, 296 cases, 5 experts) glmer's z rejected 7–11 % of the time at α = 0.05
+(by the set of trials), and 18 % with 8 readers; the corrected test 5.4 % and 6.0 %. On 200 null
+trials of stats.methods.simulation (the same design, site fixed; bench/stats_null.py) clmm's z on
+the ordinal arm effect rejected 10.5 % and the corrected t 6.0 %; glmer's z on the preference
+11.0 % and the corrected t 6.0 %. The reasons: (i) Var(β̂) is mostly the readers' variance, estimated from
+10 + 10 readers, and (ii) ML estimates a variance component from nₖ levels as if it knew the dₖ
+fixed effects estimated from those levels' means, with a downward bias of about dₖ/nₖ (Patterson &
+Thompson 1971; the Laplace approximation adds its own downward bias for binary data, Breslow & Lin
+1995). Both are corrected on the working linear model of the fit (Breslow & Clayton 1993, §2:
+pseudo-data with residual covariance W⁻¹ at the mode), where Var(β̂ⱼ | θ) = v(θ) =
+[(Xᵀ Σ(θ)⁻¹ X)⁻¹]ⱼⱼ with Σ(θ) = W⁻¹ + Σₖ θₖ² ZₖZₖᵀ and ∂v/∂θₖ = 2θₖ ‖Zₖᵀ Σ⁻¹ X m‖²,
+m = (XᵀΣ⁻¹X)⁻¹ eⱼ (for the cumulative logit X is [1, arm, covariates]: the thresholds are the
+location's intercept):
 
-- the share of v due to component k, vₖ = θₖ² ∂v/∂(θₖ²), is inflated by nₖ/(nₖ − 1) (the
-  first-order REML correction), and glmer's standard error is scaled by √(1 + Σₖ vₖ/(nₖ − 1) / v);
+- the share of v due to component k, vₖ = θₖ² ∂v/∂(θₖ²), is inflated by nₖ/(nₖ − dₖ) with
+  dₖ = rank(Zₖᵀ X) (the first-order REML correction: dₖ = 1 for the intercept-only preference model,
+  2 + (sites − 1) for readers nested in arms and sites), and the ML standard error is scaled by
+  √(1 + Σₖ vₖ dₖ/(nₖ − dₖ) / v);
 - the reference distribution is t with the Satterthwaite df 2v² / (∇vᵀ Cov(θ̂) ∇v), Cov(θ̂) the
   θ-block of the inverse Hessian of −log L, components on the boundary left out (the construction of
-  lmerTest: Kuznetsova, Brockhoff & Christensen 2017, J. Stat. Softw. 82(13)).
+  lmerTest: Kuznetsova, Brockhoff & Christensen 2017, J. Stat. Softw. 82(13)); with every component
+  on the boundary the df is infinite and the test is the z test.
 
-bench/stats_preference_null.py checks the size on simulated null trials; glmer's own standard error
-and z p-value are reported beside (`ml_standard_error`, `pvalue_z`).
+bench/stats_preference_null.py and bench/stats_null.py check the size on simulated null trials.
 """
 from __future__ import annotations
 
@@ -78,6 +86,14 @@ def _z_interval(estimate: float, se: float, confidence_level: float) -> Confiden
     return ConfidenceInterval(estimate - q * se, estimate + q * se)
 
 
+def _t_interval(estimate: float, se: float, df: float, confidence_level: float) -> ConfidenceInterval:
+    _check_level(confidence_level)
+    if not math.isfinite(df):
+        return _z_interval(estimate, se, confidence_level)
+    q = float(stats.t.ppf(0.5 + confidence_level / 2, df))
+    return ConfidenceInterval(estimate - q * se, estimate + q * se)
+
+
 def _safe_exp(x: float) -> float:
     try:
         return math.exp(x)
@@ -94,13 +110,18 @@ class OrdinalGLMMResult:
     """Arm effect (treatment vs reference) on the cumulative-logit scale, crossed random intercepts, scipy.stats style.
 
     `odds_ratio` = exp(estimate) is the common odds ratio of a higher score in the treatment arm,
-    conditional on the random effects (a typical case, reader, expert).
+    conditional on the random effects (a typical case, reader, expert). The test and interval are
+    small-sample corrected (module docstring): t on `df` with the corrected standard error;
+    clmm's own Wald z is kept beside (`ml_standard_error`, `pvalue_z`).
     """
 
     estimate: float                       # β of the arm: logit P(Y ≤ j) = αⱼ − β·treatment − …
-    standard_error: float
-    statistic: float                      # Wald z, as summary(clmm)
-    pvalue: float                         # two-sided, normal
+    standard_error: float                 # small-sample corrected
+    statistic: float                      # estimate / standard_error
+    pvalue: float                         # two-sided, t on df
+    df: float                             # Satterthwaite
+    ml_standard_error: float              # clmm's (inverse Hessian of −log L)
+    pvalue_z: float                       # clmm's Pr(>|z|): too liberal when readers are nested in arms
     treatment: str
     reference: str
     thresholds: dict[str, float]          # "1|2", "2|3", … as ordinal names them
@@ -119,8 +140,8 @@ class OrdinalGLMMResult:
         return self.standard_error
 
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
-        """Wald interval of the arm coefficient (log odds ratio)."""
-        return _z_interval(self.estimate, self.standard_error, confidence_level)
+        """t interval of the arm coefficient (log odds ratio): corrected standard error, Satterthwaite df."""
+        return _t_interval(self.estimate, self.standard_error, self.df, confidence_level)
 
     @property
     def odds_ratio(self) -> float:
@@ -133,9 +154,12 @@ class OrdinalGLMMResult:
     def to_dict(self, confidence_level: float = 0.95) -> dict[str, Any]:
         return {
             "estimate": self.estimate,
-            "standard_error": self.standard_error,
+            "se": self.standard_error,
             "statistic": self.statistic,
             "pvalue": self.pvalue,
+            "df": self.df,
+            "ml_se": self.ml_standard_error,
+            "pvalue_z": self.pvalue_z,
             "treatment": self.treatment,
             "reference": self.reference,
             "confidence_level": confidence_level,
@@ -160,14 +184,20 @@ class BinomialGLMMResult:
     """One coefficient of a logistic GLMM with crossed random intercepts (Laplace, as glmer), scipy.stats style.
 
     `term` names the coefficient reported as `estimate`: the arm ("<arm><treatment>", the log odds
-    ratio treatment vs reference) when the model has an arm, else the intercept (log odds).
+    ratio treatment vs reference) when the model has an arm, else the intercept (log odds). Its test
+    and interval are small-sample corrected (module docstring): t on `df` with the corrected
+    standard error; glmer's Wald z is kept beside (`ml_standard_error`, `pvalue_z`). The other
+    coefficients (`fixed_effects_se`) carry glmer's standard errors.
     """
 
     term: str
     estimate: float
-    standard_error: float
-    statistic: float                      # Wald z, as summary(glmer)
-    pvalue: float                         # two-sided, normal
+    standard_error: float                 # small-sample corrected
+    statistic: float                      # estimate / standard_error
+    pvalue: float                         # two-sided, t on df
+    df: float                             # Satterthwaite
+    ml_standard_error: float              # glmer's
+    pvalue_z: float                       # glmer's Pr(>|z|)
     fixed_effects: dict[str, float]
     fixed_effects_se: dict[str, float]
     variance_components: dict[str, float]  # θₖ² by grouping term, as VarCorr(glmer)
@@ -184,8 +214,8 @@ class BinomialGLMMResult:
         return self.standard_error
 
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
-        """Wald interval of `term` on the log-odds scale."""
-        return _z_interval(self.estimate, self.standard_error, confidence_level)
+        """t interval of `term` on the log-odds scale (corrected standard error, Satterthwaite df)."""
+        return _t_interval(self.estimate, self.standard_error, self.df, confidence_level)
 
     @property
     def odds_ratio(self) -> float:
@@ -205,9 +235,12 @@ class BinomialGLMMResult:
         return {
             "term": self.term,
             "estimate": self.estimate,
-            "standard_error": self.standard_error,
+            "se": self.standard_error,
             "statistic": self.statistic,
             "pvalue": self.pvalue,
+            "df": self.df,
+            "ml_se": self.ml_standard_error,
+            "pvalue_z": self.pvalue_z,
             "confidence_level": confidence_level,
             "confidence_interval": list(self.confidence_interval(confidence_level)),
             "odds_ratio": self.odds_ratio,
@@ -277,11 +310,11 @@ class PreferenceGLMMResult:
         return {
             "estimate": self.estimate,
             "log_odds": self.log_odds,
-            "standard_error": self.standard_error,
+            "se": self.standard_error,
             "statistic": self.statistic,
             "df": self.df,
             "pvalue": self.pvalue,
-            "ml_standard_error": self.ml_standard_error,
+            "ml_se": self.ml_standard_error,
             "pvalue_z": self.pvalue_z,
             "confidence_level": confidence_level,
             "confidence_interval": list(self.confidence_interval(confidence_level)),
@@ -561,13 +594,20 @@ def fit_ordinal_glmm(
     alpha, beta, theta = fit.psi[:k], fit.psi[k:k + X.shape[1]], fit.psi[k + X.shape[1]:]
     labels = [str(c) for c in cats.tolist()]
     th_names = [f"{labels[i]}|{labels[i + 1]}" for i in range(k)]
-    est, se = float(beta[0]), float(se_all[k])
-    z = est / se
+    est, ml_se = float(beta[0]), float(se_all[k])
+    with single_threaded_blas():
+        # the thresholds are the location's intercept in the working linear model
+        ratio, df, _ = _small_sample_inference(model, fit, 1, np.column_stack([np.ones(n), X]))
+    se = ml_se * math.sqrt(ratio)
+    tstat = est / se
     return OrdinalGLMMResult(
         estimate=est,
         standard_error=se,
-        statistic=float(z),
-        pvalue=float(2.0 * stats.norm.sf(abs(z))),
+        statistic=float(tstat),
+        pvalue=_t_pvalue(tstat, df),
+        df=float(df),
+        ml_standard_error=ml_se,
+        pvalue_z=float(2.0 * stats.norm.sf(abs(est / ml_se))),
         treatment=treatment,
         reference=reference,
         thresholds={nm: float(a) for nm, a in zip(th_names, alpha)},
@@ -578,8 +618,16 @@ def fit_ordinal_glmm(
         log_likelihood=-fit.value,
         n_obs=int(n),
         n_groups={t: int(m) for t, (_, m) in zip(random_terms, factors)},
-        converged=fit.converged and bool(np.isfinite(se)),
+        converged=fit.converged and bool(np.isfinite(se)) and not math.isnan(df),
     )
+
+
+def _t_pvalue(statistic: float, df: float) -> float:
+    if not (math.isfinite(statistic) and df > 0):
+        return math.nan
+    if math.isinf(df):
+        return float(2.0 * stats.norm.sf(abs(statistic)))
+    return float(2.0 * stats.t.sf(abs(statistic), df))
 
 
 def _binary_outcome(raw: np.ndarray, name: str) -> np.ndarray:
@@ -639,37 +687,53 @@ def fit_binomial_glmm(
     X, names = _design(data, n=n, arm=arm, treatment=treatment, reference=reference,
                        covariates=covariates, intercept=True)
     random_terms, factors = _random_factors(data, random_terms, n)
-    _, fit = _fit_binomial(y, X, factors)
+    model, fit = _fit_binomial(y, X, factors)
     p = X.shape[1]
     se_all = np.sqrt(np.diag(fit.cov))[:p]
     j = 1 if arm is not None else 0
-    est, se = float(fit.psi[j]), float(se_all[j])
-    z = est / se
+    est, ml_se = float(fit.psi[j]), float(se_all[j])
+    with single_threaded_blas():
+        ratio, df, _ = _small_sample_inference(model, fit, j)
+    se = ml_se * math.sqrt(ratio)
+    tstat = est / se
     return BinomialGLMMResult(
         term=names[j],
         estimate=est,
         standard_error=se,
-        statistic=float(z),
-        pvalue=float(2.0 * stats.norm.sf(abs(z))),
+        statistic=float(tstat),
+        pvalue=_t_pvalue(tstat, df),
+        df=float(df),
+        ml_standard_error=ml_se,
+        pvalue_z=float(2.0 * stats.norm.sf(abs(est / ml_se))),
         fixed_effects={nm: float(b) for nm, b in zip(names, fit.psi[:p])},
         fixed_effects_se={nm: float(s) for nm, s in zip(names, se_all)},
         variance_components={t: float(s * s) for t, s in zip(random_terms, fit.psi[p:])},
         log_likelihood=-fit.value,
         n_obs=int(n),
         n_groups={t: int(m) for t, (_, m) in zip(random_terms, factors)},
-        converged=fit.converged and bool(np.isfinite(se)),
+        converged=fit.converged and bool(np.isfinite(se)) and not math.isnan(df),
         treatment=treatment,
         reference=reference,
     )
 
 
-def _small_sample_inference(model: _laplace.LaplaceModel, fit: _Fit, j: int) -> tuple[float, float, float]:
-    """(variance ratio, df, v) for fixed effect j: the REML-type inflation of Var(β̂ⱼ) and the
-    Satterthwaite df, both on the working linear model at the mode (see the module docstring)."""
+def _level_rank(codes: np.ndarray, nlev: int, X: np.ndarray) -> int:
+    """rank(Zₖᵀ X): how many fixed effects are estimated from the level means of factor k."""
+    sums = np.column_stack([np.bincount(codes, weights=X[:, c], minlength=nlev) for c in range(X.shape[1])])
+    return int(np.linalg.matrix_rank(sums))
+
+
+def _small_sample_inference(model: _laplace.LaplaceModel, fit: _Fit, j: int,
+                            X_work: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(variance ratio, df, v) for the coefficient in column j of the working design `X_work`: the
+    REML-type inflation of Var(β̂ⱼ) and its Satterthwaite df, both on the working linear model at
+    the mode (see the module docstring). `X_work` defaults to the family's design; for the
+    cumulative logit it is [1, X] (the thresholds act as the intercept of the location)."""
     fam, re = model.family, model.re
-    X = fam.X
+    X = fam.X if X_work is None else X_work
     p = X.shape[1]
-    phi, theta = fit.psi[:p], fit.psi[p:]
+    nf = fam.n_fixed
+    phi, theta = fit.psi[:nf], fit.psi[nf:]
     found = model.modes(phi, theta)
     if found is None:
         return math.nan, math.nan, math.nan
@@ -687,13 +751,18 @@ def _small_sample_inference(model: _laplace.LaplaceModel, fit: _Fit, j: int) -> 
     # ∂v/∂θₖ = 2θₖ ‖Zₖᵀ Σ⁻¹ X m‖²
     grad = np.array([2.0 * theta[k] * float(np.sum(np.bincount(re.idx[:, k], weights=r, minlength=re.q) ** 2))
                      for k in range(model.K)])
-    # Vₖ = θₖ² ∂v/∂(θₖ²): the share of v due to component k; ML estimates it from nₖ levels as if it
-    # knew the mean, so it is inflated by nₖ/(nₖ − 1).
+    # Vₖ = θₖ² ∂v/∂(θₖ²): the share of v due to component k. ML estimates it from nₖ levels as if it
+    # knew the dₖ = rank(Zₖᵀ X) fixed effects estimated from those levels' means (1 for an
+    # intercept-only model; 2 + sites − 1 for readers nested in arms and sites), so it is biased
+    # down by (nₖ − dₖ)/nₖ (Patterson & Thompson 1971) and inflated back by nₖ/(nₖ − dₖ).
     share = 0.5 * theta * grad
     nlev = np.array(re.nlev, dtype=float)
-    ratio = 1.0 + float(np.sum(share / (nlev - 1.0))) / v
+    codes = [re.idx[:, k] - re.factor_start[k] for k in range(model.K)]
+    d = np.array([_level_rank(codes[k], re.nlev[k], X) for k in range(model.K)], dtype=float)
+    spare = np.maximum(nlev - d, 1.0)
+    ratio = 1.0 + float(np.sum(share * d / spare)) / v
     free = theta > 0
-    C = fit.cov[p:, p:][np.ix_(free, free)]
+    C = fit.cov[nf:, nf:][np.ix_(free, free)]
     if not np.all(np.isfinite(C)):
         return ratio, math.nan, v
     denom = float(grad[free] @ C @ grad[free])
@@ -753,7 +822,13 @@ def fit_preference_glmm(
     if y.min() == y.max():
         raise ValueError(f"every decisive vote prefers the {'treatment' if y[0] else 'reference'} report: "
                          "the log odds is not finite")
-    random_terms, factors = _random_factors(sub, list(roles), n)
+    terms = list(roles)
+    if np.array_equal(sub["treatment_reader"].astype(str), sub["reference_reader"].astype(str)):
+        # crossover: both reports of a pair are one reader's, so the two reader roles are one factor
+        sub["reader"] = sub.pop("treatment_reader")
+        del sub["reference_reader"]
+        terms = ["case", "expert", "reader"]
+    random_terms, factors = _random_factors(sub, terms, n)
     X = np.ones((n, 1))
     model, fit = _fit_binomial(y, X, factors)
     beta0 = float(fit.psi[0])

@@ -1,4 +1,4 @@
-"""Linear mixed model for an arm effect with crossed random intercepts: REML as lme4 fits it, Satterthwaite df as lmerTest.
+"""Linear mixed model for an arm effect with crossed random intercepts: REML as lme4, Satterthwaite df as lmerTest.
 
 Model: y = Xβ + Σₖ Zₖ bₖ + ε with X = [1, treatment, covariates…], bₖ ~ N(0, σ²θₖ² I) one random
 intercept per level of each grouping factor k (reader, case, reader:arm, case:arm, …) and
@@ -39,10 +39,14 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 from scipy import stats
 
-__all__ = ["ConfidenceInterval", "LMMResult", "fit_lmm", "design_columns", "grouping_codes"]
+__all__ = ["ConfidenceInterval", "LMMResult", "InteractionResult", "fit_lmm", "fit_lmm_interaction", "fstat_ddf",
+           "design_columns", "grouping_codes"]
 
 # A remaining random-effects system up to this many rows is factored densely; above it, sparse LU.
-_DENSE_MAX = 1500
+# Measured (quality model with case, reader, expert, case:arm): the dense path costs O(rows²) per
+# evaluation, so a site's subset of a 2,000-case trial (~700 rows left) fitted in 2.1 s at 1,500 and
+# 0.33 s at 300; whole trials of 296 and 2,000 cases and a 200-case crossover were as fast or faster.
+_DENSE_MAX = 300
 try:  # optional (BSD-3): keeps BLAS single-threaded during a fit, see single_threaded_blas()
     from threadpoolctl import threadpool_limits as _threadpool_limits
 except ImportError:  # pragma: no cover - depends on the environment
@@ -320,7 +324,7 @@ def _elimination_plan(factors: list[tuple[np.ndarray, int]]) -> tuple[list[int],
     while remaining:
         offs = np.concatenate([[0], np.cumsum([nlev[k] for k in remaining])])
         eligible = []
-        for i, k in enumerate(remaining):
+        for i in range(len(remaining)):
             block = pattern[offs[i]:offs[i + 1], offs[i]:offs[i + 1]].tocoo()
             if np.all(block.row == block.col):
                 eligible.append(i)
@@ -487,12 +491,16 @@ class _REML:
 
     def var_beta(self, varpar: np.ndarray, j: int) -> float:
         """Var(β̂ⱼ) = σ² [(R_Xᵀ R_X)⁻¹]ⱼⱼ at φ."""
+        e = np.zeros(self.p)
+        e[j] = 1.0
+        return self.var_contrast(varpar, e)
+
+    def var_contrast(self, varpar: np.ndarray, contrast: np.ndarray) -> float:
+        """Var(lᵀβ̂) = σ² ‖R_X⁻ᵀ l‖² at φ."""
         f = self.factorize(np.abs(varpar[:-1]))
         if f is None:
             return math.nan
-        e = np.zeros(self.p)
-        e[j] = 1.0
-        z, _ = _trtrs(f.lx, e, lower=1)  # R_X⁻ᵀ eⱼ
+        z, _ = _trtrs(f.lx, np.asarray(contrast, dtype=float), lower=1)  # R_X⁻ᵀ l
         return float(varpar[-1] ** 2 * z @ z)
 
 
@@ -556,14 +564,21 @@ def richardson_hessian(f: Callable[[np.ndarray], float], x: np.ndarray, *, d: fl
 # Fitting
 
 
-def _optimize_theta(problem: _REML) -> tuple[np.ndarray, bool]:
-    """Minimise d_R over θ ≥ 0, starting from θ = 1 as lme4 does.
+def _optimize_theta(problem: _REML, start: Sequence[float] | None = None) -> tuple[np.ndarray, bool]:
+    """Minimise d_R over θ ≥ 0, starting from θ = 1 as lme4 does (or from `start`, e.g. the θ of a fit of the
+    same terms to more data: fewer Newton steps to the same optimum).
 
     d_R is even in every θₖ (θₖ → −θₖ only flips the sign of uₖ), so its minimum over θ ≥ 0 is
     |θ*| for the unconstrained minimum θ*: a plain Newton iteration does the job, with no bounds to
     handle, and converges to the optimum far more tightly than lme4's bobyqa default.
     """
-    theta, converged = newton_minimize(problem.profiled_deviance, np.ones(problem.k))
+    x0 = np.ones(problem.k)
+    if start is not None and len(start) == problem.k and np.all(np.isfinite(start)):
+        # a component at the boundary would start Newton on a flat ridge: start it off the boundary
+        x0 = np.maximum(np.abs(np.asarray(start, dtype=float)), 0.05)
+        if not math.isfinite(problem.profiled_deviance(x0)):
+            x0 = np.ones(problem.k)
+    theta, converged = newton_minimize(problem.profiled_deviance, x0)
     theta = np.abs(theta)
     # A variance component at the boundary: report exactly 0, as lme4 does, when that is no worse.
     tiny = theta < 1e-6
@@ -628,41 +643,78 @@ def newton_minimize(f: Callable[[np.ndarray], float], x0: np.ndarray, *, max_ite
     return x, False
 
 
-def _satterthwaite_df(problem: _REML, varpar: np.ndarray, j: int, tol: float = 1e-8) -> float:
-    """Kuznetsova, Brockhoff & Christensen (2017): df = 2 v² / (∇vᵀ A ∇v), A = 2 H⁻¹ in φ = (θ, σ)."""
+def _vcov_varpar(problem: _REML, varpar: np.ndarray, tol: float = 1e-8) -> np.ndarray:
+    """A = 2 H⁻¹, the asymptotic covariance of φ̂ = (θ, σ): H the Hessian of the REML deviance (lmerTest)."""
     H = richardson_hessian(problem.deviance, varpar, d=1e-3, r=2)
     H = (H + H.T) / 2.0
     evals, evecs = np.linalg.eigh(H)
     pos = evals > tol
     # Moore–Penrose inverse over the positive eigenvalues, as lmerTest does for a boundary fit.
     H_inv = (evecs[:, pos] / evals[pos]) @ evecs[:, pos].T
-    A = 2.0 * H_inv
-    v = problem.var_beta(varpar, j)
-    g = richardson_gradient(lambda x: problem.var_beta(x, j), varpar, d=1e-3, r=2)
+    return 2.0 * H_inv
+
+
+def _contrast_df(problem: _REML, varpar: np.ndarray, A: np.ndarray, contrast: np.ndarray) -> float:
+    """Kuznetsova, Brockhoff & Christensen (2017): df = 2 v² / (∇vᵀ A ∇v), v(φ) = Var(lᵀβ̂)."""
+    v = problem.var_contrast(varpar, contrast)
+    g = richardson_gradient(lambda x: problem.var_contrast(x, contrast), varpar, d=1e-3, r=2)
     denom = float(g @ A @ g)
     return 2.0 * v * v / denom if denom > 0 else math.inf
 
 
-def fit_lmm(
-    data: Mapping[str, Any],
-    *,
-    outcome: str,
-    random: Sequence[str],
-    arm: str = "arm",
-    covariates: Sequence[str] = (),
-    log: bool = False,
-    treatment: str,
-    reference: str,
-) -> LMMResult:
-    """REML fit of `outcome ~ arm + covariates + (1|g₁) + (1|g₂) + …`; the arm effect with Satterthwaite df.
+def _satterthwaite_df(problem: _REML, varpar: np.ndarray, j: int, tol: float = 1e-8) -> float:
+    """The df of the single coefficient j (summary(lmer)'s column "df")."""
+    e = np.zeros(problem.p)
+    e[j] = 1.0
+    return _contrast_df(problem, varpar, _vcov_varpar(problem, varpar, tol), e)
 
-    `data` maps column names to equal-length 1-D arrays (a dict of lists or a pandas DataFrame).
-    `random` lists grouping terms: a column name ("reader", "case") or a combination of columns
-    ("reader:arm", "case:arm"), each given a random intercept. With `log=True` the outcome
-    (e.g. reading time in seconds, > 0) is modelled on the log scale and the result reports the
-    ratio of geometric means and the % reduction. Equals
-    `lmerTest::lmer(y ~ arm + … + (1|g₁) + …, REML = TRUE)` with `summary()`'s Satterthwaite df.
+
+def fstat_ddf(nu: Sequence[float], tol: float = 1e-8) -> float:
+    """Denominator df of an F built from q independent t statistics with df νₘ (lmerTest's get_Fstat_ddf).
+
+    E = Σ νₘ/(νₘ − 2) and ν = 2E/(E − q) (Kuznetsova et al. 2017, §3.3; Fai & Cornelius 1996), 2 when
+    some νₘ ≤ 2, and ν₁ itself when q = 1 or all νₘ agree.
     """
+    nu = np.asarray(nu, dtype=float)
+    if nu.size == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < tol):
+        return float(np.mean(nu))
+    if np.any(nu <= 2):
+        return 2.0
+    E = float(np.sum(nu / (nu - 2.0)))
+    return 2.0 * E / (E - nu.size)
+
+
+def _f_test(problem: _REML, varpar: np.ndarray, beta: np.ndarray, L: np.ndarray,
+            eps: float = math.sqrt(np.finfo(float).eps)) -> tuple[float, int, float]:
+    """(F, numerator df q, Satterthwaite denominator df) of H₀: Lβ = 0, as lmerTest's contestMD.
+
+    Var(Lβ̂) = P D Pᵀ; the q rows of PᵀL with eigenvalues above eps·max are independent contrasts
+    whose t² average to F, and whose Satterthwaite df combine by `fstat_ddf`.
+    """
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    f = problem.factorize(np.abs(varpar[:-1]))
+    if f is None:
+        return math.nan, L.shape[0], math.nan
+    Z = scipy.linalg.solve_triangular(f.lx, L.T, lower=True)          # R_X⁻ᵀ Lᵀ
+    VL = varpar[-1] ** 2 * (Z.T @ Z)
+    evals, evecs = np.linalg.eigh((VL + VL.T) / 2.0)
+    order = np.argsort(evals)[::-1]
+    evals, evecs = evals[order], evecs[:, order]
+    pos = evals > max(eps * evals[0], 0.0)
+    q = int(pos.sum())
+    PtL = evecs[:, pos].T @ L
+    d = evals[pos]
+    t2 = (PtL @ beta) ** 2 / d
+    F = float(np.sum(t2) / q)
+    A = _vcov_varpar(problem, varpar)
+    nu = [_contrast_df(problem, varpar, A, row) for row in PtL]
+    return F, q, fstat_ddf(nu)
+
+
+def _outcome_and_factors(data: Mapping[str, Any], *, outcome: str, random: Sequence[str] | str,
+                         log: bool) -> tuple[np.ndarray, list[str], list[tuple[np.ndarray, int]]]:
     if isinstance(random, str):
         random = [random]
     random = list(random)
@@ -680,25 +732,66 @@ def fit_lmm(
         if not (y > 0).all():
             raise ValueError(f"outcome {outcome!r} must be > 0 for a fit on the log scale")
         y = np.log(y)
-    X, names = design_columns(data, arm=arm, covariates=covariates, treatment=treatment,
-                              reference=reference, n=n)
     factors = [grouping_codes(data, term, n) for term in random]
-    p = X.shape[1]
-    if n <= p:
-        raise ValueError(f"{n} observations cannot support {p} fixed effects")
     for term, (_, m) in zip(random, factors):
         if m >= n:
             raise ValueError(f"grouping term {term!r} has {m} levels for {n} observations: not identifiable")
+    return y, random, factors
 
+
+def fit_lmm(
+    data: Mapping[str, Any],
+    *,
+    outcome: str,
+    random: Sequence[str],
+    arm: str = "arm",
+    covariates: Sequence[str] = (),
+    log: bool = False,
+    treatment: str,
+    reference: str,
+    start: Sequence[float] | None = None,
+) -> LMMResult:
+    """REML fit of `outcome ~ arm + covariates + (1|g₁) + (1|g₂) + …`; the arm effect with Satterthwaite df.
+
+    `data` maps column names to equal-length 1-D arrays (a dict of lists or a pandas DataFrame).
+    `random` lists grouping terms: a column name ("reader", "case") or a combination of columns
+    ("reader:arm", "case:arm"), each given a random intercept. With `log=True` the outcome
+    (e.g. reading time in seconds, > 0) is modelled on the log scale and the result reports the
+    ratio of geometric means and the % reduction. Equals
+    `lmerTest::lmer(y ~ arm + … + (1|g₁) + …, REML = TRUE)` with `summary()`'s Satterthwaite df.
+    `start` (optional) is where the search for θ begins, one relative SD per term (`LMMResult.theta`).
+    """
+    y, random, factors = _outcome_and_factors(data, outcome=outcome, random=random, log=log)
+    n = y.size
+    X, names = design_columns(data, arm=arm, covariates=covariates, treatment=treatment,
+                              reference=reference, n=n)
+    p = X.shape[1]
+    if n <= p:
+        raise ValueError(f"{n} observations cannot support {p} fixed effects")
     with single_threaded_blas():
-        return _fit(y, X, names, factors, random, log)
+        return _fit(y, X, names, factors, random, log, start)
 
 
-def _fit(y: np.ndarray, X: np.ndarray, names: list[str], factors: list[tuple[np.ndarray, int]],
-         random: list[str], log: bool) -> LMMResult:
+@dataclass
+class _Core:
+    problem: _REML
+    theta: np.ndarray
+    beta: np.ndarray
+    cov: np.ndarray
+    sigma2: float
+    reml: float
+    converged: bool
+
+    @property
+    def varpar(self) -> np.ndarray:
+        return np.concatenate([self.theta, [math.sqrt(self.sigma2)]])
+
+
+def _fit_core(y: np.ndarray, X: np.ndarray, factors: list[tuple[np.ndarray, int]],
+              start: Sequence[float] | None = None) -> _Core:
     n, p = X.shape
     problem = _REML(y, X, factors)
-    theta, converged = _optimize_theta(problem)
+    theta, converged = _optimize_theta(problem, start)
     f = problem.factorize(theta)
     if f is None:
         raise RuntimeError("the REML fit failed: the system is not positive definite at the optimum")
@@ -708,12 +801,18 @@ def _fit(y: np.ndarray, X: np.ndarray, names: list[str], factors: list[tuple[np.
     beta[0] += problem.y_shift
     Rinv = scipy.linalg.solve_triangular(f.lx, np.eye(p), lower=True)   # R_X⁻ᵀ
     cov = sigma2 * (Rinv.T @ Rinv)
-    se_all = np.sqrt(np.diag(cov))
     reml = f.logdet_a + f.logdet_rx + nu * (1.0 + math.log(2.0 * math.pi * sigma2))
+    return _Core(problem, theta, beta, cov, float(sigma2), float(reml), converged)
 
+
+def _fit(y: np.ndarray, X: np.ndarray, names: list[str], factors: list[tuple[np.ndarray, int]],
+         random: list[str], log: bool, start: Sequence[float] | None = None) -> LMMResult:
+    n, _ = X.shape
+    core = _fit_core(y, X, factors, start)
+    beta, sigma2, theta = core.beta, core.sigma2, core.theta
+    se_all = np.sqrt(np.diag(core.cov))
     j = 1  # the arm column
-    varpar = np.concatenate([theta, [math.sqrt(sigma2)]])
-    df = _satterthwaite_df(problem, varpar, j)
+    df = _satterthwaite_df(core.problem, core.varpar, j)
     est, se = float(beta[j]), float(se_all[j])
     tstat = est / se
     pval = float(2.0 * stats.t.sf(abs(tstat), df))
@@ -728,12 +827,104 @@ def _fit(y: np.ndarray, X: np.ndarray, names: list[str], factors: list[tuple[np.
         fixed_effects_se={nm: float(s) for nm, s in zip(names, se_all)},
         variance_components={term: float(sigma2 * t * t) for term, t in zip(random, theta)},
         residual_variance=float(sigma2),
-        reml_criterion=float(reml),
+        reml_criterion=float(core.reml),
         n_obs=int(n),
         n_groups={term: int(m) for term, (_, m) in zip(random, factors)},
         theta=tuple(float(t) for t in theta),
-        converged=converged,
+        converged=core.converged,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Treatment × subgroup interaction
+
+
+@dataclass(frozen=True)
+class InteractionResult:
+    """F test of a treatment × subgroup interaction (H₀: the arm effect is the same in every level of `by`).
+
+    The model is `outcome ~ arm * by + covariates + (1|g₁) + …` (REML); the interaction coefficients
+    are arm:level for every level of `by` but the first (sorted, R's reference level), and the F test
+    of all of them together has the Satterthwaite denominator df of lmerTest's `anova()` (type III,
+    which for this highest-order term tests exactly these coefficients).
+    """
+
+    by: str
+    levels: tuple[str, ...]
+    statistic: float                       # F
+    df_numerator: int
+    df_denominator: float                  # Satterthwaite (Kuznetsova et al. 2017)
+    pvalue: float
+    coefficients: dict[str, float]         # the interaction coefficients, named "<arm><treatment>:<by><level>"
+    coefficients_se: dict[str, float]
+    log: bool
+    n_obs: int
+    converged: bool
+    method: str = "F test of the arm × subgroup interaction, REML, Satterthwaite denominator df (lmerTest anova)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": self.by, "levels": list(self.levels), "statistic": self.statistic,
+                "df_numerator": self.df_numerator, "df_denominator": self.df_denominator, "pvalue": self.pvalue,
+                "coefficients": dict(self.coefficients), "coefficients_se": dict(self.coefficients_se),
+                "log": self.log, "n_obs": self.n_obs, "converged": self.converged, "method": self.method}
+
+
+def fit_lmm_interaction(
+    data: Mapping[str, Any],
+    *,
+    outcome: str,
+    random: Sequence[str],
+    by: str,
+    arm: str = "arm",
+    covariates: Sequence[str] = (),
+    log: bool = False,
+    treatment: str,
+    reference: str,
+    start: Sequence[float] | None = None,
+) -> InteractionResult:
+    """The treatment × `by` interaction test: `lmerTest::anova(lmer(outcome ~ arm * by + covariates + (1|g) …))`.
+
+    `by` is a column of subgroup labels (text; two or more levels). A covariate equal to `by` is
+    its main effect already and is not repeated. `start`: as for fit_lmm.
+    """
+    y, random, factors = _outcome_and_factors(data, outcome=outcome, random=random, log=log)
+    n = y.size
+    labels = _column(data, by)
+    if labels.shape != (n,):
+        raise ValueError(f"column {by!r} has shape {labels.shape}, expected ({n},)")
+    if labels.dtype.kind == "O" and any(v is None for v in labels):
+        raise ValueError(f"subgroup column {by!r} has missing values")
+    labels = labels.astype(str)
+    levels = tuple(np.unique(labels).tolist())
+    if len(levels) < 2:
+        raise ValueError(f"subgroup column {by!r} has a single level: there is no interaction to test")
+    others = [c for c in covariates if c != by]
+    X, names = design_columns({**{c: _column(data, c) for c in [arm, *others]}, by: labels}, arm=arm,
+                              covariates=[*others, by], treatment=treatment, reference=reference, n=n)
+    arm_col = X[:, 1]
+    inter = [(arm_col * (labels == lv)).astype(float) for lv in levels[1:]]
+    inter_names = [f"{arm}{treatment}:{by}{lv}" for lv in levels[1:]]
+    X = np.column_stack([X, *inter])
+    names = [*names, *inter_names]
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ValueError(f"the interaction design ({', '.join(names)}) is rank deficient: "
+                         f"some level of {by!r} lacks one of the arms")
+    if n <= X.shape[1]:
+        raise ValueError(f"{n} observations cannot support {X.shape[1]} fixed effects")
+    p = X.shape[1]
+    k = len(inter)
+    L = np.zeros((k, p))
+    L[np.arange(k), np.arange(p - k, p)] = 1.0
+    with single_threaded_blas():
+        core = _fit_core(y, X, factors, start)
+        F, q, ddf = _f_test(core.problem, core.varpar, core.beta, L)
+    se = np.sqrt(np.diag(core.cov))
+    pvalue = float(stats.f.sf(F, q, ddf)) if math.isfinite(F) and math.isfinite(ddf) else math.nan
+    return InteractionResult(
+        by=by, levels=levels, statistic=float(F), df_numerator=int(q), df_denominator=float(ddf), pvalue=pvalue,
+        coefficients={nm: float(b) for nm, b in zip(inter_names, core.beta[p - k:])},
+        coefficients_se={nm: float(s) for nm, s in zip(inter_names, se[p - k:])},
+        log=bool(log), n_obs=int(n), converged=core.converged)
 
 
 def _safe_exp(x: float) -> float:

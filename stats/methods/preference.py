@@ -3,7 +3,11 @@
 Each expert sees the two reports of a case side by side (sides randomized and logged) and chooses the
 treatment report, the reference report or `none` (the arms' labels are the caller's: "X"/"Y" while masked).
 The case-level outcome is the strict majority of its experts' votes (N odd, 5 in the paper); a case without
-a strict majority for one of the arms is a tie. Reported, as a trial statistician expects:
+a strict majority for one of the arms is a tie. Missing experts: a case needs at least `min_votes` votes
+(3 by the analysis plan's default) for a majority; with fewer it is a tie ("no majority"), counted apart in
+`too_few_votes`, and the majority is taken among the votes cast (3 of 4 is a majority, 2 of 4 is not).
+The case-level analyses below treat the readers as fixed: they are sensitivities, not tests of the arm
+effect, when readers are randomized (stats.methods.glmm.fit_preference_glmm is). Reported:
 
 - share of all cases where the treatment report is preferred (denominator: every case, ties included), Wilson
   score interval (Wilson 1927; Newcombe 1998, method 3; R `prop.test(correct = FALSE)`);
@@ -72,7 +76,7 @@ class PreferenceResult:
     n_cases: int
     wins: int                    # cases whose experts' majority preferred the treatment report
     losses: int                  # ... preferred the reference report
-    ties: int                    # no strict majority, or a majority for "none"
+    ties: int                    # no strict majority, a majority for "none", or fewer than min_votes votes
     share: float                 # wins / n_cases: a share of ALL cases, ties included
     low: float                   # Wilson interval of `share`
     high: float
@@ -91,6 +95,8 @@ class PreferenceResult:
     experts_per_case_min: int
     experts_per_case_max: int
     confidence_level: float
+    min_votes: int = 1           # a case with fewer votes has no majority (counted as a tie)
+    too_few_votes: int = 0       # cases with fewer than min_votes votes (among the ties)
 
     def confidence_interval(self) -> tuple[float, float]:
         return self.low, self.high
@@ -107,10 +113,13 @@ def wilson_interval(count: float, n: int, confidence_level: float = 0.95) -> tup
     return float(low), float(high)
 
 
-def case_majority(choices: list[str]) -> str:
-    """The strict majority of one case's votes, or "none" when no choice has more than half of them."""
+def case_majority(choices: list[str], min_votes: int = 1) -> str:
+    """The strict majority of one case's votes, or "none" when no choice has more than half of them
+    or the case has fewer than `min_votes` votes."""
     if not choices:
         raise ValueError("a case needs at least one vote")
+    if len(choices) < min_votes:
+        return NONE
     choice, count = Counter(choices).most_common(1)[0]
     return choice if count * 2 > len(choices) else NONE
 
@@ -133,12 +142,16 @@ def _vote_share(treatment: np.ndarray, totals: np.ndarray, confidence_level: flo
 
 
 def analyse_preference(*, case, expert, choice, treatment: str, reference: str, side=None,
-                       confidence_level: float = 0.95) -> PreferenceResult:
+                       confidence_level: float = 0.95, min_votes: int = 1) -> PreferenceResult:
     """Analyse one vote per row: parallel sequences of case, expert, choice and (optionally) side.
 
     `choice` is `treatment`, `reference` or "none" (the arms' labels); `side` ("left"/"right") is where the
-    treatment report was displayed to that expert, needed for the position-bias test.
+    treatment report was displayed to that expert, needed for the position-bias test. A case with fewer
+    than `min_votes` votes has no majority (a tie, counted in `too_few_votes`).
     """
+    if isinstance(min_votes, bool) or int(min_votes) != min_votes or min_votes < 1:
+        raise ValueError(f"min_votes must be a whole number ≥ 1, got {min_votes!r}")
+    min_votes = int(min_votes)
     choices = (treatment, reference, NONE)
     if len(set(choices)) != 3:
         raise ValueError(f"the two arms and {NONE!r} must be three different labels; got {choices}")
@@ -164,7 +177,8 @@ def analyse_preference(*, case, expert, choice, treatment: str, reference: str, 
         seen.add((c, e))
         votes[c].append(ch)
 
-    outcomes = [case_majority(v) for v in votes.values()]
+    outcomes = [case_majority(v, min_votes) for v in votes.values()]
+    too_few = sum(len(v) < min_votes for v in votes.values())
     n_cases = len(outcomes)
     wins, losses = outcomes.count(treatment), outcomes.count(reference)
     ties = n_cases - wins - losses
@@ -208,5 +222,5 @@ def analyse_preference(*, case, expert, choice, treatment: str, reference: str, 
         votes_decisive=_vote_share(a_all, m_dec, confidence_level),
         position=position,
         experts_per_case_min=int(m_all.min()), experts_per_case_max=int(m_all.max()),
-        confidence_level=confidence_level,
+        confidence_level=confidence_level, min_votes=min_votes, too_few_votes=too_few,
     )

@@ -2,7 +2,15 @@
 import numpy as np
 import pytest
 
-from stats.methods.agreement import analyse_agreement, cohen_kappa, fleiss_kappa, icc, ratings_matrix
+from stats.methods.agreement import (
+    analyse_agreement,
+    cohen_kappa,
+    fleiss_kappa,
+    icc,
+    icc1,
+    krippendorff_alpha,
+    ratings_matrix,
+)
 from tests.stats.rscript import require_r_packages, run_r
 
 # Shrout & Fleiss (1979), Psychol Bull 86:420, Table 2: 6 targets rated by 4 judges
@@ -137,3 +145,105 @@ def test_refuses_incomplete_or_duplicated_ratings():
         ratings_matrix(["i1", "i1", "i2"], ["a", "b", "a"], [1, 2, 3])
     with pytest.raises(ValueError, match="twice"):
         ratings_matrix(["i1", "i1"], ["a", "a"], [1, 2])
+
+
+# --------------------------------------------------------------------------------------------
+# ICC(1,1) and Krippendorff's alpha (issue 14)
+
+
+@pytest.mark.r_oracle
+@pytest.mark.parametrize("name", ["shrout_fleiss", "likert_30x4", "likert_50x5"])
+def test_icc1_matches_psych(name):
+    require_r_packages("psych")
+    x = {"shrout_fleiss": SHROUT_FLEISS, "likert_30x4": likert_scores(41, 30, 4),
+         "likert_50x5": likert_scores(43, 50, 5)}[name].astype(float)
+    ours = icc1(x)
+    out = run_r(f"""
+        suppressMessages(library(psych))
+        s <- ICC({r_matrix(x)}, lmer = FALSE)$results["Single_raters_absolute", ]
+        cat(sprintf("%.17g", c(s$ICC, s$F, s$df1, s$df2, s$p, s[["lower bound"]], s[["upper bound"]])), "\\n")""")
+    r = [float(v) for v in out.split()]
+    assert ours.kind == "ICC(1,1)"
+    assert ours.estimate == pytest.approx(r[0], rel=1e-10) and ours.statistic == pytest.approx(r[1], rel=1e-10)
+    assert (ours.df1, ours.df2) == (r[2], r[3])
+    assert ours.pvalue == pytest.approx(r[4], rel=1e-8)
+    assert ours.confidence_interval() == pytest.approx((r[5], r[6]), rel=1e-8)
+
+
+def test_icc1_reproduces_shrout_and_fleiss_table_4():
+    # Shrout & Fleiss (1979), Table 4: ICC(1,1) = .17 for the six targets and four judges
+    assert round(icc1(SHROUT_FLEISS).estimate, 2) == 0.17
+
+
+# Krippendorff (2011), "Computing Krippendorff's alpha-reliability", the example with missing values:
+# 4 observers × 12 units (None = no value); published α: nominal .743, ordinal .815, interval .849, ratio .797
+KRIPPENDORFF_2011 = [
+    [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+    [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+    [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+    [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+]
+
+
+def _long(matrix):
+    return ([u for row in matrix for u, v in enumerate(row) if v is not None],
+            [v for row in matrix for v in row if v is not None])
+
+
+@pytest.mark.parametrize("metric,published", [("nominal", 0.743), ("ordinal", 0.815), ("interval", 0.849),
+                                              ("ratio", 0.797)])
+def test_krippendorff_alpha_reproduces_the_published_example(metric, published):
+    item, value = _long(KRIPPENDORFF_2011)
+    res = krippendorff_alpha(item, value, metric=metric)
+    assert round(res.alpha, 3) == published
+    assert res.n_items == 11 and res.n_values == 40      # unit 12 has one value: not pairable
+
+
+_R_KRIPPENDORFF = r"""
+# Krippendorff's alpha from its definition, pair by pair: within each unit every ordered pair of values
+# weighted 1/(m_u - 1) (observed), against all pairs of pairable values (expected); the ordinal
+# difference from the marginal counts n_g of the sorted values.
+u <- c({units}); v <- c({values})
+m <- table(u); keep <- u %in% names(m)[m >= 2]; u <- u[keep]; v <- v[keep]
+cats <- sort(unique(v)); n_g <- as.numeric(table(factor(v, levels = cats))); n <- length(v)
+delta2 <- function(a, b, metric) {{
+  if (metric == "nominal") return(as.numeric(a != b))
+  if (metric == "interval") return((a - b)^2)
+  i <- match(a, cats); j <- match(b, cats); lo <- min(i, j); hi <- max(i, j)
+  (sum(n_g[lo:hi]) - (n_g[i] + n_g[j]) / 2)^2
+}}
+for (metric in c("nominal", "ordinal", "interval")) {{
+  Do <- 0
+  for (unit in unique(u)) {{
+    x <- v[u == unit]; mu <- length(x)
+    for (a in seq_along(x)) for (b in seq_along(x)) if (a != b) Do <- Do + delta2(x[a], x[b], metric) / (mu - 1)
+  }}
+  De <- 0
+  for (a in seq_len(n)) for (b in seq_len(n)) if (a != b) De <- De + delta2(v[a], v[b], metric)
+  cat(sprintf("%.17g", 1 - (n - 1) * Do / De), "\n")
+}}
+"""
+
+
+@pytest.mark.r_oracle
+def test_krippendorff_alpha_equals_an_r_computation_from_the_definition():
+    rng = np.random.default_rng(5)
+    x = likert_scores(44, 25, 5)
+    x[rng.random(x.shape) < 0.15] = np.nan                       # missing experts
+    item = [i for i in range(x.shape[0]) for j in range(x.shape[1]) if not np.isnan(x[i, j])]
+    value = [x[i, j] for i in range(x.shape[0]) for j in range(x.shape[1]) if not np.isnan(x[i, j])]
+    out = run_r(_R_KRIPPENDORFF.format(units=", ".join(map(str, item)), values=", ".join(repr(float(v))
+                                                                                       for v in value)))
+    r = [float(v) for v in out.split()]
+    for metric, expected in zip(("nominal", "ordinal", "interval"), r):
+        assert krippendorff_alpha(item, value, metric=metric).alpha == pytest.approx(expected, rel=1e-10), metric
+
+
+def test_agreement_reports_icc1_and_the_ordinal_alpha_beside_fleiss():
+    x = likert_scores(45, 20, 3)
+    res = analyse_agreement(item=np.repeat(np.arange(20), 3), rater=np.tile(["a", "b", "c"], 20),
+                            score=x.reshape(-1))
+    assert res.icc1.kind == "ICC(1,1)" and res.icc1.estimate == pytest.approx(icc1(x).estimate)
+    long_item = np.repeat(np.arange(20), 3)
+    assert res.krippendorff_ordinal.alpha == pytest.approx(krippendorff_alpha(long_item, x.reshape(-1)).alpha)
+    assert res.krippendorff_ordinal.metric == "ordinal"

@@ -111,7 +111,8 @@ def relative_differences(ours: clmm_module.CLMMResult, r: dict[str, float]) -> d
 )
 def test_matches_ordinal_clmm(tmp_path, covariates, n_agq):
     data = simulate_quality(31)
-    ours = fit_clmm(data, outcome="score", group="case", covariates=covariates, n_agq=n_agq, treatment="assisted", reference="standard")
+    ours = fit_clmm(data, outcome="score", group="case", covariates=covariates, n_agq=n_agq, treatment="assisted",
+                    reference="standard")
     assert ours.converged
     formula = "score ~ arm" + "".join(f" + {c}" for c in covariates) + " + (1 | case)"
     fits = r_clmm(data, formula, n_agq, tmp_path)

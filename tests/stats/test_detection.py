@@ -2,7 +2,13 @@
 import numpy as np
 import pytest
 
-from stats.methods.detection import analyse_detection, mcnemar_test, proportion
+from stats.methods.detection import (
+    analyse_detection,
+    detection_glmm,
+    mcnemar_test,
+    proportion,
+    threshold_accuracy,
+)
 from tests.stats.rscript import run_r
 
 
@@ -102,3 +108,62 @@ def test_refuses_truth_that_is_not_binary_and_a_third_arm():
     bad = dict(data, arm=["other"] + data["arm"][1:])
     with pytest.raises(ValueError, match="exactly two arms"):
         analyse_detection(**bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 14: pairing per (finding, case), the reader-aware GLMM, the AI at its threshold
+
+
+def test_one_duplicate_read_no_longer_empties_every_mcnemar_test():
+    data = simulate_reads(np.random.default_rng(7), 60, findings=("effusion", "nodule"))
+    clean = analyse_detection(**data)
+    # a second read of case c0 in one arm, by another reader (a reading incident)
+    dup = {k: list(v) for k, v in data.items()}
+    for i in [i for i, c in enumerate(data["case"]) if c == "c0" and data["arm"][i] == "assisted"]:
+        for k in dup:
+            dup[k].append(data[k][i] if k != "reader" else "a9")
+    res = analyse_detection(**dup)
+    assert res.pairing == "case" and res.unpaired_reads == 6      # c0's three reads of each finding
+    for before, after in zip(clean.findings, res.findings):
+        for test in ("mcnemar_sensitivity", "mcnemar_specificity"):
+            b, a = getattr(before, test), getattr(after, test)
+            assert a is not None
+            # only c0's pair of this finding is gone
+            assert a.n_pairs in (b.n_pairs, b.n_pairs - 1)
+
+
+def test_detection_glmm_compares_the_arms_per_finding_and_pooled():
+    data = simulate_reads(np.random.default_rng(8), 120, findings=("effusion", "nodule"))
+    res = detection_glmm(**data, treatment="assisted", reference="standard")
+    assert set(res.pooled) == {"sensitivity", "specificity"} and set(res.findings) == {"effusion", "nodule"}
+    pooled = res.pooled["sensitivity"].result
+    assert pooled.term == "armassisted" and "findingnodule" in pooled.fixed_effects
+    assert set(pooled.variance_components) == {"case", "reader"}
+    assert "findingnodule" not in res.findings["nodule"]["sensitivity"].result.fixed_effects
+    # only the diseased reads enter the sensitivity model
+    assert res.pooled["sensitivity"].n_reads == sum(t == 1 for t in data["truth"])
+    d = res.to_dict()
+    assert d["pooled"]["sensitivity"]["status"] == "ok" and d["findings"]["effusion"]["specificity"]["result"]["df"] > 0
+
+
+def test_detection_glmm_says_why_a_model_cannot_be_fitted():
+    data = simulate_reads(np.random.default_rng(9), 30, findings=("effusion",))
+    data["call"] = [t for t in data["truth"]]                           # every call correct: nothing to model
+    res = detection_glmm(**data, treatment="assisted", reference="standard")
+    assert res.pooled["sensitivity"].result is None and "every row" in res.pooled["sensitivity"].reason
+
+
+@pytest.mark.r_oracle
+def test_ai_sensitivity_and_specificity_at_the_threshold_have_wilson_intervals():
+    rng = np.random.default_rng(10)
+    truth = (rng.random(80) < 0.4).astype(int)
+    score = np.clip(rng.normal(0.35 + 0.3 * truth, 0.2), 0, 1)
+    res = threshold_accuracy(truth, score, threshold=0.5)
+    tp, fn = int(np.sum((score >= 0.5) & (truth == 1))), int(np.sum((score < 0.5) & (truth == 1)))
+    tn = int(np.sum((score < 0.5) & (truth == 0)))
+    assert (res.sensitivity.count, res.sensitivity.n) == (tp, tp + fn)
+    assert res.specificity.count == tn
+    r = r_numbers(f'cat(sprintf("%.17g", c(prop.test({tp}, {tp + fn}, correct = FALSE)$conf.int, '
+                  f'prop.test({tn}, {int(np.sum(truth == 0))}, correct = FALSE)$conf.int)), "\\n")')
+    assert res.sensitivity.confidence_interval() == pytest.approx(r[:2], rel=1e-10)
+    assert res.specificity.confidence_interval() == pytest.approx(r[2:], rel=1e-10)

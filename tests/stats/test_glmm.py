@@ -137,10 +137,12 @@ def test_ordinal_glmm_matches_clmm_with_four_crossed_intercepts(tmp_path):
     assert ours.converged
     csv_path = write_csv(data, tmp_path / "quality.csv")
     fit = parse_tagged(run_r(_R_CLMM.format(csv=csv_path.as_posix()), timeout=300))["clmm"]
+    # clmm's own standard error and Wald z are ours as `ml_standard_error` and `pvalue_z` (changed on
+    # purpose in issue 14: `standard_error` and `pvalue` are now the small-sample corrected ones)
     diffs = {
         "estimate": abs(ours.estimate - fit["est.armtreatment"]),
-        "se": abs(ours.standard_error - fit["se.armtreatment"]),
-        "pvalue": abs(ours.pvalue - fit["p"]),
+        "se": abs(ours.ml_standard_error - fit["se.armtreatment"]),
+        "pvalue": abs(ours.pvalue_z - fit["p"]),
         **{f"variance {t}": abs(ours.variance_components[t] - fit[f"vc.{t}"]) for t in QUALITY_RANDOM},
         **{f"threshold {nm}": abs(v - fit[f"est.{nm}"]) for nm, v in ours.thresholds.items()},
         **{f"threshold se {nm}": abs(v - fit[f"se.{nm}"]) for nm, v in ours.thresholds_se.items()},
@@ -205,7 +207,10 @@ def test_binomial_glmm_matches_glmer_with_crossed_intercepts_and_a_factor(tmp_pa
     r = r_glmer(data, "detected ~ arm + finding + (1 | case) + (1 | reader)", tmp_path)
     assert_matches_glmer(ours.fixed_effects, ours.fixed_effects_se, ours.variance_components,
                          ours.log_likelihood, r)
-    assert ours.pvalue == pytest.approx(r["tight"]["p.armtreatment"], rel=1e-3)
+    # glmer's Wald z is ours as `pvalue_z`; `pvalue` is the small-sample corrected t (issue 14)
+    assert ours.ml_standard_error == ours.fixed_effects_se["armtreatment"]
+    assert ours.pvalue_z == pytest.approx(r["tight"]["p.armtreatment"], rel=1e-3)
+    assert ours.standard_error >= ours.ml_standard_error and ours.pvalue >= ours.pvalue_z
 
 
 @pytest.mark.r_oracle
@@ -377,7 +382,7 @@ def test_results_serialise_and_report_odds_ratios():
     res = fit_binomial_glmm(simulate_detection(67, n_cases=60, n_readers=6), outcome="detected",
                             random=["case", "reader"], arm="arm", treatment="treatment", reference="reference")
     low, high = res.confidence_interval(0.9)
-    q = stats.norm.ppf(0.95)
+    q = stats.t.ppf(0.95, res.df)             # t on the Satterthwaite df, corrected SE (issue 14; was a z interval)
     assert (low, high) == pytest.approx((res.estimate - q * res.se, res.estimate + q * res.se))
     assert res.odds_ratio_confidence_interval(0.9) == pytest.approx((math.exp(low), math.exp(high)))
     assert res.deviance == pytest.approx(-2 * res.log_likelihood)
@@ -387,6 +392,9 @@ def test_results_serialise_and_report_odds_ratios():
                          random=QUALITY_RANDOM, treatment="treatment", reference="reference")
     d = json.loads(json.dumps(o.to_dict()))
     assert d["thresholds"].keys() == {"1|2", "2|3", "3|4", "4|5"} and d["n_obs"] == 240
+    assert d["se"] == o.standard_error and d["ml_se"] == o.ml_standard_error and d["df"] == o.df
+    # no key names an arm: masking needs no rewriting ("standard" is an arm, so not "standard_error")
+    assert "standard" not in json.dumps(d) and "standard" not in json.dumps(res.to_dict())
     assert o.odds_ratio == pytest.approx(math.exp(o.estimate))
 
 

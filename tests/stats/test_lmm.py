@@ -16,6 +16,8 @@ from .rscript import require_r_packages, run_r
 
 ARMS = ("standard", "assisted")
 
+NEUTRAL_ARMS = {"treatment": "assisted", "reference": "standard"}
+
 
 # --------------------------------------------------------------------------------------------
 # Simulated trials (seeded)
@@ -191,7 +193,7 @@ def assert_matches_lmertest(ours: lmm_module.LMMResult, fits: dict[str, dict[str
 @pytest.mark.r_oracle
 def test_paired_parallel_log_time_matches_lmertest(tmp_path):
     data = one_read_per_row(simulate_paired_parallel(11))
-    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
+    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, **NEUTRAL_ARMS)
     fits = r_lmm(data, "log(time) ~ arm + (1 | reader) + (1 | case)", tmp_path)
     assert_matches_lmertest(ours, fits)
     # readers are nested in arms: the arm effect is between readers, df near readers − 2
@@ -201,7 +203,7 @@ def test_paired_parallel_log_time_matches_lmertest(tmp_path):
 @pytest.mark.r_oracle
 def test_paired_parallel_quality_with_expert_effect_matches_lmertest(tmp_path):
     data = simulate_paired_parallel(12)
-    ours = fit_lmm(data, outcome="quality", random=["reader", "case", "expert"], treatment="assisted", reference="standard")
+    ours = fit_lmm(data, outcome="quality", random=["reader", "case", "expert"], **NEUTRAL_ARMS)
     fits = r_lmm(data, "quality ~ arm + (1 | reader) + (1 | case) + (1 | expert)", tmp_path)
     assert_matches_lmertest(ours, fits)
 
@@ -222,7 +224,7 @@ def test_crossover_with_interaction_terms_and_covariate_matches_lmertest(tmp_pat
 @pytest.mark.r_oracle
 def test_boundary_fit_with_zero_reader_variance_matches_lmertest(tmp_path):
     data = one_read_per_row(simulate_paired_parallel(2, sd_reader=0.0))
-    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
+    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, **NEUTRAL_ARMS)
     fits = r_lmm(data, "log(time) ~ arm + (1 | reader) + (1 | case)", tmp_path)
     assert fits["tight"]["vc.reader"] < 1e-12, "the fixture should give a singular (boundary) fit"
     assert ours.variance_components["reader"] == 0.0
@@ -283,7 +285,7 @@ def test_agrees_with_statsmodels_mixedlm():
     import statsmodels.formula.api as smf
 
     data = one_read_per_row(simulate_paired_parallel(21))
-    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
+    ours = fit_lmm(data, outcome="time", random=["reader", "case"], log=True, **NEUTRAL_ARMS)
     frame = pd.DataFrame({k: v for k, v in data.items()})
     frame["log_time"] = np.log(frame["time"])
     frame["assisted"] = (frame["arm"] == "assisted").astype(float)
@@ -307,10 +309,12 @@ def test_interval_covers_the_true_effect_and_the_test_holds_its_size():
     covered = rejected = 0
     for i in range(n_sim):
         with_effect = one_read_per_row(simulate_paired_parallel(1000 + i, n_cases=30, log_effect=-0.2))
-        low, high = fit_lmm(with_effect, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard").confidence_interval()
+        fit = fit_lmm(with_effect, outcome="time", random=["reader", "case"], log=True, **NEUTRAL_ARMS)
+        low, high = fit.confidence_interval()
         covered += low <= -0.2 <= high
         no_effect = one_read_per_row(simulate_paired_parallel(5000 + i, n_cases=30, log_effect=0.0))
-        rejected += fit_lmm(no_effect, outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard").pvalue < 0.05
+        fit = fit_lmm(no_effect, outcome="time", random=["reader", "case"], log=True, **NEUTRAL_ARMS)
+        rejected += fit.pvalue < 0.05
     coverage, size = covered / n_sim, rejected / n_sim
     # binomial SD at 200 trials is ≈ 0.015: these bounds are ± 3 SD around the nominal 0.95 / 0.05
     assert 0.90 <= coverage <= 0.995, coverage
@@ -340,16 +344,17 @@ def test_log_fit_reports_ratio_of_geometric_means_and_percent_reduction():
 def test_interval_uses_t_with_satterthwaite_df():
     from scipy import stats
 
-    res = fit_lmm(one_read_per_row(simulate_paired_parallel(4)), outcome="time", random=["reader", "case"], log=True, treatment="assisted", reference="standard")
+    res = fit_lmm(one_read_per_row(simulate_paired_parallel(4)), outcome="time", random=["reader", "case"], log=True,
+                  **NEUTRAL_ARMS)
     q = stats.t.ppf(0.975, res.df)
     assert res.confidence_interval() == pytest.approx((res.estimate - q * res.se, res.estimate + q * res.se))
     assert res.pvalue == pytest.approx(2 * stats.t.sf(abs(res.statistic), res.df))
 
 
 def test_ratio_needs_a_log_fit():
-    res = fit_lmm(simulate_paired_parallel(5), outcome="quality", random=["reader", "case"], treatment="assisted", reference="standard")
+    res = fit_lmm(simulate_paired_parallel(5), outcome="quality", random=["reader", "case"], **NEUTRAL_ARMS)
     with pytest.raises(ValueError, match="log=True"):
-        res.ratio
+        _ = res.ratio
     assert "ratio" not in res.to_dict()
 
 

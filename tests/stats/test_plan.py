@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import PermissionDenied
@@ -14,6 +15,8 @@ from stats.errors import Conflict, PlanFrozen, WrongStatus
 from stats.models import AnalysisPlan
 from trial import services as trial_services
 from trial.models import AuditEvent, Role, Trial
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
@@ -29,13 +32,71 @@ def _api(user):
     return client
 
 
-def test_the_default_plan_is_the_papers_and_is_valid_for_every_design():
+def test_the_default_plan_is_reader_aware_and_valid_for_every_design():
+    # changed on purpose with schema 2 (issue 14): the LMM is the primary of every design (it was the
+    # paired case-level t, which treats the randomized readers as fixed), the key secondaries are
+    # gated by the primary, and a case-randomized trial has no preference (no two reports of a case)
     for design in ("paired_parallel", "case_randomized", "crossover"):
         plan = plan_schema.validate(plan_schema.default_plan(design))
-        assert plan["primary"]["endpoint"] == "quality"
-        assert [e["endpoint"] for e in plan["secondary"]] == ["reading_time", "preference", "radpeer"]
+        assert plan["schema"] == 2 and plan["primary"] == {"endpoint": "quality", "test": "lmm"}
+        expected = ["reading_time", "radpeer"] if design == "case_randomized" else \
+            ["reading_time", "preference", "radpeer"]
+        assert [e["endpoint"] for e in plan["secondary"]] == expected
+        assert all(e["test"] in ("lmm", "glmm") for e in plan["secondary"])
         assert plan["secondary_adjustment"] == "holm" and plan["exploratory_adjustment"] == "bh"
-    assert plan_schema.default_plan("crossover")["exploratory"][0] == {"endpoint": "detection", "test": "mrmc"}
+        assert plan["gatekeeping"] is True and plan["subgroup_adjustment"] == "bh"
+        assert plan["covariates"]["quality"][0] == "site" and "reader" in plan["random_effects"]["quality"]
+        # every analysis that treats the readers as fixed is a sensitivity, never a planned test
+        fixed = [e for family in ("secondary", "exploratory") for e in plan[family]
+                 if e["test"] in plan_schema.FIXED_READERS]
+        assert not fixed
+    paired = plan_schema.default_plan("paired_parallel")
+    assert paired["random_effects"]["quality"] == ["case", "reader", "expert", "case:arm"]
+    assert {"endpoint": "quality", "test": "paired"} in paired["sensitivity"]
+    assert {"endpoint": "quality", "test": "ordinal_glmm"} in paired["sensitivity"]
+    assert {"endpoint": "preference", "test": "binomial"} in paired["sensitivity"]
+    crossover = plan_schema.default_plan("crossover")
+    assert crossover["exploratory"][0] == {"endpoint": "detection", "test": "mrmc"}
+    assert "reader:arm" in crossover["random_effects"]["quality"] and "period" in crossover["covariates"]["quality"]
+    assert "reader:arm" in plan_schema.default_plan("case_randomized")["random_effects"]["quality"]
+
+
+def test_every_fixed_reader_analysis_says_so_in_its_label():
+    for endpoint, spec in plan_schema.ENDPOINTS.items():
+        for test in spec["tests"]:
+            label = plan_schema.label_of(endpoint, test)
+            assert ("fixed readers — not a test of the AI effect" in label) == (test in plan_schema.FIXED_READERS)
+
+
+def _schema1():
+    with open(DATA / "plans_schema1.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def test_a_frozen_schema_1_plan_keeps_its_hash_and_is_read_as_it_was_meant():
+    stored = _schema1()
+    for design, content in stored["plans"].items():
+        before = json.dumps(content, sort_keys=True)
+        # the hash of the frozen document is computed from the stored content, which nothing rewrites
+        assert plan_schema.plan_sha256(trial_code="demo", version=1, content=content) == stored["sha256"][design]
+        read = plan_schema.read_plan(content)
+        assert json.dumps(content, sort_keys=True) == before            # reading does not touch the stored plan
+        assert read["schema"] == 2
+        # every analysis it names stays as planned: a paired primary is still the primary
+        for family in ("primary", "secondary", "exploratory", "sensitivity"):
+            assert read[family] == content[family]
+        assert read["random_effects"] == content["random_effects"]
+        # the new settings reproduce schema 1: no covariates, no gate, subgroups adjusted like the exploratory
+        # family, a majority from any number of votes
+        assert read["covariates"] == {} and read["gatekeeping"] is False
+        assert read["subgroup_adjustment"] == content["exploratory_adjustment"]
+        assert read["preference_min_votes"] == 1
+        assert plan_schema.validate(read) == read                        # idempotent
+
+
+def test_a_schema_the_platform_does_not_know_is_refused():
+    with pytest.raises(plan_schema.PlanError, match="reads plan schemas 1, 2, not 3"):
+        plan_schema.validate({**plan_schema.default_plan(), "schema": 3})
 
 
 def test_the_hash_is_the_sha256_of_the_canonical_json_and_ignores_key_order():
@@ -50,7 +111,11 @@ def test_the_hash_is_the_sha256_of_the_canonical_json_and_ignores_key_order():
 
 @pytest.mark.parametrize("change, message", [
     ({"primary": {"endpoint": "happiness", "test": "paired"}}, "unknown endpoint"),
-    ({"primary": {"endpoint": "preference", "test": "lmm"}}, "takes the test binomial"),
+    ({"primary": {"endpoint": "preference", "test": "lmm"}}, "takes the test glmm or binomial"),
+    ({"covariates": {"quality": ["experience"]}}, "unknown covariate experience"),
+    ({"preference_min_votes": 0}, "preference_min_votes must be a whole number"),
+    ({"gatekeeping": "yes"}, "gatekeeping must be true or false"),
+    ({"subgroups": [{"name": "s", "by": "site", "endpoints": ["detection"]}]}, "subgroup endpoints are"),
     ({"alpha": 0.9}, "alpha must lie strictly between"),
     ({"secondary": [{"endpoint": "quality", "test": "paired"}]}, "already in the plan"),
     ({"random_effects": {"reading_time": ["expert"]}}, "experts do not read"),

@@ -6,6 +6,8 @@ import statsmodels.api as sm
 from stats.methods.preference import analyse_preference, case_majority
 from tests.stats.rscript import run_r
 
+ARMS = {"treatment": "assisted", "reference": "standard"}
+
 
 def r_numbers(script: str) -> list[float]:
     return [float(v) for v in run_r(script).split()]
@@ -50,7 +52,7 @@ def test_refuses_unknown_choice_and_double_votes():
     with pytest.raises(ValueError, match="choice must be one of"):
         analyse_preference(case=["a"], expert=["e"], choice=["better"], treatment="assisted", reference="standard")
     with pytest.raises(ValueError, match="voted twice"):
-        analyse_preference(case=["a", "a"], expert=["e", "e"], choice=["assisted", "none"], treatment="assisted", reference="standard")
+        analyse_preference(case=["a", "a"], expert=["e", "e"], choice=["assisted", "none"], **ARMS)
 
 
 @pytest.mark.r_oracle
@@ -58,7 +60,7 @@ def test_refuses_unknown_choice_and_double_votes():
 def test_binomial_wilson_and_position_tests_match_r(seed, effect):
     rng = np.random.default_rng(seed)
     case, expert, choice, side = simulate_votes(rng, 73, effect=effect)
-    res = analyse_preference(case=case, expert=expert, choice=choice, side=side, treatment="assisted", reference="standard")
+    res = analyse_preference(case=case, expert=expert, choice=choice, side=side, **ARMS)
     pos = res.position
     r = r_numbers(f"""
         b <- binom.test({res.wins}, {res.wins + res.losses}, 0.5)
@@ -98,7 +100,7 @@ def test_binomial_test_holds_its_size_and_intervals_cover_under_no_effect():
     reject = cover_case = cover_vote = cover_naive = 0
     # true case-level share and vote-level share under this null model, from one very large simulation
     big_case, big_expert, big_choice, _ = simulate_votes(np.random.default_rng(1), 40000)
-    big = analyse_preference(case=big_case, expert=big_expert, choice=big_choice, treatment="assisted", reference="standard")
+    big = analyse_preference(case=big_case, expert=big_expert, choice=big_choice, **ARMS)
     true_share, true_vote = big.share, big.votes_all.share
     for _ in range(reps):
         case, expert, choice, _ = simulate_votes(rng, n_cases)
@@ -114,3 +116,29 @@ def test_binomial_test_holds_its_size_and_intervals_cover_under_no_effect():
     assert abs(cover_case / reps - 0.95) <= tol
     assert abs(cover_vote / reps - 0.95) <= tol
     assert cover_naive / reps < cover_vote / reps      # votes of one case are correlated: naive undercovers
+
+
+# --------------------------------------------------------------------------------------------
+# Missing experts (issue 14): a majority needs at least min_votes votes
+
+
+def test_a_case_majority_needs_min_votes_votes_among_those_cast():
+    assert case_majority(["X", "X"], min_votes=3) == "none"            # two experts left: no majority
+    assert case_majority(["X", "X", "Y"], min_votes=3) == "X"
+    assert case_majority(["X", "X", "X", "Y"], min_votes=3) == "X"      # 3 of 4 votes cast
+    assert case_majority(["X", "X", "Y", "Y"], min_votes=3) == "none"   # 2 of 4 is not a strict majority
+    assert case_majority(["X", "X"]) == "X"                             # schema-1 plans: any number of votes
+
+
+def test_cases_with_too_few_votes_are_ties_counted_apart_and_stay_in_the_denominator():
+    votes = {"c1": ["X"] * 5, "c2": ["X", "X"], "c3": ["Y", "Y", "Y", "X"], "c4": ["X", "none", "Y"]}
+    case = [c for c, v in votes.items() for _ in v]
+    expert = [f"e{i}" for v in votes.values() for i in range(len(v))]
+    choice = [x for v in votes.values() for x in v]
+    res = analyse_preference(case=case, expert=expert, choice=choice, treatment="X", reference="Y", min_votes=3)
+    assert (res.n_cases, res.wins, res.losses, res.ties, res.too_few_votes) == (4, 1, 1, 2, 1)
+    assert res.share == 1 / 4 and res.share_decisive == 1 / 2 and res.min_votes == 3
+    loose = analyse_preference(case=case, expert=expert, choice=choice, treatment="X", reference="Y")
+    assert (loose.wins, loose.ties, loose.too_few_votes) == (2, 1, 0)
+    with pytest.raises(ValueError, match="min_votes"):
+        analyse_preference(case=case, expert=expert, choice=choice, treatment="X", reference="Y", min_votes=0)

@@ -13,8 +13,8 @@ from core.errors import WrongStatus
 from scoring import selectors as scoring_selectors
 from stats import selectors, services
 from stats.methods.agreement import analyse_agreement
-from stats.methods.clmm import fit_clmm
-from stats.methods.detection import analyse_detection
+from stats.methods.detection import analyse_detection, detection_glmm
+from stats.methods.glmm import fit_ordinal_glmm, fit_preference_glmm
 from stats.methods.lmm import fit_lmm
 from stats.methods.multiplicity import adjust_pvalues
 from stats.methods.paired import compare_paired
@@ -65,7 +65,7 @@ def test_a_run_stores_results_equal_to_the_methods_on_its_exported_csvs(complete
     a = results["analyses"]
     t, r = "X", "Y"
 
-    # primary: quality, per case and arm the mean expert score, paired
+    # quality, paired case means (a fixed-readers sensitivity now): per case and arm the mean expert score
     q = csv_rows(files["csv/quality_scores.csv"])
     by = defaultdict(list)
     for row in q:
@@ -73,44 +73,82 @@ def test_a_run_stores_results_equal_to_the_methods_on_its_exported_csvs(complete
     cases = sorted({c for c, _ in by if (c, t) in by and (c, r) in by})
     expected = compare_paired([np.mean(by[(c, t)]) for c in cases], [np.mean(by[(c, r)]) for c in cases])
     got = a["quality.paired"]["result"]
+    assert a["quality.paired"]["role"] == "sensitivity" and a["quality.paired"]["fixed_readers"]
     assert got["n_cases"] == expected.n_cases == 16
     for key in ("mean_difference", "low", "high", "statistic", "pvalue"):
         assert close(got["t"][key], getattr(expected.t, key)), key
     assert close(got["wilcoxon"]["statistic"], expected.wilcoxon.statistic)
     assert close(got["wilcoxon"]["pvalue"], expected.wilcoxon.pvalue)
 
-    # reading time: LMM on log active seconds, random case and reader
-    reads = [row for row in csv_rows(files["csv/reads.csv"]) if row["status"] == "submitted"
-             and float(row["active_seconds"]) > 0]
-    data_t = {"time": np.array([float(x["active_seconds"]) for x in reads]), "arm": np.array([x["arm"] for x in reads]),
-              "case": np.array([x["case"] for x in reads]), "reader": np.array([x["reader"] for x in reads])}
-    lmm = fit_lmm(data_t, outcome="time", random=["case", "reader"], log=True, treatment=t, reference=r)
-    got = a["reading_time.lmm"]["result"]
+    # the case's site and the read's period, as every model sees them
+    site = {x["case"]: x["site"] for x in csv_rows(files["csv/cases.csv"])}
+    reads_all = csv_rows(files["csv/reads.csv"])
+    period = {x["read"]: x["period"] for x in reads_all}
+
+    def columns(rows, value):
+        return {"y": np.array([float(x[value]) for x in rows]), "arm": np.array([x["arm"] for x in rows]),
+                "case": np.array([x["case"] for x in rows]), "reader": np.array([x["reader"] for x in rows]),
+                "expert": np.array([x.get("expert", "") for x in rows]),
+                "site": np.array([site[x["case"]] for x in rows]),
+                "period": np.array([period[x["read"]] for x in rows])}
+
+    # primary: quality by the LMM with the terms and covariates the run reports it used
+    primary = a["quality.lmm"]
+    assert primary["role"] == "primary" and primary["random_terms"] == ["case", "reader", "expert", "case:arm"]
+    data_q = columns(q, "score")
+    lmm_q = fit_lmm(data_q, outcome="y", random=primary["random_terms"], covariates=primary["covariates"],
+                    treatment=t, reference=r)
+    for key in ("estimate", "se", "df", "pvalue"):
+        assert close(primary["result"][key], getattr(lmm_q, key), rel=1e-6), key
+    assert results["multiplicity"]["primary"]["pvalue"] == primary["pvalues"][0]["pvalue"]
+
+    # reading time: LMM on log active seconds (and on seconds for the difference in seconds)
+    reads = [row for row in reads_all if row["status"] == "submitted" and float(row["active_seconds"]) > 0]
+    data_t = columns(reads, "active_seconds")
+    a_t = a["reading_time.lmm"]
+    lmm = fit_lmm(data_t, outcome="y", random=a_t["random_terms"], covariates=a_t["covariates"], log=True,
+                  treatment=t, reference=r)
+    got = a_t["result"]
     for key in ("estimate", "se", "df", "pvalue"):
         assert close(got[key], getattr(lmm, key), rel=1e-6), key
     assert close(got["percent_reduction"], lmm.percent_reduction, rel=1e-6)
+    seconds = fit_lmm(data_t, outcome="y", random=a_t["random_terms"], covariates=a_t["covariates"],
+                      treatment=t, reference=r)
+    assert close(a_t["summary"]["difference_seconds"], seconds.estimate, rel=1e-6)
 
-    # quality LMM with expert, case and reader; the ordinal sensitivity model
-    data_q = {"score": np.array([float(x["score"]) for x in q]), "arm": np.array([x["arm"] for x in q]),
-              "case": np.array([x["case"] for x in q]), "reader": np.array([x["reader"] for x in q]),
-              "expert": np.array([x["expert"] for x in q])}
-    lmm_q = fit_lmm(data_q, outcome="score", random=["case", "reader", "expert"], treatment=t, reference=r)
-    assert close(a["quality.lmm"]["result"]["estimate"], lmm_q.estimate, rel=1e-6)
-    assert close(a["quality.lmm"]["result"]["pvalue"], lmm_q.pvalue, rel=1e-5)
-    data_q["score"] = data_q["score"].astype(int)
-    clmm = fit_clmm(data_q, outcome="score", group="case", treatment=t, reference=r)
-    assert close(a["quality.clmm"]["result"]["estimate"], clmm.estimate, rel=1e-6)
+    # the ordinal sensitivity: the multi-intercept cumulative-logit model, small-sample corrected
+    o = a["quality.ordinal_glmm"]
+    data_q["y"] = data_q["y"].astype(int)
+    ordinal = fit_ordinal_glmm(data_q, outcome="y", random=o["random_terms"], covariates=o["covariates"],
+                               treatment=t, reference=r)
+    assert close(o["result"]["estimate"], ordinal.estimate, rel=1e-6)
+    assert close(o["result"]["pvalue"], ordinal.pvalue, rel=1e-5)
 
-    # preference: case majorities, X as the treatment arm; side = where X was shown
+    # preference: the GLMM on the votes (X the treatment arm), readers from the pair's two reports
     p = csv_rows(files["csv/preferences.csv"])
+    readers = [(x["left_reader"], x["right_reader"]) if x["left_arm"] == t else (x["right_reader"], x["left_reader"])
+               for x in p]
+    votes = {"case": [x["case"] for x in p], "expert": [x["expert"] for x in p],
+             "treatment_reader": [a for a, _ in readers], "reference_reader": [b for _, b in readers],
+             "preferred": [x["preferred"] for x in p]}
+    glmm = fit_preference_glmm(votes, treatment=t, reference=r)
+    got = a["preference.glmm"]
+    assert close(got["result"]["estimate"], glmm.estimate, rel=1e-6) and close(got["result"]["pvalue"], glmm.pvalue,
+                                                                                 rel=1e-5)
+    assert got["summary"]["denominator"].startswith(f"{glmm.n_votes} decisive votes of {len(p)} votes")
+    # ... and case majorities (fixed readers): at least 3 votes for a majority
     pref = analyse_preference(case=[x["case"] for x in p], expert=[x["expert"] for x in p],
                               choice=[x["preferred"] for x in p], treatment=t, reference=r,
-                              side=["left" if x["left_arm"] == t else "right" for x in p])
+                              side=["left" if x["left_arm"] == t else "right" for x in p], min_votes=3)
     got = a["preference.binomial"]["result"]
     assert (got["wins"], got["losses"], got["ties"]) == (pref.wins, pref.losses, pref.ties)
     assert close(got["pvalue"], pref.pvalue) and close(got["low"], pref.low) and close(got["high"], pref.high)
     assert close(got["votes_all"]["share"], pref.votes_all.share)  # neutral keys: nothing renamed for masking
     assert got["votes_all"]["votes_treatment"] == pref.votes_all.votes_treatment
+    # one estimand per summary: the share of decisive cases with its own interval and test
+    s = a["preference.binomial"]["summary"]
+    assert (s["estimate"], s["low"], s["high"], s["pvalue"]) == (pref.share_decisive, pref.decisive_low,
+                                                                 pref.decisive_high, pref.pvalue)
 
     # detection: reader calls against the reference standard
     truth = {(x["case"], x["finding"]): int(x["truth"]) for x in csv_rows(files["csv/reference_standard.csv"])}
@@ -122,6 +160,14 @@ def test_a_run_stores_results_equal_to_the_methods_on_its_exported_csvs(complete
     assert json.loads(json.dumps(a["detection.mcnemar"]["result"]["findings"][0]["arms"])) == \
         json.loads(json.dumps([{"arm": x.arm, "sensitivity": vars(x.sensitivity), "specificity": vars(x.specificity)}
                                for x in det.findings[0].arms]))
+    dg = detection_glmm(case=[x["case"] for x in calls], arm=[x["arm"] for x in calls],
+                        reader=[x["reader"] for x in calls], finding=[x["finding"] for x in calls],
+                        truth=[truth[(x["case"], x["finding"])] for x in calls], call=[x["call"] for x in calls],
+                        treatment=t, reference=r, random=tuple(a["detection.glmm"]["random_terms"]))
+    for measure, entry in zip(("sensitivity", "specificity"), a["detection.glmm"]["pvalues"]):
+        fit = dg.pooled[measure]
+        assert entry["name"] == f"pooled {measure}"
+        assert close(entry["pvalue"], fit.result.pvalue if fit.result else None, rel=1e-5)
 
     # AI AUC per finding
     scores = csv_rows(files["csv/ai_scores.csv"])
@@ -137,11 +183,15 @@ def test_a_run_stores_results_equal_to_the_methods_on_its_exported_csvs(complete
     assert close(results["agreement"]["quality"]["result"]["icc2"]["estimate"], agree.icc2.estimate)
     assert close(results["agreement"]["quality"]["result"]["fleiss"]["kappa"], agree.fleiss.kappa)
 
-    # the key secondary family, Holm
+    # the key secondary family, Holm, behind the primary (changed on purpose in issue 14: the reader-aware
+    # tests, and a gate)
     family = results["multiplicity"]["secondary"]
     holm = adjust_pvalues(family["pvalues"], method="holm", names=family["names"])
     assert family["adjusted"] == pytest.approx(list(holm.adjusted), rel=1e-12)
-    assert family["names"] == ["reading_time.lmm", "preference.binomial", "radpeer.paired"]
+    assert family["names"] == ["reading_time.lmm", "preference.glmm", "radpeer.lmm"]
+    assert family["tested"] == results["multiplicity"]["primary"]["rejected"]
+    if not family["tested"]:
+        assert not any(family["rejected"])
 
     # the CONSORT-style flow
     flow = results["flow"]
@@ -162,12 +212,13 @@ def test_the_dataset_hash_is_stable_and_a_second_run_reproduces_the_results(comp
     facts, rows = selectors.dataset_rows(sim.trial)
     from stats import dataset
 
-    assert dataset.sha256(dataset.snapshot_bytes(dataset.build_snapshot(trial=facts, rows=rows))) == first.dataset_sha256
+    snapshot = dataset.build_snapshot(trial=facts, rows=rows)
+    assert dataset.sha256(dataset.snapshot_bytes(snapshot)) == first.dataset_sha256
     # same data, same plan: same numbers (up to which arm is X, a coin toss per run before unblinding)
-    a1, a2 = first.results["analyses"]["quality.paired"], second.results["analyses"]["quality.paired"]
+    a1, a2 = first.results["analyses"]["quality.lmm"], second.results["analyses"]["quality.lmm"]
     sign = 1 if first.arm_mapping == second.arm_mapping else -1
     assert a1["summary"]["estimate"] == pytest.approx(sign * a2["summary"]["estimate"], rel=1e-12)
-    assert a1["summary"]["pvalue"] == pytest.approx(a2["summary"]["pvalue"], rel=1e-12)
+    assert a1["summary"]["pvalue"] == pytest.approx(a2["summary"]["pvalue"], rel=1e-9)
 
 
 @pytest.mark.django_db
@@ -236,14 +287,14 @@ def test_an_analysis_the_data_cannot_support_is_reported_not_estimable_and_the_r
     def overflow(*args, **kwargs):
         raise OverflowError("math range error")
 
-    trial, rows = simulate.simulate_rows(n_readers=4, n_cases=10, n_experts=3, seed=5)
+    trial, rows = simulate.simulate_rows(n_readers=8, n_cases=16, n_experts=3, seed=5)
     view = dataset.coded(dataset.build_snapshot(trial=trial, rows=rows), {"X": "assisted", "Y": "standard"})
-    monkeypatch.setattr(analysis, "fit_clmm", overflow)
+    monkeypatch.setattr(analysis, "fit_ordinal_glmm", overflow)
     results = analysis.run_analysis(view, plan=plan_schema.validate(plan_schema.default_plan()),
                                     design="paired_parallel", findings=trial["findings"])
-    clmm = results["analyses"]["quality.clmm"]
-    assert clmm["status"] == "not_estimable" and "math range error" in clmm["reason"]
-    assert results["analyses"]["quality.paired"]["status"] == "ok"
+    ordinal = results["analyses"]["quality.ordinal_glmm"]
+    assert ordinal["status"] == "not_estimable" and "math range error" in ordinal["reason"]
+    assert results["analyses"]["quality.lmm"]["status"] == "ok"
 
 
 @pytest.mark.django_db

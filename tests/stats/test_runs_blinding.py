@@ -123,7 +123,8 @@ def test_unblinding_reveals_the_mapping_and_the_investigator_alone_gets_the_acce
     freeze_default_plan(sim)
     run = run_now(sim, django_capture_on_commit_callbacks)
     case = sim.trial.cases.order_by("code").first()
-    CaseIdentity.objects.update_or_create(case=case, defaults={"accession_number": "ACC-123", "sop_instance_uid": "1.2"})
+    CaseIdentity.objects.update_or_create(case=case,
+                                          defaults={"accession_number": "ACC-123", "sop_instance_uid": "1.2"})
     with django_capture_on_commit_callbacks(execute=True):
         trial_services.transition_trial(trial=sim.trial, by=sim.investigator, to="unblinded")
     run = AnalysisRun.objects.get(pk=run.pk)
@@ -143,7 +144,8 @@ def test_unblinding_reveals_the_mapping_and_the_investigator_alone_gets_the_acce
     client.force_login(sim.investigator)
     files = zip_members(client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/export.zip").content)
     identities = csv_rows(files["identities.csv"])
-    assert len(identities) == 16 and identities[0] == {**identities[0], "case": case.code, "accession_number": "ACC-123"}
+    assert len(identities) == 16
+    assert identities[0] == {**identities[0], "case": case.code, "accession_number": "ACC-123"}
     assert AuditEvent.objects.filter(action="analysis_run.exported", payload__identities=True).count() == 1
     # a run after unblinding: arm X is the assisted arm, and said so
     run2 = run_now(sim, django_capture_on_commit_callbacks)

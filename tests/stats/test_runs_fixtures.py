@@ -67,7 +67,8 @@ def read_for(read: Read, user, *, seconds: float, flags: dict[str, bool], clock:
 
 
 def fabricate_scoring(trial: Trial, experts: list[str], truth: dict, rng: np.random.Generator) -> dict:
-    """Scoring rows in scoring.selectors.analysis_rows' format: quality per report and expert, preferences, reference."""
+    """Scoring rows in scoring.selectors.analysis_rows' format: quality per report and expert, preferences,
+    reference standard."""
     rows = {"quality": [], "preference": [], "finding_votes": [], "reference_standard": []}
     reads = list(Read.objects.filter(trial=trial).select_related("case", "reader").order_by("case__code", "arm"))
     latent = {}
