@@ -4,7 +4,7 @@ runs it, and in Chromium the time from a click to the radiograph painted.
 Run by hand from the repository root (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth; Redis for sessions):
 
     python bench/reading.py                              # capacity at a radiologist's pace, then Chromium
-    python bench/reading.py --baseline d6d7b83           # the same, beside the code of another commit, level by level
+    python bench/reading.py --baseline d6d7b83,e293722   # the same, beside the code of other commits, level by level
     python bench/reading.py --mode burst --levels 8,16,32 --no-browser   # readers back to back (a stress test)
 
 Capacity (the goal, issue 12): readers at a radiologist's pace (bench/_reading_pace.py: a worklist click, the
@@ -413,9 +413,10 @@ def http_bench(config: Config, port: int, world, reader_names: list[str], levels
 def print_table(rows: list[dict]):
     print()
     print(f"Per step latency, ms (p50 / p95), closed loop, think time {THINK_MS:.0f} ms; baseline /healthz (SELECT 1) "
-          "under the same concurrency; CPU ms/req: gunicorn + PostgreSQL CPU time over the reading requests of the level")
-    head = (f"{'config':<10} {'readers':>7} " + " ".join(f"{s:>17}" for s in STEPS + ["/healthz"]) + f" {'req/s':>6}"
-            + f" {'CPU ms/req':>10}")
+          "under the same concurrency; CPU ms/req: gunicorn + PostgreSQL CPU time over the reading requests "
+          "of the level")
+    head = (f"{'config':<10} {'readers':>7} " + " ".join(f"{s:>17}" for s in STEPS + ["/healthz"])
+            + f" {'req/s':>6} {'CPU ms/req':>10}")
     print(head)
     print("-" * len(head))
     for row in rows:
@@ -640,12 +641,13 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
     pg_host, pg_port, pg_user = pg
     config = args.configs[0]
     servers_wanted = [("this", ROOT)]
-    baseline = None
+    baselines: list[Path] = []
     created, servers, rows = False, {}, []
     try:
-        if args.baseline:
-            baseline = _baseline_tree(args.baseline, tmp)
-            servers_wanted.append((args.baseline[:10], baseline))
+        for rev in (args.baseline or "").split(","):
+            if rev.strip():
+                baselines.append(_baseline_tree(rev.strip(), tmp))
+                servers_wanted.append((rev.strip()[:10], baselines[-1]))
         world_mod.create_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
         created = True
         import django
@@ -678,11 +680,11 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
             server_env = dict(env)
             if root != ROOT:
                 server_env["CXR_VAR_DIR"] = str(tmp / f"var-{label}")
-                if args.baseline_psycopg2:
+                if args.baseline_psycopg2 and "psycopg2" in (root / "pyproject.toml").read_text():
                     server_env.update(_psycopg2_env(args.baseline_psycopg2, tmp))
             servers[label] = Server(config, server_env, tmp / f"gunicorn-{label}.log", root=root)
             print(f"gunicorn {config.label} of {label} ({root}) on port {servers[label].port}")
-        for label, server in servers.items():  # warm-up: every worker imports and renders once; not counted
+        for server in servers.values():  # warm-up: every worker imports and renders once; not counted
             pace.open_loop(server.port, "/healthz", 50.0, 2.0, Client)
             pace.run_level(readers[:12], port=server.port, code=world.code, client_class=Client, ramp=1.0, window=8.0)
         for level_index, n in enumerate(levels):
@@ -739,7 +741,7 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
             world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
         if args.cache != "none":
             forget_sessions(args.cache)
-        if baseline is not None:
+        for baseline in baselines:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -755,10 +757,11 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=60.0, help="capacity: seconds sampled per level (default 60)")
     parser.add_argument("--ramp-seconds", type=float, default=20.0,
                         help="capacity: seconds over which a level's readers start, not sampled (default 20)")
-    parser.add_argument("--baseline", help="capacity: also run the code of this git revision (a worktree), level by "
-                                           "level beside this checkout's")
+    parser.add_argument("--baseline", help="capacity: also run the code of these git revisions (comma-separated; a "
+                                           "worktree each), level by level beside this checkout's")
     parser.add_argument("--baseline-psycopg2", help="capacity: a folder with psycopg2 (pip install --target) for the "
-                                                    "baseline's server, which then runs on psycopg2 as it shipped")
+                                                    "baselines that shipped with psycopg2 (their pyproject.toml says "
+                                                    "so), which then run on it instead of psycopg 3")
     parser.add_argument("--configs", type=lambda s: [parse_config(x) for x in s.split(",")], default="w3t1c60",
                         help="gunicorn configurations wXtY[cZ], comma-separated (default w3t1c60: docker's web)")
     parser.add_argument("--levels", help="concurrent readers (default: capacity 100,250,500,750,1000; burst 8,16,32)")

@@ -6,8 +6,9 @@ Run by hand from the repository root (PostgreSQL on 127.0.0.1:5432, user postgre
 
 A throwaway database gets one paired-parallel trial (bench/_reading_world.py); then, alternating in rounds so
 that the machine's noise falls on both, the CPU time of this process per call (the minimum over the rounds) of:
-- a reader's own read with its trial and case (reading.selectors.own_read's query), and the same under the read's
-  row lock (locked_own_read), against `Read.objects.filter(...).select_related("trial", "case")`;
+- a reader's own read with its trial, case and saved text, and its availability check (reading.selectors.own_read),
+  and the same under the read's row lock (locked_own_read), against `Read.objects.filter(...).select_related(...)`
+  followed by the same check;
 - the reader's worklist rows (id, status, arm, availability, case code, whether the draft is ready), against the
   same through the ORM's annotate(Exists(...)).values_list(...).
 It prints the ratio ORM / ours for each: the evidence core.db's docstring cites for keeping these two reads
@@ -64,14 +65,19 @@ def main() -> int:
         read_id = world.reads[user.username][0]
         reader_id = Read.objects.get(pk=read_id).reader_id
 
+        # the same work as ours: the read with its trial and case (and its saved text), then the availability check
         def orm_read():
-            return (Read.objects.filter(pk=read_id, reader__user_id=user.pk, reader__role=Role.READER)
-                    .select_related("trial", "case").first())
+            read = (Read.objects.filter(pk=read_id, reader__user_id=user.pk, reader__role=Role.READER)
+                    .select_related("trial", "case", "saved").first())
+            selectors.require_available(read)
+            return read
 
         def orm_locked():
             with transaction.atomic():
-                return (Read.objects.filter(pk=read_id, reader__user_id=user.pk, reader__role=Role.READER)
+                read = (Read.objects.filter(pk=read_id, reader__user_id=user.pk, reader__role=Role.READER)
                         .select_related("trial", "case").select_for_update(of=("self",)).first())
+                selectors.require_available(read)
+                return read
 
         def ours_locked():
             with transaction.atomic():

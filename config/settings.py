@@ -112,6 +112,8 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Shared by all web processes in production (login throttling counts failures here).
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = "core.cache.RedisCache"  # one Redis client per pool, not per operation
 # Sessions are read on every request: from the shared cache when there is one (written through to the
 # database, so a cache restart logs nobody out; expiry and logout hold as with the database alone). Not with
 # the in-process default cache: another web process would still find a session that was logged out.

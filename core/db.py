@@ -125,6 +125,21 @@ def values(sql: str, params: Sequence, fields: Sequence[Field | None]) -> list[l
     return out
 
 
+def vendor() -> str:
+    """The database's vendor ("postgresql", "sqlite"): callers key their built statements by it."""
+    return connection.vendor
+
+
+def lock_clause(alias: str, lock: str | None) -> str:
+    """" FOR UPDATE OF alias" (or NO KEY UPDATE for lock="no_key"), where the database has row locks; "" for no
+    lock, and on SQLite (a write transaction locks the whole database there)."""
+    if lock is None or not connection.features.has_select_for_update:
+        return ""
+    kind = "NO KEY UPDATE" if lock == "no_key" and connection.features.has_select_for_no_key_update else "UPDATE"
+    of = f" OF {alias}" if connection.features.has_select_for_update_of else ""
+    return f" FOR {kind}{of}"
+
+
 def ping() -> None:
     """One `SELECT 1`: raises if the database does not answer."""
     with connection.cursor() as cursor:

@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import BooleanField, Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Count, F, Q, QuerySet
 
 from ai import selectors as ai_selectors
-from ai.models import AIDraft, DraftStatus
-from core import clock
+from ai.models import AIDraft, DraftStatus, TrialModel
+from core import clock, db
 from core.clock import iso
-from trial.access import NO_ACCESS, Access
-from trial.models import Arm, Role, Status, Trial
+from trial.access import Access
+from trial.models import Arm, Case, Membership, Role, Status, Trial
 
 from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
 
@@ -76,25 +77,40 @@ _CASE = ("id", "trial", "site", "code", "clinical_history", "display_image", "va
          "display_height", "display_windows")
 
 
-def own_reads(*, user) -> QuerySet[Read]:
-    """The reads on the worklists of `user` (every trial they read in), with their trial and case (the columns the
-    reading steps use)."""
-    if not getattr(user, "is_authenticated", False):
-        return Read.objects.none()
-    return (Read.objects.filter(reader__user_id=user.pk, reader__role=Role.READER).select_related("trial", "case")
-            .only(*_READ_WITH_TRIAL_AND_CASE))
+@cache
+def _own_read_select(saved: bool, lock: str | None, vendor: str) -> db.Select:
+    """A reader's own read by id (and the reader's user), with its trial and case, and its saved text (LEFT JOIN)
+    if asked; `lock`: None, "update" or "no_key", a row lock of the read only. Hand-written: see core.db."""
+    parts = [db.Part(Read, "r", db.all_fields(Read)), db.Part(Trial, "t", _TRIAL), db.Part(Case, "c", _CASE)]
+    joins = [f"INNER JOIN {db.table(Membership)} m ON m.{db.col(Membership, 'id')} = r.{db.col(Read, 'reader')}",
+             f"INNER JOIN {db.table(Trial)} t ON t.{db.col(Trial, 'id')} = r.{db.col(Read, 'trial')}",
+             f"INNER JOIN {db.table(Case)} c ON c.{db.col(Case, 'id')} = r.{db.col(Read, 'case')}"]
+    if saved:
+        parts.append(db.Part(ReportDraft, "d", db.all_fields(ReportDraft)))
+        joins.append(f"LEFT OUTER JOIN {db.table(ReportDraft)} d ON d.{db.col(ReportDraft, 'read')} = "
+                     f"r.{db.col(Read, 'id')}")
+    where = (f"WHERE r.{db.col(Read, 'id')} = %s AND m.{db.col(Membership, 'user')} = %s "
+             f"AND m.{db.col(Membership, 'role')} = %s")
+    return db.Select(parts, f"FROM {db.table(Read)} r {' '.join(joins)} {where}{db.lock_clause('r', lock)}")
 
 
-_READ_WITH_TRIAL_AND_CASE = (*(f.name for f in Read._meta.concrete_fields), *(f"trial__{n}" for n in _TRIAL),
-                             *(f"case__{n}" for n in _CASE))
+def _own(*, read_id: int, user, saved: bool, lock: str | None) -> Read | None:
+    if not (getattr(user, "is_authenticated", False) and 0 < read_id < _BIGINT):
+        return None
+    rows = _own_read_select(saved, lock, db.vendor()).rows([read_id, user.pk, Role.READER.value])
+    if not rows:
+        return None
+    read, trial, case, *rest = rows[0]
+    read.trial, read.case = trial, case
+    if saved:
+        Read.saved.related.set_cached_value(read, rest[0])  # None: no text saved yet
+    return read
 
 
 def own_read(*, read_id: int, user, code: str | None = None) -> Read:
     """The user's own read `read_id` (with its trial, case and saved text), available to them now; the trial named
     by the URL (`code`), if any, must be the read's. Anything else is refused with the same message."""
-    saved = (f"saved__{f.name}" for f in ReportDraft._meta.concrete_fields)
-    read = (own_reads(user=user).select_related("saved").only(*_READ_WITH_TRIAL_AND_CASE, *saved)
-            .filter(pk=read_id).first() if 0 < read_id < _BIGINT else None)
+    read = _own(read_id=read_id, user=user, saved=True, lock=None)
     if read is None or (code is not None and read.trial.code != code):
         raise PermissionDenied(NOT_YOURS)
     require_available(read)
@@ -105,8 +121,7 @@ def locked_own_read(*, read_id: int, user, no_key: bool = False) -> Read:
     """The same, under a row lock of the read only (inside the caller's transaction), with its trial and case.
     Availability is checked on the locked row, so nothing changes it before the write commits. The saved text is
     not joined: read it after the lock is granted (`saved_text`)."""
-    read = (own_reads(user=user).select_for_update(of=("self",), no_key=no_key).filter(pk=read_id).first()
-            if 0 < read_id < _BIGINT else None)
+    read = _own(read_id=read_id, user=user, saved=False, lock="no_key" if no_key else "update")
     if read is None:
         raise PermissionDenied(NOT_YOURS)
     require_available(read)
@@ -143,20 +158,35 @@ class Worklist:
         return next((r for r in self.rows if r.available and r.status != ReadStatus.SUBMITTED), None)
 
 
+@cache
+def _rows_sql(vendor: str) -> tuple[str, list]:
+    """The reader's reads in their stored order with their case's code and whether the trial model's draft of the
+    case is ready (asked only where it decides anything, an assisted read not started yet). Hand-written: see
+    core.db."""
+    arm, status, case, trial = (f"r.{db.col(Read, name)}" for name in ("arm", "status", "case", "trial"))
+    # names from the models' _meta, constants from the code; the one value (the reader) is bound
+    draft_ready = (f"EXISTS (SELECT 1 FROM {db.table(AIDraft)} a INNER JOIN {db.table(TrialModel)} tm "  # noqa: S608
+                   f"ON tm.{db.col(TrialModel, 'model_version')} = a.{db.col(AIDraft, 'model_version')} "
+                   f"WHERE a.{db.col(AIDraft, 'case')} = {case} AND tm.{db.col(TrialModel, 'trial')} = {trial} "
+                   f"AND a.{db.col(AIDraft, 'status')} = '{DraftStatus.READY.value}')")
+    ready = (f"CASE WHEN {arm} = '{Arm.ASSISTED.value}' AND {status} = '{ReadStatus.ASSIGNED.value}' "
+             f"THEN {draft_ready} ELSE FALSE END")
+    fields = [Read._meta.get_field(n) for n in ("id", "status", "arm", "available_from")]
+    text = (f"SELECT {', '.join(f'r.{db.qn(f.column)}' for f in fields)}, c.{db.col(Case, 'code')}, {ready} "  # noqa: S608
+            f"FROM {db.table(Read)} r INNER JOIN {db.table(Case)} c ON c.{db.col(Case, 'id')} = {case} "
+            f"WHERE r.{db.col(Read, 'reader')} = %s ORDER BY r.{db.col(Read, 'order_key')}")
+    return text, [*fields, None, None]
+
+
 def _rows(*, reader_id: int) -> list[WorklistRow]:
-    """The reader's reads in their stored order, each available or not: one query (the draft is looked for only
-    where it decides anything, an assisted read not started yet)."""
+    """The reader's reads in their stored order, each available or not: one query."""
     now = clock.now()
-    draft_ready = Case(When(Q(arm=Arm.ASSISTED, status=ReadStatus.ASSIGNED),
-                            then=Exists(_ready_drafts(case=OuterRef("case_id"), trial=OuterRef("trial_id")))),
-                       default=Value(False), output_field=BooleanField())
-    reads = (Read.objects.filter(reader_id=reader_id).order_by("order_key")
-             .annotate(case_code=F("case__code"), draft_ready=draft_ready)
-             .values_list("id", "status", "arm", "available_from", "case_code", "draft_ready"))
+    text, fields = _rows_sql(db.vendor())
     return [WorklistRow(read_id, i + 1, case_code, status,
-                        _is_available(status=status, arm=arm, available_from=available_from, draft_ready=ready,
-                                      now=now))
-            for i, (read_id, status, arm, available_from, case_code, ready) in enumerate(reads)]
+                        _is_available(status=status, arm=arm, available_from=available_from,
+                                      draft_ready=bool(ready), now=now))
+            for i, (read_id, status, arm, available_from, case_code, ready)
+            in enumerate(db.values(text, [reader_id], fields))]
 
 
 def worklist(*, access: Access) -> Worklist:
@@ -308,7 +338,8 @@ def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
     for r in reports:
         final = r["version"] == latest[r["read_id"]]
         rows["reports"].append({
-            "report": r["id"], "read": r["read_id"], "case": r["read__case__code"], "reader": r["read__reader__pseudonym"],
+            "report": r["id"], "read": r["read_id"], "case": r["read__case__code"],
+            "reader": r["read__reader__pseudonym"],
             "arm": r["read__arm"], "version": r["version"], "final": int(final), "created_at": iso(r["created_at"]),
             "signed": int(r["signed_at"] is not None), "signed_at": iso(r["signed_at"]), "findings": r["findings"],
             "impression": r["impression"], "reason": r["reason"], "draft_kept_share": r["draft_kept_share"],
