@@ -94,6 +94,8 @@ class CorrectAPI(APIView):
 
 
 class SignoffQueueAPI(APIView):
+    pagination_class = Pagination  # the schema shows the page: {count, next, previous, results}
+
     @extend_schema(responses=SignoffItemSerializer(many=True))
     def get(self, request, code):
         access = access_for(user=request.user, code=code, roles=[Role.SENIOR])

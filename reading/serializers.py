@@ -95,7 +95,9 @@ class ImageSerializer(serializers.Serializer):
     values_url = serializers.CharField(allow_null=True)
     width = serializers.IntegerField()
     height = serializers.IntegerField()
-    windows = serializers.DictField()
+    # preset name (file, auto, lung, mediastinum, bone) → [center, width] in the values image's units, or None
+    windows = serializers.DictField(child=serializers.ListField(child=serializers.FloatField(), min_length=2,
+                                                                max_length=2, allow_null=True))
 
 
 class NextReadSerializer(serializers.Serializer):
@@ -163,7 +165,8 @@ def read_payload(screen: ReadScreen) -> dict:
         "draft": {"findings": draft.findings, "impression": draft.impression, "label": "AI draft"} if draft else None,
         "saved": saved.as_dict() if saved else None,
         "report": ReportSerializer(report).data if report else None,
-        "urls": {name: reverse(f"api-read-{name}", args=[read.pk]) for name in ("events", "autosave", "submit", "correct")},
+        "urls": {name: reverse(f"api-read-{name}", args=[read.pk])
+                 for name in ("events", "autosave", "submit", "correct")},
         "next": {"id": nxt, "api_url": reverse("api-read", args=[nxt]),
                  "page_url": reverse("reading:read", args=[code, nxt]),
                  # prefetched by the client once this radiograph is painted: "next case" paints sooner

@@ -1,16 +1,17 @@
-"""The OpenAPI schema says what every endpoint of the trial, ai and scoring APIs returns: no answer is a bare object
+"""The OpenAPI schema says what every endpoint of the trial, ai, reading and scoring APIs returns: no answer is a bare object
 (`responses=dict`), no map is of unknown values, and lists that grow with the trial are paginated."""
 from __future__ import annotations
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-APPS = ("trial.api", "ai.api", "scoring.api")
+APPS = ("trial.api", "ai.api", "reading.api", "scoring.api")
 # Lists that grow with the trial come a page at a time ({count, next, previous, results}).
 PAGINATED = {
     ("/api/trials/{code}/members/", "get"), ("/api/trials/{code}/cases/", "get"),
     ("/api/trials/{code}/allocations/", "get"), ("/api/trials/{code}/drafts/", "get"),
     ("/api/trials/{code}/scoring/items/", "get"), ("/api/trials/{code}/scoring/adjudication/", "get"),
+    ("/api/trials/{code}/worklist/", "get"), ("/api/trials/{code}/signoff/", "get"),
 }
 
 
@@ -52,7 +53,7 @@ def _untyped(schema, node: dict, where: str, seen: frozenset = frozenset()) -> l
     return found
 
 
-def test_every_answer_of_the_trial_ai_and_scoring_apis_has_a_declared_shape(generated):
+def test_every_answer_of_the_apis_has_a_declared_shape(generated):
     schema, ours = generated
     assert len(ours) >= 30  # the endpoints were found
     untyped, checked = [], 0
