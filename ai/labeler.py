@@ -358,7 +358,8 @@ def _label_sentence(sentence: str, matchers: Mapping[str, _Matcher]) -> dict[str
         if m.heart:
             for hit in _HEART_SUBJECT.finditer(s):
                 status = _heart_status(hit)
-                mentions.append(_Mention(name, hit.start(), hit.end(), None if status == "present" else status, hit.group(0)))
+                mentions.append(_Mention(name, hit.start(), hit.end(), None if status == "present" else status,
+                                         hit.group(0)))
                 heart_spans.append(hit.span())
         if m.mentions is not None:
             for hit in m.mentions.finditer(s):
@@ -400,7 +401,8 @@ def _label_sentence(sentence: str, matchers: Mapping[str, _Matcher]) -> dict[str
                         candidates.append((words_between(c.end, m.start), 0 if c.kind == "unc" else 1, c))
                 if c.direction in (_POST, _BOTH) and c.start >= m.end:
                     between = s[m.end:c.start]
-                    if "," not in between and not blocked(m.end, c.start) and words_between(m.end, c.start) <= _POST_WINDOW:
+                    if ("," not in between and not blocked(m.end, c.start)
+                            and words_between(m.end, c.start) <= _POST_WINDOW):
                         candidates.append((words_between(m.end, c.start), 0 if c.kind == "unc" else 1, c))
             if candidates:
                 _, _, cue = min(candidates, key=lambda item: (item[0], item[1]))

@@ -116,7 +116,8 @@ def baseline(model, processor, settings, device, tokens: int):
     total = time.perf_counter() - t
     per_token = (total - prefill) / (tokens - 1)
     return {"prefill_s": prefill, "per_token_s": per_token, "total_s": total,
-            "logits": first.logits[0][0].float().cpu(), "tokens": out.sequences[0, inputs["input_ids"].shape[1]:].tolist(),
+            "logits": first.logits[0][0].float().cpu(),
+            "tokens": out.sequences[0, inputs["input_ids"].shape[1]:].tolist(),
             "step_logits": out.logits[1][0].float().cpu(),
             "input_len": inputs["input_ids"].shape[1]}
 
@@ -231,7 +232,8 @@ def main() -> int:
     if not args.skip_baseline:
         base = baseline(model, processor, settings, device, tokens)
         print(f"baseline bf16 model.generate: prefill {base['prefill_s'] * 1000:.0f} ms, "
-              f"{base['per_token_s'] * 1000:.1f} ms/token, {base['total_s']:.2f} s per {tokens}-token report", flush=True)
+              f"{base['per_token_s'] * 1000:.1f} ms/token, {base['total_s']:.2f} s per {tokens}-token report",
+              flush=True)
     backend = JanusBackend.from_model(model, processor, settings, ignore_eos=True, dtype="bfloat16", device="cuda")
     r = ours(backend, tokens, batch=1, findings=FINDINGS)
     print(f"ours batch 1: {r['total_s']:.2f} s per {tokens}-token report with {len(FINDINGS)} finding scores "

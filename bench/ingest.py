@@ -133,7 +133,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=50, help="number of radiographs (at least 5)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--with-values", action="store_true",
-                        help="also time the viewer's values image (made by a worker after enrolment, not by the upload)")
+                        help="also time the viewer's values image "
+                             "(made by a worker after enrolment, not by the upload)")
     args = parser.parse_args()
     VALUES = args.with_values
 
@@ -203,7 +204,8 @@ def report(files, both, ours_only, mine, theirs, mine_only, per_file_ours, per_f
     dcmtk_total = statistics.median(theirs.runs)
     print()
     print("Files:", ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())))
-    print("ours : read_radiograph + deidentify + dicom_bytes + render_display (+ render_values with --with-values) (display PNG, long side ≤ 2048,")
+    print("ours : read_radiograph + deidentify + dicom_bytes + render_display (+ render_values with --with-values) "
+          "(display PNG, long side ≤ 2048,")
     print("       and a 256 px thumbnail), reading the file and writing the three outputs, in one warm")
     print("       Python process (how a Celery worker runs it).")
     print(f"dcmtk: dcmj2pnm {' '.join(DCMJ2PNM_OPTIONS)} FILE OUT.png: one process per file, as the tool is")

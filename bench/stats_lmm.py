@@ -1,4 +1,4 @@
-"""Time our REML + Satterthwaite fit of the reading-time LMM against R lme4 + lmerTest on the same data; prints the ratio.
+"""Time our REML + Satterthwaite fit of the reading-time LMM against R lme4 + lmerTest on the same data; the ratio.
 
 Run by hand from the repository root:  python bench/stats_lmm.py [--readers 20] [--cases 2000] [--repeats 7]
 

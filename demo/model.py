@@ -312,7 +312,8 @@ class _Batcher:
         self.position = len(examples)
 
     def ids(self, text: str) -> list[int]:
-        return self.tokenizer(text.replace(self.tokenizer.image_token, self._image), add_special_tokens=True)["input_ids"]
+        return self.tokenizer(text.replace(self.tokenizer.image_token, self._image),
+                              add_special_tokens=True)["input_ids"]
 
     def next_indices(self, n: int) -> list[int]:
         if self.position + n > len(self.order):
@@ -451,12 +452,13 @@ def train_demo_model(path: str | os.PathLike, *, n_images: int = 2400, steps: in
     a temporary linear head on its pooled tokens (cheap: no language model in the loop). Then the
     language model and the aligner learn the yes/no finding questions and the reports, each
     continuing the image's shared prefix; the report question names the image's true findings
-    (`GUIDED`: when drafting, the model's own yes answers take their place). Each stage stops after its steps (`vision_steps`, `steps`)
-    or when its share of the time left of `minutes` (counted from the start, phantoms included) has
-    passed, whichever comes first; on a busy machine the time cap stops the stages early, so the run
-    still ends within 15 minutes. The phantoms are drawn at `image_size` (512, the size the demo
-    enrols them at: the model learns from the same display images, scaled by its processor, that it
-    drafts from; drawn at 256 instead, the thin lines come out thicker than the model later sees them).
+    (`GUIDED`: when drafting, the model's own yes answers take their place). Each stage stops after its
+    steps (`vision_steps`, `steps`) or when its share of the time left of `minutes` (counted from the
+    start, phantoms included) has passed, whichever comes first; on a busy machine the time cap stops
+    the stages early, so the run still ends within 15 minutes. The phantoms are drawn at `image_size`
+    (512, the size the demo enrols them at: the model learns from the same display images, scaled by its
+    processor, that it drafts from; drawn at 256 instead, the thin lines come out thicker than the model
+    later sees them).
     """
     import torch
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from ai.labeler import label_report
 from ai.models import AIDraft, DraftStatus
+from core.clock import now as clock_now
 from core.clock import simulated as simulated_clock
 from demo import phantoms
 from reading import services as reading_services
@@ -196,7 +197,8 @@ def simulate_scoring(*, trial, truth: dict[str, Phantom], leave_per_expert: int,
                         choice = "none"
                     else:
                         assisted_wins = a > s
-                        choice = assignment.assisted_side if assisted_wins else ("B" if assignment.assisted_side == "A" else "A")
+                        choice = (assignment.assisted_side if assisted_wins
+                                  else ("B" if assignment.assisted_side == "A" else "A"))
                     scoring_services.submit_preference(assignment=assignment, by=user, choice=choice)
                 done += 1
                 progress("simulated expert answers", done, total)
@@ -209,4 +211,4 @@ def _answered(assignment: Assignment) -> bool:
 
 
 def start_clock() -> SimulatedClock:
-    return SimulatedClock(datetime.now(UTC) - timedelta(days=20))
+    return SimulatedClock(clock_now() - timedelta(days=20))

@@ -9,7 +9,8 @@ class AlreadySubmitted(Conflict):
 
 
 class StaleVersion(Conflict):
-    """A save based on an older text than the one stored; the answer carries the newer text so the tab can offer both."""
+    """A save based on an older text than the one stored; the answer carries the newer text so the tab can offer
+    both."""
 
     code = "stale_version"
 

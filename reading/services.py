@@ -13,8 +13,8 @@ from trial import audit
 from trial.models import Arm, Design, Membership, Role, Status, Trial
 from trial.selectors import require_role
 
-from . import timing
 from . import selectors as reading_selectors
+from . import timing
 from .errors import AlreadySubmitted, StaleVersion
 from .models import (
     CORRECTION_REASON_LIMIT,

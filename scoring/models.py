@@ -108,7 +108,8 @@ class Assignment(models.Model):
     # Pair items: the side ("A" = left) on which this expert sees the assisted report; balanced per expert.
     assisted_side = models.CharField(max_length=1, choices=Side.choices, blank=True)
     assigned_at = models.DateTimeField()
-    opened_at = models.DateTimeField(null=True, blank=True, help_text="When the expert's screen first opened the item (a POST).")
+    opened_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="When the expert's screen first opened the item (a POST).")
 
     class Meta:
         ordering = ["expert", "item__phase", "order_key"]

@@ -53,8 +53,8 @@ _SIGNATURE = re.compile(
     re.IGNORECASE,
 )
 
-_MODEL = (r"(?:janus(?:[\s-]?pro)?(?:[\s-]?cxr)?(?:[\s-]?\d+(?:\.\d+)?b)?|deep\s?seek(?:[\s-]?\w+)?|chat\s?gpt(?:[\s-]?\w+)?"
-          r"|gpt[\s-]?\d+\w*|llava(?:[\s-]?med)?|gemini|claude|chexagent|maira(?:[\s-]?\d)?)")
+_MODEL = (r"(?:janus(?:[\s-]?pro)?(?:[\s-]?cxr)?(?:[\s-]?\d+(?:\.\d+)?b)?|deep\s?seek(?:[\s-]?\w+)?"
+          r"|chat\s?gpt(?:[\s-]?\w+)?|gpt[\s-]?\d+\w*|llava(?:[\s-]?med)?|gemini|claude|chexagent|maira(?:[\s-]?\d)?)")
 _AI = (rf"(?:\bA\.I\.|\bAI\b|artificial intelligence|\bLLM\b|(?:large\s+)?language model|the model|{_MODEL}"
        r"|(?:auto(?:matically)?|machine|computer)[\s-]?generated|generated(?:\s+(?:text|report|draft))?)")
 # A phrase naming the AI inside a clinical sentence, with the words that lead into it.

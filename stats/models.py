@@ -95,7 +95,8 @@ class AnalysisRun(models.Model):
         ordering = ["trial", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["trial", "number"], name="analysis_run_number_unique"),
-            models.CheckConstraint(condition=Q(status__in=[s.value for s in RunStatus]), name="analysis_run_status_valid"),
+            models.CheckConstraint(condition=Q(status__in=[s.value for s in RunStatus]),
+                                   name="analysis_run_status_valid"),
             models.CheckConstraint(condition=Q(progress__lte=100), name="analysis_run_progress_range"),
             models.CheckConstraint(
                 condition=~Q(status="done") | (Q(results__isnull=False) & Q(dataset_sha256__regex=r"^[0-9a-f]{64}$")),

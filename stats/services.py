@@ -270,7 +270,8 @@ def _readme(run: AnalysisRun, *, masked: bool, identities: bool) -> str:
         "",
         f"- dataset SHA-256 (the run's snapshot): `{run.dataset_sha256}`",
         f"- analysis plan: version {run.plan_version}, SHA-256 `{run.plan_sha256}` (`plan.json` holds the hashed text)",
-        f"- code: {run.code_version.get('package', '')}, stats/methods SHA-256 `{run.code_version.get('methods_sha256', '')}`",
+        (f"- code: {run.code_version.get('package', '')}, "
+         f"stats/methods SHA-256 `{run.code_version.get('methods_sha256', '')}`"),
         "- `results.json`: the run's stored results; `MANIFEST.sha256`: the SHA-256 of every file here.",
         "",
     ]

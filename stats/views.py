@@ -1,4 +1,5 @@
-"""Pages of the stats app for investigators and statisticians: the plan, runs with a progress bar, the report, downloads."""
+"""Pages of the stats app for investigators and statisticians: the plan, runs with a progress bar, the report,
+downloads."""
 from __future__ import annotations
 
 import base64

@@ -198,7 +198,8 @@ def radiograph_dataset(
     block.add_new(0x11, "UI", "1.2.826.0.1.3680043.10.543.99.1")
 
     values = stored_values(rows, columns, bits_stored=bits_stored, photometric=photometric, seed=seed, signed=signed)
-    ds.set_pixel_data(values, photometric_interpretation=photometric, bits_stored=bits_stored, generate_instance_uid=False)
+    ds.set_pixel_data(values, photometric_interpretation=photometric, bits_stored=bits_stored,
+                      generate_instance_uid=False)
     if padding_value is not None:
         ds.PixelPaddingValue = padding_value
     if voi_lut:
@@ -359,7 +360,8 @@ def with_flipped_polarity(data: bytes) -> bytes:
     arr = ds.pixel_array
     flipped = (top - arr.astype(np.int32)).astype(arr.dtype)
     photometric = "MONOCHROME2" if ds.PhotometricInterpretation == "MONOCHROME1" else "MONOCHROME1"
-    ds.set_pixel_data(flipped, photometric_interpretation=photometric, bits_stored=int(ds.BitsStored), generate_instance_uid=False)
+    ds.set_pixel_data(flipped, photometric_interpretation=photometric, bits_stored=int(ds.BitsStored),
+                      generate_instance_uid=False)
     if "WindowCenter" in ds:
         ds.WindowCenter = f"{top - float(ds.WindowCenter):g}"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
@@ -424,7 +426,8 @@ def ct_modality() -> bytes:
 def multi_frame(frames: int = 3) -> bytes:
     ds = radiograph_dataset()
     one = ds.pixel_array
-    ds.set_pixel_data(np.stack([one] * frames), photometric_interpretation="MONOCHROME2", bits_stored=12, generate_instance_uid=False)
+    ds.set_pixel_data(np.stack([one] * frames), photometric_interpretation="MONOCHROME2", bits_stored=12,
+                      generate_instance_uid=False)
     return to_bytes(ds)
 
 
@@ -432,7 +435,8 @@ def undeclared_second_frame() -> bytes:
     """Two RLE frames in the pixel data while the header declares none: pydicom only warns."""
     ds = radiograph_dataset()
     one = ds.pixel_array
-    ds.set_pixel_data(np.stack([one, one]), photometric_interpretation="MONOCHROME2", bits_stored=12, generate_instance_uid=False)
+    ds.set_pixel_data(np.stack([one, one]), photometric_interpretation="MONOCHROME2", bits_stored=12,
+                      generate_instance_uid=False)
     ds.compress(RLELossless, encoding_plugin=_plugin_for(RLELossless), generate_instance_uid=False)
     del ds.NumberOfFrames
     return to_bytes(ds)
@@ -489,7 +493,8 @@ def missing_attribute(keyword: str = "BitsStored") -> bytes:
 def rgb_image() -> bytes:
     ds = radiograph_dataset()
     grey = (chest_phantom(600, 520) * 255).astype(np.uint8)
-    ds.set_pixel_data(np.stack([grey] * 3, axis=-1), photometric_interpretation="RGB", bits_stored=8, generate_instance_uid=False)
+    ds.set_pixel_data(np.stack([grey] * 3, axis=-1), photometric_interpretation="RGB", bits_stored=8,
+                      generate_instance_uid=False)
     return to_bytes(ds)
 
 

@@ -54,7 +54,8 @@ def _locked_head() -> AuditHead:
     return head
 
 
-def record(*, actor, action: str, obj: models.Model | None = None, trial=None, payload: dict | None = None) -> AuditEvent:
+def record(*, actor, action: str, obj: models.Model | None = None, trial=None,
+           payload: dict | None = None) -> AuditEvent:
     """Append one event; call it inside the transaction of the write it describes (no savepoint of its own: if
     the append fails, the write fails with it). Three statements: lock the head, insert the event, move the
     head."""

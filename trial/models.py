@@ -80,7 +80,8 @@ class Trial(models.Model):
     findings = models.JSONField(default=default_findings, help_text="The findings readers mark and experts judge.")
     experts_per_item = models.PositiveSmallIntegerField(default=5)
     allow_no_preference = models.BooleanField(default=True)
-    washout_days = models.PositiveSmallIntegerField(default=28, help_text="Crossover only: days between two reads of a case.")
+    washout_days = models.PositiveSmallIntegerField(default=28,
+                                                    help_text="Crossover only: days between two reads of a case.")
     require_signoff = models.BooleanField(default=False, help_text="Reports are final only after a senior signs them.")
     # Randomization: permuted blocks of sizes multiple × (assisted + standard ratio).
     ratio_assisted = models.PositiveSmallIntegerField(default=1)

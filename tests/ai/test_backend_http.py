@@ -32,7 +32,9 @@ def backend(url, **options) -> HttpBackend:
 
 
 def test_a_normal_answer_becomes_a_draft_with_sections(fake_server, png):
-    server = fake_server(lambda body, n: (200, completion("No") if is_question(body) else completion(REPORT, tokens=21), 0))
+    server = fake_server(lambda body, n: (200,
+                                          completion("No") if is_question(body) else completion(REPORT, tokens=21),
+                                          0))
     image = png(1)
     [draft] = backend(server.url, model="janus-pro-cxr", api_key="k-123").generate(
         [DraftRequest(image_png=image, clinical_history="cough")], findings=["pneumothorax"])

@@ -101,7 +101,8 @@ TABLE = [
     ("No definite consolidation.", {"consolidation": A}),
     ("Consolidation has cleared.", {"consolidation": A}),
     # reports, capitals, headings, several sentences
-    ("FINDINGS: No pleural effusion. IMPRESSION: Small right pneumothorax.", {"pleural effusion": A, "pneumothorax": P}),
+    ("FINDINGS: No pleural effusion. IMPRESSION: Small right pneumothorax.",
+     {"pleural effusion": A, "pneumothorax": P}),
     ("IMPRESSION:\nNo acute cardiopulmonary process.", {}),
     ("NO PNEUMOTHORAX.", {"pneumothorax": A}),
     ("", {}),

@@ -183,7 +183,8 @@ def test_finding_scores_count_and_average():
     [("positive", (1, 0, 0, 0)), ("negative", (0, 0, 1, 0)), ("ignore", (0, 0, 0, 0))],
 )
 def test_uncertain_labels_follow_the_chosen_policy(policy, counts):
-    s = finding_scores([{"pneumothorax": "uncertain"}], [{"pneumothorax": "present"}], ["pneumothorax"], uncertain=policy)
+    s = finding_scores([{"pneumothorax": "uncertain"}], [{"pneumothorax": "present"}], ["pneumothorax"],
+                       uncertain=policy)
     c = s.per_finding["pneumothorax"]
     assert (c.tp, c.fp, c.fn, c.tn) == counts
 

@@ -6,9 +6,8 @@ import json
 import pytest
 from django.conf import settings
 
-from tests.reading.conftest import build_trial  # noqa: F401  (a fixture)
-
 from core import db
+from tests.reading.conftest import build_trial  # noqa: F401  (a fixture)
 
 
 @pytest.mark.django_db

@@ -146,7 +146,8 @@ def test_a_finding_is_drawn_on_the_side_its_report_names(finding):
         else:
             assert c0 < 64 < c1
         said = phantom.report.findings.lower()  # the lingula is in the left lung
-        words = {"right": ("right",), "left": ("left", "lingula"), "bilateral": ("bilateral", "both", "bibasilar")}[detail.side]
+        words = {"right": ("right",), "left": ("left", "lingula"),
+                 "bilateral": ("bilateral", "both", "bibasilar")}[detail.side]
         assert any(w in said for w in words), said
 
 

@@ -67,7 +67,9 @@ def test_worklist_order_is_random_per_reader_and_stored(build_trial):
     first = [r.case_code for r in selectors.worklist(access=access_for(user=readers[0], code=trial.code)).rows]
     again = [r.case_code for r in selectors.worklist(access=access_for(user=readers[0], code=trial.code)).rows]
     assert first == again and len(first) == 12
-    assert first != sorted(first) or [r.case_code for r in selectors.worklist(access=access_for(user=readers[1], code=trial.code)).rows] != sorted(first)
+    assert (first != sorted(first)
+            or [r.case_code for r in selectors.worklist(access=access_for(user=readers[1], code=trial.code)).rows]
+            != sorted(first))
     keys = list(Read.objects.filter(reader__user=readers[0]).values_list("order_key", flat=True))
     assert len(set(keys)) == 12  # stored, distinct
 
@@ -113,7 +115,8 @@ def test_assisted_read_waits_for_its_draft(build_trial):
     trial, readers, cases, model = build_trial(readers_per_site=2, n_cases=4, drafts=False)
     AIDraft.objects.create(case=cases[0], model_version=model, status=DraftStatus.PENDING)
     assisted = Read.objects.filter(trial=trial, arm="assisted", case=cases[0]).select_related("reader__user").first()
-    row = next(r for r in selectors.worklist(access=access_for(user=assisted.reader.user, code=trial.code)).rows if r.id == assisted.pk)
+    row = next(r for r in selectors.worklist(access=access_for(user=assisted.reader.user, code=trial.code)).rows
+               if r.id == assisted.pk)
     assert row.available is False
     with pytest.raises(PermissionDenied, match="not available yet"):
         selectors.own_read(read_id=assisted.pk, user=assisted.reader.user)
@@ -133,8 +136,10 @@ def test_time_is_measured_by_the_server_and_client_clock_is_only_recorded(build_
     assert abs((event.server_time - timezone.now()).total_seconds()) < 5
     assert event.clock_skew_seconds < -3 * 86400 + 10
     ReadEvent.objects.filter(pk=event.pk).update(server_time=timezone.now() - timedelta(seconds=40))
-    ReadEvent.objects.create(read=read, kind="heartbeat", tab_id="t1", server_time=timezone.now() - timedelta(seconds=25))
-    ReadEvent.objects.create(read=read, kind="heartbeat", tab_id="t1", server_time=timezone.now() - timedelta(seconds=10))
+    ReadEvent.objects.create(read=read, kind="heartbeat", tab_id="t1",
+                             server_time=timezone.now() - timedelta(seconds=25))
+    ReadEvent.objects.create(read=read, kind="heartbeat", tab_id="t1",
+                             server_time=timezone.now() - timedelta(seconds=10))
     _submit(read, user)
     read.refresh_from_db()
     assert 39 <= read.wall_seconds <= 45 and 39 <= read.active_seconds <= 45
@@ -283,7 +288,8 @@ def test_crossover_reads_every_case_in_both_arms_with_washout(build_trial):
     _submit(first, user)
     second.refresh_from_db()
     assert (second.available_from - timezone.now()).days in (13, 14)
-    assert second.pk not in {r.id for r in selectors.worklist(access=access_for(user=user, code=trial.code)).rows if r.available}
+    assert second.pk not in {r.id for r in selectors.worklist(access=access_for(user=user, code=trial.code)).rows
+                             if r.available}
 
 
 def test_case_randomized_trial_reads_each_case_once_in_its_arm(build_trial):
@@ -317,7 +323,8 @@ def test_worklist_and_reading_queries_do_not_grow_with_cases(build_trial, client
     counts = []
     for trial in (small, big):
         # the same arm in both trials: the assisted arm's page also fetches the draft
-        read = Read.objects.filter(trial=trial, arm="assisted").select_related("reader__user").order_by("order_key").first()
+        read = (Read.objects.filter(trial=trial, arm="assisted").select_related("reader__user")
+                .order_by("order_key").first())
         user = read.reader.user
         client.force_login(user)
         counts.append(_queries(client, [f"/t/{trial.code}/read/", f"/t/{trial.code}/read/{read.pk}/",
@@ -349,7 +356,8 @@ def test_reading_page_embeds_the_read_the_api_gives(build_trial, client, arm):
     assert embedded["saved"]["findings"] == "typed"
     assert (embedded["draft"] is not None) == (arm == "assisted")
     # the radiograph is asked for from the head, and "back" never shows an old copy of the saved text
-    assert f'<link rel="preload" href="{embedded["image"]["display_url"]}" as="fetch" crossorigin>' in page.content.decode()
+    assert (f'<link rel="preload" href="{embedded["image"]["display_url"]}" as="fetch" crossorigin>'
+            in page.content.decode())
     assert "no-store" in page["Cache-Control"]
 
 

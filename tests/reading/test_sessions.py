@@ -22,9 +22,11 @@ def _session_engine(**env: str) -> str:
 
 
 @pytest.mark.parametrize("cache_url, engine", [
-    (None, "db"),                                # the in-process default: another worker would keep a logged-out session
+    # the in-process default: another worker would keep a logged-out session
+    (None, "db"),
     ("locmemcache://", "db"),
-    ("redis://127.0.0.1:6379/1", "cached_db"),  # shared (docker/compose.yaml): read there, written through to the database
+    # shared (docker/compose.yaml): read there, written through to the database
+    ("redis://127.0.0.1:6379/1", "cached_db"),
 ])
 def test_sessions_come_from_the_cache_only_when_it_is_shared(cache_url, engine):
     env = {"DJANGO_SETTINGS_MODULE": "config.settings"}

@@ -20,7 +20,8 @@ def mine(user, *, kind=None, case=None, trial=None):
 def answer(assignment, user, **values):
     kind = assignment.item.kind
     if kind == "quality":
-        return services.submit_quality_score(assignment=assignment, by=user, **({"overall": 4, "radpeer": "1"} | values))
+        return services.submit_quality_score(assignment=assignment, by=user,
+                                             **({"overall": 4, "radpeer": "1"} | values))
     if kind == "pair":
         return services.submit_preference(assignment=assignment, by=user, **({"choice": "A"} | values))
     marks = {f: "absent" for f in assignment.item.trial.findings}

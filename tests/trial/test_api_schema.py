@@ -1,5 +1,5 @@
-"""The OpenAPI schema says what every endpoint of the trial, ai, reading and scoring APIs returns: no answer is a bare object
-(`responses=dict`), no map is of unknown values, and lists that grow with the trial are paginated."""
+"""The OpenAPI schema says what every endpoint of the trial, ai, reading and scoring APIs returns: no answer is a
+bare object (`responses=dict`), no map is of unknown values, and lists that grow with the trial are paginated."""
 from __future__ import annotations
 
 import pytest

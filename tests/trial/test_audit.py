@@ -69,7 +69,8 @@ def test_verify_audit_says_the_chain_is_intact(trial, site, capsys):
 def test_database_trigger_refuses_updates_on_postgresql(trial):
     if connection.vendor != "postgresql":
         pytest.skip("the trigger exists on PostgreSQL only; SQLite relies on the ORM guard tested above")
-    from django.db.utils import DatabaseError  # psycopg 3 raises RAISE EXCEPTION as ProgrammingError, psycopg2 InternalError
+    # psycopg 3 raises RAISE EXCEPTION as ProgrammingError, psycopg2 InternalError
+    from django.db.utils import DatabaseError
 
     with pytest.raises(DatabaseError, match="append-only"):
         with transaction.atomic(), connection.cursor() as cursor:

@@ -191,7 +191,8 @@ def test_file_without_window_gets_a_percentile_window():
     rendered = render_display(read_radiograph(corpus.radiograph_bytes(window=False)))
     assert rendered.source == "auto percentile"
     # the 0.5–99.5 % window of the phantom lies inside its stored range (12 bits)
-    assert 0 < rendered.window_center - rendered.window_width / 2 < rendered.window_center + rendered.window_width / 2 < 4095
+    assert (0 < rendered.window_center - rendered.window_width / 2
+            < rendered.window_center + rendered.window_width / 2 < 4095)
 
 
 def test_auto_option_ignores_the_file_window():
@@ -284,26 +285,39 @@ REFUSALS = [
     pytest.param(lambda: b"\x00" * 64, "truncated", "inside the DICOM preamble", id="cut-in-preamble"),
     pytest.param(corpus.truncated_in_header, "truncated", "it ends inside the DICOM header", id="cut-in-header"),
     pytest.param(corpus.truncated_in_pixel_data, "truncated", "it ends inside the image data", id="cut-in-pixels"),
-    pytest.param(lambda: corpus.truncated_in_pixel_data("j2k"), "truncated", "ends inside the image data", id="cut-in-j2k"),
-    pytest.param(lambda: corpus.truncated_in_pixel_data("rle"), "truncated", "ends inside the image data", id="cut-in-rle"),
-    pytest.param(lambda: corpus.truncated_in_pixel_data("jpeg_lossless"), "truncated", "ends inside the image data", id="cut-in-jpeg-lossless"),
-    pytest.param(corpus.fragment_cut_short, "undecodable", "could not be decoded as JPEG 2000", id="j2k-codestream-cut"),
-    pytest.param(lambda: corpus.fragment_cut_short("rle"), "undecodable", "could not be decoded as RLE", id="rle-codestream-cut"),
-    pytest.param(lambda: corpus.fragment_cut_short("jpeg_lossless"), "undecodable", "could not be decoded as JPEG Lossless", id="jpeg-lossless-codestream-cut"),
+    pytest.param(lambda: corpus.truncated_in_pixel_data("j2k"), "truncated", "ends inside the image data",
+                 id="cut-in-j2k"),
+    pytest.param(lambda: corpus.truncated_in_pixel_data("rle"), "truncated", "ends inside the image data",
+                 id="cut-in-rle"),
+    pytest.param(lambda: corpus.truncated_in_pixel_data("jpeg_lossless"), "truncated", "ends inside the image data",
+                 id="cut-in-jpeg-lossless"),
+    pytest.param(corpus.fragment_cut_short, "undecodable", "could not be decoded as JPEG 2000",
+                 id="j2k-codestream-cut"),
+    pytest.param(lambda: corpus.fragment_cut_short("rle"), "undecodable", "could not be decoded as RLE",
+                 id="rle-codestream-cut"),
+    pytest.param(lambda: corpus.fragment_cut_short("jpeg_lossless"), "undecodable",
+                 "could not be decoded as JPEG Lossless", id="jpeg-lossless-codestream-cut"),
     pytest.param(corpus.no_pixel_data, "no_pixel_data", "Pixel Data is missing", id="no-pixels"),
-    pytest.param(corpus.ct_modality, "wrong_modality", "Modality is CT; only chest radiographs (CR or DX) are accepted.", id="ct"),
-    pytest.param(corpus.not_chest, "not_chest", "Body Part Examined is KNEE; only chest radiographs are accepted.", id="knee"),
+    pytest.param(corpus.ct_modality, "wrong_modality",
+                 "Modality is CT; only chest radiographs (CR or DX) are accepted.", id="ct"),
+    pytest.param(corpus.not_chest, "not_chest", "Body Part Examined is KNEE; only chest radiographs are accepted.",
+                 id="knee"),
     pytest.param(corpus.multi_frame, "multi_frame", "The file holds 3 frames", id="three-frames"),
-    pytest.param(corpus.undeclared_second_frame, "multi_frame", "more frames than the header declares", id="undeclared-frame"),
+    pytest.param(corpus.undeclared_second_frame, "multi_frame", "more frames than the header declares",
+                 id="undeclared-frame"),
     pytest.param(corpus.undecodable_syntax, "undecodable", "JPEG XL Lossless (1.2.840.10008.1.2.4.110)", id="jpeg-xl"),
     pytest.param(lambda: corpus.undecodable_syntax("1.2.840.10008.1.2.4.100"), "undecodable", "MPEG2", id="mpeg2"),
     pytest.param(corpus.burned_in_annotation, "burned_in_annotation", "burned-in annotation", id="burned-in"),
-    pytest.param(corpus.missing_attribute, "missing_attribute", "Bits Stored (0028,0101) is missing", id="no-bits-stored"),
-    pytest.param(lambda: corpus.missing_attribute("SOPInstanceUID"), "missing_attribute", "SOP Instance UID (0008,0018) is missing", id="no-sop-uid"),
-    pytest.param(corpus.with_unreadable_value, "invalid_attribute", "Rescale Slope (0028,1053) cannot be read", id="bad-rescale"),
+    pytest.param(corpus.missing_attribute, "missing_attribute", "Bits Stored (0028,0101) is missing",
+                 id="no-bits-stored"),
+    pytest.param(lambda: corpus.missing_attribute("SOPInstanceUID"), "missing_attribute",
+                 "SOP Instance UID (0008,0018) is missing", id="no-sop-uid"),
+    pytest.param(corpus.with_unreadable_value, "invalid_attribute", "Rescale Slope (0028,1053) cannot be read",
+                 id="bad-rescale"),
     pytest.param(corpus.rgb_image, "unsupported_photometric", "Photometric Interpretation is RGB", id="rgb"),
     pytest.param(corpus.bits_allocated_32, "unsupported_pixel_format", "Bits Allocated is 32", id="32-bit"),
-    pytest.param(corpus.oversized_pixel_data, "not_image_size", "the header does not describe these pixels", id="too-many-bytes"),
+    pytest.param(corpus.oversized_pixel_data, "not_image_size", "the header does not describe these pixels",
+                 id="too-many-bytes"),
 ]
 
 

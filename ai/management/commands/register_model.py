@@ -19,7 +19,8 @@ class Command(BaseCommand):
         parser.add_argument("--server-model", default="", help="Model name the server expects (http).")
         parser.add_argument("--api-key-env", default="", help="Environment variable holding the server's API key.")
         parser.add_argument("--roles", choices=["transformers", "authors"], default="transformers",
-                            help="<|User|>/<|Assistant|> (transformers template) or User/Assistant (the authors' script).")
+                            help="<|User|>/<|Assistant|> (transformers template) "
+                                 "or User/Assistant (the authors' script).")
         parser.add_argument("--include-history", action="store_true", help="Put the clinical history into the prompt.")
         parser.add_argument("--max-new-tokens", type=int, default=512)
         parser.add_argument("--generation", default="{}", help="Further generation settings as JSON.")

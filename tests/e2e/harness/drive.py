@@ -53,7 +53,8 @@ with sync_playwright() as p:
     page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: console.append(f"PAGEERROR: {e}"))
     page.request.post(BASE + "/_reset")
-    page.request.post(BASE + "/_timing", data=json.dumps({"autosave_every_seconds": 1, "heartbeat_seconds": 2, "idle_after_seconds": 3}))
+    page.request.post(BASE + "/_timing",
+                      data=json.dumps({"autosave_every_seconds": 1, "heartbeat_seconds": 2, "idle_after_seconds": 3}))
 
     # Worklist → assisted read.
     page.goto(BASE + "/t/jpc-1/read/")
@@ -84,7 +85,8 @@ with sync_playwright() as p:
     page.mouse.up()
     after = page.evaluate("() => CxrReading.viewer.state()")
     check(after["width"] < before["width"] and after["center"] > before["center"] and after["renderingValues"],
-          f"drag changes W/L ({before['width']:.0f}/{before['center']:.0f} → {after['width']:.0f}/{after['center']:.0f})")
+          f"drag changes W/L ({before['width']:.0f}/{before['center']:.0f} → "
+          f"{after['width']:.0f}/{after['center']:.0f})")
     page.mouse.click(cx, cy)  # focus the viewer
     page.keyboard.press("3")
     check(page.evaluate("() => CxrReading.viewer.state().preset") == "lung", "key 3 = lung preset")
@@ -119,7 +121,8 @@ with sync_playwright() as p:
     page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Saved')", timeout=8000)
     page.wait_for_timeout(1500)
     saved = log(page)["saved"].get("11")
-    check(saved and saved["impression"] == "Small right effusion." and saved["finding_flags"]["pleural effusion"], "autosaved text and flag")
+    check(saved and saved["impression"] == "Small right effusion." and saved["finding_flags"]["pleural effusion"],
+          "autosaved text and flag")
     ev = kinds(page, 11)
     check(ev[:2] == ["opened", "image_shown"] and "first_edit" in ev, f"events in order: {ev[:4]}")
 
@@ -138,20 +141,25 @@ with sync_playwright() as p:
     # Offline: status says so, text kept, sent when back.
     ctx.set_offline(True)
     page.type("#findings", " OFFLINE", delay=1)
-    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Offline')", timeout=8000)
+    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Offline')",
+                           timeout=8000)
     page.screenshot(path=str(OUT / "read-offline.png"))
     ctx.set_offline(False)
-    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Saved')", timeout=10000)
+    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Saved')",
+                           timeout=10000)
     check(log(page)["saved"]["11"]["findings"].endswith(" OFFLINE"), "offline text sent when back")
     page.request.post(BASE + "/_fault", data=json.dumps({"mode": "down"}))
     page.type("#findings", " DOWN", delay=1)
-    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Offline')", timeout=8000)
+    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Offline')",
+                           timeout=8000)
     page.request.post(BASE + "/_fault", data=json.dumps({"mode": ""}))
-    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Saved')", timeout=10000)
+    page.wait_for_function("() => document.getElementById('save-status').textContent.startsWith('Saved')",
+                           timeout=10000)
     check(log(page)["saved"]["11"]["findings"].endswith(" DOWN"), "text sent after a 503 outage")
 
     # Another tab saved: conflict shown, nothing overwritten.
-    page.request.post(BASE + "/_other_tab/11", data=json.dumps({"findings": "Other tab findings.", "impression": "Other tab impression."}))
+    page.request.post(BASE + "/_other_tab/11",
+                      data=json.dumps({"findings": "Other tab findings.", "impression": "Other tab impression."}))
     page.type("#findings", " MINE", delay=1)
     page.wait_for_selector("#conflict:not([hidden])", timeout=8000)
     check(log(page)["saved"]["11"]["findings"] == "Other tab findings.", "the other tab's text was not overwritten")
@@ -165,12 +173,14 @@ with sync_playwright() as p:
     page.mouse.move(cx + 5, cy + 5)
     page.wait_for_timeout(300)
     ev = kinds(page, 11)
-    check("heartbeat" in ev and "idle" in ev and "resumed" in ev and ev.index("idle") < ev.index("resumed"), "heartbeat, idle then resumed")
+    check("heartbeat" in ev and "idle" in ev and "resumed" in ev and ev.index("idle") < ev.index("resumed"),
+          "heartbeat, idle then resumed")
 
     # Submit: empty impression refused client-side; confirm modal; submitted view.
     page.fill("#impression", "   ")
     page.keyboard.press("Control+Enter")
-    check(page.is_visible("#impression.is-invalid") and not page.is_visible("#confirm-modal"), "empty impression refused before the dialog")
+    check(page.is_visible("#impression.is-invalid") and not page.is_visible("#confirm-modal"),
+          "empty impression refused before the dialog")
     page.fill("#impression", "Small right pleural effusion; right basal pneumonia likely.")
     page.keyboard.press("Control+Enter")
     page.wait_for_selector("#confirm-modal.show")
@@ -182,7 +192,8 @@ with sync_playwright() as p:
     check(page.evaluate("() => document.getElementById('findings').readOnly"), "submitted report read-only")
     page.wait_for_function("() => !document.body.classList.contains('modal-open')")
     page.wait_for_timeout(50)
-    check(page.evaluate("() => document.activeElement.id") == "next-button", "focus on Next case after submit: " + page.evaluate("() => document.activeElement.outerHTML.slice(0, 60)"))
+    check(page.evaluate("() => document.activeElement.id") == "next-button",
+          "focus on Next case after submit: " + page.evaluate("() => document.activeElement.outerHTML.slice(0, 60)"))
     page.screenshot(path=str(OUT / "read-submitted.png"))
 
     # Correction: needs a reason; new version.
@@ -204,8 +215,10 @@ with sync_playwright() as p:
     ms = shown(page)
     check(page.evaluate("() => window.__sameDocument === true"), "next case loaded without a page reload")
     check(page.url.endswith("/t/jpc-1/read/12/"), "URL follows (pushState)")
-    check(page.input_value("#findings") == "" and page.inner_text("#text-source").strip() == "", "standard arm: empty editor, no label")
-    check(any("after next case" in c for c in console), f"next case painted in {page.get_attribute('#read-app', 'data-image-shown-ms')} ms")
+    check(page.input_value("#findings") == "" and page.inner_text("#text-source").strip() == "",
+          "standard arm: empty editor, no label")
+    check(any("after next case" in c for c in console),
+          f"next case painted in {page.get_attribute('#read-app', 'data-image-shown-ms')} ms")
     page.wait_for_timeout(400)
     page.screenshot(path=str(OUT / "read-standard.png"))
     # A read without a values PNG or windows: window/level on the display grey.
@@ -256,5 +269,5 @@ with sync_playwright() as p:
         print("     console", c)
     browser.close()
 
-print("FAILED: %d" % check.failed if check.failed else "all ok")
+print(f"FAILED: {check.failed}" if check.failed else "all ok")
 sys.exit(1 if check.failed else 0)

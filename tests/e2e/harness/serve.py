@@ -7,7 +7,8 @@ so the harness works whatever state the backend is in), serves /static/ through 
 and answers the API of the reading contract from reads.json, in memory, with the backend's version rules.
 Two synthetic radiographs ("a": 2048², "b": 1841×1955) are generated at start-up: a display PNG and the
 packed 16-bit values PNG. Test hooks: GET /_log (events and saves), POST /_fault {"mode": "down"|"nosave"|""},
-POST /_reset, POST /_timing {"idle_after_seconds", ...}, POST /_other_tab/<id> (a save from another tab: {"findings", "impression"}).
+POST /_reset, POST /_timing {"idle_after_seconds", ...}, POST /_other_tab/<id> (a save from another tab:
+{"findings", "impression"}).
 Not a test and not run by the test suite; only for developing the client in Chromium.
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ def _stub(request, *args, **kwargs):
 urls = types.ModuleType("harness_urls")
 urls.urlpatterns = [
     path("", include(([path("", _stub, name="home"), path("t/<slug:code>/", _stub, name="detail")], "trial"))),
+    path("", include(([path("t/<slug:code>/read/<int:read_id>/", _stub, name="read")], "reading"))),
     path("admin/", include(([path("", _stub, name="index")], "admin"))),
     path("api/docs/", _stub, name="api-docs"),
     path("accounts/login/", _stub, name="login"),
@@ -111,7 +113,8 @@ for key, (w, h, seed) in {"a": (2048, 2048, 1), "b": (1841, 1955, 2)}.items():
     vals = phantom(w, h, seed)
     disp, packed, auto = pngs(vals)
     IMAGES[key] = {"display": disp, "values": packed, "w": w, "h": h, "auto": auto,
-                   "probe": [[x, y, int(vals[y, x])] for x, y in ((0, 0), (w // 2, h // 3), (w - 1, h - 1), (777, 1333))]}
+                   "probe": [[x, y, int(vals[y, x])]
+                             for x, y in ((0, 0), (w // 2, h // 3), (w - 1, h - 1), (777, 1333))]}
 
 # ---------------------------------------------------------------------------------------------- fake API
 FIXTURE = json.loads((HERE / "reads.json").read_text())
@@ -148,12 +151,14 @@ def payload(read: dict) -> dict:
     return {
         "id": rid, "page_url": f"/t/jpc-1/read/{rid}/", "case": read["case"], "position": i + 1, "of": len(reads),
         "status": read["status"],
-        "image": {"display_url": f"/img/{read['image']}/display.png", "values_url": None if read.get("display_only") else f"/img/{read['image']}/values.png",
+        "image": {"display_url": f"/img/{read['image']}/display.png",
+                  "values_url": None if read.get("display_only") else f"/img/{read['image']}/values.png",
                   "width": img["w"], "height": img["h"], "windows": windows},
         "clinical_history": read["clinical_history"], "findings": FIXTURE["findings"], "draft": read.get("draft"),
         "saved": STATE["saved"].get(rid), "report": read.get("report"),
         "urls": {k: f"/api/reads/{rid}/{k}/" for k in ("events", "autosave", "submit", "correct")},
-        "next": {"id": nxt["id"], "api_url": f"/api/reads/{nxt['id']}/", "page_url": f"/t/jpc-1/read/{nxt['id']}/"} if nxt else None,
+        "next": {"id": nxt["id"], "api_url": f"/api/reads/{nxt['id']}/",
+                 "page_url": f"/t/jpc-1/read/{nxt['id']}/"} if nxt else None,
         **STATE["timing"],
     }
 
@@ -216,7 +221,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         # The policy production will use: no inline script or style attribute, nothing from elsewhere.
-        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
+        self.send_header("Content-Security-Policy",
+                         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'")
         self.end_headers()
         self.wfile.write(body)
 
@@ -238,8 +244,10 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}") if length else {}
         with LOCK:
             if p == "/_log":
-                return self.json(200, {"log": STATE["log"], "saved": STATE["saved"], "images": {k: v["probe"] for k, v in IMAGES.items()},
-                                       "reads": {k: {"status": r["status"], "report": r.get("report")} for k, r in STATE["reads"].items()}})
+                return self.json(200, {"log": STATE["log"], "saved": STATE["saved"],
+                                       "images": {k: v["probe"] for k, v in IMAGES.items()},
+                                       "reads": {k: {"status": r["status"], "report": r.get("report")}
+                                                 for k, r in STATE["reads"].items()}})
             if p == "/_reset":
                 reset()
                 return self.json(200, {})
@@ -259,19 +267,25 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send(503, b"Service Unavailable", "text/plain")
                 return self.json(*api(method, int(m[1]), m[2], body))
             if p in ("/t/jpc-1/read/", "/"):
-                reads = [{"id": r["id"], "position": i + 1, "case_code": r["case"], "status": r["status"],
-                          "available": r["available"], "url": f"/t/jpc-1/read/{r['id']}/"} for i, r in enumerate(order())]
-                resume = next((r["url"] for r in reads if r["available"] and r["status"] != "submitted"), None)
-                done = sum(r["status"] == "submitted" for r in reads)
-                return self.page("reading/worklist.html", {"trial": FIXTURE["trial"], "reads": reads, "resume_url": resume,
-                                                           "progress": {"done": done, "total": len(reads)}})
+                # the context of reading.views.worklist_page: the worklist's rows, where to resume
+                rows = [types.SimpleNamespace(id=r["id"], position=i + 1, case_code=r["case"], status=r["status"],
+                                              available=r["available"]) for i, r in enumerate(order())]
+                resume = next((r for r in rows if r.available and r.status != "submitted"), None)
+                done = sum(r.status == "submitted" for r in rows)
+                worklist = types.SimpleNamespace(rows=rows, done=done, total=len(rows), resume=resume)
+                return self.page("reading/worklist.html", {
+                    "trial": FIXTURE["trial"], "worklist": worklist, "progress": {"done": done, "total": len(rows)},
+                    "resume_url": f"/t/jpc-1/read/{resume.id}/" if resume else None,
+                    "resume_id": resume.id if resume else None,
+                })
             if m := re.fullmatch(r"/t/jpc-1/read/(\d+)/", p):
                 return self.page("reading/read.html", {"trial": FIXTURE["trial"], "read_api_url": f"/api/reads/{m[1]}/",
                                                        "worklist_url": "/t/jpc-1/read/"})
             if m := re.fullmatch(r"/img/(\w)/(display|values)\.png", p):
                 return self.send(200, IMAGES[m[1]][m[2]], "image/png")
             if p.startswith("/static/") and (found := finders.find(p[len("/static/"):])):
-                ctype = {".js": "text/javascript", ".css": "text/css"}.get(Path(found).suffix, "application/octet-stream")
+                ctype = {".js": "text/javascript",
+                         ".css": "text/css"}.get(Path(found).suffix, "application/octet-stream")
                 return self.send(200, Path(found).read_bytes(), ctype)
         self.send(404, b"not found", "text/plain")
 
