@@ -218,7 +218,9 @@ def test_the_dataset_hash_is_stable_and_a_second_run_reproduces_the_results(comp
     a1, a2 = first.results["analyses"]["quality.lmm"], second.results["analyses"]["quality.lmm"]
     sign = 1 if first.arm_mapping == second.arm_mapping else -1
     assert a1["summary"]["estimate"] == pytest.approx(sign * a2["summary"]["estimate"], rel=1e-12)
-    assert a1["summary"]["pvalue"] == pytest.approx(a2["summary"]["pvalue"], rel=1e-9)
+    # with X and Y swapped the Satterthwaite df comes from numerical derivatives of a differently coded design, equal
+    # to ~1e-7 (lmerTest's own optimizers differ in the 6th digit); with the same coding the numbers are identical
+    assert a1["summary"]["pvalue"] == pytest.approx(a2["summary"]["pvalue"], rel=1e-9 if sign == 1 else 1e-6)
 
 
 @pytest.mark.django_db
