@@ -43,6 +43,7 @@ class ReadAPI(APIView):
     @extend_schema(responses=ReadPayloadSerializer)
     def get(self, request, read_id):
         read = selectors.own_read(read_id=read_id, user=request.user)
+        services.note_delivery(read=read)
         return Response(read_payload(selectors.read_screen(read=read)))
 
 

@@ -32,6 +32,8 @@ class Read(models.Model):
     order_key = models.BigIntegerField()
     available_from = models.DateTimeField(null=True, blank=True, help_text="Crossover washout: not before.")
     status = models.CharField(max_length=12, choices=ReadStatus.choices, default=ReadStatus.ASSIGNED)
+    # When the server first sent the case to its reader (reading page or read API): reading time starts there.
+    delivered_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     wall_seconds = models.FloatField(null=True, blank=True)

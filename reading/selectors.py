@@ -256,11 +256,17 @@ def read_screen(*, read: Read) -> ReadScreen:
 # ------------------------------------------------------------------------------------- senior sign-off
 
 
+NO_SIGNOFF = "This trial has no senior sign-off."
+
+
 def signoff_queue(*, access: Access) -> QuerySet[Report]:
-    """Latest versions of submitted reports of both arms, not yet signed, not the senior's own."""
+    """Latest versions of submitted reports, not yet signed, never of a case on the senior's own worklist; nothing
+    here says which arm a report comes from. Refused in a trial without sign-off."""
     access.require(Role.SENIOR)
+    if not access.trial.require_signoff:
+        raise PermissionDenied(NO_SIGNOFF)
     return (Report.objects.filter(read__trial=access.trial, signed_at__isnull=True)
-            .exclude(read__reader__user_id=access.user.pk)
+            .exclude(read__case__reads__reader__user_id=access.user.pk)
             .select_related("read__case", "read__reader")
             .exclude(read__reports__version__gt=F("version"))  # latest versions only
             .order_by("created_at"))

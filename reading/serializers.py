@@ -136,13 +136,13 @@ class ReadPayloadSerializer(serializers.Serializer):
 
 
 class SignoffItemSerializer(ReportSerializer):
+    """A report waiting for the senior: never its arm (and so never whether the AI was involved)."""
     id = serializers.IntegerField()
     case = serializers.CharField(source="read.case.code")
     reader = serializers.CharField(source="read.reader.pseudonym")
-    arm = serializers.CharField(source="read.arm")
 
     class Meta(ReportSerializer.Meta):
-        fields = ["id", "case", "reader", "arm", *ReportSerializer.Meta.fields]
+        fields = ["id", "case", "reader", *ReportSerializer.Meta.fields]
 
 
 def read_payload(screen: ReadScreen) -> dict:

@@ -100,6 +100,8 @@ def route_trial(*, trial: Trial, by=None) -> int:
                     continue
                 second = Arm.STANDARD if first == Arm.ASSISTED else Arm.ASSISTED
                 plan += [(reader, first, 1), (reader, second, 2)]
+        # The reads of a case are created in random order: nothing about an arm may follow from a read's id.
+        keys.system_random.shuffle(plan)
         for reader, arm, period in plan:
             Read.objects.create(trial=trial, case=case, reader=reader, arm=arm, period=period,
                                 order_key=keys.new_order_key(),
@@ -113,6 +115,15 @@ def route_trial(*, trial: Trial, by=None) -> int:
 
 
 # ------------------------------------------------------------------------------------------ events
+
+
+def note_delivery(*, read: Read) -> None:
+    """When the server first sent a read's case to its reader (the reading page or the read API): reading time
+    starts there, whatever the client reports later. The one write of those GETs, once per read; nothing when it is
+    already stamped (no query)."""
+    if read.delivered_at is None and read.status != ReadStatus.SUBMITTED:
+        read.delivered_at = clock.now()
+        Read.objects.filter(pk=read.pk, delivered_at__isnull=True).update(delivered_at=read.delivered_at)
 
 
 def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client_time: datetime | None = None,
@@ -189,6 +200,8 @@ def autosave(*, read_id: int, by, findings: str, impression: str, finding_flags:
 def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
     events = [timing.Event(*row) for row in ReadEvent.objects.filter(read_id=read.pk)
               .order_by("server_time", "id").values_list("kind", "tab_id", "server_time")]
+    if read.delivered_at is not None:  # the clock starts when the server first sent the case, not at "opened"
+        events.append(timing.Event(timing.DELIVERED, timing.SERVER_TAB, read.delivered_at))
     return timing.reading_time(events, gap_cap_seconds=GAP_CAP_SECONDS, until=until)
 
 
@@ -268,8 +281,11 @@ def sign_report(*, report: Report, by) -> Report:
     report = Report.objects.select_for_update(of=("self",), no_key=True).select_related(
         "read__trial", "read__reader").get(pk=report.pk)
     require_role(trial=report.read.trial, user=by, roles=[Role.SENIOR])
-    if report.read.reader.user_id == by.pk:
-        raise ServiceError("A senior cannot sign their own report.")
+    if not report.read.trial.require_signoff:
+        raise WrongStatus("This trial has no senior sign-off.")
+    if report.read.reader.user_id == by.pk or Read.objects.filter(case_id=report.read.case_id,
+                                                                  reader__user_id=by.pk).exists():
+        raise ServiceError("A senior cannot sign a report of a case on their own worklist.")
     latest = report.read.reports.order_by("-version").first()
     if latest.pk != report.pk:
         raise Conflict("Only the latest version of a report can be signed.")

@@ -11,8 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+# The server's own stamp of when it first sent the case (a tab of its own): the clock starts there at the latest,
+# so a client that reports "opened" late (or never) cannot shorten its reading time.
+DELIVERED = "delivered"
+SERVER_TAB = "server"
 # After these events the tab is active (the reader is looking, or just showed a sign of life) ...
-ACTIVE_AFTER = {"opened", "image_shown", "first_edit", "visible", "resumed", "heartbeat"}
+ACTIVE_AFTER = {DELIVERED, "opened", "image_shown", "first_edit", "visible", "resumed", "heartbeat"}
 # ... after these it is not ...
 INACTIVE_AFTER = {"hidden", "idle", "submitted"}
 # ... and these change nothing: a save is a sign of life only for a tab already active, because the
@@ -29,7 +33,7 @@ class Event:
 
 @dataclass(frozen=True)
 class ReadingTime:
-    wall_seconds: float      # first "opened" to "submitted" (or to the last event)
+    wall_seconds: float      # first delivery (or "opened") to "submitted" (or to the last event)
     active_seconds: float    # visible and not idle, any tab, counted once
 
 
@@ -84,6 +88,6 @@ def reading_time(events: Iterable[Event], *, gap_cap_seconds: float, until: date
                 tab_events.append(Event("submitted", tab_events[-1].tab_id, submitted))
     cap = timedelta(seconds=gap_cap_seconds)
     intervals = [iv for tab_events in by_tab.values() for iv in _tab_intervals(tab_events, gap_cap=cap, end=end)]
-    opened = next((e.time for e in ordered if e.kind == "opened"), ordered[0].time)
+    opened = next((e.time for e in ordered if e.kind in (DELIVERED, "opened")), ordered[0].time)
     wall_end = end or ordered[-1].time
     return ReadingTime(max(0.0, (wall_end - opened).total_seconds()), _union_seconds(intervals))

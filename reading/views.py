@@ -40,6 +40,7 @@ def read_page(request, code, read_id):
     except PermissionDenied:
         access_for(user=request.user, code=code, roles=[Role.READER])  # not a reader of that trial: say only that
         raise
+    services.note_delivery(read=read)
     payload = read_payload(selectors.read_screen(read=read))
     return render(request, "reading/read.html", {
         "trial": read.trial, "read": payload, "read_api_url": reverse("api-read", args=[read.pk]),

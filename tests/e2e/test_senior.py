@@ -29,6 +29,7 @@ def _queue_rows(page):
 @pytest.fixture
 def signoff_trial(build_trial, investigator, make_user):
     trial, readers, cases, _ = build_trial(readers_per_site=2, n_cases=2, code="e2e-so")
+    trial = trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
     reports = _submit_all(trial)
     senior = make_user("sena")
     trial_services.add_member(trial=trial, by=investigator, user=senior, role=Role.SENIOR)

@@ -236,6 +236,7 @@ def test_unknown_finding_flag_is_refused(build_trial):
 
 def test_senior_signs_or_edits_and_signs(build_trial, investigator, make_user):
     trial, readers, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    trial = trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
     senior = make_user("sid")
     trial_services.add_member(trial=trial, by=investigator, user=senior, role="senior")
     reads = list(Read.objects.filter(trial=trial).select_related("reader__user")[:2])
@@ -257,6 +258,7 @@ def test_the_api_answers_have_the_shapes_they_declare(build_trial, investigator,
     from reading.serializers import ReadPayloadSerializer, ReportSerializer, SubmittedSerializer
 
     trial, _, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    trial = trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
     senior = make_user("sue")
     trial_services.add_member(trial=trial, by=investigator, user=senior, role="senior")
     read = Read.objects.filter(trial=trial, arm="assisted").select_related("reader__user").first()
@@ -392,10 +394,11 @@ def test_reading_page_of_another_trial_says_nothing_more(build_trial, client):
 # for its draft, and the submit reads the draft to measure how much of it survived. The page's trial and role come
 # from one query (trial.access). (The hand-written SQL of session 3 took the same counts, one fewer for the
 # heartbeat; session 1: worklist 8, read API 11-14, autosave 12, submit 19-22.)
+# The first delivery of a read (here the read page) also stamps it (reading time starts there): one UPDATE, once.
 STEP_QUERIES = {
-    "standard": {"worklist": 4, "worklist api": 4, "read page": 4, "read api": 4, "image": 3, "opened": 10,
+    "standard": {"worklist": 4, "worklist api": 4, "read page": 5, "read api": 4, "image": 3, "opened": 10,
                  "heartbeat": 6, "autosave": 8, "submit": 13},
-    "assisted": {"worklist": 4, "worklist api": 4, "read page": 5, "read api": 5, "image": 4, "opened": 11,
+    "assisted": {"worklist": 4, "worklist api": 4, "read page": 6, "read api": 5, "image": 4, "opened": 11,
                  "heartbeat": 6, "autosave": 8, "submit": 14},
 }
 
@@ -476,3 +479,81 @@ def test_a_read_id_beyond_64_bits_is_refused_like_any_other(build_trial, client)
     assert client.post(f"/api/reads/{huge}/events/", **body).status_code == 403
     assert client.put(f"/api/reads/{huge}/autosave/", **body).status_code == 403
     assert client.post(f"/api/reads/{huge}/submit/", **body).status_code == 403
+
+
+# -------------------------------------------------------------------------- blinding of ids, sign-off, the clock
+
+
+def test_the_reads_of_a_case_are_created_in_random_arm_order(build_trial):
+    """In a masked export the lower read id of a case must not tell its arm (it did in 60 of 60 cases)."""
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=40)
+    first_arms = Counter()
+    for case_id in set(Read.objects.filter(trial=trial).values_list("case_id", flat=True)):
+        first_arms[Read.objects.filter(case_id=case_id).order_by("id").first().arm] += 1
+    # 40 fair coins: all but about one run in a million land between 6 and 34 (both arms first in some cases)
+    assert 6 <= first_arms["assisted"] <= 34, first_arms
+
+
+def test_sign_off_is_refused_in_a_trial_without_it(build_trial, investigator, make_user, client):
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    senior = make_user("sol")
+    trial_services.add_member(trial=trial, by=investigator, user=senior, role="senior")
+    read = Read.objects.filter(trial=trial).select_related("reader__user").first()
+    report = _submit(read, read.reader.user)
+    with pytest.raises(PermissionDenied, match="no senior sign-off"):
+        selectors.signoff_queue(access=access_for(user=senior, code=trial.code))
+    with pytest.raises(WrongStatus, match="no senior sign-off"):
+        services.sign_report(report=report, by=senior)
+    client.force_login(senior)
+    assert client.get(f"/t/{trial.code}/signoff/").status_code == 403
+    assert client.get(f"/api/trials/{trial.code}/signoff/").status_code == 403
+    report.refresh_from_db()
+    assert report.signed_at is None and not AuditEvent.objects.filter(action="report.signed").exists()
+
+
+def test_the_sign_off_queue_names_no_arm_and_never_a_case_on_the_seniors_own_worklist(build_trial, investigator,
+                                                                                      make_user, client):
+    from trial.models import Membership
+
+    trial, readers, _, _ = build_trial(readers_per_site=4, n_cases=6)  # two readers per arm: each reads some cases
+    trial = trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
+    reads = list(Read.objects.filter(trial=trial).select_related("reader__user", "case"))
+    for read in reads:
+        _submit(read, read.reader.user)
+    # a senior who also reads (a membership made before role conflicts were refused): their cases stay out
+    reader = readers[0]
+    Membership.objects.create(trial=trial, user=reader, role="senior", pseudonym="S99")
+    own_cases = {r.case_id for r in reads if r.reader.user_id == reader.pk}
+    client.force_login(reader)
+    listed = client.get(f"/api/trials/{trial.code}/signoff/").json()["results"]
+    assert listed and all("arm" not in row for row in listed)
+    shown = Report.objects.filter(pk__in=[row["id"] for row in listed]).values_list("read__case_id", flat=True)
+    assert not set(shown) & own_cases
+    other_case_report = Report.objects.filter(read__case_id__in=own_cases).exclude(read__reader__user=reader).first()
+    with pytest.raises(ServiceError, match="own worklist"):
+        services.sign_report(report=other_case_report, by=reader)
+
+
+def test_reading_time_starts_at_the_servers_first_delivery(build_trial, client):
+    from core import clock
+
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    read = Read.objects.filter(trial=trial, arm="standard").select_related("reader__user").first()
+    user = read.reader.user
+    client.force_login(user)
+    t0 = timezone.now()
+    with clock.simulated(lambda: t0):
+        assert client.get(f"/t/{trial.code}/read/{read.pk}/").status_code == 200
+    with clock.simulated(lambda: t0 + timedelta(seconds=5)):
+        client.get(f"/api/reads/{read.pk}/")  # a second delivery changes nothing
+    read.refresh_from_db()
+    assert read.delivered_at == t0
+    # the client reports "opened" 20 s late, then submits at 40 s: both times count from the delivery
+    with clock.simulated(lambda: t0 + timedelta(seconds=20)):
+        services.record_event(read_id=read.pk, by=user, kind="opened", tab_id="t")
+    with clock.simulated(lambda: t0 + timedelta(seconds=35)):
+        services.record_event(read_id=read.pk, by=user, kind="heartbeat", tab_id="t")
+    with clock.simulated(lambda: t0 + timedelta(seconds=40)):
+        _submit(read, user)
+    read.refresh_from_db()
+    assert read.wall_seconds == pytest.approx(40) and read.active_seconds == pytest.approx(40)

@@ -70,3 +70,12 @@ def test_a_save_arriving_after_hidden_does_not_restart_the_clock():
 def test_a_save_while_active_is_a_sign_of_life():
     events = [ev("opened", 0), ev("autosaved", 25), ev("autosaved", 50), ev("submitted", 70)]
     assert reading_time(events, gap_cap_seconds=30).active_seconds == 70
+
+
+def test_the_clock_starts_at_the_servers_first_delivery_even_if_opened_is_reported_late():
+    events = [ev("delivered", 0, "server"), ev("opened", 25), ev("heartbeat", 40), ev("submitted", 50)]
+    t = reading_time(events, gap_cap_seconds=30)
+    assert t.wall_seconds == 50 and t.active_seconds == 50
+    # a client that never reports "opened" still has its time measured from the delivery
+    t = reading_time([ev("delivered", 0, "server"), ev("heartbeat", 20), ev("submitted", 30)], gap_cap_seconds=30)
+    assert t.wall_seconds == 30 and t.active_seconds == 30

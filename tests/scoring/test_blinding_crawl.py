@@ -176,6 +176,9 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     submit_all_reads(trial)
     with django_capture_on_commit_callbacks(execute=True):
         trial = trial_services.transition_trial(trial=trial, by=investigator, to="scoring")
+    # the seniors' pages are refused in a trial without sign-off: this one has it (asked for once the items exist,
+    # so that they were built from the submitted reports)
+    trial = trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
     invitation = trial_services.invite_member(trial=trial, by=investigator, email="someone@example.org",
                                               role=Role.STATISTICIAN)
     panel = [u for u in experts if mine(u)]
