@@ -21,7 +21,7 @@ from core.clock import now as clock_now
 from core.clock import simulated as simulated_clock
 from demo import phantoms
 from reading import services as reading_services
-from reading.models import Read, ReadStatus
+from reading.models import Read, ReadStatus, Report
 from scoring import radpeer
 from scoring import services as scoring_services
 from scoring.models import Assignment, ItemKind
@@ -143,6 +143,21 @@ def simulate_reading(*, trial, truth: dict[str, Phantom], leave_per_reader: int,
                 submitted += 1
                 progress("simulated reads", submitted, total)
     return submitted
+
+
+def simulate_signoff(*, trial, leave: int, seed: int, clock: SimulatedClock, progress) -> int:
+    """The senior signs the submitted reports, as written, oldest first (in the paper every report was checked by a
+    senior before release); the last `leave` are left for a person to sign."""
+    rng = np.random.default_rng(seed)
+    senior = trial.memberships.select_related("user").get(role=Role.SENIOR).user
+    reports = list(Report.objects.filter(read__trial=trial, signed_at__isnull=True).order_by("created_at", "pk"))
+    todo = reports[:max(0, len(reports) - leave)]
+    with simulated_clock(clock):
+        for done, report in enumerate(todo, start=1):
+            clock.advance(rng.uniform(20, 60))
+            reading_services.sign_report(report=report, by=senior)
+            progress("simulated sign-offs", done, len(todo))
+    return len(todo)
 
 
 def _quality_of(assignment: Assignment, truth: dict[str, Phantom], rng) -> int:

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 
 from ai.models import AIDraft
-from reading.models import Read
+from reading.models import Read, Report
 from scoring.models import Preference, QualityScore
 from stats.models import AnalysisRun
 from trial import audit
@@ -21,6 +21,9 @@ def test_setup_demo_makes_a_trial_with_results_and_a_live_one(tmp_path, settings
     assert AIDraft.objects.filter(case__trial=results, status="ready").count() == 6
     assert not Read.objects.filter(trial=results).exclude(status="submitted").exists()
     assert Read.objects.filter(trial=live).exclude(status="submitted").count() > 0  # left for a person
+    # every report checked by the senior before release, as in the paper; a few left to sign by hand in the live one
+    assert results.require_signoff and not Report.objects.filter(read__trial=results, signed_at__isnull=True).exists()
+    assert Report.objects.filter(read__trial=live, signed_at__isnull=True).exists()
     assert QualityScore.objects.filter(assignment__item__trial=results).exists()
     assert Preference.objects.filter(assignment__item__trial=results).exists()
     assert AnalysisRun.objects.get(trial=results).status == "done"

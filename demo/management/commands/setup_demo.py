@@ -124,8 +124,9 @@ class Command(BaseCommand):
 
     def _trial(self, users, model, *, code: str, title: str) -> tuple[Trial, list]:
         inv = users["investigator"]
+        # every report checked by a senior before release, as in the paper
         trial = services.create_trial(by=inv, code=code, title=title, registration_id="NCT00000000 (demo)",
-                                      block_multiples=[1])
+                                      block_multiples=[1], require_signoff=True)
         sites = [services.add_site(trial=trial, by=inv, code=c, name=n) for c, n in SITES]
         for i in range(6):  # two readers per site, randomized 1:1 within site
             services.add_member(trial=trial, by=inv, user=users[f"reader{i + 1}"], role=Role.READER,
@@ -175,6 +176,8 @@ class Command(BaseCommand):
         clock = demo.start_clock()
         demo.simulate_reading(trial=trial, truth=truth, leave_per_reader=leave_per_reader, seed=seed + 1,
                               clock=clock, progress=self._labelled(trial))
+        demo.simulate_signoff(trial=trial, leave=2 if leave_per_reader else 0, seed=seed + 2, clock=clock,
+                              progress=self._labelled(trial))
         return trial, truth, clock
 
     def _results_trial(self, users, model, n_cases: int):
