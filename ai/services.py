@@ -106,7 +106,8 @@ def assign_model(*, trial: Trial, by, model_version: ModelVersion) -> TrialModel
 
 
 def request_draft(*, case: Case, model_version: ModelVersion | None = None) -> AIDraft | None:
-    """Make sure the case has a draft row for the trial's model and that a task will fill it. Idempotent."""
+    """Make sure the case has a draft row for the trial's model and that a task will fill it. Idempotent: a draft
+    still pending and unclaimed (its task was never sent, or lost) is sent again; the claim makes one task win."""
     if model_version is None:
         assignment = TrialModel.objects.filter(trial_id=case.trial_id).select_related("model_version").first()
         if assignment is None:
@@ -115,18 +116,37 @@ def request_draft(*, case: Case, model_version: ModelVersion | None = None) -> A
     try:
         with transaction.atomic():
             draft, created = AIDraft.objects.get_or_create(case=case, model_version=model_version)
-    except IntegrityError:  # two enrolment events at once: the other one created it
+            if created:
+                audit.record(actor=None, action="draft.requested", obj=draft, trial=case.trial,
+                             payload={"case": case.code, "model": model_version.name})
+    except IntegrityError:  # two enrolment events at once: the other one created it (and sent its task)
         return AIDraft.objects.get(case=case, model_version=model_version)
-    if created:
-        audit.record(actor=None, action="draft.requested", obj=draft, trial=case.trial,
-                     payload={"case": case.code, "model": model_version.name})
+    if created or (draft.status == DraftStatus.PENDING and not draft.claimed_by):
         _enqueue(draft)
     return draft
 
 
 def _enqueue(draft: AIDraft) -> None:
+    """The draft's task, sent once the transaction commits; a broker that is down is logged, not raised (the write
+    stands; requeue_pending sends the task again later)."""
     draft_id = draft.pk
-    transaction.on_commit(lambda: generate_draft_task.delay(draft_id))
+    transaction.on_commit(lambda: generate_draft_task.delay(draft_id), robust=True)
+
+
+# A pending draft older than this with no task working on it lost its message (the broker was down): sent again.
+PENDING_TOO_LONG = timedelta(minutes=10)
+
+
+def requeue_pending() -> int:
+    """For celery beat: send again the tasks of drafts pending for longer than PENDING_TOO_LONG and claimed by
+    nobody (a lost message). Generating is idempotent, so a task sent twice makes one draft."""
+    stale = AIDraft.objects.filter(status=DraftStatus.PENDING, claimed_by="",
+                                   created_at__lt=clock.now() - PENDING_TOO_LONG)
+    count = 0
+    for draft in stale.iterator():
+        _enqueue(draft)
+        count += 1
+    return count
 
 
 def _claim(*, draft_id: int, task_id: str) -> AIDraft | None:

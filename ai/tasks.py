@@ -13,7 +13,7 @@ MAX_RETRIES = 5
 
 
 @task(queue=AI_QUEUE, bind=True, retry_on=(TransientModelError,), max_retries=MAX_RETRIES,
-      soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 60)
+      redeliver_if_worker_dies=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 60)
 def generate_draft(self, draft_id: int) -> None:
     from .services import generate_draft, mark_failed
 
@@ -28,3 +28,11 @@ def generate_draft(self, draft_id: int) -> None:
             mark_failed(draft_id=draft_id, task_id=task_id, reason=f"Gave up after {MAX_RETRIES + 1} attempts: {exc}")
             return
         raise
+
+
+@task()
+def requeue_pending() -> int:
+    """For celery beat: drafts whose task was lost (the broker was down when they were requested) are sent again."""
+    from .services import requeue_pending
+
+    return requeue_pending()

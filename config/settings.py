@@ -216,6 +216,8 @@ CELERY_BEAT_SCHEDULE = {
     # Scoring items of cases that became ready since (a late sign-off, a corrected report).
     "build-ready-scoring-items": {"task": "scoring.tasks.build_open_trials",
                                   "schedule": env.int("SCORING_BUILD_EVERY_SECONDS", default=300)},
+    # Drafts whose task was lost (the broker was down when they were requested) are sent again.
+    "requeue-pending-drafts": {"task": "ai.tasks.requeue_pending", "schedule": 600},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

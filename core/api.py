@@ -38,9 +38,13 @@ class Pagination(LimitOffsetPagination):
     max_limit = 1000
 
 
-def paginated(serializer_class, rows, *, request, view, context: dict | None = None) -> Response:
-    """One page of `rows` (a queryset or a list), shaped by `serializer_class`."""
+def paginated(serializer_class, rows, *, request, view, context: dict | None = None,
+              extra: dict | None = None) -> Response:
+    """One page of `rows` (a queryset or a list), shaped by `serializer_class`; `extra`: fields about the whole
+    list added beside the page (e.g. a worklist's done and total)."""
     paginator = Pagination()
     page = paginator.paginate_queryset(rows, request, view=view)
     data = serializer_class(page, many=True, context={"request": request, **(context or {})}).data
-    return paginator.get_paginated_response(data)
+    response = paginator.get_paginated_response(data)
+    response.data.update(extra or {})
+    return response

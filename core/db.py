@@ -108,21 +108,30 @@ class Select:
         return out
 
 
-def values(sql: str, params: Sequence, fields: Sequence[Field | None]) -> list[list]:
-    """Rows of plain values of a SELECT, each column decoded by its field (None: as the driver gives it)."""
-    convert = converters([f for f in fields if f is not None])
-    positions = [i for i, f in enumerate(fields) if f is not None]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(params))
-        fetched = cursor.fetchall()
-    out = []
-    for row in fetched:
-        row = list(row)
-        decoded = decode(convert, [row[i] for i in positions])
-        for i, value in zip(positions, decoded, strict=True):
-            row[i] = value
-        out.append(row)
-    return out
+class Values:
+    """A SELECT of plain values, each column decoded by its field (None: as the driver gives it); the text is the
+    caller's (built once), the converters are found on first use."""
+
+    def __init__(self, sql: str, fields: Sequence[Field | None]):
+        self.sql = sql
+        self.fields = list(fields)
+        self._positions = [i for i, f in enumerate(self.fields) if f is not None]
+        self._converters: list[tuple] | None = None
+
+    def rows(self, params: Sequence) -> list[list]:
+        if self._converters is None:
+            self._converters = converters([self.fields[i] for i in self._positions])
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, list(params))
+            fetched = cursor.fetchall()
+        out = []
+        for row in fetched:
+            row = list(row)
+            for i, value in zip(self._positions, decode(self._converters, [row[i] for i in self._positions]),
+                                strict=True):
+                row[i] = value
+            out.append(row)
+        return out
 
 
 def vendor() -> str:
@@ -131,7 +140,7 @@ def vendor() -> str:
 
 
 def lock_clause(alias: str, lock: str | None) -> str:
-    """" FOR UPDATE OF alias" (or NO KEY UPDATE for lock="no_key"), where the database has row locks; "" for no
+    """`" FOR UPDATE OF alias"` (or NO KEY UPDATE for lock="no_key"), where the database has row locks; "" for no
     lock, and on SQLite (a write transaction locks the whole database there)."""
     if lock is None or not connection.features.has_select_for_update:
         return ""

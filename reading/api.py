@@ -32,11 +32,8 @@ class WorklistAPI(APIView):
     @extend_schema(responses=WorklistSerializer)
     def get(self, request, code):
         worklist = selectors.worklist(access=access_for(user=request.user, code=code, roles=[Role.READER]))
-        paginator = Pagination()
-        page = paginator.paginate_queryset(worklist.rows, request, view=self)
-        response = paginator.get_paginated_response(WorklistRowSerializer(page, many=True).data)
-        response.data.update(done=worklist.done, total=worklist.total)
-        return response
+        return paginated(WorklistRowSerializer, worklist.rows, request=request, view=self,
+                         extra={"done": worklist.done, "total": worklist.total})
 
 
 class ReadAPI(APIView):

@@ -45,8 +45,8 @@ def _is_available(*, status: str, arm: str, available_from: datetime | None, dra
     return arm != Arm.ASSISTED or draft_ready
 
 
-def _ready_drafts(*, case: str, trial: str) -> QuerySet[AIDraft]:
-    """Ready drafts of a case by its trial's model (ai.TrialModel); `case`, `trial`: the columns or values."""
+def _ready_drafts(*, case: int, trial: int) -> QuerySet[AIDraft]:
+    """Ready drafts of a case by its trial's model (ai.TrialModel), by their ids."""
     return AIDraft.objects.filter(case_id=case, model_version__trials__trial_id=trial, status=DraftStatus.READY)
 
 
@@ -159,7 +159,7 @@ class Worklist:
 
 
 @cache
-def _rows_sql(vendor: str) -> tuple[str, list]:
+def _rows_select(vendor: str) -> db.Values:
     """The reader's reads in their stored order with their case's code and whether the trial model's draft of the
     case is ready (asked only where it decides anything, an assisted read not started yet). Hand-written: see
     core.db."""
@@ -175,18 +175,17 @@ def _rows_sql(vendor: str) -> tuple[str, list]:
     text = (f"SELECT {', '.join(f'r.{db.qn(f.column)}' for f in fields)}, c.{db.col(Case, 'code')}, {ready} "  # noqa: S608
             f"FROM {db.table(Read)} r INNER JOIN {db.table(Case)} c ON c.{db.col(Case, 'id')} = {case} "
             f"WHERE r.{db.col(Read, 'reader')} = %s ORDER BY r.{db.col(Read, 'order_key')}")
-    return text, [*fields, None, None]
+    return db.Values(text, [*fields, None, None])
 
 
 def _rows(*, reader_id: int) -> list[WorklistRow]:
     """The reader's reads in their stored order, each available or not: one query."""
     now = clock.now()
-    text, fields = _rows_sql(db.vendor())
     return [WorklistRow(read_id, i + 1, case_code, status,
                         _is_available(status=status, arm=arm, available_from=available_from,
                                       draft_ready=bool(ready), now=now))
             for i, (read_id, status, arm, available_from, case_code, ready)
-            in enumerate(db.values(text, [reader_id], fields))]
+            in enumerate(_rows_select(db.vendor()).rows([reader_id]))]
 
 
 def worklist(*, access: Access) -> Worklist:
@@ -204,7 +203,10 @@ def worklist(*, access: Access) -> Worklist:
 def radiograph(*, read_id: int, user, kind: str):
     """The file of the radiograph of the user's own, available read: "display" (the PNG painted first) or
     "values" (the packed 16-bit values for window/level); None for any other kind, or a missing file."""
-    read = own_read(read_id=read_id, user=user)
+    read = _own(read_id=read_id, user=user, saved=False, lock=None)
+    if read is None:
+        raise PermissionDenied(NOT_YOURS)
+    require_available(read)
     field = {"display": read.case.display_image, "values": read.case.values_image}.get(kind)
     return field if field else None
 
@@ -301,12 +303,20 @@ def dashboard(*, access: Access) -> dict:
                 .values("reader__pseudonym", "case__code", "active_seconds", "wall_seconds")
                 .order_by("reader__pseudonym", "case__code"))
     backlog = Read.objects.filter(trial=trial).exclude(status=ReadStatus.SUBMITTED).count()
+    # Apps above this one add their own sections (scoring: the blinding-integrity check of the reports' style):
+    # each app config with a `conduct_section(access=...)` gives {"template", "context"} or None. Found through the
+    # app registry, as a signal's receivers would be, so that nothing here imports upward.
+    from django.apps import apps
+
+    sections = [section for config in apps.get_app_configs() if hasattr(config, "conduct_section")
+                for section in [config.conduct_section(access=access)] if section]
     return {
         "enrolment": list(trial.cases.values("site__code").annotate(n=Count("id")).order_by("site__code")),
         "per_reader": list(per_reader),
         "backlog": backlog,
         "outliers": list(outliers),
         "drafts": ai_selectors.draft_progress(access=access),
+        "sections": sections,
     }
 
 
@@ -321,11 +331,12 @@ def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
     rows["reads"] = [
         {"read": r["id"], "case": r["case__code"], "reader": r["reader__pseudonym"],
          "reader_site": r["reader__site__code"], "arm": r["arm"], "period": r["period"], "status": r["status"],
-         "opened_at": iso(r["opened_at"]), "submitted_at": iso(r["submitted_at"]),
+         "delivered_at": iso(r["delivered_at"]), "opened_at": iso(r["opened_at"]),
+         "submitted_at": iso(r["submitted_at"]),
          "wall_seconds": r["wall_seconds"], "active_seconds": r["active_seconds"]}
         for r in Read.objects.filter(trial=trial).values(
-            "id", "case__code", "reader__pseudonym", "reader__site__code", "arm", "period", "status", "opened_at",
-            "submitted_at", "wall_seconds", "active_seconds")]
+            "id", "case__code", "reader__pseudonym", "reader__site__code", "arm", "period", "status",
+            "delivered_at", "opened_at", "submitted_at", "wall_seconds", "active_seconds")]
     events, seq = [], defaultdict(int)
     for read_id, kind, server_time, tab, skew in (
             ReadEvent.objects.filter(read__trial=trial).order_by("read_id", "server_time", "id")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from . import services
+from . import timing
 from .models import CORRECTION_REASON_LIMIT, REPORT_TEXT_LIMIT, TAB_ID_LENGTH, ReadEvent, ReadStatus, Report
 from .selectors import ReadScreen
 
@@ -171,7 +171,7 @@ def read_payload(screen: ReadScreen) -> dict:
                  "page_url": reverse("reading:read", args=[code, nxt]),
                  # prefetched by the client once this radiograph is painted: "next case" paints sooner
                  "display_url": reverse("reading:read_image", args=[nxt, "display"])} if nxt else None,
-        "idle_after_seconds": services.IDLE_AFTER_SECONDS,
-        "autosave_every_seconds": services.AUTOSAVE_EVERY_SECONDS,
-        "heartbeat_seconds": services.HEARTBEAT_SECONDS,
+        "idle_after_seconds": timing.IDLE_AFTER_SECONDS,
+        "autosave_every_seconds": timing.AUTOSAVE_EVERY_SECONDS,
+        "heartbeat_seconds": timing.HEARTBEAT_SECONDS,
     }

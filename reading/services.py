@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from core import clock, keys
@@ -28,13 +29,6 @@ from .models import (
 )
 from .textdiff import draft_survival
 
-IDLE_AFTER_SECONDS = 60
-HEARTBEAT_SECONDS = 15
-AUTOSAVE_EVERY_SECONDS = 5
-# A tab silent for longer than this is gone (closed, crashed); its time stops at the last sign of life.
-GAP_CAP_SECONDS = HEARTBEAT_SECONDS * 2
-# A client clock this far from the server's is recorded as skewed (the server's time is used anyway).
-CLOCK_SKEW_WARNING_SECONDS = 120
 # The second crossover read of a case waits for the first: until then its start is "never".
 WAITING_FOR_FIRST_READ = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -118,12 +112,17 @@ def route_trial(*, trial: Trial, by=None) -> int:
 
 
 def note_delivery(*, read: Read) -> None:
-    """When the server first sent a read's case to its reader (the reading page or the read API): reading time
-    starts there, whatever the client reports later. The one write of those GETs, once per read; nothing when it is
-    already stamped (no query)."""
-    if read.delivered_at is None and read.status != ReadStatus.SUBMITTED:
-        read.delivered_at = clock.now()
-        Read.objects.filter(pk=read.pk, delivered_at__isnull=True).update(delivered_at=read.delivered_at)
+    """When the server first sent a read's case to its reader (the reading page or the read API): the reading clock
+    starts there, whatever the client reports later. This is the one write a GET makes in this project (a
+    measurement, not a change the user asked for): once per read, only while the read is open and the trial is
+    reading, by a conditional UPDATE that a concurrent submit cannot turn into a stamp of a submitted read; nothing
+    when it is already stamped (no query)."""
+    if read.delivered_at is not None or read.status == ReadStatus.SUBMITTED or read.trial.status != Status.READING:
+        return
+    now = clock.now()
+    if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status=Status.READING,
+                           status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)).update(delivered_at=now):
+        read.delivered_at = now
 
 
 def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client_time: datetime | None = None,
@@ -200,16 +199,16 @@ def autosave(*, read_id: int, by, findings: str, impression: str, finding_flags:
 def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
     events = [timing.Event(*row) for row in ReadEvent.objects.filter(read_id=read.pk)
               .order_by("server_time", "id").values_list("kind", "tab_id", "server_time")]
-    if read.delivered_at is not None:  # the clock starts when the server first sent the case, not at "opened"
-        events.append(timing.Event(timing.DELIVERED, timing.SERVER_TAB, read.delivered_at))
-    return timing.reading_time(events, gap_cap_seconds=GAP_CAP_SECONDS, until=until)
+    return timing.reading_time(events, gap_cap_seconds=timing.GAP_CAP_SECONDS, until=until,
+                               delivered=read.delivered_at)
 
 
 @transaction.atomic
 def submit_report(*, read_id: int, by, findings: str, impression: str, finding_flags: dict,
                   base_version: int | None = None, tab_id: str = "") -> Report:
     """Freeze the reader's report; the read's time is computed from its events, never from the client."""
-    # NO KEY UPDATE: the report and the audit event take key-share locks on rows that point at the read
+    # NO KEY UPDATE (not UPDATE): other transactions that insert rows pointing at this read (its events, a tab's
+    # autosave of another read…) take key-share locks on it; a plain FOR UPDATE would make them wait for the submit
     read = reading_selectors.locked_own_read(read_id=read_id, user=by, no_key=True)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This report was already submitted.")
@@ -246,14 +245,24 @@ def submit_report(*, read_id: int, by, findings: str, impression: str, finding_f
     return report
 
 
-@transaction.atomic
-def correct_report(*, read_id: int, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
-    """A new version with a reason, by the reader (or a senior at sign-off); earlier versions are kept."""
-    read = Read.objects.select_for_update(of=("self",), no_key=True).select_related(
+def _locked_read(read_id: int) -> Read:
+    """The read under its row lock (all writes to its reports take this lock, so a correction and a sign-off
+    never cross), with its trial, case and reader."""
+    return Read.objects.select_for_update(of=("self",), no_key=True).select_related(
         "trial", "case", "reader").get(pk=read_id)
-    is_reader = read.reader.user_id == by.pk
-    if not is_reader:
-        require_role(trial=read.trial, user=by, roles=[Role.SENIOR])
+
+
+def _require_signer(read: Read, by) -> None:
+    """A senior of a trial that asks for sign-off, who has no read of the case: the one rule of every sign-off path
+    (correcting as a senior, signing)."""
+    require_role(trial=read.trial, user=by, roles=[Role.SENIOR])
+    if not read.trial.require_signoff:
+        raise WrongStatus("This trial has no senior sign-off.")
+    if Read.objects.filter(case_id=read.case_id, reader__user_id=by.pk).exists():
+        raise ServiceError("A senior cannot sign a report of a case on their own worklist.")
+
+
+def _new_version(read: Read, *, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
     if read.status != ReadStatus.SUBMITTED:
         raise Conflict("Only a submitted report can be corrected; keep editing the draft instead.")
     if read.trial.status not in (Status.READING,):
@@ -275,24 +284,45 @@ def correct_report(*, read_id: int, by, findings: str, impression: str, finding_
     return report
 
 
-@transaction.atomic
-def sign_report(*, report: Report, by) -> Report:
-    """A senior signs the latest version of a report (to edit, correct_report first, then sign)."""
-    report = Report.objects.select_for_update(of=("self",), no_key=True).select_related(
-        "read__trial", "read__reader").get(pk=report.pk)
-    require_role(trial=report.read.trial, user=by, roles=[Role.SENIOR])
-    if not report.read.trial.require_signoff:
-        raise WrongStatus("This trial has no senior sign-off.")
-    if report.read.reader.user_id == by.pk or Read.objects.filter(case_id=report.read.case_id,
-                                                                  reader__user_id=by.pk).exists():
-        raise ServiceError("A senior cannot sign a report of a case on their own worklist.")
-    latest = report.read.reports.order_by("-version").first()
+def _sign(read: Read, report: Report, *, by) -> Report:
+    latest = read.reports.order_by("-version").first()
     if latest.pk != report.pk:
         raise Conflict("Only the latest version of a report can be signed.")
     if report.signed_at is not None:
         raise Conflict("This report is already signed.")
     report.signed_by, report.signed_at = by, clock.now()
     report.save(update_fields=["signed_by", "signed_at"])
-    audit.record(actor=by, action="report.signed", obj=report, trial=report.read.trial,
-                 payload={"read": report.read_id, "version": report.version})
+    audit.record(actor=by, action="report.signed", obj=report, trial=read.trial,
+                 payload={"read": read.pk, "version": report.version})
     return report
+
+
+@transaction.atomic
+def correct_report(*, read_id: int, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
+    """A new version with a reason, by the reader; earlier versions are kept (a senior corrects through
+    correct_and_sign)."""
+    read = _locked_read(read_id)
+    if read.reader.user_id != by.pk:
+        raise PermissionDenied("Only the reader corrects a report here; a senior edits it at sign-off.")
+    return _new_version(read, by=by, findings=findings, impression=impression, finding_flags=finding_flags,
+                        reason=reason)
+
+
+@transaction.atomic
+def correct_and_sign(*, read_id: int, by, findings: str, impression: str, finding_flags: dict,
+                     reason: str) -> Report:
+    """A senior edits a report (a new version with a reason) and signs it, in one transaction: a refused signature
+    leaves no unsigned correction behind."""
+    read = _locked_read(read_id)
+    _require_signer(read, by)
+    report = _new_version(read, by=by, findings=findings, impression=impression, finding_flags=finding_flags,
+                          reason=reason)
+    return _sign(read, report, by=by)
+
+
+@transaction.atomic
+def sign_report(*, report: Report, by) -> Report:
+    """A senior signs the latest version of a report as written (to edit it, correct_and_sign)."""
+    read = _locked_read(report.read_id)
+    _require_signer(read, by)
+    return _sign(read, Report.objects.get(pk=report.pk), by=by)

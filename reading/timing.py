@@ -11,12 +11,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-# The server's own stamp of when it first sent the case (a tab of its own): the clock starts there at the latest,
-# so a client that reports "opened" late (or never) cannot shorten its reading time.
-DELIVERED = "delivered"
-SERVER_TAB = "server"
+# The reading screen's rhythm (sent to the client with each read) and what the server makes of a silence.
+IDLE_AFTER_SECONDS = 60
+HEARTBEAT_SECONDS = 15
+AUTOSAVE_EVERY_SECONDS = 5
+# A tab silent for longer than this is gone (closed, crashed); its time stops at the last sign of life.
+GAP_CAP_SECONDS = HEARTBEAT_SECONDS * 2
+
 # After these events the tab is active (the reader is looking, or just showed a sign of life) ...
-ACTIVE_AFTER = {DELIVERED, "opened", "image_shown", "first_edit", "visible", "resumed", "heartbeat"}
+ACTIVE_AFTER = {"opened", "image_shown", "first_edit", "visible", "resumed", "heartbeat"}
 # ... after these it is not ...
 INACTIVE_AFTER = {"hidden", "idle", "submitted"}
 # ... and these change nothing: a save is a sign of life only for a tab already active, because the
@@ -33,7 +36,7 @@ class Event:
 
 @dataclass(frozen=True)
 class ReadingTime:
-    wall_seconds: float      # first delivery (or "opened") to "submitted" (or to the last event)
+    wall_seconds: float      # the server's first delivery (or the first "opened") to "submitted" (or the last event)
     active_seconds: float    # visible and not idle, any tab, counted once
 
 
@@ -69,8 +72,12 @@ def _union_seconds(intervals: list[tuple[datetime, datetime]]) -> float:
     return total
 
 
-def reading_time(events: Iterable[Event], *, gap_cap_seconds: float, until: datetime | None = None) -> ReadingTime:
-    """`gap_cap_seconds` should be the client's heartbeat interval plus a margin (or the idle threshold)."""
+def reading_time(events: Iterable[Event], *, gap_cap_seconds: float, until: datetime | None = None,
+                 delivered: datetime | None = None) -> ReadingTime:
+    """`gap_cap_seconds` should be the client's heartbeat interval plus a margin (or the idle threshold).
+    `delivered`: when the server first sent the case. The wall clock starts there; and the first active interval
+    of the reading starts there too if the reader's tab reported itself within `gap_cap_seconds` of it (a client
+    that says "opened" late loses none of its time; one that never reports gets none: no activity is invented)."""
     ordered = sorted(events, key=lambda e: e.time)
     if not ordered:
         return ReadingTime(0.0, 0.0)
@@ -88,6 +95,12 @@ def reading_time(events: Iterable[Event], *, gap_cap_seconds: float, until: date
                 tab_events.append(Event("submitted", tab_events[-1].tab_id, submitted))
     cap = timedelta(seconds=gap_cap_seconds)
     intervals = [iv for tab_events in by_tab.values() for iv in _tab_intervals(tab_events, gap_cap=cap, end=end)]
-    opened = next((e.time for e in ordered if e.kind in (DELIVERED, "opened")), ordered[0].time)
+    if delivered is not None and intervals:
+        first = min(intervals)
+        if delivered < first[0] <= delivered + cap:
+            intervals.append((delivered, first[0]))  # from the delivery to the tab's first sign of life
+    opened = next((e.time for e in ordered if e.kind == "opened"), ordered[0].time)
+    if delivered is not None:
+        opened = min(opened, delivered)
     wall_end = end or ordered[-1].time
     return ReadingTime(max(0.0, (wall_end - opened).total_seconds()), _union_seconds(intervals))

@@ -77,12 +77,13 @@ def signoff_report(request, code, report_id):
     if request.method == "POST":
         try:
             if request.POST.get("action") == "edit":
-                report = services.correct_report(
+                report = services.correct_and_sign(
                     read_id=report.read_id, by=request.user, findings=request.POST.get("findings", ""),
                     impression=request.POST.get("impression", ""), reason=request.POST.get("reason", ""),
                     finding_flags={f: True for f in request.POST.getlist("finding_flags")},
                 )
-            services.sign_report(report=report, by=request.user)
+            else:
+                services.sign_report(report=report, by=request.user)
         except ServiceError as exc:
             messages.error(request, exc.message)
             return render(request, "reading/signoff_report.html", {**context, "typed": request.POST})

@@ -4,7 +4,7 @@ from __future__ import annotations
 from core.celery import task
 
 
-@task(bind=True)
+@task(bind=True, redeliver_if_worker_dies=True)
 def run_analysis(self, run_id: int) -> None:
     """Runs one analysis run; a second delivery finds it done (or running elsewhere) and does nothing."""
     from .services import execute_run

@@ -6,8 +6,12 @@ update_last_login. trial imports none of them. Model signals (post_save and kin)
 """
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from django.dispatch import Signal
+
+logger = logging.getLogger(__name__)
 
 # A case was enrolled (validated, de-identified, stored). Arguments: case_id.
 case_enrolled = Signal()
@@ -19,5 +23,11 @@ trial_status_changed = Signal()
 def announce(signal: Signal, **arguments) -> None:
     """Send `signal` with `arguments` once the current transaction commits (at once outside one); nothing is sent
     for a write that rolls back. Receivers run in the sender's process: they enqueue a task or make a small,
-    idempotent write."""
-    transaction.on_commit(lambda: signal.send(sender=__name__, **arguments))
+    idempotent write. A receiver that fails is logged and the others still run: what was announced has committed
+    and stays (the periodic tasks and the investigators' pages catch what a failed receiver left undone)."""
+    def send() -> None:
+        for receiver, result in signal.send_robust(sender=__name__, **arguments):
+            if isinstance(result, Exception):
+                logger.error("receiver %r of %s failed", receiver, arguments, exc_info=result)
+
+    transaction.on_commit(send, robust=True)

@@ -166,3 +166,32 @@ def test_drafts_page_and_api_are_for_investigators(client, ai_trial, site, inves
     client.force_login(outsider)
     assert client.get(f"/t/{ai_trial.code}/ai/").status_code == 403
     assert client.get(f"/api/trials/{ai_trial.code}/drafts/").status_code == 403
+
+
+def test_a_draft_whose_task_was_lost_is_sent_again(ai_trial, site, investigator, fake, monkeypatch,
+                                                   django_capture_on_commit_callbacks):
+    """The broker down at enrolment: the case is enrolled, its draft row stays pending (the failed send is
+    logged, not raised); the periodic requeue sends it again, and one draft is made."""
+    from datetime import timedelta
+
+    from ai import tasks
+
+    def down(*args, **kwargs):
+        raise ConnectionError("the broker is down")
+
+    monkeypatch.setattr(tasks.generate_draft, "delay", down)
+    case = _enrol(ai_trial, site, investigator, 9, django_capture_on_commit_callbacks)
+    draft = AIDraft.objects.get(case=case)
+    assert draft.status == DraftStatus.PENDING and fake.calls == 0
+    monkeypatch.undo()
+    monkeypatch.setattr(services, "backend_for", lambda model_version: fake)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.requeue_pending() == 0  # not yet: it may still be on its way
+    AIDraft.objects.filter(pk=draft.pk).update(created_at=draft.created_at - timedelta(minutes=11))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.requeue_pending() == 1
+    draft.refresh_from_db()
+    assert draft.status == DraftStatus.READY and fake.calls == 1
+    with django_capture_on_commit_callbacks(execute=True):  # asking again for a ready draft sends nothing
+        services.request_draft(case=case)
+    assert fake.calls == 1

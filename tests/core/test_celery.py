@@ -12,20 +12,28 @@ def _project_tasks() -> dict:
                                                                                      "scoring", "stats"}}
 
 
-def test_every_project_task_is_late_acknowledged_and_redelivered_when_its_worker_dies():
+def test_every_project_task_is_late_acknowledged_and_the_long_ones_redelivered_when_their_worker_dies():
     tasks = _project_tasks()
-    assert {"ai.tasks.generate_draft", "reading.tasks.route_trial", "scoring.tasks.build_items",
-            "scoring.tasks.build_open_trials", "stats.tasks.run_analysis", "trial.tasks.verify_audit_chain",
-            "trial.tasks.prepare_viewer_image"} <= set(tasks)
+    assert {"ai.tasks.generate_draft", "ai.tasks.requeue_pending", "reading.tasks.route_trial",
+            "scoring.tasks.build_items", "scoring.tasks.build_open_trials", "stats.tasks.run_analysis",
+            "trial.tasks.verify_audit_chain", "trial.tasks.prepare_viewer_image"} <= set(tasks)
     for task in tasks.values():
-        assert task.acks_late and task.reject_on_worker_lost, task.name
+        assert task.acks_late, task.name
+        assert task.reject_on_worker_lost == (task.name in ("ai.tasks.generate_draft", "stats.tasks.run_analysis"))
 
 
-def test_the_model_runs_on_the_ai_queue_and_everything_else_on_default():
-    router = app.amqp.router
-    for name in _project_tasks():
-        queue = router.route({}, name, (), {})["queue"].name
-        assert queue == ("ai" if name == "ai.tasks.generate_draft" else "default"), name
+def test_a_fresh_process_routes_the_model_task_to_the_ai_queue_by_name():
+    """Every process that sends tasks sets Django up (the apps' ready() import their tasks), or imports the task's
+    module on the first routing of its name: a task sent by name never lands on the CPU queue by accident."""
+    import subprocess
+    import sys
+
+    code = ("import django; django.setup(); from core.celery import route_task; "
+            "print(route_task('ai.tasks.generate_draft', (), {}, {})['queue'], "
+            "route_task('stats.tasks.run_analysis', (), {}, {})['queue'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert out.stdout.split() == ["ai", "default"], out.stderr[-2000:]
 
 
 def test_transient_model_errors_are_retried_with_backoff():
@@ -39,6 +47,7 @@ def test_the_beat_schedule_names_tasks_that_exist():
     tasks = _project_tasks()
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} == {"trial.tasks.verify_audit_chain",
-                                                               "scoring.tasks.build_open_trials"}
+                                                               "scoring.tasks.build_open_trials",
+                                                               "ai.tasks.requeue_pending"}
     for entry in schedule.values():
         assert entry["task"] in tasks

@@ -244,9 +244,19 @@ def test_senior_signs_or_edits_and_signs(build_trial, investigator, make_user):
     queue = list(selectors.signoff_queue(access=access_for(user=senior, code=trial.code)))
     assert {r.pk for r in queue} == {r1.pk, r2.pk}
     services.sign_report(report=r1, by=senior)
-    v2 = services.correct_report(read_id=reads[1].pk, by=senior, findings="", impression="Edited by senior.",
-                                 finding_flags={}, reason="Clarified")
-    services.sign_report(report=v2, by=senior)
+    with pytest.raises(PermissionDenied):  # a senior edits only at sign-off, never by the reader's route
+        services.correct_report(read_id=reads[1].pk, by=senior, findings="", impression="Edited.",
+                                finding_flags={}, reason="Clarified")
+    # an edit whose signature is refused leaves no unsigned correction behind (one transaction)
+    trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=False)
+    with pytest.raises(WrongStatus):
+        services.correct_and_sign(read_id=reads[1].pk, by=senior, findings="", impression="Edited.",
+                                  finding_flags={}, reason="Clarified")
+    assert Report.objects.filter(read=reads[1]).count() == 1
+    trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
+    v2 = services.correct_and_sign(read_id=reads[1].pk, by=senior, findings="", impression="Edited by senior.",
+                                   finding_flags={}, reason="Clarified")
+    assert v2.version == 2 and v2.signed_by == senior and v2.reason == "Clarified"
     assert not selectors.signoff_queue(access=access_for(user=senior, code=trial.code)).exists()
     with pytest.raises(PermissionDenied):
         selectors.signoff_queue(access=access_for(user=readers[0], code=trial.code))

@@ -73,9 +73,17 @@ def test_a_save_while_active_is_a_sign_of_life():
 
 
 def test_the_clock_starts_at_the_servers_first_delivery_even_if_opened_is_reported_late():
-    events = [ev("delivered", 0, "server"), ev("opened", 25), ev("heartbeat", 40), ev("submitted", 50)]
-    t = reading_time(events, gap_cap_seconds=30)
+    delivered = T0
+    events = [ev("opened", 25), ev("heartbeat", 40), ev("submitted", 50)]
+    t = reading_time(events, gap_cap_seconds=30, delivered=delivered)
     assert t.wall_seconds == 50 and t.active_seconds == 50
-    # a client that never reports "opened" still has its time measured from the delivery
-    t = reading_time([ev("delivered", 0, "server"), ev("heartbeat", 20), ev("submitted", 30)], gap_cap_seconds=30)
-    assert t.wall_seconds == 30 and t.active_seconds == 30
+
+
+def test_a_delivery_adds_no_activity_the_reader_did_not_show():
+    # opened long after the delivery (beyond the gap cap): the wall clock starts at the delivery, the active time
+    # only where the tab was active; hidden and back later: the hidden time is not counted
+    events = [ev("opened", 60), ev("hidden", 65), ev("visible", 600), ev("submitted", 610)]
+    t = reading_time(events, gap_cap_seconds=30, delivered=T0)
+    assert t.wall_seconds == 610 and t.active_seconds == 15
+    events = [ev("opened", 0.5), ev("hidden", 5), ev("visible", 600), ev("submitted", 610)]
+    assert reading_time(events, gap_cap_seconds=30, delivered=T0).active_seconds == 15

@@ -47,3 +47,31 @@ def test_status_changes_are_announced_with_the_new_and_previous_status(trial, si
     finally:
         events.trial_status_changed.disconnect(dispatch_uid="test.status")
     assert [(h["trial_id"], h["status"], h["previous"]) for h in heard] == [(trial.pk, "enrolling", "setup")]
+
+
+def test_a_failing_receiver_leaves_the_committed_enrolment_whole(enrolling_trial, site, investigator,
+                                                                 django_capture_on_commit_callbacks):
+    """The write has committed when receivers run: one that fails (a broker down, a bug) is logged, the others
+    still run, and nothing of the enrolment is undone (its files stay)."""
+    from tests import dicom_corpus as corpus
+    from trial import services
+    from trial.models import Case
+
+    heard = []
+
+    def broken(sender, **kwargs):
+        raise RuntimeError("the broker is down")
+
+    events.case_enrolled.connect(broken, dispatch_uid="test.broken", weak=False)
+    events.case_enrolled.connect(lambda sender, **kw: heard.append(kw["case_id"]), dispatch_uid="test.after",
+                                 weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            case = services.enrol_case(trial=enrolling_trial, site=site, by=investigator,
+                                       data=corpus.radiograph_bytes(seed=5))
+    finally:
+        events.case_enrolled.disconnect(dispatch_uid="test.broken")
+        events.case_enrolled.disconnect(dispatch_uid="test.after")
+    case = Case.objects.get(pk=case.pk)
+    assert heard == [case.pk]
+    assert case.dicom.storage.exists(case.dicom.name) and case.display_image.storage.exists(case.display_image.name)
