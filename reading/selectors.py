@@ -21,6 +21,7 @@ from core.clock import iso
 from trial.access import Access
 from trial.models import Arm, Case, Membership, Role, Status, Trial
 
+from . import events
 from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
 
 NOT_YOURS = "This case is not on your worklist."
@@ -303,13 +304,8 @@ def dashboard(*, access: Access) -> dict:
                 .values("reader__pseudonym", "case__code", "active_seconds", "wall_seconds")
                 .order_by("reader__pseudonym", "case__code"))
     backlog = Read.objects.filter(trial=trial).exclude(status=ReadStatus.SUBMITTED).count()
-    # Apps above this one add their own sections (scoring: the blinding-integrity check of the reports' style):
-    # each app config with a `conduct_section(access=...)` gives {"template", "context"} or None. Found through the
-    # app registry, as a signal's receivers would be, so that nothing here imports upward.
-    from django.apps import apps
-
-    sections = [section for config in apps.get_app_configs() if hasattr(config, "conduct_section")
-                for section in [config.conduct_section(access=access)] if section]
+    # Apps above this one add their own sections (scoring: the blinding-integrity check of the reports' style)
+    sections = [section for _, section in events.conduct_sections.send(sender=__name__, access=access) if section]
     return {
         "enrolment": list(trial.cases.values("site__code").annotate(n=Count("id")).order_by("site__code")),
         "per_reader": list(per_reader),

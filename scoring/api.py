@@ -114,7 +114,8 @@ class PreferenceAPI(_AnswerAPI):
 
     def submit(self, assignment, data):
         services.submit_preference(assignment=assignment, by=self.request.user, choice=data["choice"],
-                                   reason_text=data["reason"], reason=data.get("correction_reason"))
+                                   reason_text=data["reason"], ai_guess=data["ai_guess"],
+                                   reason=data.get("correction_reason"))
 
 
 class FindingsAPI(_AnswerAPI):

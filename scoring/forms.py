@@ -56,7 +56,15 @@ class PreferenceForm(CorrectionMixin):
                                         label="Which report is better?")
         self.fields["reason"] = forms.CharField(required=False, max_length=COMMENT_LIMIT, label="Why (optional)",
                                                 widget=forms.Textarea(attrs={"rows": 2}))
-        self.order_fields(["choice", "reason", "correction_reason"])
+        if scale.get("ai_guess"):  # the trial's blinding question, asked after the preference so as not to colour it
+            self.fields["ai_guess"] = _radios([(g["value"], g["label"]) for g in scale["ai_guess"]],
+                                              label="Which report was written with AI assistance?")
+            self.fields["ai_guess"].help_text = "Your best guess; “Can't tell” is a good answer."
+        self.order_fields(["choice", "reason", "ai_guess", "correction_reason"])
+
+    def values(self) -> dict:
+        data = self.cleaned_data
+        return {"choice": data["choice"], "reason_text": data["reason"], "ai_guess": data.get("ai_guess", "")}
 
 
 class FindingsForm(CorrectionMixin):
@@ -96,11 +104,24 @@ class SettingsForm(forms.Form):
                                             help_text="The reference standard of the detection endpoints.")
     subscores = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}),
                                 help_text="One per line: key | label | help. Each is scored 1–5, optionally.")
+    ask_which_assisted = forms.BooleanField(
+        required=False, label="Ask experts which report of a pair was written with AI assistance",
+        help_text="A or B or “can't tell”, after their preference; Bang's blinding index is computed from the answers.")
+    canonical_text = forms.BooleanField(
+        required=False, label="Show reports in the canonical presentation",
+        help_text="One wording for stock phrases, negated lists one per line, findings in anatomical order: narrows "
+                  "the style cue of an edited AI draft. Nothing is cut. The conduct page measures the difference.")
+    aligned_pair = forms.BooleanField(
+        required=False, label="Align the two reports of a pair",
+        help_text="Findings beside findings and impression beside impression, in panes of equal height (the shorter "
+                  "report is padded with empty space, never cut).")
 
     def __init__(self, *args, trial, current, **kwargs):
         super().__init__(*args, initial={
             "adjudicator": current.adjudicator_id, "reference_standard": current.reference_standard,
             "subscores": "\n".join(f"{s['key']} | {s['label']} | {s.get('help', '')}" for s in current.subscores),
+            "ask_which_assisted": current.ask_which_assisted, "canonical_text": current.canonical_text,
+            "aligned_pair": current.aligned_pair,
         }, **kwargs)
         self.fields["adjudicator"].queryset = trial.memberships.filter(role=Role.EXPERT).order_by("pseudonym")
         self.fields["adjudicator"].label_from_instance = lambda m: f"{m.pseudonym} ({m.user.get_username()})"

@@ -35,6 +35,15 @@ class ScoringSettings(models.Model):
     reference_standard = models.BooleanField(default=True)
     # An expert chosen by the investigator to settle findings on which the panel has no majority.
     adjudicator = models.ForeignKey(Membership, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # The experts' optional blinding question on each pair: which report was written with AI assistance (A, B or
+    # can't tell); Bang's blinding index is computed from the answers. Frozen once items exist.
+    ask_which_assisted = models.BooleanField(default=False)
+    # How reports are shown (scoring.normalize): the canonical wording and anatomical order narrow the style cue
+    # of an edited AI draft; frozen once items exist, since items freeze the text they show.
+    canonical_text = models.BooleanField(default=False)
+    # The pair's two reports in aligned rows (findings beside findings, impression beside impression), equal in
+    # height: the shorter one is padded with empty space, never cut. Frozen once items exist (one look per trial).
+    aligned_pair = models.BooleanField(default=False)
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
                                    related_name="+")
     updated_at = models.DateTimeField(auto_now=True)
@@ -185,15 +194,27 @@ class Choice(models.TextChoices):
     NONE = "none", "No preference"
 
 
+class AiGuess(models.TextChoices):
+    """The expert's answer to "Which report was written with AI assistance?" (the trial may not ask it)."""
+
+    A = "A", "Report A"
+    B = "B", "Report B"
+    UNSURE = "unsure", "Can't tell"
+
+
 class Preference(ImmutableAnswer):
     choice = models.CharField(max_length=4, choices=Choice.choices)
     reason = models.TextField(blank=True)
+    # Empty when the trial does not ask (ScoringSettings.ask_which_assisted); the side named, or "unsure".
+    ai_guess = models.CharField(max_length=6, choices=AiGuess.choices, blank=True, default="")
 
     class Meta:
         ordering = ["assignment", "version"]
         constraints = [
             models.UniqueConstraint(fields=["assignment", "version"], name="preference_version_unique"),
             models.CheckConstraint(condition=Q(choice__in=[c.value for c in Choice]), name="preference_choice_valid"),
+            models.CheckConstraint(condition=Q(ai_guess__in=["", *[g.value for g in AiGuess]]),
+                                   name="preference_ai_guess_valid"),
         ]
 
 

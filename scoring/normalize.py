@@ -26,6 +26,32 @@ signature. Experts judge content, so every report is shown in one layout:
 
 `normalize_report` applies all of this to the findings and the impression; `text_hash` is the SHA-256
 of what is shown, stored with each scoring item so that a later change of the report is detected.
+
+The canonical presentation (a trial's scoring setting, `canonical=True`) goes further, because the layout
+alone still lets the wording give the arm away: a reader who edits the AI draft keeps its stock phrases
+("The cardiomediastinal silhouette is within normal limits."), its order (heart, lungs, pleura, bones) and
+its habit of writing one negation per structure. On top of the rules above, every statement is rewritten in
+one wording, never dropping a word that carries content:
+
+7. Spelling and synonyms: British spellings in American form (oedema → edema), "left-sided" → "left",
+   "bibasal" → "bibasilar", "in keeping with" / "compatible with" → "consistent with", "2cm" → "2 cm".
+8. Sentence frames: "There is/are (no) X" → "(No) X"; "No evidence of X" → "No X"; "No X is seen /
+   identified / noted / demonstrated / present / evident" → "No X"; "A small X is present / seen / noted"
+   → "Small X"; a leading "The" dropped.
+9. Stock normal statements, one wording each: heart size ("Heart size is within normal limits.", "The
+   heart is not enlarged." → "Normal heart size."), the cardiomediastinal silhouette, clear lungs, "No acute
+   cardiopulmonary process / disease / findings" → "... abnormality", "No acute bony abnormality" →
+   "... osseous ...", an unqualified enlarged heart → "Cardiomegaly.".
+10. Negated lists of findings split, one per line: "No focal consolidation, pleural effusion, or
+   pneumothorax." → three statements; only when every element is a finding of a closed vocabulary
+   (`_FINDING_TERMS`), so that no qualifier ("acute", "definite") changes its scope.
+11. FINDINGS in one anatomical order: comparison / technique, lines and tubes, heart and mediastinum,
+   lungs, pleura and diaphragm, bones and soft tissues, then anything else; a statement without an
+   anatomical word, or starting with "This", "It", "These", "Which", stays after the one before it (it
+   speaks of it). The IMPRESSION keeps its order: there the order is the reader's priority.
+
+Nothing is ever truncated or hidden: the canonical form of a report carries every statement of its normal
+form. `canonical_section` is the whole of it for one section.
 """
 from __future__ import annotations
 
@@ -165,9 +191,169 @@ def normalize_section(text: str) -> str:
     return "\n".join(lines)
 
 
-def normalize_report(*, findings: str, impression: str) -> NormalizedReport:
-    return NormalizedReport(findings=normalize_section(findings), impression=normalize_section(impression))
+def normalize_report(*, findings: str, impression: str, canonical: bool = False) -> NormalizedReport:
+    """Both sections in the uniform layout; `canonical` adds the canonical wording and order (rules 7–11)."""
+    normal = NormalizedReport(findings=normalize_section(findings), impression=normalize_section(impression))
+    return canonical_report(normal) if canonical else normal
+
+
+def canonical_report(normal: NormalizedReport) -> NormalizedReport:
+    """A report already in the uniform layout, in the canonical presentation (rules 7–11)."""
+    return NormalizedReport(findings=_canonical(normal.findings, reorder=True),
+                            impression=_canonical(normal.impression, reorder=False))
 
 
 def text_hash(report: NormalizedReport) -> str:
     return hashlib.sha256(report.shown_text().encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ canonical presentation
+
+_SPELLING = [(re.compile(rf"\b{a}\b", re.IGNORECASE), b) for a, b in (
+    ("oedema", "edema"), ("oedematous", "edematous"), ("haemorrhage", "hemorrhage"), ("haemothorax", "hemothorax"),
+    ("haemoptysis", "hemoptysis"), ("oesophagus", "esophagus"), ("oesophageal", "esophageal"), ("centre", "center"),
+    ("tumour", "tumor"), ("fibre", "fiber"), ("anaemia", "anemia"), ("bibasal", "bibasilar"), ("bi-basal", "bibasilar"),
+    (r"left[\s-]sided", "left"), (r"right[\s-]sided", "right"), (r"in\s+keeping\s+with", "consistent with"),
+    (r"compatible\s+with", "consistent with"),
+)]
+_UNIT_SPACE = re.compile(r"\b(\d+(?:\.\d+)?)(mm|cm)\b")
+
+_SEEN = r"(?:seen|identified|noted|demonstrated|present|evident|visualized|visualised|appreciated|detected)"
+# Sentence frames, tried in order until none applies (each removes words that carry no content).
+_FRAMES = [
+    (re.compile(r"^there\s+(?:is|are)\s+(?:also\s+)?(no|not\s+any)\s+(.+)$", re.IGNORECASE), r"No \2"),
+    (re.compile(r"^no\s+(definite\s+)?(?:radiographic\s+)?evidence\s+of\s+(.+)$", re.IGNORECASE), r"No \1\2"),
+    (re.compile(rf"^no\s+(.+?)\s+(?:is|are)\s+(?:(?:now|again)\s+)?{_SEEN}$", re.IGNORECASE), r"No \1"),
+    (re.compile(r"^there\s+(?:is|are)\s+(?:also\s+)?(?:an?\s+)?(.+)$", re.IGNORECASE), r"\1"),
+    (re.compile(rf"^(?!(?:nothing|none)\b)(?:an?\s+)?(.+?)\s+(?:is|are)\s+(?:also\s+)?{_SEEN}$", re.IGNORECASE),
+     r"\1"),
+    (re.compile(r"^(?:an?|the)\s+(.+)$", re.IGNORECASE), r"\1"),
+]
+_STOCK = [(re.compile(rf"^(?:{pattern})$", re.IGNORECASE), wording) for pattern, wording in (
+    (r"(?:heart|cardiac)\s+size\s+(?:is\s+)?(?:normal|within\s+normal\s+limits)|normal\s+(?:heart|cardiac)\s+size"
+     r"|heart\s+is\s+(?:normal\s+in\s+size|not\s+enlarged)|cardiac\s+silhouette\s+is\s+(?:normal\s+in\s+size|not\s+enlarged)",
+     "Normal heart size"),
+    (r"cardiomediastinal\s+(?:silhouette|contours?)\s+(?:is|are)\s+(?:normal|within\s+normal\s+limits|unremarkable)"
+     r"|normal\s+cardiomediastinal\s+(?:silhouette|contours?)",
+     "Normal cardiomediastinal silhouette"),
+    (r"(?:both\s+)?lungs\s+(?:are\s+)?clear(?:\s+bilaterally)?|clear\s+lungs", "Lungs are clear"),
+    (r"no\s+acute\s+cardiopulmonary\s+(?:abnormality|abnormalities|process|disease|findings?|pathology)",
+     "No acute cardiopulmonary abnormality"),
+    (r"no\s+acute\s+(?:osseous|bony|skeletal)\s+(?:abnormality|abnormalities|findings?)",
+     "No acute osseous abnormality"),
+    (r"heart\s+(?:size\s+)?is\s+enlarged|enlarged\s+heart|cardiac\s+silhouette\s+is\s+enlarged"
+     r"|enlarged\s+cardiac\s+silhouette", "Cardiomegaly"),
+)]
+# A closed vocabulary of findings: a negated list is split only when every element is one of these.
+_FINDING_TERMS = re.compile(
+    r"(?:focal\s+)?(?:airspace\s+)?(?:consolidation|opacity|opacities|disease)|(?:pleural\s+)?effusions?"
+    r"|pneumothorax|pneumothoraces|atelectasis|cardiomegaly|(?:pulmonary\s+|interstitial\s+)?edema"
+    r"|(?:pulmonary\s+)?nodules?|mass(?:es)?|pneumomediastinum|pleural\s+thickening|lymphadenopathy"
+    r"|(?:subdiaphragmatic\s+)?free\s+air|free\s+subdiaphragmatic\s+air|subdiaphragmatic\s+air|pneumoperitoneum"
+    r"|hilar\s+enlargement|(?:pulmonary\s+)?vascular\s+congestion",
+    re.IGNORECASE,
+)
+_LIST_SPLIT = re.compile(r"\s*,\s*(?:(?:or|and|nor)\s+)?|\s+(?:or|and|nor)\s+", re.IGNORECASE)
+
+# Anatomical order of FINDINGS statements; the first word of the statement that names a region decides.
+_REGIONS = [
+    ("lines", r"tube|line|catheter|pacemaker|pacer|wires?|clips?|stent|valve|port|drain|electrodes?|sternotomy"
+              r"|device|leads?"),
+    ("heart", r"heart|cardiac|cardio\w*|cardiomegaly|mediastin\w*|hil(?:um|a|ar)|aort\w*|trachea\w*|pericardi\w*"),
+    ("lungs", r"lungs?|pulmonary|consolidation|opacit\w*|opacification|atelectasis|collapse|airspace|nodules?|mass"
+              r"|masses|interstitial|edema|emphysema|hyperinfla\w*|lobes?|lingula\w*|zones?|bronch\w*|haziness"
+              r"|infiltrat\w*|pneumonia|parenchym\w*|bibasilar|basilar|apical|apex|apices|bases?|granuloma\w*"
+              r"|scarring|fibrosis|vascular\w*|congestion"),
+    ("pleura", r"pleura\w*|effusions?|pneumothora\w*|costophrenic|diaphragm\w*|hemidiaphragm\w*|fluid"
+               r"|subdiaphragmatic|pneumoperitoneum"),
+    ("bones", r"osseous|bones?|bony|ribs?|spine|spinal|vertebra\w*|fractures?|clavicles?|scapula\w*|shoulders?"
+              r"|soft\s+tissues?|subcutaneous|skeletal|degenerative|thoracic\s+spine"),
+]
+_REGION_WORD = re.compile("|".join(rf"(?P<{name}>\b(?:{words})\b)" for name, words in _REGIONS), re.IGNORECASE)
+_REGION_RANK = {name: i + 1 for i, (name, _) in enumerate(_REGIONS)}
+_HEADER_LINE = re.compile(r"^(?:clinical history|history|indication|technique|comparison):", re.IGNORECASE)
+_ANAPHORA = re.compile(r"^(?:this|these|that|those|it|its|they|which)\b", re.IGNORECASE)
+_OTHER = len(_REGIONS) + 1
+
+
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _wording(sentence: str) -> str:
+    """One statement (already in the uniform layout) in the canonical wording, rules 7–9. Its end mark is kept:
+    "Left basal opacity?" is a question, and stays one."""
+    end = sentence[-1] if sentence[-1:] in ("?", "!") else "."
+    body = sentence.rstrip(".!?").strip()
+    for pattern, replacement in _SPELLING:
+        body = pattern.sub(lambda m, r=replacement: r if not m.group(0)[:1].isupper() else _first_upper(r), body)
+    body = _UNIT_SPACE.sub(r"\1 \2", body)
+    for _ in range(4):  # frames peel off one after another: "There is no evidence of X is seen" is rare, but finite
+        before = body
+        for pattern, replacement in _FRAMES:
+            body = pattern.sub(replacement, body).strip()
+        if body == before:
+            break
+    for pattern, wording in _STOCK:
+        if pattern.match(body):
+            body = wording
+            break
+    return _tidy(body + end)
+
+
+def _split_negation(sentence: str) -> list[str]:
+    """ "No A, B, or C." → "No A." "No B." "No C." when each element is a finding of the closed vocabulary."""
+    match = re.match(r"^no\s+(.+?)\.?$", sentence, re.IGNORECASE)
+    if not match:
+        return [sentence]
+    # "No A and no B" is the same list as "No A or B": a repeated "no" is dropped before the vocabulary is checked
+    parts = [re.sub(r"^no\s+", "", p.strip(), flags=re.IGNORECASE) for p in _LIST_SPLIT.split(match.group(1)) if p]
+    if len(parts) < 2 or not all(_FINDING_TERMS.fullmatch(p) for p in parts):
+        return [sentence]
+    # The order of a list says nothing: the statements come in one order (alphabetical), whatever the writer's.
+    return sorted(_wording(f"No {p}") for p in parts)
+
+
+def _region(sentence: str) -> int | None:
+    """The rank of the statement's region (None: it names none, so it stays with the statement before)."""
+    if _HEADER_LINE.match(sentence):
+        return 0
+    if _ANAPHORA.match(sentence):
+        return None
+    match = _REGION_WORD.search(sentence)
+    return _REGION_RANK[match.lastgroup] if match else None
+
+
+def _anatomical_order(statements: list[str]) -> list[str]:
+    """By region; within one, what is seen first in the writer's order, then the negatives ("No ...")
+    alphabetically (a list of pertinent negatives has no order of its own). A statement with no region of its
+    own goes with the one before it."""
+    groups: list[tuple[int, list[str]]] = []
+    for statement in statements:
+        rank = _region(statement)
+        if rank is None and groups:
+            groups[-1][1].append(statement)
+        else:
+            groups.append((_OTHER if rank is None else rank, [statement]))
+
+    def key(item):
+        index, (rank, group) = item
+        negative = group[0].lower().startswith("no ")
+        return (rank, negative, group[0].lower() if negative else "", index)
+
+    return [statement for _, (_, group) in sorted(enumerate(groups), key=key) for statement in group]
+
+
+def _canonical(normal: str, *, reorder: bool) -> str:
+    statements: list[str] = []
+    for line in normal.split("\n"):
+        if line:
+            statements.extend(s for s in _split_negation(_wording(line)) if s)
+    if reorder:
+        statements = _anatomical_order(statements)
+    return "\n".join(statements)
+
+
+def canonical_section(text: str, *, reorder: bool) -> str:
+    """One section in the canonical presentation: the uniform layout, then rules 7–11 (`reorder`: FINDINGS)."""
+    return _canonical(normalize_section(text), reorder=reorder)

@@ -9,3 +9,10 @@ from .tasks import build_items as build_items_task
 def build_when_scoring_starts(sender, *, trial_id: int, status: str, **kwargs) -> None:
     if status == Status.SCORING:
         build_items_task.delay(trial_id)
+
+
+def conduct_section(sender, *, access, **kwargs) -> dict:
+    """The scoring app's section of the investigator's conduct page: the blinding-integrity check of the style."""
+    from .selectors import conduct_section
+
+    return conduct_section(access=access)

@@ -5,13 +5,17 @@ draft, site, date, case code, database id or other expert's answer leaves throug
 """
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q
 from django.urls import reverse
 
+from ai import selectors as ai_selectors
+from ai.models import DraftStatus
 from reading.models import Read, ReadStatus, Report
 from trial.access import Access
 from trial.models import Arm, Design, Membership, Role, Status, Trial
@@ -19,6 +23,7 @@ from trial.models import Arm, Design, Membership, Role, Status, Trial
 from .models import (
     LIKERT,
     Adjudication,
+    AiGuess,
     Assignment,
     Choice,
     FindingVote,
@@ -34,6 +39,9 @@ from .models import (
     ShownReport,
     Side,
 )
+from .normalize import canonical_report, normalize_report
+from .style_check import MIN_PAIRS, ReportPair, StyleCheckResult
+from .style_check import style_check as run_style_check
 
 NOT_ASSIGNED = "This item is not assigned to you."
 NOT_ADJUDICATOR = "Only the trial's adjudicator can open the adjudication queue."
@@ -183,7 +191,7 @@ def _answer_payload(kind: str, answer) -> dict:
         return {**common, "overall": answer.overall, "subscores": answer.subscores, "radpeer": answer.radpeer,
                 "comment": answer.comment}
     if kind == ItemKind.PAIR:
-        return {**common, "choice": answer.choice, "reason": answer.reason}
+        return {**common, "choice": answer.choice, "reason": answer.reason, "ai_guess": answer.ai_guess}
     return {**common, "marks": answer.marks}
 
 
@@ -231,6 +239,8 @@ def item_view(*, assignment: Assignment) -> dict:
         } if shown else None,
         "clinical_history": case.clinical_history if shown else "",
         "reports": _shown_reports(assignment) if shown else [],
+        # The pair's sections side by side in rows of equal height (the trial's presentation setting).
+        "aligned": item.kind == ItemKind.PAIR and scoring_settings.aligned_pair,
         "findings": list(trial.findings) if item.kind == ItemKind.REFERENCE else [],
         "scale": {
             "likert": [{"value": v, "label": label} for v, label in LIKERT.items()],
@@ -239,6 +249,9 @@ def item_view(*, assignment: Assignment) -> dict:
             "radpeer": [{"value": c.value, "label": c.label} for c in Radpeer] if item.kind == ItemKind.QUALITY else [],
             "choices": [{"value": c.value, "label": c.label} for c in Choice
                         if c != Choice.NONE or trial.allow_no_preference] if item.kind == ItemKind.PAIR else [],
+            # "Which report was written with AI assistance?", where the trial asks it (pairs only).
+            "ai_guess": [{"value": g.value, "label": g.label} for g in AiGuess]
+            if item.kind == ItemKind.PAIR and scoring_settings.ask_which_assisted else [],
             "marks": [{"value": m.value, "label": m.label} for m in Mark] if item.kind == ItemKind.REFERENCE else [],
         },
         "answer": _answer_payload(item.kind, answer) if answer else None,
@@ -380,6 +393,107 @@ def progress(*, access: Access) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------- investigators: the style check
+
+STYLE_CHECK_VERSION = 1           # part of the cache keys: raise it when normalize or style_check change
+STYLE_CHECK_CACHE_SECONDS = 7 * 24 * 3600
+# At most this many pairs (and drafts) go into the check: 300 test pairs put the accuracy within a few points, and
+# the page stays quick on a large trial (normalizing is about a millisecond a report, the first time). The sample
+# is the pairs with the smallest content hashes: stable as the trial grows (a new pair enters only if its hash is
+# small enough), and unrelated to the arm or the case.
+STYLE_CHECK_MAX_PAIRS = 600
+PRESENTATIONS = {False: "as written (uniform layout)", True: "canonical wording and order"}
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(repr(value).encode()).hexdigest()
+
+
+def _sample(values: list, limit: int) -> list:
+    return sorted(values, key=_digest)[:limit]
+
+
+def _shown_forms(*, trial: Trial, texts: list[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+    """digest of (findings, impression) → the text shown (as written, canonical), one statement per line.
+
+    Normalizing takes about a millisecond a report, so the forms are kept in the cache (one entry per trial, a dict
+    by text digest): a new report costs its own normalization only, not the whole trial's again."""
+    key = f"scoring:style-check-texts:{STYLE_CHECK_VERSION}:{trial.pk}"
+    known: dict[str, tuple[str, str]] = cache.get(key) or {}
+    wanted = {_digest(t): t for t in texts}
+    missing = {d: t for d, t in wanted.items() if d not in known}
+    for digest, (findings, impression) in missing.items():
+        normal = normalize_report(findings=findings, impression=impression)
+        canonical = canonical_report(normal)
+        known[digest] = (f"{normal.findings}\n{normal.impression}", f"{canonical.findings}\n{canonical.impression}")
+    forms = {d: known[d] for d in wanted}
+    if missing:
+        cache.set(key, forms, STYLE_CHECK_CACHE_SECONDS)  # what is no longer wanted (a superseded text) goes
+    return forms
+
+
+def _accuracy(accuracy) -> dict:
+    low, high = accuracy.confidence_interval
+    return {"name": accuracy.name, "percent": 100 * accuracy.estimate, "low": 100 * low, "high": 100 * high,
+            "n": accuracy.n}
+
+
+def _style_result(result: StyleCheckResult, canonical: bool) -> dict:
+    return {
+        "presentation": PRESENTATIONS[canonical], "canonical": canonical, "enough": result.enough,
+        "classifier": _accuracy(result.classifier) if result.enough else None,
+        "baselines": [_accuracy(b) for b in result.baselines],
+        "weights": [{"feature": name, "weight": weight} for name, weight in result.weights],
+        "train": result.train, "test": result.test, "stock_phrases": result.stock_phrases,
+        "stock_source": result.stock_source,
+    }
+
+
+def style_check(*, access: Access) -> dict:
+    """The blinding-integrity check (scoring.style_check) for the investigator's conduct page: how well the text
+    style of the trial's final report pairs (what experts are shown, or would be) names the arm, under the
+    trial's presentation and under the other one, so that the presentation can be chosen before scoring starts.
+
+    About the text style, not outcomes: nothing here says which report is better. Aggregates only (accuracies,
+    model weights, one recurring sentence): no case, report or arm of anything. The result is cached per set of
+    texts (and settings), so the page computes it again only when a report or a draft changed."""
+    access.require(Role.INVESTIGATOR)
+    trial = access.trial
+    scoring_settings = settings_of(trial)
+    base = {"design_has_pairs": trial.design != Design.CASE_RANDOMIZED, "canonical": scoring_settings.canonical_text,
+            "items_exist": Item.objects.filter(trial=trial).exists(), "status": trial.status,
+            "max_pairs": STYLE_CHECK_MAX_PAIRS}
+    if not base["design_has_pairs"]:
+        return {**base, "pairs": 0, "sampled": 0, "results": []}
+    # Raw texts, the assisted report's first: what the result depends on, and so what its cache key is made of.
+    raw = [tuple((u.reports[r.pk].findings, u.reports[r.pk].impression)
+                 for r in sorted(u.reads, key=lambda read: read.arm != Arm.ASSISTED))
+           for u in ready_units(trial) if len(u.reads) == 2]
+    pairs_used = _sample(raw, STYLE_CHECK_MAX_PAIRS)
+    drafts = _sample(list(ai_selectors.drafts_for_trial(access=access).filter(status=DraftStatus.READY)
+                          .values_list("findings", "impression")), STYLE_CHECK_MAX_PAIRS)
+    key = (f"scoring:style-check:{STYLE_CHECK_VERSION}:{trial.pk}:"
+           f"{_digest((scoring_settings.canonical_text, pairs_used, drafts))}")
+    cached = cache.get(key)
+    if cached is None:
+        forms = _shown_forms(trial=trial, texts=[t for pair in pairs_used for t in pair] + drafts)
+        results = []
+        for canonical in (scoring_settings.canonical_text, not scoring_settings.canonical_text):
+            form = int(canonical)  # the forms are (as written, canonical)
+            pairs = [ReportPair(assisted=forms[_digest(a)][form], standard=forms[_digest(b)][form])
+                     for a, b in pairs_used]
+            results.append(_style_result(run_style_check(pairs, drafts=[forms[_digest(d)][form] for d in drafts]),
+                                         canonical))
+        cached = {"pairs": len(raw), "sampled": len(pairs_used), "results": results, "min_pairs": MIN_PAIRS}
+        cache.set(key, cached, STYLE_CHECK_CACHE_SECONDS)
+    return {**base, **cached}
+
+
+def conduct_section(*, access: Access) -> dict:
+    """The scoring app's section of the investigator's conduct page (reading.events.conduct_sections)."""
+    return {"template": "scoring/conduct_style_check.html", "context": style_check(access=access)}
+
+
 def settings_for(*, access: Access) -> ScoringSettings:
     access.require(Role.INVESTIGATOR)
     return settings_of(access.trial)
@@ -423,7 +537,10 @@ def analysis_rows(trial: Trial, *, include_superseded: bool = False) -> dict[str
     - "quality": per report and expert: case, site, arm, reader, period, report id/version, expert,
       position, overall, sub_<key>, radpeer, comment, version, opened_at, submitted_at, seconds.
     - "preference": per pair and expert: case, site, reader_assisted, reader_standard, expert,
-      assisted_side ("A" = left), left_arm, choice ("A", "B", "none"), preferred_arm, reason, times.
+      assisted_side ("A" = left), left_arm, choice ("A", "B", "none"), preferred_arm, reason, times;
+      ai_guess (the answer to "which report was written with AI assistance?": "A", "B", "unsure", or "" where
+      the trial does not ask it) and guess_arm (the arm the expert named as assisted: "assisted" for a correct
+      guess, "standard" for a wrong one; None for "unsure" or not asked), named by real arm like preferred_arm.
     - "finding_votes": per case, finding and expert: mark (present / absent / uncertain).
     - "reference_standard": per case and finding: present, method, vote counts, decided_by, decided_at.
     Superseded items (a report corrected after them) are left out unless `include_superseded`.
@@ -467,12 +584,13 @@ def analysis_rows(trial: Trial, *, include_superseded: bool = False) -> dict[str
             left_arm = Arm.ASSISTED.value if a.assisted_side == Side.A else Arm.STANDARD.value
             right_arm = Arm.STANDARD.value if left_arm == Arm.ASSISTED.value else Arm.ASSISTED.value
             preferred = {Choice.A: left_arm, Choice.B: right_arm}.get(last.choice)
+            guessed = {AiGuess.A: left_arm, AiGuess.B: right_arm}.get(last.ai_guess)
             rows["preference"].append({
                 **base, "reader_assisted": by_arm[Arm.ASSISTED].read.reader.pseudonym,
                 "reader_standard": by_arm[Arm.STANDARD].read.reader.pseudonym,
                 "report_assisted": by_arm[Arm.ASSISTED].report_id, "report_standard": by_arm[Arm.STANDARD].report_id,
                 "assisted_side": a.assisted_side, "left_arm": left_arm, "choice": last.choice,
-                "preferred_arm": preferred, "reason": last.reason})
+                "preferred_arm": preferred, "reason": last.reason, "ai_guess": last.ai_guess, "guess_arm": guessed})
         else:
             for finding, mark in last.marks.items():
                 rows["finding_votes"].append({**base, "finding": finding, "mark": mark})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import reverse
 from rest_framework import serializers
 
-from .models import COMMENT_LIMIT
+from .models import COMMENT_LIMIT, AiGuess
 
 # ------------------------------------------------------------------------------------------ input
 
@@ -27,6 +27,10 @@ class QualitySerializer(CorrectableSerializer):
 class PreferenceSerializer(CorrectableSerializer):
     choice = serializers.CharField(max_length=4, help_text="A (left), B (right) or none (where allowed).")
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=COMMENT_LIMIT)
+    ai_guess = serializers.ChoiceField(
+        choices=AiGuess.values, required=False, allow_blank=True, default="",
+        help_text="Which report was written with AI assistance: A, B or unsure (can't tell). Required where the "
+                  "trial asks it (the item's scale.ai_guess lists the answers), refused where it does not.")
 
 
 class FindingsSerializer(CorrectableSerializer):
@@ -42,6 +46,12 @@ class AdjudicationSerializer(serializers.Serializer):
 class SettingsSerializer(serializers.Serializer):
     subscores = serializers.ListField(child=serializers.DictField(), required=False)
     reference_standard = serializers.BooleanField(required=False)
+    ask_which_assisted = serializers.BooleanField(
+        required=False, help_text="Ask experts, on each pair, which report was written with AI assistance.")
+    canonical_text = serializers.BooleanField(
+        required=False, help_text="Show reports in the canonical wording and order (scoring.normalize).")
+    aligned_pair = serializers.BooleanField(
+        required=False, help_text="Show a pair's sections side by side in rows of equal height.")
     adjudicator = serializers.CharField(required=False, allow_null=True, allow_blank=True,
                                         help_text="The pseudonym of one of the trial's experts, or null for none.")
 
@@ -114,6 +124,8 @@ class ScaleSerializer(serializers.Serializer):
     subscores = SubscoreSerializer(many=True)
     radpeer = TextChoiceSerializer(many=True)
     choices = TextChoiceSerializer(many=True)
+    ai_guess = TextChoiceSerializer(many=True, help_text="pair, where the trial asks which report was written with "
+                                                         "AI assistance: the answers; empty otherwise.")
     marks = TextChoiceSerializer(many=True)
 
 
@@ -128,6 +140,8 @@ class AnswerSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, help_text="quality")
     choice = serializers.CharField(required=False, help_text="pair: A, B or none")
     reason = serializers.CharField(required=False, allow_blank=True, help_text="pair")
+    ai_guess = serializers.CharField(required=False, allow_blank=True,
+                                     help_text="pair: A, B, unsure, or empty where the trial does not ask it")
     marks = serializers.DictField(child=serializers.CharField(), required=False, help_text="reference: finding → mark")
 
 
@@ -153,6 +167,8 @@ class ItemSerializer(serializers.Serializer):
     image = ScoringImageSerializer(allow_null=True, help_text="Null until the item is available.")
     clinical_history = serializers.CharField(allow_blank=True)
     reports = ShownReportSerializer(many=True)
+    aligned = serializers.BooleanField(help_text="pair: show the two reports' sections side by side, in rows of "
+                                                 "equal height (the trial's presentation).")
     findings = serializers.ListField(child=serializers.CharField(), help_text="The trial's findings (reference).")
     scale = ScaleSerializer()
     answer = AnswerSerializer(allow_null=True)
@@ -235,6 +251,9 @@ class BuildSerializer(serializers.Serializer):
 class SettingsOutputSerializer(serializers.Serializer):
     subscores = SubscoreSerializer(many=True)
     reference_standard = serializers.BooleanField()
+    ask_which_assisted = serializers.BooleanField()
+    canonical_text = serializers.BooleanField()
+    aligned_pair = serializers.BooleanField()
     adjudicator = serializers.CharField(source="adjudicator.pseudonym", allow_null=True, default=None)
 
 
@@ -285,6 +304,10 @@ class PreferenceRowSerializer(_AnswerRowSerializer):
     choice = serializers.CharField()
     preferred_arm = serializers.CharField(allow_null=True)
     reason = serializers.CharField(allow_blank=True)
+    ai_guess = serializers.CharField(allow_blank=True, help_text="Which report the expert named as written with AI "
+                                                                 "assistance: A, B, unsure; empty if not asked.")
+    guess_arm = serializers.CharField(allow_null=True, help_text="The arm of the report the expert named; null for "
+                                                                 "unsure or not asked.")
 
 
 class FindingVoteRowSerializer(_AnswerRowSerializer):

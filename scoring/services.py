@@ -35,6 +35,7 @@ from .models import (
     MAX_SUBSCORES,
     PHASE,
     Adjudication,
+    AiGuess,
     Assignment,
     Choice,
     FindingVote,
@@ -87,10 +88,18 @@ def _clean_subscores(value) -> list[dict]:
     return cleaned
 
 
+# What items freeze (the form, the text they show, the questions): these settings change only before items exist.
+FROZEN_WITH_ITEMS = {"subscores": "the sub-scores", "reference_standard": "the reference standard",
+                     "ask_which_assisted": "the question which report was written with AI assistance",
+                     "canonical_text": "the canonical presentation", "aligned_pair": "the aligned pair display"}
+
+
 @transaction.atomic
 def update_settings(*, trial: Trial, by, subscores=UNCHANGED, reference_standard=UNCHANGED,
-                    adjudicator=UNCHANGED) -> ScoringSettings:
-    """Sub-scores and the reference standard are frozen once items exist; the adjudicator may change until lock."""
+                    adjudicator=UNCHANGED, ask_which_assisted=UNCHANGED, canonical_text=UNCHANGED,
+                    aligned_pair=UNCHANGED) -> ScoringSettings:
+    """What items freeze (FROZEN_WITH_ITEMS) changes only before items exist; the adjudicator may change until
+    lock."""
     require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
     trial = _locked(trial)
     if trial.status in (Status.LOCKED, Status.UNBLINDED):
@@ -99,10 +108,16 @@ def update_settings(*, trial: Trial, by, subscores=UNCHANGED, reference_standard
     changes: dict = {}
     if subscores is not UNCHANGED and _clean_subscores(subscores) != current.subscores:
         changes["subscores"] = _clean_subscores(subscores)
-    if reference_standard is not UNCHANGED and bool(reference_standard) != current.reference_standard:
-        changes["reference_standard"] = bool(reference_standard)
+    for name, value in (("reference_standard", reference_standard), ("ask_which_assisted", ask_which_assisted),
+                        ("canonical_text", canonical_text), ("aligned_pair", aligned_pair)):
+        if value is not UNCHANGED and bool(value) != getattr(current, name):
+            changes[name] = bool(value)
     if changes and Item.objects.filter(trial=trial).exists():
-        raise WrongStatus("Sub-scores and the reference standard are frozen once scoring items exist.")
+        names = [FROZEN_WITH_ITEMS[n] for n in changes]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        raise WrongStatus(f"{_first_upper(listed)} {'is' if len(names) == 1 else 'are'} frozen once scoring items "
+                          "exist, so that every expert answers the same form about the same text. Nothing was "
+                          "changed.")
     if adjudicator is not UNCHANGED and getattr(adjudicator, "pk", None) != current.adjudicator_id:
         if adjudicator is not None and (adjudicator.trial_id != trial.pk or adjudicator.role != Role.EXPERT):
             raise ServiceError("The adjudicator must be one of this trial's experts.", field="adjudicator")
@@ -120,18 +135,26 @@ def update_settings(*, trial: Trial, by, subscores=UNCHANGED, reference_standard
     return current
 
 
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 # ------------------------------------------------------------------------------------------ reports and units
 
 
-def _shown_hash(report: Report) -> str:
-    return text_hash(normalize_report(findings=report.findings, impression=report.impression))
+def _shown(report: Report, canonical: bool):
+    return normalize_report(findings=report.findings, impression=report.impression, canonical=canonical)
 
 
-def _stale(shown: ShownReport, latest: dict[int, Report]) -> bool:
+def _shown_hash(report: Report, canonical: bool) -> str:
+    return text_hash(_shown(report, canonical))
+
+
+def _stale(shown: ShownReport, latest: dict[int, Report], canonical: bool) -> bool:
     """A later version that reads the same once normalized (say, only the finding flags changed) leaves the
     item valid; the comparison uses today's rules on both texts, so a change of rules supersedes nothing."""
     current = latest[shown.read_id]
-    return current.pk != shown.report_id and _shown_hash(current) != _shown_hash(shown.report)
+    return current.pk != shown.report_id and _shown_hash(current, canonical) != _shown_hash(shown.report, canonical)
 
 
 # ------------------------------------------------------------------------------------------ experts, panels, sides
@@ -208,12 +231,12 @@ class BuildResult:
 
 
 def _create_item(*, trial: Trial, case_id: int, kind: str, unit: str, reads: list[Read], reports: dict[int, Report],
-                 panel: list[Membership], sides: dict[int, list[int]], now) -> Item:
+                 panel: list[Membership], sides: dict[int, list[int]], now, canonical: bool) -> Item:
     item = Item.objects.create(trial=trial, case_id=case_id, kind=kind, phase=PHASE[kind], unit=unit,
                                key=keys.new_key(), created_at=now)
     for read in reads:
         report = reports[read.pk]
-        shown = normalize_report(findings=report.findings, impression=report.impression)
+        shown = _shown(report, canonical)
         ShownReport.objects.create(item=item, read=read, report=report, report_version=report.version, arm=read.arm,
                                    findings=shown.findings, impression=shown.impression, text_hash=text_hash(shown))
     for expert in panel:
@@ -228,7 +251,7 @@ def _create_item(*, trial: Trial, case_id: int, kind: str, unit: str, reads: lis
 
 
 def _build_unit(*, trial: Trial, unit: Unit, panel: list[Membership], reference: bool, current: set[str],
-                sides: dict[int, list[int]], now) -> Counter:
+                sides: dict[int, list[int]], now, canonical: bool) -> Counter:
     wanted: list[tuple[str, str, list[Read]]] = []
     if reference:
         wanted.append((ItemKind.REFERENCE, f"r:{unit.case_id}", []))
@@ -242,7 +265,7 @@ def _build_unit(*, trial: Trial, unit: Unit, panel: list[Membership], reference:
         if key in current:
             continue
         _create_item(trial=trial, case_id=unit.case_id, kind=kind, unit=key, reads=reads, reports=unit.reports,
-                     panel=panel, sides=sides, now=now)
+                     panel=panel, sides=sides, now=now, canonical=canonical)
         current.add(key)
         made[kind] += 1
     return made
@@ -256,7 +279,8 @@ def _supersede_stale(*, trial: Trial, by, case_id: int | None = None) -> int:
         shown = shown.filter(item__case_id=case_id)
     shown = list(shown)
     latest = latest_reports([s.read for s in shown])
-    stale = {s.item_id for s in shown if _stale(s, latest)}
+    canonical = settings_of(trial).canonical_text
+    stale = {s.item_id for s in shown if _stale(s, latest, canonical)}
     if not stale:
         return 0
     now = clock.now()
@@ -283,7 +307,7 @@ def _build(*, trial: Trial, by, case_id: int | None = None) -> BuildResult:
             panel = _panel(trial=trial, case_id=unit.case_id, experts=experts,
                            adjudicator_id=scoring_settings.adjudicator_id, loads=loads)
             created += _build_unit(trial=trial, unit=unit, panel=panel, reference=scoring_settings.reference_standard,
-                                   current=current, sides=sides, now=now)
+                                   current=current, sides=sides, now=now, canonical=scoring_settings.canonical_text)
     if created:
         audit.record(actor=by, action="scoring.items_built", obj=trial,
                      payload={"created": dict(created), "superseded": superseded})
@@ -369,7 +393,8 @@ def _assignment_for(*, assignment: Assignment, by, kind: str) -> Assignment:
 def _refuse_if_changed(item: Item) -> None:
     shown = list(item.shown_reports.select_related("read", "report"))
     latest = latest_reports([s.read for s in shown])
-    if any(_stale(s, latest) for s in shown):
+    canonical = settings_of(item.trial).canonical_text
+    if any(_stale(s, latest, canonical) for s in shown):
         raise ReportChanged("A report in this item was corrected after the item was made, so your answer was "
                             "not saved. The item is rebuilt with the corrected report: open it again from your list.")
 
@@ -453,9 +478,25 @@ def submit_quality_score(*, assignment: Assignment, by, overall, radpeer, subsco
                    reason=reason)
 
 
-def submit_preference(*, assignment: Assignment, by, choice: str, reason_text: str = "",
+def _ai_guess(*, trial: Trial, ai_guess: str | None) -> str:
+    """The answer to "Which report was written with AI assistance?": required where the trial asks it (A, B or
+    can't tell), refused where it does not (an answer to a question nobody asked would read as data)."""
+    ai_guess = ai_guess or ""
+    if not settings_of(trial).ask_which_assisted:
+        if ai_guess:
+            raise ServiceError("This trial does not ask which report was written with AI assistance; leave that "
+                               "answer out. Nothing was saved.", field="ai_guess")
+        return ""
+    if ai_guess not in AiGuess.values:
+        raise ServiceError("Say which report you think was written with AI assistance: report A, report B or "
+                           "can't tell.", field="ai_guess")
+    return ai_guess
+
+
+def submit_preference(*, assignment: Assignment, by, choice: str, reason_text: str = "", ai_guess: str = "",
                       reason: str | None = None) -> Preference:
-    """Report A (left), report B (right) or, where the trial allows it, no preference. The side mapping stays
+    """Report A (left), report B (right) or, where the trial allows it, no preference; where the trial asks it,
+    which report the expert thinks was written with AI assistance (A, B or "unsure"). The side mapping stays
     on the assignment, so the analysis recovers assisted vs standard and left vs right."""
     _require_expert(assignment, by)
     allowed = [Choice.A, Choice.B] + ([Choice.NONE] if assignment.item.trial.allow_no_preference else [])
@@ -463,8 +504,10 @@ def submit_preference(*, assignment: Assignment, by, choice: str, reason_text: s
         raise ServiceError("Choose report A or report B" + (", or no preference." if len(allowed) == 3 else
                                                             " (this trial has no “no preference” option)."),
                            field="choice")
+    guess = _ai_guess(trial=assignment.item.trial, ai_guess=ai_guess)
     return _answer(assignment=assignment, by=by, kind=ItemKind.PAIR, model=Preference,
-                   values={"choice": choice, "reason": _clean_text(reason_text, "reason_text")}, reason=reason)
+                   values={"choice": choice, "reason": _clean_text(reason_text, "reason_text"), "ai_guess": guess},
+                   reason=reason)
 
 
 def submit_findings(*, assignment: Assignment, by, marks: dict, reason: str | None = None) -> FindingVote:

@@ -59,8 +59,7 @@ def _submit(form, assignment, user) -> None:
     if kind == ItemKind.QUALITY:
         services.submit_quality_score(assignment=assignment, by=user, reason=reason, **form.values())
     elif kind == ItemKind.PAIR:
-        services.submit_preference(assignment=assignment, by=user, choice=form.cleaned_data["choice"],
-                                   reason_text=form.cleaned_data["reason"], reason=reason)
+        services.submit_preference(assignment=assignment, by=user, reason=reason, **form.values())
     else:
         services.submit_findings(assignment=assignment, by=user, marks=form.marks(), reason=reason)
 
@@ -168,7 +167,9 @@ def settings_page(request, code):
         data = form.cleaned_data
         try:
             services.update_settings(trial=trial, by=request.user, adjudicator=data["adjudicator"],
-                                     reference_standard=data["reference_standard"], subscores=data["subscores"])
+                                     reference_standard=data["reference_standard"], subscores=data["subscores"],
+                                     ask_which_assisted=data["ask_which_assisted"],
+                                     canonical_text=data["canonical_text"], aligned_pair=data["aligned_pair"])
         except ServiceError as exc:
             _form_error(form, exc)
         else:

@@ -1,0 +1,8 @@
+"""The hooks the reading app offers the apps above it (which it must not import)."""
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# The investigator's conduct page asks for sections from the apps above reading (scoring: the blinding-integrity
+# check of the reports' style). Arguments: access. A receiver returns {"template", "context"} or None.
+conduct_sections = Signal()
