@@ -89,6 +89,16 @@ def _statistics_file(kind: str, entity: str, names, rows) -> bytes:
         os.unlink(path)
 
 
+def _cell_text(value: Any) -> Any:
+    # A worksheet cannot hold the control characters XML 1.0 forbids (a pasted or generated report may have
+    # them): they are left out there; the CSV files keep the text exactly.
+    if isinstance(value, str):
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        return ILLEGAL_CHARACTERS_RE.sub("", value)
+    return value
+
+
 def xlsx_bytes(view: Mapping[str, Any], *, dictionary: list[dict[str, str]]) -> tuple[bytes, list[str]]:
     """One workbook, one sheet per entity (whole, never split), plus the data dictionary sheet."""
     from openpyxl import Workbook
@@ -106,7 +116,7 @@ def xlsx_bytes(view: Mapping[str, Any], *, dictionary: list[dict[str, str]]) -> 
             continue
         kinds = _types(entity.name, names)
         for row in rows:
-            sheet.append([_datetime(v) if k == "datetime" else v for v, k in zip(row, kinds)])
+            sheet.append([_datetime(v) if k == "datetime" else _cell_text(v) for v, k in zip(row, kinds)])
     sheet = book.create_sheet("data_dictionary")
     keys = list(dictionary[0]) if dictionary else []
     sheet.append(keys)

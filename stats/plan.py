@@ -7,15 +7,21 @@ covariates, each endpoint with the test that answers it. Its canonical JSON (sor
 whitespace, UTF-8) is what is hashed at freezing, so anyone can recompute the hash from the plan
 file the platform hands out.
 
-Schema 2 (this one) added `covariates`, `gatekeeping`, `subgroup_adjustment`,
-`preference_min_votes`, the site subgroup and the reader-aware tests (the defaults: LMM for quality
-and RADPEER, the preference GLMM, the detection GLMM; the ordinal GLMM and wall-time LMM as
-sensitivities). A schema-1 plan stays readable and is never rewritten: its stored content, and so
-its hash, do not change. `read_plan` gives the schema-2 reading of any stored plan, in memory, by
-`upgrade`: every analysis it names stays as planned (a schema-1 "paired" primary is still the
-primary), and each new setting takes the value that reproduces schema 1's behaviour (no
-covariates, no gatekeeping, subgroups adjusted like the exploratory family, a case majority from
-any number of votes). Only the labels change: analyses that treat the readers as fixed say so.
+Schema 2 added `covariates`, `gatekeeping`, `subgroup_adjustment`, `preference_min_votes`, the
+site subgroup and the reader-aware tests (the defaults: LMM for quality and RADPEER, the preference
+GLMM, the detection GLMM; the ordinal GLMM and wall-time LMM as sensitivities). Schema 3 (this one)
+added `estimands` (ICH E9(R1): per endpoint a population, a variable, the strategy for each
+intercurrent event and the summary measure; stats.estimands applies them), `tipping_point` (the
+δ-adjusted sensitivity of the primary to its missing outcomes) and `power` (the sample-size
+inputs; their result, computed by stats.methods.power, is stored in the plan when it is frozen).
+
+An older plan stays readable and is never rewritten: its stored content, and so its hash, do not
+change. `read_plan` gives the current reading of any stored plan, in memory, by `upgrade`: every
+analysis it names stays as planned (a schema-1 "paired" primary is still the primary), and each new
+setting takes the value that reproduces the old behaviour (schema 1 → 2: no covariates, no
+gatekeeping, subgroups adjusted like the exploratory family, a case majority from any number of
+votes; schema 2 → 3: no estimands (every row analysed as recorded), no tipping point, no power
+section). Only the labels change: analyses that treat the readers as fixed say so.
 """
 from __future__ import annotations
 
@@ -25,8 +31,8 @@ import json
 import math
 from typing import Any
 
-SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA = 3
+READABLE_SCHEMAS = (1, 2, 3)
 
 # endpoint → label and the tests it allows; the first test is the default.
 ENDPOINTS: dict[str, dict[str, Any]] = {
@@ -77,6 +83,81 @@ SUBGROUP_BY = {
 }
 ADJUSTMENTS = ("holm", "bh", "none")
 SUBGROUP_ENDPOINTS = ("quality", "radpeer", "reading_time", "preference")
+
+# ---- estimands (ICH E9(R1)); stats.estimands flags the events in the data and applies the strategies
+ESTIMAND_ENDPOINTS = ("quality", "radpeer", "reading_time", "preference")
+POPULATIONS = {
+    "all_randomized": "every enrolled case and every randomized reader; the analysis uses every outcome observed "
+                      "(missing outcomes taken as missing at random given the model)",
+    "complete_cases": "cases with the endpoint's outcome in both arms (a paired design; in a case-randomized trial, "
+                      "cases with the outcome)",
+}
+VARIABLES = {
+    "quality": {"final_report": "the experts' quality score of the report version they were shown (the latest: a "
+                                "score given before a correction is superseded)",
+                "signed_report": "the same, among reports signed off by a senior only"},
+    "radpeer": {"final_report": "the experts' RADPEER-based score of the report version they were shown",
+                "signed_report": "the same, among reports signed off by a senior only"},
+    "reading_time": {"active_seconds": "active reading time of the read (server-stamped events; idle and hidden "
+                                       "time excluded)",
+                     "wall_seconds": "wall time from first opening to submission"},
+    "preference": {"votes": "each expert's vote between the two reports of a case"},
+}
+# Intercurrent events the data can show today, the strategies defined for each (the first is the default).
+INTERCURRENT_EVENTS = {
+    "draft_unavailable": {
+        "short": "no ready AI draft (case)",
+        "label": "no ready AI draft of the trial model for the case (failed, pending or never made)",
+        "strategies": ("treatment_policy", "hypothetical")},
+    "read_not_submitted": {
+        "short": "read not submitted",
+        "label": "a read routed to a reader and not submitted (its outcome is missing)",
+        "strategies": ("treatment_policy",)},
+    "report_corrected": {
+        "short": "report corrected",
+        "label": "the report was corrected after submission (a later version exists)",
+        "strategies": ("treatment_policy", "hypothetical")},
+    "wrong_arm": {
+        "short": "read in the wrong arm",
+        "label": "a read in another arm than its randomization gave (the reader's allocation; the case's in a "
+                 "case-randomized trial; in a crossover, period 1 in the allocated arm)",
+        "strategies": ("treatment_policy", "hypothetical")},
+}
+STRATEGIES = {
+    "treatment_policy": "treatment policy: the outcome as observed whatever the event, in the arm as randomized",
+    "hypothetical": "hypothetical: the outcome had the event not occurred, estimated by leaving the affected "
+                    "outcomes out (missing at random given the model)",
+}
+# Events the issue names that no column of the dataset shows yet (see docs/statistics.md).
+EVENTS_NOT_IN_DATA = {
+    "draft_late": "AI draft late (ready only after the read was opened): needs the time a draft became visible to "
+                  "each read",
+    "reader_withdrawn": "reader withdrawn: needs the withdrawal of a reader's membership in the dataset",
+}
+_MEASURES = {
+    "lmm": "difference in mean {what} X − Y (points), adjusted for the model's covariates, linear mixed model",
+    "ordinal_glmm": "odds ratio of a higher {what} X vs Y, cumulative-logit mixed model",
+    "paired": "mean of the case differences of expert-mean {what} X − Y (fixed readers)",
+    "clmm": "odds ratio of a higher {what} X vs Y, case intercept only (fixed readers)",
+}
+SUMMARY_MEASURES = {
+    **{("quality", t): m.format(what="quality score") for t, m in _MEASURES.items()},
+    **{("radpeer", t): m.format(what="RADPEER-based score") for t, m in _MEASURES.items()},
+    ("reading_time", "lmm"): "ratio of geometric mean reading times X / Y (and the difference in mean seconds), "
+                             "linear mixed model on the log scale",
+    ("reading_time", "wall_lmm"): "ratio of geometric mean wall times X / Y, linear mixed model on the log scale",
+    ("reading_time", "paired"): "ratio of geometric means of the paired case means X / Y (fixed readers)",
+    ("preference", "glmm"): "P(an expert prefers the X report) among decisive votes, for a typical case, expert "
+                            "and pair of readers",
+    ("preference", "binomial"): "share of decisive cases whose experts' majority preferred X (fixed readers)",
+}
+POWER_DEFAULTS: dict[str, Any] = {
+    "n_cases": 296, "readers_per_arm": 10, "n_experts": 5, "n_sites": 3, "alpha": 0.05,
+    "quality": {"effect": 0.25, "reader_sd": 0.25, "report_sd": 0.35, "residual_sd": 0.6},
+    "time": {"time_ratio": 0.82, "reader_sd": 0.2, "report_sd": 0.0, "residual_sd": 0.3},
+    "preference": {"vote_sd": 0.5, "tie_band": 0.25},
+    "source": "typed in",
+}
 
 
 class PlanError(ValueError):
@@ -159,8 +240,21 @@ def default_plan(design: str = "paired_parallel") -> dict[str, Any]:
                        "detection": []},
         "preference_min_votes": 3,
         "ai_threshold": 0.5,
+        "estimands": default_estimands(),
+        "tipping_point": True,
+        "power": None,
         "notes": "",
     }
+
+
+def default_estimands() -> dict[str, dict[str, Any]]:
+    """Every endpoint on all randomized cases and readers, its default variable, treatment policy for every event.
+
+    The summary measure is filled in by `validate` from the endpoint's main test.
+    """
+    return {endpoint: {"population": "all_randomized", "variable": next(iter(VARIABLES[endpoint])),
+                       "intercurrent_events": {e: spec["strategies"][0] for e, spec in INTERCURRENT_EVENTS.items()}}
+            for endpoint in ESTIMAND_ENDPOINTS}
 
 
 def upgrade(content: dict[str, Any]) -> dict[str, Any]:
@@ -180,16 +274,22 @@ def upgrade(content: dict[str, Any]) -> dict[str, Any]:
         raise PlanError(f"This platform reads plan schemas {', '.join(map(str, READABLE_SCHEMAS))}, not {schema}.",
                         field="schema")
     if schema == 1:
-        plan["schema"] = 2
+        schema = plan["schema"] = 2
         plan.setdefault("covariates", {})
         plan.setdefault("gatekeeping", False)
         plan.setdefault("subgroup_adjustment", plan.get("exploratory_adjustment", "bh"))
         plan.setdefault("preference_min_votes", 1)
+    if schema == 2:
+        # schema 2 analysed every row as recorded, had no tipping point and no power section
+        plan["schema"] = 3
+        plan.setdefault("estimands", None)
+        plan.setdefault("tipping_point", False)
+        plan.setdefault("power", None)
     return plan
 
 
 def read_plan(content: dict[str, Any]) -> dict[str, Any]:
-    """What a run executes: the validated schema-2 reading of a stored plan (frozen or not); the input is untouched."""
+    """What a run executes: the validated current reading of a stored plan (frozen or not); the input is untouched."""
     return validate(content)
 
 
@@ -330,11 +430,162 @@ def validate(content: Any) -> dict[str, Any]:
         if by == "ai":
             clean["ai_threshold"] = _number(sub.get("ai_threshold", out["ai_threshold"]), f"{where}.ai_threshold", 0, 1)
         out["subgroups"].append(clean)
+    out["estimands"] = _estimands(plan.get("estimands", default_estimands()), out)
+    tipping = plan.get("tipping_point", True)
+    if not isinstance(tipping, bool):
+        raise PlanError("tipping_point must be true or false.", field="tipping_point")
+    out["tipping_point"] = tipping
+    out["power"] = _power(plan.get("power"), out["alpha"])
     notes = plan.get("notes", "")
     if not isinstance(notes, str) or len(notes) > 10_000:
         raise PlanError("notes must be text of at most 10,000 characters.", field="notes")
     out["notes"] = notes
     return out
+
+
+def main_test(plan: dict[str, Any], endpoint: str) -> str:
+    """The test that answers an endpoint: its first entry in the plan's order (primary, secondary, exploratory,
+    sensitivity), else the endpoint's default test."""
+    for entry in [plan["primary"], *plan.get("secondary", []), *plan.get("exploratory", []),
+                  *plan.get("sensitivity", [])]:
+        if entry["endpoint"] == endpoint:
+            return entry["test"]
+    return ENDPOINTS[endpoint]["tests"][0]
+
+
+def _estimands(value: Any, plan: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Per endpoint: population, variable, a strategy for every intercurrent event, the summary measure (derived
+    from the endpoint's main test, so that the measure stated and the measure computed cannot disagree)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PlanError("estimands must map an endpoint to its estimand.", field="estimands")
+    bad = [e for e in value if e not in ESTIMAND_ENDPOINTS]
+    if bad:
+        raise PlanError(f"estimands: no estimand is defined for {', '.join(map(str, bad))}; "
+                        f"use {', '.join(ESTIMAND_ENDPOINTS)}.", field="estimands")
+    defaults = default_estimands()
+    out = {}
+    for endpoint in ESTIMAND_ENDPOINTS:
+        spec = value.get(endpoint, defaults[endpoint])
+        where = f"estimands of {endpoint}"
+        if not isinstance(spec, dict):
+            raise PlanError(f"{where}: give a population, a variable and intercurrent events.", field="estimands")
+        unknown = set(spec) - {"population", "variable", "intercurrent_events", "summary_measure"}
+        if unknown:
+            raise PlanError(f"{where}: unknown settings {', '.join(sorted(unknown))}.", field="estimands")
+        population = spec.get("population", "all_randomized")
+        if population not in POPULATIONS:
+            raise PlanError(f"{where}: the population is one of {', '.join(POPULATIONS)}.", field="estimands")
+        variable = spec.get("variable", defaults[endpoint]["variable"])
+        if variable not in VARIABLES[endpoint]:
+            raise PlanError(f"{where}: the variable is one of {', '.join(VARIABLES[endpoint])}.", field="estimands")
+        events = spec.get("intercurrent_events", {})
+        if not isinstance(events, dict):
+            raise PlanError(f"{where}: intercurrent_events must map an event to its strategy.", field="estimands")
+        strategies = {}
+        for event, allowed in INTERCURRENT_EVENTS.items():
+            strategy = events.get(event, allowed["strategies"][0])
+            if strategy not in allowed["strategies"]:
+                raise PlanError(f"{where}: the event {event} takes the strategy "
+                                f"{' or '.join(allowed['strategies'])}, not “{strategy}”.", field="estimands")
+            strategies[event] = strategy
+        extra = set(events) - set(INTERCURRENT_EVENTS)
+        if extra:
+            raise PlanError(f"{where}: unknown intercurrent events {', '.join(sorted(map(str, extra)))}; the data "
+                            f"show {', '.join(INTERCURRENT_EVENTS)}.", field="estimands")
+        out[endpoint] = {"population": population, "variable": variable, "intercurrent_events": strategies,
+                         "summary_measure": SUMMARY_MEASURES.get((endpoint, main_test(plan, endpoint)), "")}
+    return out
+
+
+def _whole(value: Any, where: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PlanError(f"{where} must be a whole number from {low} to {high:,}.", field="power")
+    return value
+
+
+def _nonnegative(value: Any, where: str, *, positive: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise PlanError(f"{where} must be a number.", field="power") from None
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise PlanError(f"{where} must be a finite number {'> 0' if positive else '≥ 0'}.", field="power")
+    return number
+
+
+def _power(value: Any, alpha: float) -> dict[str, Any] | None:
+    """The sample-size inputs (variance components as SDs on the analysis scale); `result` is kept as stored:
+    it is computed when the plan is frozen (stats.methods.power.plan_power)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PlanError("power must be an object of sample-size inputs.", field="power")
+    unknown = set(value) - set(POWER_DEFAULTS) - {"result"}
+    if unknown:
+        raise PlanError(f"power: unknown settings {', '.join(sorted(unknown))}.", field="power")
+    d = POWER_DEFAULTS
+    out: dict[str, Any] = {
+        "n_cases": _whole(value.get("n_cases", d["n_cases"]), "power: n_cases", 2, 1_000_000),
+        "readers_per_arm": _whole(value.get("readers_per_arm", d["readers_per_arm"]), "power: readers_per_arm",
+                                  2, 10_000),
+        "n_experts": _whole(value.get("n_experts", d["n_experts"]), "power: n_experts", 1, 1_000),
+        "n_sites": _whole(value.get("n_sites", d["n_sites"]), "power: n_sites", 1, 1_000),
+        "alpha": _number(value.get("alpha", alpha), "power: alpha", 0, 0.5),
+    }
+    for part in ("quality", "time", "preference"):
+        given = value.get(part, {})
+        if not isinstance(given, dict):
+            raise PlanError(f"power: {part} must be an object.", field="power")
+        unknown = set(given) - set(d[part])
+        if unknown:
+            raise PlanError(f"power: {part}: unknown settings {', '.join(sorted(unknown))}.", field="power")
+        section = {}
+        for key, default in d[part].items():
+            where = f"power: {part} {key}"
+            raw = given.get(key, default)
+            if key == "effect":
+                section[key] = _number(raw, where, -100, 100)
+            else:
+                section[key] = _nonnegative(raw, where, positive=key == "time_ratio")
+        out[part] = section
+    source = value.get("source", d["source"])
+    if not isinstance(source, str) or len(source) > 500:
+        raise PlanError("power: source must be text of at most 500 characters.", field="power")
+    out["source"] = source
+    result = value.get("result")
+    out["result"] = result if isinstance(result, dict) else None
+    return out
+
+
+def with_power_result(content: dict[str, Any], *, design: str) -> dict[str, Any]:
+    """A copy of a validated plan whose power section carries its computed result (what a freeze stores)."""
+    if not content.get("power"):
+        return content
+    from .methods.power import plan_power  # scipy: imported only when a plan is frozen with a power section
+
+    out = copy.deepcopy(content)
+    inputs = {k: v for k, v in out["power"].items() if k != "result"}
+    out["power"]["result"] = plan_power(inputs, design=design)
+    return out
+
+
+def estimand_lines(content: dict[str, Any]) -> list[str]:
+    """One line per endpoint of a plan's estimands, for the plan's summary (any readable schema)."""
+    try:
+        estimands = read_plan(content).get("estimands")
+    except PlanError:
+        return []
+    if not estimands:
+        return ["not stated (a schema-1 or schema-2 plan): every row analysed as recorded"]
+    lines = []
+    for endpoint, spec in estimands.items():
+        events = ", ".join(f"{event.replace('_', ' ')}: {strategy.replace('_', ' ')}"
+                           for event, strategy in spec["intercurrent_events"].items())
+        lines.append(f"{endpoint}: {spec['population'].replace('_', ' ')}, {spec['variable'].replace('_', ' ')}; "
+                     f"{events}")
+    return lines
 
 
 def canonical_json(document: Any) -> bytes:

@@ -493,8 +493,110 @@ def _subgroup_tables(results) -> list[dict]:
     return tables
 
 
-def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain data for a template: meta rows, the flow and the sections (each a title, tables, notes)."""
+EVENT_NAMES = {"draft_unavailable": "No ready AI draft (case)", "read_not_submitted": "Read not submitted",
+               "report_corrected": "Report corrected", "wrong_arm": "Read in the wrong arm"}   # as stats.plan's
+
+
+def _estimand_tables(results, labels) -> tuple[list[dict], list[str]]:
+    """The intercurrent events counted, and each endpoint's estimand as the run applied it (results schema ≥ 3)."""
+    est = results.get("estimands")
+    if not est:
+        return [], ["This run predates estimands in the results: its rows were analysed as recorded."]
+    arms = ARMS
+    rows = []
+    for event, e in est["events"].items():
+        if not e.get("determinable", True):
+            rows.append([EVENT_NAMES.get(event, event), "not determinable", "–", "–", e.get("note", "")])
+            continue
+        count = f"{e['cases']} cases" if e.get("unit") == "case" else f"{e['n']} reads ({e['cases']} cases)"
+        per_arm = [str((e.get("reads") or {}).get(a, "–")) for a in arms]
+        rows.append([EVENT_NAMES.get(event, event), count, *per_arm, e["label"]])
+    tables = [_table("Intercurrent events in the data", ["Event", "Count", *(f"reads, {_labelled(labels, a)}"
+                                                                           for a in arms), "Definition"], rows)]
+    endpoint_rows = []
+    for endpoint, summary in est.get("endpoints", {}).items():
+        if not summary.get("specified"):
+            endpoint_rows.append([endpoint, "as recorded (no estimand in the plan)", "–", "–", "–",
+                                  f"{summary['rows_before']} → {summary['rows_after']}"])
+            continue
+        strategies = "; ".join(f"{EVENT_NAMES.get(e, e)}: {v['strategy'].replace('_', ' ')}"
+                               for e, v in summary["strategies"].items())
+        done = []
+        for step in summary.get("applied", []):
+            left = sum((step.get("rows_left_out") or {}).values())
+            moved = sum((step.get("rows_relabelled") or {}).values())
+            done.append(f"{step['event']} ({step['strategy'].replace('_', ' ')}): {left} rows left out"
+                        + (f", {moved} relabelled" if moved else ""))
+        endpoint_rows.append([endpoint, summary["population_label"], summary["variable_label"],
+                              summary.get("summary_measure", ""), strategies,
+                              f"{summary['rows_before']} → {summary['rows_after']}"
+                              + (f" ({'; '.join(done)})" if done else "")])
+    tables.append(_table("Estimands (ICH E9(R1)) as applied", ["Endpoint", "Population", "Variable",
+                                                               "Summary measure", "Intercurrent events: strategy",
+                                                               "Rows analysed"], endpoint_rows))
+    notes = [f"Not in the data yet: {text}." for text in est.get("not_in_data", {}).values()]
+    return tables, notes
+
+
+def _tipping_tables(results, labels) -> tuple[list[dict], list[str]]:
+    tp = results.get("tipping_point")
+    if not tp or tp.get("status") == "not_planned":
+        return [], ["No tipping-point analysis was planned."]
+    if tp.get("status") != "ok":
+        return [], [f"Tipping point not computed: {tp.get('reason', '')}"]
+    fav = tp["favoured"]
+    other = next(a for a in ARMS if a != fav)
+    unit = tp["scale"]
+    rows = [["Primary analysis", tp["analysis"]],
+            ["Estimate (SE, df)", f"{num(tp['estimate'])} ({num(tp['se'])}, {num(tp['df'])})"],
+            ["Missing outcomes (of expected)", ", ".join(f"{_labelled(labels, a)}: {tp['missing'][a]} of "
+                                                        f"{tp['expected'][a]}" for a in ARMS)],
+            ["Change of the estimate per unit shift", ", ".join(f"{_labelled(labels, a)}: {num(tp['weights'][a], 4)}"
+                                                               for a in ARMS)],
+            ["Conclusion at α = " + str(tp["alpha"]), "significant" if tp["significant"] else "not significant"]]
+    if tp.get("shift") is not None:
+        ratio = f" (× {num(tp['shift_ratio'])})" if tp.get("shift_ratio") is not None else ""
+        rows.append([f"Tipping point: shift of the missing outcomes of {_labelled(labels, fav)}",
+                     f"{num(tp['shift'])} {unit}{ratio}"])
+    if tp.get("shift_both") is not None:
+        rows.append([f"… of {_labelled(labels, fav)} and the opposite shift of {_labelled(labels, other)}",
+                     f"{num(tp['shift_both'])} {unit}"])
+    if tp.get("note"):
+        rows.append(["Note", tp["note"]])
+    grid = [[num(g["shift"]), num(g["estimate"]), pval(g["pvalue"]), "yes" if g["significant"] else "no"]
+            for g in tp.get("grid", [])]
+    tables = [_table("δ-adjusted tipping point for missing outcomes", ["", ""], rows)]
+    if grid:
+        tables.append(_table(f"Shift of the missing outcomes of {_labelled(labels, fav)} ({unit})",
+                             ["shift", "estimate", "p", "significant"], grid))
+    direction = ("towards the other arm, until the interval contains 0" if tp["significant"] else
+                 f"in favour of {_labelled(labels, fav)}, until the interval excludes 0")
+    return tables, [f"The missing outcomes are assumed to lie, on average, a shift δ from what the model predicts "
+                    f"for them (missing at random is δ = 0); δ moves {direction}. The SE and df are the "
+                    f"primary's. {tp.get('method', '')}."]
+
+
+def _history_table(history: Mapping[str, Any] | None) -> tuple[list[dict], list[str]]:
+    if not history:
+        return [], []
+    rows = [[f"v{v['version']}" + (" (this run)" if v.get("used_by_this_run") else ""),
+             v.get("frozen_at") or "draft (not frozen)", v.get("frozen_by") or "–",
+             (v.get("sha256") or "–")[:16] + ("…" if v.get("sha256") else ""),
+             "; ".join(v.get("flags") or []) or "–"] for v in history["versions"]]
+    notes = [f"Database lock: {history.get('locked_at') or 'not locked'}; unblinding: "
+             f"{history.get('unblinded_at') or 'not unblinded'}."]
+    if history.get("used_version_flagged"):
+        notes.insert(0, "The plan version this run executed was frozen after the database lock or after masked "
+                        "results had been seen: it was not written before the data were known.")
+    return [_table("Every version of the analysis plan", ["Version", "Frozen (UTC)", "By", "SHA-256", "Flags"],
+                   rows)], notes
+
+
+def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta: Mapping[str, Any],
+                 history: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Plain data for a template: meta rows, the flow and the sections (each a title, tables, notes).
+
+    `history` is the trial's plan history (stats.provenance.plan_history), shown with its flags."""
     level = int(round(100 * results["confidence_level"]))
     alpha = results["alpha"]
     primary = next((results["analyses"][k] for k in results["order"] if results["analyses"][k]["role"] == "primary"),
@@ -548,6 +650,17 @@ def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta:
             f"Point estimates with {level} % confidence intervals, arm X relative to arm Y; one row per subgroup "
             "level."], "plot": "forest"},
     ]
+    est_tables, est_notes = _estimand_tables(results, labels)
+    tip_tables, tip_notes = _tipping_tables(results, labels)
+    hist_tables, hist_notes = _history_table(history)
+    sections[3:3] = [
+        {"id": "estimands", "title": "Estimands and intercurrent events", "tables": est_tables, "notes": est_notes},
+        {"id": "missing", "title": "Missing outcomes: tipping point", "tables": tip_tables, "notes": tip_notes},
+    ]
+    if history:
+        # a run of a plan amended after the lock or after masked results says so before anything else
+        section = {"id": "plan-history", "title": "Analysis plan versions", "tables": hist_tables, "notes": hist_notes}
+        sections.insert(0 if history.get("used_version_flagged") else len(sections), section)
     flow = results["flow"]
     flow_arms = [{"arm": arm, "label": _labelled(labels, arm), **flow["arms"].get(arm, {})} for arm in ARMS]
     return {"meta": list(meta.items()), "sections": sections, "flow": flow, "flow_arms": flow_arms,

@@ -13,14 +13,15 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 
 from ai import selectors as ai_selectors
+from core.clock import iso as clock_iso
 from reading import selectors as reading_selectors
 from scoring import selectors as scoring_selectors
 from trial import selectors as trial_selectors
 from trial.access import Access
-from trial.models import Arm, Role, Status, Trial
+from trial.models import Arm, AuditEvent, Role, Status, Trial
 from trial.selectors import require_role
 
-from . import analysis, dataset
+from . import analysis, dataset, provenance
 from .models import AnalysisPlan, AnalysisRun, RunStatus
 
 ANALYSTS = (Role.INVESTIGATOR, Role.STATISTICIAN)
@@ -95,6 +96,28 @@ def visible_results(run: AnalysisRun) -> dict[str, Any] | None:
     return run.results if is_unblinded(run.trial) else analysis.without_withheld(run.results)
 
 
+def fitted_power_inputs(run: AnalysisRun) -> tuple[dict[str, Any], str, list[str]]:
+    """(power-form values, source, notes): the SDs of the run's quality LMM (reader, report = case:arm, residual)
+    and reading-time log-LMM (reader, report, residual). Pooled over the arms, they reveal no arm. Call run_for
+    first: it checks the role."""
+    results = visible_results(run) or {}
+    analyses = results.get("analyses", {})
+    values: dict[str, Any] = {}
+    notes = []
+    for key, prefix in (("quality.lmm", "quality"), ("reading_time.lmm", "time")):
+        a = analyses.get(key)
+        if not a or a.get("status") != "ok":
+            notes.append(f"run {run.number} has no fitted {key}: its inputs were left as they were")
+            continue
+        vc, residual = a["result"]["variance_components"], a["result"]["residual_variance"]
+        values[f"{prefix}_reader_sd"] = round(float(vc.get("reader", 0.0)) ** 0.5, 4)
+        values[f"{prefix}_report_sd"] = round(float(vc.get("case:arm", 0.0)) ** 0.5, 4)
+        values[f"{prefix}_residual_sd"] = round(float(residual) ** 0.5, 4)
+    source = (f"run {run.number} (plan v{run.plan_version}, dataset {run.dataset_sha256[:12]}): fitted variance "
+              "components")
+    return values, source, notes
+
+
 def run_progress(*, run: AnalysisRun) -> dict[str, Any]:
     return {"number": run.number, "status": run.status, "progress": run.progress, "stage": run.stage,
             "error": run.error if run.status == RunStatus.FAILED else "",
@@ -128,14 +151,48 @@ def export_view(*, run: AnalysisRun, access: Access) -> dict[str, Any]:
     arm names, and for investigators only, the link from case codes to accession numbers."""
     access.require(*ANALYSTS)
     snapshot = run_snapshot(run)
+    facts = dict(snapshot.get("trial", {}))
     if not is_unblinded(run.trial):
         view = dataset.masked(snapshot, run.arm_mapping)
-        return {"view": view, "masked": True, "identities": None}
+        return {"view": view, "masked": True, "identities": None, "facts": facts}
     view = dataset.unmasked(snapshot)
     identities = None
     if access.has(Role.INVESTIGATOR):
         identities = trial_selectors.identity_rows(access=access)
-    return {"view": view, "masked": False, "identities": identities}
+    return {"view": view, "masked": False, "identities": identities, "facts": facts}
+
+
+def plan_history(*, run: AnalysisRun) -> dict[str, Any]:
+    """Every version of the trial's analysis plan with its freeze time, flagged when frozen after the database lock
+    or after a masked run (stats.provenance.plan_history); events are ordered by the audit chain. Call run_for
+    first: it checks the role."""
+    trial = run.trial
+    events = list(AuditEvent.objects.filter(trial=trial, action__in=(
+        "trial.status_changed", "analysis_plan.frozen", "analysis_run.finished")).order_by("id")
+        .values("id", "action", "payload", "created_at"))
+    lock = unblinding = None
+    freeze_seq: dict[int, int] = {}
+    finished_seq: dict[int, int] = {}
+    for e in events:
+        payload = e["payload"] or {}
+        if e["action"] == "trial.status_changed" and payload.get("to") == Status.LOCKED and lock is None:
+            lock = {"seq": e["id"], "at": clock_iso(e["created_at"])}
+        elif e["action"] == "trial.status_changed" and payload.get("to") == Status.UNBLINDED:
+            unblinding = {"seq": e["id"], "at": clock_iso(e["created_at"])}
+        elif e["action"] == "analysis_plan.frozen":
+            freeze_seq[payload.get("version")] = e["id"]
+        elif e["action"] == "analysis_run.finished":
+            finished_seq[payload.get("number")] = e["id"]
+    versions = [{"version": p.version, "created_at": clock_iso(p.created_at), "frozen_at": clock_iso(p.frozen_at),
+                 "sha256": p.sha256, "frozen_by": p.frozen_by.get_username() if p.frozen_by else None,
+                 "freeze_seq": freeze_seq.get(p.version)}
+                for p in trial.analysis_plans.select_related("frozen_by").order_by("version")]
+    runs = [{"number": r.number, "plan_version": r.plan_version, "finished_at": clock_iso(r.finished_at),
+             "finished_seq": finished_seq[r.number], "masked": r.trial_status != Status.UNBLINDED}
+            for r in trial.analysis_runs.filter(status=RunStatus.DONE).defer("results")
+            if r.number in finished_seq]
+    return provenance.plan_history(versions=versions, lock=lock, runs=runs, unblinding=unblinding,
+                                   used_version=run.plan_version)
 
 
 # ------------------------------------------------------------------------------ the dataset (no user)

@@ -2,12 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import logging
-import platform
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 from django.core.files.base import ContentFile
@@ -19,10 +16,11 @@ from trial import audit
 from trial.access import access_to
 from trial.models import Arm, Role, Status, Trial
 
-from . import analysis, dataset, exports, selectors
+from . import analysis, dataset, estimands, exports, rscript, selectors
 from . import plan as plan_schema
 from .errors import Conflict, InvalidPlan, NoFrozenPlan, PlanFrozen, ServiceError, WrongStatus
 from .models import AnalysisPlan, AnalysisRun, RunStatus
+from .provenance import code_version
 from .tasks import run_analysis as run_analysis_task
 
 logger = logging.getLogger(__name__)
@@ -31,9 +29,8 @@ ANALYSTS = (Role.INVESTIGATOR, Role.STATISTICIAN)
 RUNNABLE = (Status.LOCKED, Status.UNBLINDED)
 # A run marked running longer than this without finishing belongs to a worker that died; another may take it.
 STALE_RUN_SECONDS = 30 * 60
-# Files whose text decides the numbers of a run; their hash is recorded as its code version.
-METHODS_DIR = Path(__file__).resolve().parent / "methods"
-ANALYSIS_FILES = ("analysis.py", "dataset.py", "plan.py")
+# The export's layout; a cached zip of an older layout is rebuilt (its name carries the version).
+EXPORT_LAYOUT = 2
 
 
 def _lock_trial(trial: Trial) -> Trial:
@@ -117,7 +114,8 @@ def freeze_plan(*, plan: AnalysisPlan, by) -> AnalysisPlan:
                           "Runs use the last plan frozen before unblinding.")
     if trial.analysis_plans.filter(version__gt=plan.version).exists():
         raise Conflict(f"Version {plan.version} is not the latest version of the plan; freeze the latest one.")
-    clean = _clean_plan(plan.content)
+    # the power section's result is computed now, from its inputs, and frozen with the plan
+    clean = plan_schema.with_power_result(_clean_plan(plan.content), design=trial.design)
     plan.content = clean
     plan.sha256 = plan_schema.plan_sha256(trial_code=trial.code, version=plan.version, content=clean)
     plan.frozen_by, plan.frozen_at = by, clock.now()
@@ -134,33 +132,6 @@ def plan_document(plan: AnalysisPlan) -> bytes:
 
 
 # -------------------------------------------------------------------------------------------- runs
-
-
-def code_version() -> dict[str, str]:
-    """The package version and the SHA-256 of the sources that compute the numbers (stats/methods and the run)."""
-    try:
-        package = importlib.metadata.version("cxr-trial")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed as a package
-        package = "unknown"
-
-    def digest(paths: list[Path]) -> str:
-        h = hashlib.sha256()
-        for path in paths:
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        return h.hexdigest()
-
-    import numpy
-    import scipy
-    import statsmodels
-
-    here = Path(__file__).resolve().parent
-    return {
-        "package": package,
-        "methods_sha256": digest(sorted(METHODS_DIR.glob("*.py"))),
-        "analysis_sha256": digest([here / name for name in ANALYSIS_FILES]),
-        "python": platform.python_version(), "numpy": numpy.__version__, "scipy": scipy.__version__,
-        "statsmodels": statsmodels.__version__,
-    }
 
 
 def _new_mapping(trial: Trial) -> dict[str, str]:
@@ -273,6 +244,20 @@ def _readme(run: AnalysisRun, *, masked: bool, identities: bool) -> str:
         (f"- code: {run.code_version.get('package', '')}, "
          f"stats/methods SHA-256 `{run.code_version.get('methods_sha256', '')}`"),
         "- `results.json`: the run's stored results; `MANIFEST.sha256`: the SHA-256 of every file here.",
+        "- `trial.json`: the trial's design and findings; `run.json`: the run's hashes and code version;",
+        "  `plan_history.json`: every version of the analysis plan with its freeze time and flags.",
+        "- `analysis/analysis_table.csv`: one row per report (case × arm) with the expert means, the reader, the",
+        "  site, the intercurrent-event flags and the estimand populations (`analysis/analysis_table_dictionary.csv`).",
+        "- `analysis/reference_analysis.R`: the primary and key secondary analyses refitted in R (lme4, lmerTest,",
+        "  ordinal) from these tables: `Rscript analysis/reference_analysis.R`.",
+        "",
+        "Re-run the frozen plan on this export with the platform's code (a checkout of CXR-Trial at the version in",
+        "`run.json`, with its Python environment; no server or database), from the checkout's folder:",
+        "",
+        "    python -m stats.analysis EXPORT/plan.json EXPORT --check",
+        "",
+        "where EXPORT is this folder (or the zip). It prints the results as canonical JSON and, with --check,",
+        "compares them with results.json byte for byte (docs/statistics.md, section 12).",
         "",
     ]
     if masked:
@@ -296,9 +281,19 @@ def export_run(*, run: AnalysisRun, by) -> tuple[str, bytes]:
     masked = export["masked"]
     identities = export["identities"]
     root = f"cxr-trial-{run.trial.code}-run{run.number:03d}" + ("" if masked else "-unblinded")
+    results = selectors.visible_results(run)
+    history = selectors.plan_history(run=run)
     files = {
         "plan.json": plan_document(run.plan),
-        "results.json": plan_schema.canonical_json(selectors.visible_results(run)),
+        "results.json": plan_schema.canonical_json(results),
+        "trial.json": plan_schema.canonical_json(export["facts"]),
+        "run.json": plan_schema.canonical_json({
+            "trial": run.trial.code, "number": run.number, "plan_version": run.plan_version,
+            "plan_sha256": run.plan_sha256, "dataset_sha256": run.dataset_sha256, "code_version": run.code_version,
+            "masked": masked}),
+        "plan_history.json": plan_schema.canonical_json(history),
+        **analysis_files(export["view"], results=results, design=export["facts"]["design"], trial=run.trial.code,
+                         run=run.number, plan_version=run.plan_version, plan_sha256=run.plan_sha256),
     }
     if not masked:
         files["arms.csv"] = exports.csv_bytes(["code", "arm"], sorted(run.arm_mapping.items()))
@@ -308,7 +303,7 @@ def export_run(*, run: AnalysisRun, by) -> tuple[str, bytes]:
     # Built once per run and variant (masked / unblinded / with identities), then served from storage:
     # a large trial's zip takes seconds to build, and its content depends on nothing else.
     variant = "masked" if masked else ("unblinded-identities" if identities is not None else "unblinded")
-    cached = f"trials/{run.trial_id}/analysis/run-{run.number:03d}/export-{variant}.zip"
+    cached = f"trials/{run.trial_id}/analysis/run-{run.number:03d}/export-{variant}-v{EXPORT_LAYOUT}.zip"
     if default_storage.exists(cached):
         with default_storage.open(cached, "rb") as fh:
             data = fh.read()
@@ -323,10 +318,23 @@ def export_run(*, run: AnalysisRun, by) -> tuple[str, bytes]:
     return f"{root}.zip", data
 
 
+def analysis_files(view: dict, *, results: dict, design: str, trial: str, run: int, plan_version: int,
+                   plan_sha256: str) -> dict[str, bytes]:
+    """The export's analysis folder: the analysis-ready table, its dictionary and the reference R script."""
+    names, rows = estimands.analysis_table(view, plan=results.get("plan_read_as") or {}, design=design)
+    dictionary = estimands.analysis_table_dictionary()
+    return {
+        "analysis/analysis_table.csv": exports.csv_bytes(names, rows),
+        "analysis/analysis_table_dictionary.csv": exports.dictionary_csv(dictionary),
+        rscript.SCRIPT: rscript.reference_script(results, trial=trial, run=run, plan_version=plan_version,
+                                                 plan_sha256=plan_sha256).encode("utf-8"),
+    }
+
+
 def report_downloaded(*, run: AnalysisRun, by) -> None:
     audit.record(actor=by, action="analysis_run.report_downloaded", obj=run, trial=run.trial,
                  payload={"number": run.number, "masked": not selectors.is_unblinded(run.trial)})
 
 
 __all__ = ["create_plan_version", "edit_plan", "save_plan", "freeze_plan", "plan_document", "start_run",
-           "execute_run", "export_run", "report_downloaded", "code_version", "ServiceError"]
+           "execute_run", "export_run", "analysis_files", "report_downloaded", "code_version", "ServiceError"]

@@ -8,6 +8,7 @@ urlpatterns = [
     path("t/<slug:code>/analysis/plan/", views.plan_edit, name="plan_edit"),
     path("t/<slug:code>/analysis/plan/<int:version>/freeze/", views.plan_freeze, name="plan_freeze"),
     path("t/<slug:code>/analysis/plan/<int:version>.json", views.plan_json, name="plan_json"),
+    path("t/<slug:code>/analysis/power/", views.power_page, name="power"),
     path("t/<slug:code>/analysis/runs/", views.run_start, name="run_start"),
     path("t/<slug:code>/analysis/runs/<int:number>/", views.run_page, name="run"),
     path("t/<slug:code>/analysis/runs/<int:number>/report.html", views.run_report_file, name="report_file"),

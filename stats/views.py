@@ -17,7 +17,8 @@ from trial.access import access_for
 
 from . import plan as plan_schema
 from . import report, selectors, services
-from .forms import PlanForm
+from .forms import PlanForm, PowerForm, power_initial
+from .methods.power import plan_power
 from .models import RunStatus
 from .selectors import ANALYSTS
 
@@ -33,6 +34,8 @@ def analysis_home(request, code):
         "runs": selectors.runs_for(access=access),
         "can_run": trial.status in services.RUNNABLE and frozen is not None,
         "unblinded": selectors.is_unblinded(trial),
+        "estimand_lines": plan_schema.estimand_lines(plans[0].content) if plans else [],
+        "power": (plans[0].content.get("power") or None) if plans else None,
     })
 
 
@@ -54,6 +57,37 @@ def plan_edit(request, code):
     return render(request, "stats/plan_form.html", {
         "trial": trial, "form": form, "latest": latest,
         "new_version": latest is None or latest.is_frozen,
+    })
+
+
+@login_required
+def power_page(request, code):
+    """Power and readers needed for a paired-parallel design: a calculator (GET, nothing is written). The variance
+    components can be typed in or taken from a finished run's fits; the plan form states the same inputs, and
+    freezing the plan stores their result."""
+    access = access_for(user=request.user, code=code, roles=ANALYSTS)
+    trial = access.trial
+    latest = selectors.latest_plan(access=access)
+    runs = [r for r in selectors.runs_for(access=access) if r.status == RunStatus.DONE]
+    initial = {**power_initial(latest.content.get("power") if latest else None), "source": "typed in"}
+    notes = []
+    source_run = request.GET.get("from_run")
+    if source_run:
+        try:
+            run = selectors.run_for(access=access, number=int(source_run))
+        except ValueError:
+            raise Http404("No such run.") from None
+        fitted, source, missing = selectors.fitted_power_inputs(run)
+        initial.update(fitted, source=source)
+        notes += missing
+    bound = "n_cases" in request.GET and not source_run
+    form = PowerForm(request.GET if bound else None, initial=initial)
+    result = None
+    if bound and form.is_valid():
+        result = plan_power(form.inputs(), design=trial.design)
+    return render(request, "stats/power.html", {
+        "trial": trial, "form": form, "result": result, "runs": runs, "notes": notes, "latest": latest,
+        "frozen_power": (latest.content.get("power") or {}).get("result") if latest and latest.is_frozen else None,
     })
 
 
@@ -110,7 +144,11 @@ def _report_context(run, *, embed: bool) -> dict:
         "Arms": ("masked (arm X, arm Y) until the trial is unblinded" if not selectors.is_unblinded(run.trial)
                  else "; ".join(f"arm {k} = {v}" for k, v in labels.items())),
     }
-    doc = report.build_report(results, labels=labels, meta=meta)
+    history = selectors.plan_history(run=run)
+    if history["used_version_flagged"]:
+        flags = next(v["flags"] for v in history["versions"] if v["used_by_this_run"])
+        meta["Analysis plan"] += " — " + "; ".join(flags)
+    doc = report.build_report(results, labels=labels, meta=meta, history=history)
     if embed:
         images = {name: "data:image/png;base64," + base64.b64encode(report.plot(name, results, labels=labels)).decode()
                   for name in report.PLOTS}

@@ -3,6 +3,9 @@
 Every analysis reads one CSV file with a header row and the columns it names below; the result is
 printed as one JSON object (non-finite numbers as null). Bad input (a missing file or column, a
 value out of its set, an incomplete design) is reported as one line on stderr with exit code 2.
+`python -m stats.methods power [options]` reads no file: it prints the power of quality, reading
+time and preference and the readers needed for 80 % and 90 % of a paired-parallel design, the
+same numbers as the plan's power section and the power page (stats.methods.power.plan_power).
 """
 from __future__ import annotations
 
@@ -193,6 +196,30 @@ def run_mrmc(args) -> dict:
     return {"analysis": "mrmc", **result.to_dict()}
 
 
+def run_power(args) -> dict:
+    from stats.methods.power import plan_power
+
+    inputs = {"n_cases": args.cases, "readers_per_arm": args.readers_per_arm, "n_experts": args.experts,
+              "n_sites": args.sites, "alpha": args.alpha,
+              "quality": {"effect": args.quality_effect, "reader_sd": args.quality_reader_sd,
+                          "report_sd": args.quality_report_sd, "residual_sd": args.quality_residual_sd},
+              "time": {"time_ratio": args.time_ratio, "reader_sd": args.time_reader_sd,
+                       "report_sd": args.time_report_sd, "residual_sd": args.time_residual_sd},
+              "preference": {"vote_sd": args.vote_sd, "tie_band": args.tie_band}}
+    for name in ("cases", "readers_per_arm"):
+        if getattr(args, name) < 2:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 2")
+    if args.experts < 1 or args.sites < 1:
+        raise InputError("--experts and --sites must be at least 1")
+    if args.time_ratio <= 0:
+        raise InputError("--time-ratio must be positive")
+    for name in ("quality_reader_sd", "quality_report_sd", "quality_residual_sd", "time_reader_sd", "time_report_sd",
+                 "time_residual_sd", "vote_sd", "tie_band"):
+        if getattr(args, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} must be ≥ 0")
+    return {"analysis": "power", "inputs": inputs, **plan_power(inputs, design="paired_parallel")}
+
+
 def run_agreement(args) -> dict:
     cols = read_columns(args.file, ("item", "rater", "score"))
     from stats.methods.agreement import analyse_agreement
@@ -260,6 +287,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the modalities in comparison order, e.g. assisted,standard (first - second)")
 
     add("agreement", run_agreement, "Fleiss/Cohen kappa and ICC(2,1), ICC(3,1): columns item, rater, score")
+
+    p = sub.add_parser("power", help="power and readers needed (paired-parallel design; no input file)",
+                       description="Power of quality, reading time and preference, and the readers needed for 80 % "
+                                   "and 90 %, for readers randomized to the arms (nested) and crossed with cases. "
+                                   "SDs are on each analysis scale: score points, log seconds.")
+    p.set_defaults(handler=run_power)
+    p.add_argument("--cases", type=int, default=296)
+    p.add_argument("--readers-per-arm", type=int, default=10)
+    p.add_argument("--experts", type=int, default=5, help="experts scoring each report")
+    p.add_argument("--sites", type=int, default=3)
+    p.add_argument("--alpha", type=_level, default=0.05)
+    p.add_argument("--quality-effect", type=float, default=0.25, help="difference to detect, points")
+    p.add_argument("--quality-reader-sd", type=float, default=0.25)
+    p.add_argument("--quality-report-sd", type=float, default=0.35, help="case × arm")
+    p.add_argument("--quality-residual-sd", type=float, default=0.6, help="one expert's score")
+    p.add_argument("--time-ratio", type=float, default=0.82, help="ratio of geometric means to detect")
+    p.add_argument("--time-reader-sd", type=float, default=0.2, help="log scale")
+    p.add_argument("--time-report-sd", type=float, default=0.0, help="log scale")
+    p.add_argument("--time-residual-sd", type=float, default=0.3, help="log scale")
+    p.add_argument("--vote-sd", type=float, default=0.5, help="an expert's vote noise, points")
+    p.add_argument("--tie-band", type=float, default=0.25, help="no preference within ± this, points")
     return parser
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "time_power",
     "preference_power",
     "paired_parallel_power",
+    "plan_power",
 ]
 
 _MAX_READERS_PER_ARM = 10_000
@@ -375,3 +376,58 @@ def paired_parallel_power(*, n_cases: int, readers_per_arm: int, n_experts: int,
                                     components=quality_components, effect=quality_effect, vote_sd=vote_sd,
                                     tie_band=tie_band, n_sites=n_sites, alpha=alpha),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The power section of an analysis plan
+
+
+POWER_DESIGNS = ("paired_parallel",)
+
+
+def _contrast_summary(res: ArmContrastPower) -> dict[str, Any]:
+    return {"power": res.power, "effect": res.effect, "se": res.se, "df": res.df, "noncentrality": res.noncentrality,
+            "n_readers": res.n_readers, "readers_for_80": res.readers_for_80, "readers_for_90": res.readers_for_90,
+            "method": res.method}
+
+
+def plan_power(inputs: Mapping[str, Any], *, design: str) -> dict[str, Any]:
+    """Power of quality, reading time and preference, and the readers needed for 80 % and 90 %, from a plan's
+    power inputs (stats.plan: counts, α, variance components as SDs on each analysis scale); JSON-ready.
+
+    Each endpoint is computed on its own: one whose inputs cannot give a power (no variance at all) says why
+    and leaves the others standing. Only the paired-parallel design has an analytic power here.
+    """
+    if design not in POWER_DESIGNS:
+        return {"status": "not_available", "design": design,
+                "reason": "the analytic power covers the paired-parallel design (readers nested in arms, every case "
+                          "read once in each arm); simulate other designs with stats.methods.simulation"}
+    n, k, experts = int(inputs["n_cases"]), int(inputs["readers_per_arm"]), int(inputs["n_experts"])
+    sites, alpha = int(inputs.get("n_sites", 1)), float(inputs["alpha"])
+    q, t, p = inputs["quality"], inputs["time"], inputs["preference"]
+    quality_vc = VarianceComponents.from_sds(reader=q["reader_sd"], report=q["report_sd"], residual=q["residual_sd"])
+    time_vc = VarianceComponents.from_sds(reader=t["reader_sd"], report=t["report_sd"], residual=t["residual_sd"])
+    out: dict[str, Any] = {"status": "ok", "design": design, "n_cases": n, "readers_per_arm": k, "n_experts": experts,
+                           "alpha": alpha, "computed_with": "stats.methods.power"}
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {
+        "quality": lambda: _contrast_summary(quality_power(n_cases=n, readers_per_arm=k, n_experts=experts,
+                                                           components=quality_vc, effect=q["effect"], alpha=alpha)),
+        "time": lambda: {**_contrast_summary(time_power(n_cases=n, readers_per_arm=k, components=time_vc,
+                                                        time_ratio=t["time_ratio"], alpha=alpha)),
+                         "time_ratio": t["time_ratio"]},
+        "preference": lambda: _preference_summary(preference_power(
+            n_cases=n, readers_per_arm=k, n_experts=experts, components=quality_vc, effect=q["effect"],
+            vote_sd=p["vote_sd"], tie_band=p["tie_band"], n_sites=sites, alpha=alpha)),
+    }
+    for name, job in jobs.items():
+        try:
+            out[name] = {"status": "ok", **job()}
+        except ValueError as exc:
+            out[name] = {"status": "not_computable", "reason": str(exc)}
+    return out
+
+
+def _preference_summary(res: PreferencePower) -> dict[str, Any]:
+    return {"power": res.power, "decisive_share": res.decisive_share, "p_none": res.p_none, "se": res.se,
+            "df": res.df, "n_readers": res.n_readers, "readers_for_80": res.readers_for_80,
+            "readers_for_90": res.readers_for_90, "method": res.method}

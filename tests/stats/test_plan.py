@@ -38,7 +38,7 @@ def test_the_default_plan_is_reader_aware_and_valid_for_every_design():
     # gated by the primary, and a case-randomized trial has no preference (no two reports of a case)
     for design in ("paired_parallel", "case_randomized", "crossover"):
         plan = plan_schema.validate(plan_schema.default_plan(design))
-        assert plan["schema"] == 2 and plan["primary"] == {"endpoint": "quality", "test": "lmm"}
+        assert plan["schema"] == 3 and plan["primary"] == {"endpoint": "quality", "test": "lmm"}
         expected = ["reading_time", "radpeer"] if design == "case_randomized" else \
             ["reading_time", "preference", "radpeer"]
         assert [e["endpoint"] for e in plan["secondary"]] == expected
@@ -81,7 +81,7 @@ def test_a_frozen_schema_1_plan_keeps_its_hash_and_is_read_as_it_was_meant():
         assert plan_schema.plan_sha256(trial_code="demo", version=1, content=content) == stored["sha256"][design]
         read = plan_schema.read_plan(content)
         assert json.dumps(content, sort_keys=True) == before            # reading does not touch the stored plan
-        assert read["schema"] == 2
+        assert read["schema"] == 3
         # every analysis it names stays as planned: a paired primary is still the primary
         for family in ("primary", "secondary", "exploratory", "sensitivity"):
             assert read[family] == content[family]
@@ -91,12 +91,14 @@ def test_a_frozen_schema_1_plan_keeps_its_hash_and_is_read_as_it_was_meant():
         assert read["covariates"] == {} and read["gatekeeping"] is False
         assert read["subgroup_adjustment"] == content["exploratory_adjustment"]
         assert read["preference_min_votes"] == 1
+        # and, read through schema 2, no estimands (rows as recorded), no tipping point, no power section
+        assert read["estimands"] is None and read["tipping_point"] is False and read["power"] is None
         assert plan_schema.validate(read) == read                        # idempotent
 
 
 def test_a_schema_the_platform_does_not_know_is_refused():
-    with pytest.raises(plan_schema.PlanError, match="reads plan schemas 1, 2, not 3"):
-        plan_schema.validate({**plan_schema.default_plan(), "schema": 3})
+    with pytest.raises(plan_schema.PlanError, match="reads plan schemas 1, 2, 3, not 4"):
+        plan_schema.validate({**plan_schema.default_plan(), "schema": 4})
 
 
 def test_the_hash_is_the_sha256_of_the_canonical_json_and_ignores_key_order():

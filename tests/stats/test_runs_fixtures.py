@@ -66,17 +66,26 @@ def read_for(read: Read, user, *, seconds: float, flags: dict[str, bool], clock:
     clock.now += timedelta(seconds=30)
 
 
-def fabricate_scoring(trial: Trial, experts: list[str], truth: dict, rng: np.random.Generator) -> dict:
+def fabricate_scoring(trial: Trial, experts: list[str], truth: dict, rng: np.random.Generator, *,
+                      reader_sd: float = 0.0, case_sd: float = 0.0, expert_sd: float = 0.0) -> dict:
     """Scoring rows in scoring.selectors.analysis_rows' format: quality per report and expert, preferences,
-    reference standard."""
+    reference standard. `reader_sd` and `case_sd` add reader and case effects to the report's latent quality,
+    `expert_sd` an expert effect to each expert's score (0: none, as before)."""
     rows = {"quality": [], "preference": [], "finding_votes": [], "reference_standard": []}
     reads = list(Read.objects.filter(trial=trial).select_related("case", "reader").order_by("case__code", "arm"))
+    reader_effect, case_effect = {}, {}
+    if reader_sd > 0:
+        reader_effect = {p: float(rng.normal(0, reader_sd)) for p in sorted({r.reader.pseudonym for r in reads})}
+    if case_sd > 0:
+        case_effect = {c: float(rng.normal(0, case_sd)) for c in sorted({r.case.code for r in reads})}
+    expert_effect = {e: float(rng.normal(0, expert_sd)) for e in experts} if expert_sd > 0 else {}
     latent = {}
     for read in reads:
         base = 3.6 + (0.5 if read.arm == "assisted" else 0.0) + rng.normal(0, 0.4)
+        base += reader_effect.get(read.reader.pseudonym, 0.0) + case_effect.get(read.case.code, 0.0)
         latent[(read.case.code, read.arm)] = base
         for e in experts:
-            value = int(np.clip(np.rint(base + rng.normal(0, 0.7)), 1, 5))
+            value = int(np.clip(np.rint(base + expert_effect.get(e, 0.0) + rng.normal(0, 0.7)), 1, 5))
             radpeer = int(np.clip(np.rint(base - 0.3 + rng.normal(0, 0.6)), 1, 5))
             rows["quality"].append({
                 "trial": trial.code, "case": read.case.code, "site": "site-a", "item": 1, "expert": e, "position": 1,
@@ -106,9 +115,12 @@ def fabricate_scoring(trial: Trial, experts: list[str], truth: dict, rng: np.ran
 def complete_trial(build_trial, make_user, investigator, monkeypatch, django_capture_on_commit_callbacks):
     """A locked paired-parallel trial: 16 cases, 4 readers (2 per arm), 3 experts' scores, AI scores, a statistician."""
 
-    def make(*, n_cases: int = 16, lock: bool = True, code: str = "st", seed: int = 7) -> SimTrial:
+    def make(*, n_cases: int = 16, lock: bool = True, code: str = "st", seed: int = 7, readers_per_site: int = 4,
+             sites: tuple[str, ...] = ("site-a",), reader_sd: float = 0.0, case_sd: float = 0.0,
+             expert_sd: float = 0.0) -> SimTrial:
         rng = np.random.default_rng(seed)
-        trial, readers, cases, model = build_trial(readers_per_site=4, n_cases=n_cases, code=code)
+        trial, readers, cases, model = build_trial(readers_per_site=readers_per_site, n_cases=n_cases, code=code,
+                                                   sites=sites)
         statistician = make_user(f"{code}-tina")
         trial_services.add_member(trial=trial, by=investigator, user=statistician, role=Role.STATISTICIAN)
         experts = []
@@ -137,7 +149,8 @@ def complete_trial(build_trial, make_user, investigator, monkeypatch, django_cap
                 read_for(read, users[read.reader.user_id], seconds=float(round(base)), flags=flags, clock=clock)
         expert_codes = list(trial.memberships.filter(role=Role.EXPERT).order_by("pseudonym")
                             .values_list("pseudonym", flat=True))
-        scoring = fabricate_scoring(trial, expert_codes, truth, rng)
+        scoring = fabricate_scoring(trial, expert_codes, truth, rng, reader_sd=reader_sd, case_sd=case_sd,
+                                    expert_sd=expert_sd)
         real_rows = scoring_selectors.analysis_rows
         monkeypatch.setattr(scoring_selectors, "analysis_rows",
                             lambda t, **kw: scoring if t.pk == trial.pk else real_rows(t, **kw))
