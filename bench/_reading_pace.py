@@ -30,9 +30,10 @@ class Pace:
 
 @dataclass
 class PacedReader:
-    """One reader's place in its worklist and its signed-in session; lives across levels and servers."""
+    """One reader's place in its worklist and its signed-in session on each server (each revision's own sign-in);
+    lives across levels and servers."""
     name: str
-    session: str
+    sessions: dict[str, str]
     reads: list[int]
     rng: random.Random = field(default_factory=random.Random)
     errors: list[str] = field(default_factory=list)
@@ -117,9 +118,10 @@ def read_one(reader: PacedReader, client, code: str, samples: Samples, stop: thr
     return True
 
 
-def run_level(readers: list[PacedReader], *, port: int, code: str, client_class, ramp: float, window: float,
-              pace: Pace = Pace()) -> tuple[Samples, float, float, int]:
-    """Every reader of `readers` at pace for ramp + window seconds. (samples, window start, window end, errors)."""
+def run_level(readers: list[PacedReader], *, server: str, port: int, code: str, client_class, ramp: float,
+              window: float, pace: Pace = Pace(), on_window=None) -> tuple[Samples, float, float, int]:
+    """Every reader of `readers` at pace for ramp + window seconds against `server` (the sessions' key). `on_window`
+    is called at the window's start and end (e.g. to read CPU counters). (samples, window start, end, errors)."""
     samples, stop = Samples(), threading.Event()
     errors_before = sum(len(r.errors) for r in readers)
 
@@ -127,7 +129,7 @@ def run_level(readers: list[PacedReader], *, port: int, code: str, client_class,
         if stop.wait(delay):
             return
         client = client_class(port)
-        client.cookies["sessionid"] = reader.session
+        client.cookies["sessionid"] = reader.sessions[server]
         first = True
         try:
             while not stop.is_set():
@@ -147,17 +149,19 @@ def run_level(readers: list[PacedReader], *, port: int, code: str, client_class,
 
     threads = [threading.Thread(target=work, args=(r, ramp * i / max(1, len(readers))), daemon=True)
                for i, r in enumerate(readers)]
-    start = time.monotonic()
     for t in threads:
         t.start()
     time.sleep(ramp)
+    if on_window:
+        on_window("start")
     window_start = time.monotonic()
     time.sleep(window)
     window_end = time.monotonic()
+    if on_window:
+        on_window("end")
     stop.set()
     for t in threads:
         t.join(timeout=60)
-    del start
     return samples, window_start, window_end, sum(len(r.errors) for r in readers) - errors_before
 
 

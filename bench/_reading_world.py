@@ -137,9 +137,11 @@ def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, dis
     return world
 
 
-def sessions(usernames: list[str]) -> dict[str, str]:
-    """A signed-in session per user (session key by username), written as a login would write it (to the database
-    and, with cached_db, the cache): thousands of simulated readers sign in without hashing a password each."""
+def sessions(usernames: list[str], backend: str = "django.contrib.auth.backends.ModelBackend") -> dict[str, str]:
+    """A signed-in session per user (session key by username), written as a login through `backend` would write it
+    (to the database and, with cached_db, the cache): thousands of simulated readers sign in without hashing a
+    password each. `backend`: the first of the serving revision's AUTHENTICATION_BACKENDS, so that each revision
+    loads the signed-in user as it would in production (an older one from its user cache)."""
     from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.contrib.sessions.backends.base import SessionBase
@@ -150,8 +152,7 @@ def sessions(usernames: list[str]) -> dict[str, str]:
     for user in get_user_model().objects.filter(username__in=usernames):
         session = store()
         session[SESSION_KEY] = str(user.pk)
-        # the plain ModelBackend: listed by every version of the project's settings (the baseline's too)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = backend
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.save()
         out[user.username] = session.session_key

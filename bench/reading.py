@@ -12,7 +12,11 @@ reading page, the radiograph, events, an autosave every 3–8 s, a heartbeat eve
 the next case). For each level of concurrent readers, every step's p50/p95 over a window after a ramp, the
 requests/s, and the CPU time gunicorn and PostgreSQL spent per request; beside it, /healthz (one `SELECT 1`) at
 the same request rate: what the server costs before any reading code runs. The capacity is the largest level at
-which every step's p95 is ≤ 100 ms with no failed request. Goal: ≥ 500 concurrent readers on two cores.
+which every step's p95 is ≤ 100 ms with no failed request, in every round of it and of every level below. Goal:
+≥ 500 concurrent readers on two cores. What this measures and what it does not: the simulated readers run on the
+same two cores as the server (their own CPU is printed beside the server's); the radiographs are 256-px phantoms,
+so a sync worker is held far less long than by a real megabyte film on a slow network; PostgreSQL's CPU is that of
+the bench database's backends only.
 With --baseline REV, the same levels run against a git worktree of REV (same database, same readers, alternating
 server by server so that the machine's noise falls on both); --baseline-psycopg2 DIR runs that server with
 psycopg2 (pip install --target DIR psycopg2-binary) as it shipped, instead of psycopg 3.
@@ -427,11 +431,10 @@ def print_table(rows: list[dict]):
               + f" {cpu:10.1f}")
     print()
     for row in rows:
-        if row["readers"] == 32:
-            worst = max(STEPS, key=lambda s: pct(row["samples"][s], .95))
-            p95 = pct(row["samples"][worst], .95)
-            verdict = "met" if p95 <= 100 else "MISSED"
-            print(f"{row['config']}: worst p95 at 32 readers: {worst} {p95:.0f} ms; goal ≤ 100 ms: {verdict}")
+        worst = max(STEPS, key=lambda s: pct(row["samples"][s], .95))
+        # a stress test, not the goal (the goal is the capacity at a radiologist's pace: --mode capacity)
+        print(f"{row['config']}: {row['readers']} readers back to back: worst p95 {worst} "
+              f"{pct(row['samples'][worst], .95):.0f} ms")
 
 
 # ------------------------------------------------------------------------------------------------ queries
@@ -591,6 +594,24 @@ def _psycopg2_env(folder: str, tmp: Path) -> dict:
     return {"PYTHONPATH": f"{shim.parent}:{folder}"}
 
 
+def _first_backend(root: Path) -> str:
+    """The first of a revision's AUTHENTICATION_BACKENDS (Django's ModelBackend where its settings name none)."""
+    found = re.search(r"AUTHENTICATION_BACKENDS\s*=\s*\[\s*[\"']([\w.]+)[\"']",
+                      (root / "config" / "settings.py").read_text())
+    return found.group(1) if found else "django.contrib.auth.backends.ModelBackend"
+
+
+def _bench_db_cpu(db: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to the bench's database (not the rest of the
+    server: other databases on it are other people's work). The web processes keep their connections for the run
+    (CONN_MAX_AGE), so their backends live through a window."""
+    import psycopg
+
+    with psycopg.connect(host=HOST, user="postgres", dbname="postgres", autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [db])]
+    return sum(map(_proc_cpu_seconds, pids))
+
+
 def _level_row(label: str, n: int, samples, start: float, end: float, cpu: dict, errors: int, healthz: list[float],
                healthz_cpu_ms: float) -> dict:
     from bench._reading_pace import STEPS as PACED
@@ -601,7 +622,8 @@ def _level_row(label: str, n: int, samples, start: float, end: float, cpu: dict,
     worst = max(PACED, key=lambda st: pct(window[st], .95) if window[st] else -1)
     p95 = pct(window[worst], .95)
     return {"server": label, "readers": n, "steps": window, "requests": requests, "rps": requests / seconds,
-            "cpu_ms": (cpu["gunicorn"] + cpu["postgres"]) * 1000 / max(1, requests), "errors": errors,
+            "cpu_ms": (cpu["gunicorn"] + cpu["postgres"]) * 1000 / max(1, requests),
+            "client_ms": cpu["client"] * 1000 / max(1, requests), "errors": errors,
             "healthz": healthz, "healthz_cpu_ms": healthz_cpu_ms, "worst": worst, "worst_p95": p95,
             "ok": errors == 0 and all(window[st] for st in PACED if st != "submit") and p95 <= 100}
 
@@ -611,23 +633,32 @@ def _print_capacity(rows: list[dict], servers: list[str]) -> None:
 
     print()
     print("Readers at a radiologist's pace: p50 / p95 ms per step over the window; req/s; CPU ms per request "
-          "(gunicorn + PostgreSQL); /healthz at the same rate (p95, CPU ms/req)")
+          "(gunicorn + the bench database's PostgreSQL backends; the simulated readers' own beside); /healthz at the "
+          "same rate (p95, CPU ms/req)")
     head = (f"{'server':<10} {'readers':>7} " + " ".join(f"{st:>15}" for st in PACED)
-            + f" {'req/s':>6} {'CPU ms':>6} {'/healthz p95':>12} {'CPU':>5} {'errors':>6} {'goal':>5}")
+            + f" {'req/s':>6} {'CPU ms':>6} {'client':>6} {'/healthz p95':>12} {'CPU':>5} {'errors':>6} {'goal':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
         cells = [f"{pct(r['steps'][st], .5):6.1f} /{pct(r['steps'][st], .95):6.1f}" if r["steps"][st] else
                  f"{'–':>15}" for st in PACED]
         print(f"{r['server']:<10} {r['readers']:>7} " + " ".join(f"{c:>15}" for c in cells)
-              + f" {r['rps']:6.0f} {r['cpu_ms']:6.1f} {pct(r['healthz'], .95):12.1f} {r['healthz_cpu_ms']:5.1f}"
+              + f" {r['rps']:6.0f} {r['cpu_ms']:6.1f} {r['client_ms']:6.1f} {pct(r['healthz'], .95):12.1f}"
+              + f" {r['healthz_cpu_ms']:5.1f}"
               + f" {r['errors']:>6} {'met' if r['ok'] else 'no':>5}")
     print()
     for label in servers:
         mine = [r for r in rows if r["server"] == label]
-        passed = [r["readers"] for r in mine if r["ok"]]
-        capacity = max(passed) if passed else 0
-        limit = next((r for r in mine if not r["ok"]), None)
+        levels = sorted({r["readers"] for r in mine})
+        # a level counts as met only if every repeat of it met the goal; the capacity is the last level met before
+        # the first level missed (a lucky pass above a failure is not capacity)
+        met = {n: all(r["ok"] for r in mine if r["readers"] == n) for n in levels}
+        capacity = 0
+        for n in levels:
+            if not met[n]:
+                break
+            capacity = n
+        limit = next((r for r in mine if r["readers"] > capacity and not r["ok"]), None)
         reason = (f"; first level over: {limit['readers']} readers ({limit['worst']} p95 {limit['worst_p95']:.0f} ms, "
                   f"{limit['errors']} errors)") if limit else ""
         print(f"capacity of {label}: {capacity} concurrent readers with every step's p95 ≤ 100 ms{reason}; "
@@ -662,19 +693,25 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
 
         call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: WhiteNoise serves STATIC_ROOT
         n_readers = max(levels) + 2  # + the two readers in Chromium; an even count keeps the arms equal
-        per_reader = pace.reads_needed(levels, args.window, args.ramp_seconds, servers=len(servers_wanted))
+        per_reader = pace.reads_needed(levels * args.repeats, args.window, args.ramp_seconds,
+                                       servers=len(servers_wanted))
         per_reader = max(per_reader, 2 * args.clicks + 3, args.nexts + 3)
         cases = args.cases or math.ceil(per_reader * n_readers / 2)
         print(f"Database {args.db} created and migrated ({time.perf_counter() - t0:.0f} s). Building the trial: "
               f"{n_readers} readers, {cases} cases ({min(cases, 24)} enrolled, the rest copies)…")
         world = world_mod.build(readers=n_readers, cases=cases, distinct_images=24)
-        keys = world_mod.sessions(world.readers)
         print(f"Trial ready in {world.seconds:.0f} s; reads per reader: "
               f"{min(len(v) for v in world.reads.values())}–{max(len(v) for v in world.reads.values())}.")
         from django.db import connections
 
         connections.close_all()
-        readers = [pace.PacedReader(name, keys[name], list(world.reads[name]), random.Random(name))
+        # each revision signs its readers in through its own first authentication backend (an older revision's
+        # cached user included), each in its own sessions
+        keys = {label: world_mod.sessions(world.readers[:max(levels)], backend=_first_backend(root))
+                for label, root in servers_wanted}
+        connections.close_all()
+        readers = [pace.PacedReader(name, {label: keys[label][name] for label in keys}, list(world.reads[name]),
+                                    random.Random(name))
                    for name in world.readers[:max(levels)]]
         for label, root in servers_wanted:
             server_env = dict(env)
@@ -684,24 +721,27 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                     server_env.update(_psycopg2_env(args.baseline_psycopg2, tmp))
             servers[label] = Server(config, server_env, tmp / f"gunicorn-{label}.log", root=root)
             print(f"gunicorn {config.label} of {label} ({root}) on port {servers[label].port}")
-        for server in servers.values():  # warm-up: every worker imports and renders once; not counted
+        for label, server in servers.items():  # warm-up: every worker imports and renders once; not counted
             pace.open_loop(server.port, "/healthz", 50.0, 2.0, Client)
-            pace.run_level(readers[:12], port=server.port, code=world.code, client_class=Client, ramp=1.0, window=8.0)
-        for level_index, n in enumerate(levels):
-            order = list(servers) if level_index % 2 == 0 else list(reversed(servers))
+            pace.run_level(readers[:12], server=label, port=server.port, code=world.code, client_class=Client,
+                           ramp=1.0, window=8.0)
+        rounds = [(n, r) for n in levels for r in range(args.repeats)]
+        for index, (n, repeat) in enumerate(rounds):
+            order = list(servers) if index % 2 == 0 else list(reversed(servers))
             for label in order:
                 server = servers[label]
                 chosen = readers[:n]
-                cpu_before = server_cpu(server.proc.pid)
-                samples, start, end, errors = pace.run_level(chosen, port=server.port, code=world.code,
-                                                             client_class=Client, ramp=args.ramp_seconds,
-                                                             window=args.window)
-                cpu_after = server_cpu(server.proc.pid)
-                # the CPU of the window only: the ramp's and the readers' stopping requests are left out by
-                # scaling to the sampled requests' share (every request counted, the window's sampled)
-                all_requests = len(samples.rows)
-                window_share = sum(1 for _, _, t in samples.rows if start <= t <= end) / max(1, all_requests)
-                cpu = {k: (cpu_after[k] - cpu_before[k]) * window_share for k in cpu_after}
+                counters = {}
+
+                def read_counters(edge, server=server, counters=counters):
+                    counters[edge] = {"gunicorn": server_cpu(server.proc.pid)["gunicorn"],
+                                      "postgres": _bench_db_cpu(args.db), "client": time.process_time()}
+
+                samples, start, end, errors = pace.run_level(chosen, server=label, port=server.port,
+                                                             code=world.code, client_class=Client,
+                                                             ramp=args.ramp_seconds, window=args.window,
+                                                             on_window=read_counters)
+                cpu = {k: counters["end"][k] - counters["start"][k] for k in counters["end"]}
                 rate = sum(1 for _, _, t in samples.rows if start <= t <= end) / (end - start)
                 h_before = server_cpu(server.proc.pid)
                 healthz = pace.open_loop(server.port, "/healthz", rate, 20.0, Client)
@@ -709,11 +749,11 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                 h_cpu = sum(h_after[k] - h_before[k] for k in h_after) * 1000 / max(1, len(healthz))
                 row = _level_row(label, n, samples, start, end, cpu, errors, healthz, h_cpu)
                 rows.append(row)
-                print(f"  {label}: {n} readers: {row['requests']} requests in {end - start:.0f} s "
+                print(f"  {label}: {n} readers (round {repeat + 1}): {row['requests']} requests in {end - start:.0f} s "
                       f"({row['rps']:.0f}/s), CPU {row['cpu_ms']:.1f} ms/request, worst p95 {row['worst']} "
                       f"{row['worst_p95']:.0f} ms, errors {errors}"
                       + (f" (e.g. {next(e for r in chosen for e in r.errors)[:120]})" if errors else ""))
-            if not any(r["ok"] for r in rows if r["readers"] == n):
+            if repeat == args.repeats - 1 and not any(r["ok"] for r in rows if r["readers"] == n):
                 print(f"  no server met the goal at {n} readers: higher levels skipped")
                 break
         _print_capacity(rows, list(servers))
@@ -755,6 +795,9 @@ def main() -> int:
                         help="capacity: readers at a radiologist's pace, the largest level within the goal (default); "
                              "burst: readers back to back")
     parser.add_argument("--window", type=float, default=60.0, help="capacity: seconds sampled per level (default 60)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="capacity: rounds of each level per server, alternating the servers (default 2); a level "
+                             "is met only if every round met it")
     parser.add_argument("--ramp-seconds", type=float, default=20.0,
                         help="capacity: seconds over which a level's readers start, not sampled (default 20)")
     parser.add_argument("--baseline", help="capacity: also run the code of these git revisions (comma-separated; a "
@@ -818,6 +861,7 @@ def main() -> int:
     env.update({
         "DATABASE_URL": f"postgres://{pg_user}@{pg_host}:{pg_port}/{args.db}",
         "DJANGO_SETTINGS_MODULE": "config.settings",
+        "CXR_DEVELOPMENT": "1",  # a development set-up (the baseline revisions ignore it)
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_DEBUG": "1" if args.debug else "0",
         "CXR_VAR_DIR": str(tmp / "var"),

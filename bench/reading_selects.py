@@ -37,7 +37,8 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="cxr-bench-selects-")
     os.environ.update({
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{args.db}?conn_max_age=60",
-        "DJANGO_SETTINGS_MODULE": "config.settings", "CXR_VAR_DIR": f"{tmp}/var", "CXR_MEDIA_ROOT": f"{tmp}/media",
+        "DJANGO_SETTINGS_MODULE": "config.settings", "CXR_DEVELOPMENT": "1", "CXR_VAR_DIR": f"{tmp}/var",
+        "CXR_MEDIA_ROOT": f"{tmp}/media",
         "CELERY_TASK_ALWAYS_EAGER": "1", "DJANGO_DEBUG": "0"})
     os.environ.pop("CACHE_URL", None)
     from bench import _reading_world as world_mod

@@ -39,6 +39,7 @@ def _setup_django(folder: str) -> None:
     os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
     os.environ["CXR_MEDIA_ROOT"] = f"{folder}/media"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("CXR_DEVELOPMENT", "1")
     os.environ["LOG_LEVEL"] = "WARNING"
     import django
 
