@@ -8,6 +8,9 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 # CPU-sized torch by default; a GPU machine sets TORCH_SPEC (e.g. TORCH_SPEC=torch) for a CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+# The settings fail closed (production: no debug, no development key) unless a development set-up is asked for;
+# everything run from here (migrate, the demo, the tests) is one.
+export CXR_DEVELOPMENT ?= 1
 
 .PHONY: demo test test-smoke lint install system-deps migrate worker serve clean
 

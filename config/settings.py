@@ -15,17 +15,26 @@ VAR_DIR = Path(env("CXR_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEVELOPMENT_SECRET_KEY = "cxr-trial-development-key-never-use-in-production"
-PRODUCTION = env.bool("CXR_PRODUCTION", default=False)
-SECRET_KEY = env("DJANGO_SECRET_KEY", default=DEVELOPMENT_SECRET_KEY)
+# Fail closed: production unless a development set-up is asked for explicitly (CXR_DEVELOPMENT=1: the Makefile, the
+# demo script and the test runner set it). Production has no debug page, no development key and no demo app.
+DEVELOPMENT = env.bool("CXR_DEVELOPMENT", default=False)
+if DEVELOPMENT and env.bool("CXR_PRODUCTION", default=False):
+    raise ImproperlyConfigured("CXR_DEVELOPMENT and CXR_PRODUCTION are both set: choose one.")
+PRODUCTION = not DEVELOPMENT
+SECRET_KEY = env("DJANGO_SECRET_KEY", default=DEVELOPMENT_SECRET_KEY if DEVELOPMENT else "")
 if PRODUCTION and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 50):
     # A trial's sessions, CSRF tokens and de-identification UIDs all hang on this key.
     raise ImproperlyConfigured(
-        "CXR_PRODUCTION is set but DJANGO_SECRET_KEY is the development key or shorter than 50 characters; "
-        "set a long random DJANGO_SECRET_KEY."
+        "Production settings (the default) need a long random DJANGO_SECRET_KEY, and it is missing, the development "
+        "key or shorter than 50 characters. For a development set-up on your own machine set CXR_DEVELOPMENT=1."
     )
-DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
+DEBUG = DEVELOPMENT and env.bool("DJANGO_DEBUG", default=True)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+# The reverse proxies in front of the web process (addresses or networks, e.g. the TLS proxy of docker/compose.yaml).
+# X-Forwarded-For and X-Forwarded-Proto are believed only when the connection comes from one of them: the client
+# address that login throttling counts, and whether the request came over HTTPS.
+CXR_TRUSTED_PROXIES = env.list("CXR_TRUSTED_PROXIES", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -36,7 +45,11 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # Second factor (django-otp, Unlicense): TOTP devices and their recovery codes (static tokens). DRF's authtoken
+    # is gone: API tokens are trial.ApiToken (hashed, expiring, scoped to one trial).
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "crispy_forms",
@@ -57,6 +70,7 @@ if CXR_DEMO:
     INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
+    "core.security.TrustedProxyMiddleware",  # first: forwarded headers from anyone but a trusted proxy are dropped
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -64,6 +78,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "core.sessions.IdleTimeoutMiddleware",  # a session that saw no request for CXR_IDLE_TIMEOUT_MINUTES ends
+    "core.otp.SecondFactorMiddleware",  # who needs a second factor and has not given it goes to that page first
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.security.ContentSecurityPolicyMiddleware",
 ]
@@ -131,6 +147,31 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "trial:home"
 LOGOUT_REDIRECT_URL = "login"
+# Who must give a second factor (a dotted path to `f(user) -> bool`): investigators, statisticians, seniors and staff
+# always; readers and experts where their trial asks for it (Trial.second_factor_for_all).
+CXR_SECOND_FACTOR_POLICY = "trial.access.second_factor_required"
+# The demo (a development set-up on one's own machine) may run without a second factor, so that a newcomer needs no
+# authenticator app; production cannot turn it off.
+CXR_SECOND_FACTOR = env.bool("CXR_SECOND_FACTOR", default=True)
+if not CXR_SECOND_FACTOR and PRODUCTION:
+    raise ImproperlyConfigured("CXR_SECOND_FACTOR=0 is for a development set-up only (CXR_DEVELOPMENT=1).")
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="CXR-Trial")
+CXR_RECOVERY_CODES = 10  # one-time recovery codes (django-otp static tokens) given at enrolment
+# Reading and scoring stations are shared: a session that saw no request for this long is signed out (0: never).
+# The reading screen's heartbeat is sent only while the reader is active, so an idle station does time out.
+CXR_IDLE_TIMEOUT_MINUTES = env.int("CXR_IDLE_TIMEOUT_MINUTES", default=30)
+# Invitations: bound to the invited e-mail address, used once, and valid this long.
+CXR_INVITATION_DAYS = env.int("CXR_INVITATION_DAYS", default=7)
+# API tokens (trial.ApiToken): stored hashed, scoped to one trial, and expiring after at most this many days.
+CXR_API_TOKEN_MAX_DAYS = env.int("CXR_API_TOKEN_MAX_DAYS", default=90)
+CXR_API_TOKEN_DEFAULT_DAYS = env.int("CXR_API_TOKEN_DEFAULT_DAYS", default=30)
+# URL arguments that name an object of one trial without naming the trial: the trial it belongs to (a token reaches
+# only its own trial's objects). An API URL with other arguments and no trial code is refused to tokens.
+CXR_API_TOKEN_OBJECT_SCOPES = {
+    "read_id": ("reading.Read", "pk", "trial_id"),
+    "key": ("scoring.Assignment", "key", "item__trial_id"),
+}
+PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_TIMEOUT", default=3 * 3600)
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
@@ -154,6 +195,16 @@ STORAGES = {
 
 # Upload limits: one radiograph rarely exceeds 30 MB; the limit protects memory and disk.
 CXR_MAX_DICOM_BYTES = env.int("CXR_MAX_DICOM_BYTES", default=64 * 1024 * 1024)
+# Rows × columns (× samples × frames) of one radiograph, checked before anything is decoded: a 43 × 43 cm DR detector
+# at 100 µm is ~18.5 megapixels, so 25 leaves headroom while a decompression bomb is refused (trial.dicom.MAX_PIXELS).
+CXR_MAX_PIXELS = env.int("CXR_MAX_PIXELS", default=25_000_000)
+# No request body over CXR_MAX_DICOM_BYTES reaches the disk, on any URL (Django's CSRF check would otherwise write a
+# POSTed body to a temporary file before any view runs).
+FILE_UPLOAD_HANDLERS = [
+    "core.uploads.BodyLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Root for de-identified UIDs: "2.25." makes UUID-derived UIDs valid without an organisation root.
@@ -164,7 +215,7 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "trial.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -218,6 +269,8 @@ CELERY_BEAT_SCHEDULE = {
                                   "schedule": env.int("SCORING_BUILD_EVERY_SECONDS", default=300)},
     # Drafts whose task was lost (the broker was down when they were requested) are sent again.
     "requeue-pending-drafts": {"task": "ai.tasks.requeue_pending", "schedule": 600},
+    # Viewer images of cases whose task was lost.
+    "prepare-missing-viewer-images": {"task": "trial.tasks.prepare_missing_viewer_images", "schedule": 900},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -226,8 +279,14 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="cxr-trial@localhost")
 
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)  # a working day, then log in again
 SESSION_SAVE_EVERY_REQUEST = False
+# Login throttling (core.security): failures are counted per normalized username and per client address; beyond
+# LOGIN_MAX_FAILURES each further failure doubles the wait (from LOGIN_BACKOFF_SECONDS up to LOGIN_MAX_BACKOFF_SECONDS)
+# before the next try is looked at. A browser that has logged in to the account before (a signed cookie) is counted on
+# its own, so that nobody can keep a person out of their account by failing logins in their name.
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
-LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+LOGIN_BACKOFF_SECONDS = env.int("LOGIN_BACKOFF_SECONDS", default=2)
+LOGIN_MAX_BACKOFF_SECONDS = env.int("LOGIN_MAX_BACKOFF_SECONDS", default=env.int("LOGIN_LOCKOUT_SECONDS",
+                                                                                 default=15 * 60))
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
@@ -237,9 +296,14 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # the container's own health check speaks plain HTTP to itself
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    # Preloading is a promise about the whole domain, hard to take back: the site opts in.
+    SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]  # preload is opt-in, on purpose
+    # Believed only from CXR_TRUSTED_PROXIES: core.security.TrustedProxyMiddleware drops it from anyone else.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {

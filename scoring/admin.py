@@ -8,7 +8,8 @@ from .models import Assignment, Item, ScoringSettings
 
 @admin.register(ScoringSettings)
 class ScoringSettingsAdmin(ReadOnlyAdmin):
-    list_display = ("trial", "reference_standard", "adjudicator", "updated_at")
+    list_display = ("trial", "reference_standard", "ask_which_assisted", "canonical_text", "aligned_pair",
+                    "adjudicator", "updated_at")
 
 
 @admin.register(Item)

@@ -6,6 +6,10 @@ HOST=${1:-127.0.0.1}
 PORT=${2:-8000}
 shift 2 || true
 PY=.venv/bin/python
+# The demo is a development set-up (the settings are production's, failing closed, unless this is set).
+export CXR_DEVELOPMENT="${CXR_DEVELOPMENT:-1}"
+# The demo's logins need no authenticator app (CXR_SECOND_FACTOR=1 to try the second factor; production requires it).
+export CXR_SECOND_FACTOR="${CXR_SECOND_FACTOR:-0}"
 VAR=${CXR_VAR_DIR:-var}
 mkdir -p "$VAR"
 $PY -m celery -A config worker -Q default,ai --concurrency 1 --loglevel INFO --without-gossip --without-mingle \

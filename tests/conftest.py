@@ -19,6 +19,25 @@ def _eager_celery():
 
 
 @pytest.fixture(autouse=True)
+def _force_login_is_a_complete_login(monkeypatch):
+    """`client.force_login(user)` stands for a person who logged in completely: password and, where their role needs
+    one, the second factor (core.otp). The second factor's own tests log in through the pages instead."""
+    from django.test import Client
+
+    from core.otp import VERIFIED_KEY
+
+    original = Client.force_login
+
+    def force_login(self, user, backend=None):
+        original(self, user, backend)
+        session = self.session
+        session[VERIFIED_KEY] = "test:force_login"
+        session.save()
+
+    monkeypatch.setattr(Client, "force_login", force_login)
+
+
+@pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
@@ -43,9 +62,8 @@ def persistent_postgresql():
 @pytest.fixture
 def make_user(db):
     def make(username: str, *, can_create_trials: bool = False, **extra):
-        user = get_user_model().objects.create_user(
-            username=username, email=f"{username}@example.org", password=PASSWORD, **extra
-        )
+        extra.setdefault("email", f"{username}@example.org")
+        user = get_user_model().objects.create_user(username=username, password=PASSWORD, **extra)
         if can_create_trials:
             user.user_permissions.add(Permission.objects.get(codename="add_trial"))
             user = get_user_model().objects.get(pk=user.pk)

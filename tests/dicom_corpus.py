@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
+import struct
 import tempfile
+import zlib
 
 import numpy as np
 import pydicom
+import pydicom.filewriter
 from PIL import Image
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.encaps import encapsulate, generate_fragments
@@ -17,6 +21,7 @@ from pydicom.uid import (
     UID,
     ComputedRadiographyImageStorage,
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -297,9 +302,17 @@ def _plugin_for(uid: str) -> str:
 
 
 def jpeg_lossless_from(native: bytes) -> bytes:
-    """Re-encode an uncompressed DICOM file as JPEG lossless process 14 SV1 with GDCM.
+    """Re-encode an uncompressed DICOM file as JPEG lossless process 14 SV1 with GDCM."""
+    data = gdcm_transcoded(native, "JPEGLosslessProcess14_1")
+    assert pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID == JPEGLosslessSV1
+    return data
 
-    pydicom cannot encode this transfer syntax; GDCM can, through files on disk only (its Python
+
+def gdcm_transcoded(native: bytes, syntax: str) -> bytes:
+    """Re-encode an uncompressed DICOM file with GDCM into `syntax`, a gdcm.TransferSyntax name
+    ("JPEGLosslessProcess14_1", "JPEGLSLossless", "JPEGBaselineProcess1", ...).
+
+    pydicom cannot encode these transfer syntaxes; GDCM can, through files on disk only (its Python
     binding has no memory streams), hence the temporary folder.
     """
     import gdcm
@@ -313,20 +326,18 @@ def jpeg_lossless_from(native: bytes) -> bytes:
         if not reader.Read():
             raise RuntimeError("GDCM could not read the uncompressed file")
         change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetTransferSyntax(gdcm.TransferSyntax(getattr(gdcm.TransferSyntax, syntax)))
         change.SetInput(reader.GetImage())
         if not change.Change():
-            raise RuntimeError("GDCM could not encode JPEG lossless")
+            raise RuntimeError(f"GDCM could not encode {syntax}")
         writer = gdcm.ImageWriter()
         writer.SetFileName(dst)
         writer.SetFile(reader.GetFile())
         writer.SetImage(change.GetOutput())
         if not writer.Write():
-            raise RuntimeError("GDCM could not write the JPEG lossless file")
+            raise RuntimeError(f"GDCM could not write the {syntax} file")
         with open(dst, "rb") as fh:
-            data = fh.read()
-    assert pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID == JPEGLosslessSV1
-    return data
+            return fh.read()
 
 
 def bare_dataset_bytes(**kwargs) -> bytes:
@@ -522,3 +533,136 @@ def bits_allocated_32() -> bytes:
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 32, 20, 19
     return to_bytes(ds)
 
+
+
+# ----------------------------------------------------------------------------------- decompression bombs
+#
+# Small files that make a decoder allocate gigabytes.  Never decode one in the test process: the
+# tests run them in a child process under a memory limit (see test_dicom's bomb tests).
+
+
+def _blank_jpeg2000(
+    width: int, height: int, *, tile: tuple[int, int] | None = None, header_only: bool = False
+) -> bytes:
+    """A valid JPEG 2000 codestream of a blank 8-bit image, written by hand: every packet is empty,
+    so the codestream is a few dozen bytes whatever the size it declares (OpenJPEG decodes a
+    40,000² one to 7.8 GB of pixels)."""
+    tile_w, tile_h = tile or (width, height)
+    across = -(-width // tile_w)
+    tiles = across * -(-height // tile_h)
+    siz = struct.pack(">HH8IH", 41, 0, width, height, 0, 0, tile_w, tile_h, 0, 0, 1) + bytes([7, 1, 1])
+    # COD: LRCP, 1 layer, no MCT; no decomposition (one resolution), 64 × 64 code blocks, 5-3 reversible
+    cod = struct.pack(">HBBHBBBBBB", 12, 0, 0, 1, 0, 0, 4, 4, 0, 1)
+    qcd = struct.pack(">HBB", 4, 0x40, 0x40)  # no quantization, 2 guard bits, exponent 8
+    out = b"\xff\x4f\xff\x51" + siz + b"\xff\x52" + cod + b"\xff\x5c" + qcd
+    for index in range(0 if header_only else tiles):
+        w = min(tile_w, width - (index % across) * tile_w)
+        h = min(tile_h, height - (index // across) * tile_h)
+        packets = b"\x00" * (-(-w // 32768) * -(-h // 32768))  # one empty packet per 2^15 precinct
+        out += b"\xff\x90" + struct.pack(">HHIBB", 10, index, 14 + len(packets), 0, 1) + b"\xff\x93" + packets
+    return out + b"\xff\xd9"
+
+
+def _with_encapsulated(ds: FileDataset, frame: bytes, transfer_syntax: str) -> bytes:
+    ds.PixelData = encapsulate([frame + b"\x00" * (len(frame) % 2)])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    return to_bytes(ds)
+
+
+def _bomb_dataset(rows: int, columns: int, *, bits: int = 8) -> FileDataset:
+    ds = radiograph_dataset(rows=8, columns=8, bits_stored=bits)
+    ds.Rows, ds.Columns = rows, columns
+    return ds
+
+
+def jpeg2000_bomb(side: int = 46_340) -> bytes:
+    """About 1 KB: a JPEG 2000 chest film declaring side × side pixels, in its header and its codestream."""
+    return _with_encapsulated(_bomb_dataset(side, side), _blank_jpeg2000(side, side), JPEG2000Lossless)
+
+
+def jpeg2000_lying_header(side: int = 46_340) -> bytes:
+    """A header declaring 512 × 512 over a codestream declaring side × side: the decoder believes the codestream."""
+    return _with_encapsulated(_bomb_dataset(512, 512), _blank_jpeg2000(side, side), JPEG2000Lossless)
+
+
+def jpeg2000_tile_bomb() -> bytes:
+    """A 67-byte codestream header declaring 2,000 × 2,000 pixels in 62,500 tiles of 8 × 8: OpenJPEG
+    allocates about half a gigabyte of tile bookkeeping before it reads a tile (the tiles are left out)."""
+    header_only = _blank_jpeg2000(2000, 2000, tile=(8, 8), header_only=True)
+    return _with_encapsulated(_bomb_dataset(2000, 2000), header_only, JPEG2000Lossless)
+
+
+def jpeg2000_mismatch(rows: int = 600, columns: int = 520) -> bytes:
+    """A small codestream one row larger than the header's Rows: safe to decode, and refused all the same."""
+    return _with_encapsulated(_bomb_dataset(rows, columns), _blank_jpeg2000(columns, rows + 1), JPEG2000Lossless)
+
+
+def rle_bomb(side: int = 20_000) -> bytes:
+    """About 6 MB: an 8-bit RLE chest film of side × side pixels (400 MB decoded), every row as runs of 128."""
+    full, rest = divmod(side, 128)
+    row = b"\x81\x00" * full + (bytes([257 - rest, 0]) if rest else b"")  # replicate runs (PS3.5 G.3.1)
+    header = struct.pack("<16I", 1, 64, *([0] * 14))
+    return _with_encapsulated(_bomb_dataset(side, side), header + row * side, RLELossless)
+
+
+def rle_lying_header(declared_rows: int = 600, columns: int = 520) -> bytes:
+    """An RLE file declaring declared_rows × columns over one 8 × 8 segment that cannot fill it."""
+    ds = radiograph_dataset(rows=8, columns=8, bits_stored=8)
+    ds.compress(RLELossless, encoding_plugin=_plugin_for(RLELossless), generate_instance_uid=False)
+    ds.Rows, ds.Columns = declared_rows, columns
+    return to_bytes(ds)
+
+
+def native_bomb(side: int = 60_000) -> bytes:
+    """An uncompressed file whose header declares side × side pixels over the pixel data of 8 × 8."""
+    return to_bytes(_bomb_dataset(side, side))
+
+
+def deflate_bomb(inflated_mb: int = 1024) -> bytes:
+    """About 1 MB: a Deflated Explicit VR Little Endian data set whose pixel data (zeros) inflate to
+    `inflated_mb` megabytes; pydicom inflates it whole before it reads a single attribute."""
+    side = math.isqrt(inflated_mb * 1_000_000)
+    ds = _bomb_dataset(side, side)
+    del ds.PixelData
+    head = io.BytesIO()
+    pydicom.dcmwrite(head, Dataset(ds), implicit_vr=False, little_endian=True)
+    # Deflate blocks ended by a full flush do not refer back to what came before them, so the
+    # compressed megabyte of zeros can be repeated instead of compressing a gigabyte.
+    megabytes, rest = divmod(side * side, 1 << 20)
+    body = (_deflated(head.getvalue() + b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", side * side))
+            + _deflated(bytes(1 << 20)) * megabytes + _deflated(bytes(rest))
+            + zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS).flush())  # the final, empty block
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.543.1"
+    out = io.BytesIO()
+    out.write(b"\x00" * 128 + b"DICM")
+    pydicom.filewriter.write_file_meta_info(out, meta, enforce_standard=True)
+    out.write(body)
+    return out.getvalue()
+
+
+def _deflated(data: bytes) -> bytes:
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return deflater.compress(data) + deflater.flush(zlib.Z_FULL_FLUSH)
+
+
+def jp2_wrapped(**kwargs) -> bytes:
+    """A JPEG 2000 file whose codestream comes in a JP2 wrapper (boxes), as some encoders write it."""
+    import openjpeg
+
+    ds = radiograph_dataset(**kwargs)
+    jp2 = openjpeg.encode(ds.pixel_array, bits_stored=int(ds.BitsStored), codec_format=1)
+    assert jp2.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n")
+    return _with_encapsulated(ds, jp2, JPEG2000Lossless)
+
+
+def deflated_bytes(**kwargs) -> bytes:
+    """A radiograph written as Deflated Explicit VR Little Endian: the whole data set deflated."""
+    ds = radiograph_dataset(**kwargs)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    return to_bytes(ds)

@@ -4,18 +4,49 @@ Every page and API call of a trial starts with `access_for(user, code, roles)`: 
 in the trial, with the trial and each membership's site) and the one refusal (the same message whether the trial
 does not exist or the user has no role in it, so a refusal reveals nothing). The selectors then take the Access
 and check roles in memory, instead of asking the database again for every piece of the page.
+
+Two marks a request may put on its user are applied here too, at no cost: an API token's trial
+(`api_token_trial_id`, trial.authentication: no other trial exists for it), and whether the session gave its second
+factor (`second_factor_verified`, core.otp): a trial whose roles need one is refused to a session that has not.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+
+from core.otp import SecondFactorMissing
 
 from .models import Membership, Role, Trial
 
 # One message whatever the reason, so that a refusal reveals nothing about whether the trial exists.
 NO_ACCESS = "You do not have access to this trial, or it does not exist."
+SECOND_FACTOR_NEEDED = "Your role in this trial needs a second factor: log in again and give it."
+# Roles that always log in with a second factor (readers and experts where their trial says so).
+SECOND_FACTOR_ROLES = frozenset({Role.INVESTIGATOR, Role.STATISTICIAN, Role.SENIOR})
+
+
+class SecondFactorRequired(SecondFactorMissing):
+    """A role in this trial needs a second factor that this session has not given."""
+
+
+def second_factor_required(user) -> bool:
+    """Whether `user` must log in with a second factor: staff, investigators (and whoever may create a trial, and so
+    become one), statisticians and seniors always; readers and experts of a trial that asks for it
+    (Trial.second_factor_for_all). A query or two, at login (none for staff)."""
+    if not getattr(user, "is_authenticated", False) or not settings.CXR_SECOND_FACTOR:
+        return False
+    if user.is_staff or user.is_superuser or user.has_perm("trial.add_trial"):
+        return True
+    return Membership.objects.filter(Q(role__in=SECOND_FACTOR_ROLES) | Q(trial__second_factor_for_all=True),
+                                     user_id=user.pk).exists()
+
+
+def _needs_second_factor(trial: Trial, roles) -> bool:
+    return trial.second_factor_for_all or any(role in SECOND_FACTOR_ROLES for role in roles)
 
 
 @dataclass(frozen=True)
@@ -48,11 +79,17 @@ class Access:
 def _load(*, user, **trial_lookup) -> Access:
     if not getattr(user, "is_authenticated", False):
         raise PermissionDenied(NO_ACCESS)
-    memberships = list(Membership.objects.filter(user_id=user.pk, **{f"trial__{k}": v for k, v in trial_lookup.items()})
-                       .select_related("trial", "site"))
+    lookup = {f"trial__{k}": v for k, v in trial_lookup.items()}
+    scope = getattr(user, "api_token_trial_id", None)
+    if scope is not None:
+        lookup["trial_id"] = scope  # an API token reaches its own trial only
+    memberships = list(Membership.objects.filter(user_id=user.pk, **lookup).select_related("trial", "site"))
     if not memberships:
         raise PermissionDenied(NO_ACCESS)
     trial = memberships[0].trial
+    if getattr(user, "second_factor_verified", None) is False and _needs_second_factor(
+            trial, [m.role for m in memberships]):
+        raise SecondFactorRequired(SECOND_FACTOR_NEEDED)
     for membership in memberships:
         membership.trial = trial  # one Trial object for all of them
     return Access(trial=trial, user=user, memberships={m.role: m for m in memberships})
@@ -72,4 +109,5 @@ def access_to(*, user, trial: Trial, roles: Iterable[str] = ()) -> Access:
     return Access(trial=trial, user=user, memberships=access.memberships).require(*roles)
 
 
-__all__ = ["NO_ACCESS", "Access", "Role", "access_for", "access_to"]
+__all__ = ["NO_ACCESS", "SECOND_FACTOR_NEEDED", "Access", "Role", "SecondFactorRequired", "access_for", "access_to",
+           "second_factor_required"]

@@ -3,14 +3,16 @@ that grow with the trial (members, cases, allocations) come a page at a time: {c
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import Pagination, paginated, validated
+from core.uploads import limit_upload
 
 from . import selectors, services
 from .access import Access, access_for
@@ -104,9 +106,29 @@ class MemberListAPI(APIView):
         return Response(MembershipSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
+def _may_enrol(user, code: str) -> bool:
+    try:
+        access_for(user=user, code=code, roles=[Role.INVESTIGATOR])
+    except PermissionDenied:
+        return False
+    return True
+
+
 class CaseListAPI(APIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    # Multipart only: DRF's form and JSON parsers read a whole body into memory, whatever its size.
+    parser_classes = [MultiPartParser]
     pagination_class = Pagination
+
+    def initial(self, request, *args, **kwargs):
+        if request.method == "POST":
+            # Before authentication, because the session's CSRF check reads the form and so the body: from here
+            # on nothing of it is read unless its sender may enrol in this trial, nor past the size limit.
+            # Django's request, not DRF's: its user is the session's during the CSRF check (DRF's request.user
+            # would authenticate again, recursively), and the token's once DRF has authenticated one.
+            django_request = request._request
+            self.upload_limit = limit_upload(request, max_bytes=settings.CXR_MAX_DICOM_BYTES,
+                                             allowed=lambda: _may_enrol(django_request.user, kwargs["code"]))
+        super().initial(request, *args, **kwargs)
 
     @extend_schema(responses=CaseSerializer(many=True))
     def get(self, request, code):
@@ -116,8 +138,10 @@ class CaseListAPI(APIView):
     @extend_schema(request={"multipart/form-data": CaseUploadSerializer}, responses={201: CaseSerializer})
     def post(self, request, code):
         """Upload one DICOM file as a new case; a refused file gets a reason and nothing is stored."""
-        access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
-        data = validated(CaseUploadSerializer, request.data)
+        access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])  # before the body is read
+        form = request.data  # read here (or already by the CSRF check), through the upload limit
+        self.upload_limit.raise_if_refused()
+        data = validated(CaseUploadSerializer, form)
         upload = data["file"]
         if upload.size > settings.CXR_MAX_DICOM_BYTES:  # refuse before reading it into memory
             raise FileTooLarge(

@@ -25,3 +25,23 @@ class CaseRejected(ServiceError):
 class FileTooLarge(ServiceError):
     status_code = 413
     code = "too_large"
+
+
+class RoleConflict(Conflict):
+    """A role that the person's other role in the same trial rules out (a reader is only a reader there)."""
+
+    code = "role_conflict"
+
+
+class InvalidInvitation(ServiceError):
+    """The link is unknown, used, or expired."""
+
+    status_code = 404
+    code = "invalid_invitation"
+
+
+class NotYourInvitation(ServiceError):
+    """The invitation was sent to another e-mail address than the signed-in account's."""
+
+    status_code = 403
+    code = "not_your_invitation"

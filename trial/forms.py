@@ -6,6 +6,7 @@ from crispy_forms.layout import Submit
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.core.validators import MaxValueValidator
 
 from .findings import DEFAULT_FINDINGS
 from .models import (
@@ -56,6 +57,9 @@ class TrialForm(_CrispyForm):
                                           initial=5, help_text="Odd: 3, 5, 7 …")
     allow_no_preference = forms.BooleanField(required=False, initial=True)
     require_signoff = forms.BooleanField(required=False, initial=False, label="Require senior sign-off")
+    second_factor_for_all = forms.BooleanField(
+        required=False, initial=False, label=Trial._meta.get_field("second_factor_for_all").verbose_name,
+        help_text=Trial._meta.get_field("second_factor_for_all").help_text)
     washout_days = forms.IntegerField(min_value=WASHOUT_DAYS_RANGE[0], max_value=WASHOUT_DAYS_RANGE[1], initial=28,
                                       help_text="Crossover only.")
     ratio_assisted = forms.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], initial=1)
@@ -77,7 +81,8 @@ class TrialSettingsForm(TrialForm):
             "code": trial.code, "title": trial.title, "registration_id": trial.registration_id,
             "design": trial.design, "findings": _findings_initial(trial.findings),
             "experts_per_item": trial.experts_per_item, "allow_no_preference": trial.allow_no_preference,
-            "require_signoff": trial.require_signoff, "washout_days": trial.washout_days,
+            "require_signoff": trial.require_signoff, "second_factor_for_all": trial.second_factor_for_all,
+            "washout_days": trial.washout_days,
             "ratio_assisted": trial.ratio_assisted, "ratio_standard": trial.ratio_standard,
             "block_multiples": ", ".join(str(m) for m in trial.block_multiples),
         })
@@ -125,3 +130,29 @@ class SignupForm(_CrispyForm):
         if data.get("password"):
             validate_password(data["password"], get_user_model()(username=data.get("username", "")))
         return data
+
+
+class SecondFactorForm(_CrispyForm):
+    """A code of the authenticator app, or a recovery code."""
+
+    submit_label = "Verify"
+    code = forms.CharField(max_length=32, label="Code", widget=forms.TextInput(attrs={
+        "autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+        help_text="The 6 digits your authenticator app shows now, or one of your recovery codes.")
+
+
+class ApiTokenForm(_CrispyForm):
+    """A new API token of the asking user, for one of their trials."""
+
+    submit_label = "Create token"
+    trial = forms.ModelChoiceField(queryset=Trial.objects.none(), to_field_name="code", empty_label=None)
+    name = forms.CharField(max_length=60, required=False, help_text="What it is for, e.g. “PACS bridge”.")
+    days = forms.IntegerField(min_value=1, label="Valid for (days)")
+
+    def __init__(self, *args, trials, max_days: int, default_days: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["trial"].queryset = trials
+        self.fields["days"].max_value = max_days
+        self.fields["days"].initial = default_days
+        self.fields["days"].validators.append(MaxValueValidator(max_days))
+        self.fields["days"].widget.attrs["max"] = max_days

@@ -1,6 +1,8 @@
 """Trials, sites, memberships, cases, allocations and the audit log: the data every other app stands on."""
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -83,6 +85,12 @@ class Trial(models.Model):
     washout_days = models.PositiveSmallIntegerField(default=28,
                                                     help_text="Crossover only: days between two reads of a case.")
     require_signoff = models.BooleanField(default=False, help_text="Reports are final only after a senior signs them.")
+    # Investigators, statisticians, seniors and staff always log in with a second factor; readers and experts too
+    # where the trial asks for it.
+    second_factor_for_all = models.BooleanField(
+        default=False, verbose_name="Second factor for readers and experts too",
+        help_text="Investigators, statisticians and seniors always log in with a second factor (an authenticator "
+                  "app); with this, readers and experts of this trial do as well.")
     # Randomization: permuted blocks of sizes multiple × (assisted + standard ratio).
     ratio_assisted = models.PositiveSmallIntegerField(default=1)
     ratio_standard = models.PositiveSmallIntegerField(default=1)
@@ -150,6 +158,8 @@ class Membership(models.Model):
 
 
 class Invitation(models.Model):
+    """A link e-mailed to one address: only that address's account may take it, once, before it expires."""
+
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="invitations")
     email = models.EmailField()
     role = models.CharField(max_length=14, choices=Role.choices)
@@ -157,6 +167,7 @@ class Invitation(models.Model):
     token = models.CharField(max_length=64, unique=True, editable=False)
     invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="After this the link no longer works (CXR_INVITATION_DAYS).")
     accepted_at = models.DateTimeField(null=True, blank=True)
     accepted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
@@ -164,6 +175,35 @@ class Invitation(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class ApiToken(models.Model):
+    """A key to the API for one person in one trial. Only its SHA-256 is stored (the key is shown once, when it is
+    made); it expires, and it reaches nothing outside its trial."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="api_tokens")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="api_tokens")
+    name = models.CharField(max_length=60, blank=True, help_text="What the token is for, e.g. “PACS bridge”.")
+    prefix = models.CharField(max_length=16, help_text="The key's first characters, to tell tokens apart.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user} in {self.trial.code})"
+
+    @staticmethod
+    def hash_key(key: str) -> str:
+        # A random 256-bit key needs no slow, salted hash: nothing can be guessed from its SHA-256.
+        return hashlib.sha256(key.encode()).hexdigest()
 
 
 def case_file_path(case: Case, filename: str) -> str:

@@ -8,11 +8,12 @@ from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
+from django.utils import timezone  # expiry is security: the real clock, never a simulation's (core.clock)
 
 from core.clock import iso
 
 from .access import NO_ACCESS, Access, access_for, access_to  # noqa: F401  (NO_ACCESS: re-exported, as before)
-from .models import Allocation, AuditEvent, Case, CaseIdentity, Invitation, Membership, Role, Site, Trial
+from .models import Allocation, ApiToken, AuditEvent, Case, CaseIdentity, Invitation, Membership, Role, Site, Trial
 
 # Everyone but experts: they are blinded to where a case comes from (the site is a blinded field of scoring).
 SITE_ROLES = tuple(r for r in Role.values if r != Role.EXPERT)
@@ -33,7 +34,11 @@ def require_role(*, trial: Trial, user, roles: Iterable[str] | None = None) -> s
 def trials_for_user(*, user) -> QuerySet[Trial]:
     if not getattr(user, "is_authenticated", False):
         return Trial.objects.none()
-    return Trial.objects.filter(memberships__user=user).distinct().order_by("-created_at")
+    trials = Trial.objects.filter(memberships__user=user)
+    scope = getattr(user, "api_token_trial_id", None)
+    if scope is not None:  # an API token sees its own trial only
+        trials = trials.filter(pk=scope)
+    return trials.distinct().order_by("-created_at")
 
 
 def memberships_of_user(*, user) -> dict[int, list[str]]:
@@ -45,8 +50,24 @@ def memberships_of_user(*, user) -> dict[int, list[str]]:
 
 
 def open_invitation(*, token: str) -> Invitation | None:
-    """An invitation not used yet, by its secret token: whoever holds the link may see whom it invites, as what."""
-    return Invitation.objects.select_related("trial", "site").filter(token=token, accepted_at__isnull=True).first()
+    """An invitation not used yet and not expired, by its secret token: whoever holds the link may see whom it
+    invites, as what (only the invited address's account may take it: trial.services)."""
+    return (Invitation.objects.select_related("trial", "site")
+            .filter(token=token, accepted_at__isnull=True, expires_at__gt=timezone.now()).first())
+
+
+# ------------------------------------------------------------------------------ the user's API tokens
+
+
+def api_token_for_key(*, key: str) -> ApiToken | None:
+    """The live token (not revoked, not expired) whose key is `key`, with its user and trial; None otherwise."""
+    return (ApiToken.objects.select_related("user", "trial")
+            .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, expires_at__gt=timezone.now()).first())
+
+
+def api_tokens_of_user(*, user) -> QuerySet[ApiToken]:
+    """The user's own tokens (never the key: only its first characters), newest first."""
+    return ApiToken.objects.filter(user_id=user.pk).select_related("trial").order_by("-created_at")
 
 
 # ------------------------------------------------------------------------------ one trial, as the asking user

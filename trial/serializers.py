@@ -29,8 +29,8 @@ class TrialSerializer(serializers.ModelSerializer):
         model = Trial
         fields = [
             "code", "title", "registration_id", "design", "status", "findings", "experts_per_item",
-            "allow_no_preference", "washout_days", "require_signoff", "ratio_assisted", "ratio_standard",
-            "block_multiples", "created_at",
+            "allow_no_preference", "washout_days", "require_signoff", "second_factor_for_all", "ratio_assisted",
+            "ratio_standard", "block_multiples", "created_at",
         ]
         read_only_fields = ["status", "created_at"]
 
@@ -47,6 +47,7 @@ class TrialCreateSerializer(serializers.Serializer):
     washout_days = serializers.IntegerField(min_value=WASHOUT_DAYS_RANGE[0], max_value=WASHOUT_DAYS_RANGE[1],
                                             required=False)
     require_signoff = serializers.BooleanField(required=False)
+    second_factor_for_all = serializers.BooleanField(required=False)
     ratio_assisted = serializers.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], required=False)
     ratio_standard = serializers.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], required=False)
     block_multiples = serializers.ListField(

@@ -6,6 +6,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -15,16 +16,27 @@ from django.core.files.base import ContentFile
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from core import clock
-from core.errors import ServiceError, WrongStatus
+from core.errors import NotAllowed, ServiceError, WrongStatus
 
 from . import audit, dicom, events, randomization
-from .errors import CaseRejected, DuplicateCode, DuplicateImage, FileTooLarge, IllegalTransition
+from .errors import (
+    CaseRejected,
+    DuplicateCode,
+    DuplicateImage,
+    FileTooLarge,
+    IllegalTransition,
+    InvalidInvitation,
+    NotYourInvitation,
+    RoleConflict,
+)
 from .models import (
     ALLOWED_TRANSITIONS,
     FINDING_NAME_LENGTH,
     Allocation,
+    ApiToken,
     Case,
     CaseIdentity,
     Design,
@@ -52,6 +64,7 @@ PSEUDONYM_PREFIX = {
 DESIGN_FIELDS = ("design", "ratio_assisted", "ratio_standard", "block_multiples", "experts_per_item")
 SETTINGS_FIELDS = (
     "title", "registration_id", "findings", "allow_no_preference", "washout_days", "require_signoff",
+    "second_factor_for_all",
 ) + DESIGN_FIELDS
 
 
@@ -224,6 +237,18 @@ def add_site(*, trial: Trial, by, code: str, name: str) -> Site:
 # ----------------------------------------------------------------------------- members
 
 
+def _check_role_conflict(*, user, role: str, held: set[str]) -> None:
+    """A reader is only a reader in their trial: as senior, expert, investigator or statistician they would see (or
+    judge) the other arm's work, or their own."""
+    if role == Role.READER and held:
+        others = ", ".join(sorted(held))
+        raise RoleConflict(f"{user.get_username()} is already {others} in this trial and cannot also be a reader: "
+                           "a reader may hold no other role in the same trial.", field="role")
+    if role != Role.READER and Role.READER in held:
+        raise RoleConflict(f"{user.get_username()} is a reader in this trial and cannot also be {role}: a reader may "
+                           "hold no other role in the same trial.", field="role")
+
+
 def _add_membership(*, trial: Trial, by, user, role: str, site: Site | None = None) -> Membership:
     if role not in Role.values:
         raise ServiceError("Unknown role.", field="role")
@@ -235,8 +260,10 @@ def _add_membership(*, trial: Trial, by, user, role: str, site: Site | None = No
     trial = _locked(trial)
     if role == Role.READER and trial.status not in (Status.SETUP, Status.ENROLLING):
         raise WrongStatus("Readers can join only before reading starts (they must be randomized).", field="role")
-    if Membership.objects.filter(trial=trial, user=user, role=role).exists():
+    held = set(Membership.objects.filter(trial=trial, user=user).values_list("role", flat=True))
+    if role in held:
         raise DuplicateCode(f"{user.get_username()} already holds the role {role} in this trial.", field="role")
+    _check_role_conflict(user=user, role=role, held=held)
     prefix = PSEUDONYM_PREFIX[role]
     number = Membership.objects.filter(trial=trial, role=role).count() + 1
     membership = Membership.objects.create(
@@ -271,17 +298,23 @@ def invite_member(*, trial: Trial, by, email: str, role: str, site: Site | None 
         raise ServiceError("A reader must belong to a site in a paired-parallel trial.", field="site")
     if site is not None and site.trial_id != trial.pk:
         raise ServiceError("That site belongs to another trial.", field="site")
-    if trial.invitations.filter(email=email, role=role, accepted_at__isnull=True).exists():
+    # Expiry is security, on the real clock (never a simulation's: core.clock).
+    if trial.invitations.filter(email=email, role=role, accepted_at__isnull=True,
+                                expires_at__gt=timezone.now()).exists():
         raise DuplicateCode(f"{email} already has an open invitation as {role}.", field="email")
+    expires_at = timezone.now() + timedelta(days=settings.CXR_INVITATION_DAYS)
     invitation = Invitation.objects.create(
-        trial=trial, email=email, role=role, site=site, token=secrets.token_urlsafe(32), invited_by=by
+        trial=trial, email=email, role=role, site=site, token=secrets.token_urlsafe(32), invited_by=by,
+        expires_at=expires_at,
     )
     audit.record(actor=by, action="member.invited", obj=invitation, trial=trial,
-                 payload={"email": email, "role": role, "site": site.code if site else None})
+                 payload={"email": email, "role": role, "site": site.code if site else None,
+                          "expires_at": expires_at.isoformat()})
     link = accept_url(invitation.token) if accept_url else reverse("trial:accept_invitation", args=[invitation.token])
     transaction.on_commit(lambda: send_mail(
         subject=f"Invitation to the trial {trial.title}",
-        message=f"You are invited to join {trial.title} as {role}. Accept here: {link}",
+        message=(f"You are invited to join {trial.title} as {role}. Accept here: {link}\n\nThe link works once, for "
+                 f"{email} only, until {expires_at:%Y-%m-%d %H:%M} UTC."),
         from_email=None, recipient_list=[email], fail_silently=True,
     ))
     return invitation
@@ -289,14 +322,23 @@ def invite_member(*, trial: Trial, by, email: str, role: str, site: Site | None 
 
 def _open_invitation(token: str) -> Invitation:
     invitation = Invitation.objects.select_for_update().filter(token=token).first()
-    if invitation is None or invitation.accepted_at is not None:
-        raise ServiceError("This invitation is not valid or was already used.", code="invalid_invitation")
+    if invitation is None or invitation.accepted_at is not None or invitation.expires_at <= timezone.now():
+        raise InvalidInvitation("This invitation is not valid, has expired or was already used; ask the "
+                                "investigator for a new one.")
     return invitation
+
+
+def _same_email(a: str, b: str) -> bool:
+    return (a or "").strip().casefold() == (b or "").strip().casefold() != ""
 
 
 @transaction.atomic
 def accept_invitation(*, token: str, user) -> Membership:
+    """The signed-in `user` takes the invitation: only if it was sent to their e-mail address, once, in time."""
     invitation = _open_invitation(token)
+    if not _same_email(user.email, invitation.email):
+        raise NotYourInvitation("This invitation was sent to another e-mail address than your account's. Log in "
+                                "with the account of the invited address, or log out and create one from the link.")
     membership = _add_membership(trial=invitation.trial, by=user, user=user, role=invitation.role,
                                  site=invitation.site)
     invitation.accepted_at = clock.now()
@@ -310,11 +352,14 @@ def accept_invitation(*, token: str, user) -> Membership:
 def join_by_invitation(*, token: str, username: str, password: str) -> Membership:
     """Create the invited person's account (with the invited e-mail address) and accept the invitation with it,
     in one transaction: a refused acceptance (the link used meanwhile, a reader joining after reading started)
-    leaves no account behind."""
+    leaves no account behind. Whoever has an account with that address logs in and accepts instead."""
     invitation = _open_invitation(token)
     username = username.strip()
     if not username:
         raise ServiceError("A username is required.", field="username")
+    if User.objects.filter(email__iexact=invitation.email).exists():
+        raise DuplicateCode(f"An account with the address {invitation.email} exists: log in with it and open the "
+                            "link again to accept.", field="username")
     if User.objects.filter(username__iexact=username).exists():
         raise DuplicateCode("This username is taken.", field="username")
     try:
@@ -392,7 +437,7 @@ def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "",
         )
     # All the work that can refuse happens before anything is written.
     try:
-        ds = dicom.read_radiograph(data, max_bytes=settings.CXR_MAX_DICOM_BYTES)
+        ds = dicom.read_radiograph(data, max_bytes=settings.CXR_MAX_DICOM_BYTES, max_pixels=settings.CXR_MAX_PIXELS)
     except dicom.DicomRejection as exc:
         raise CaseRejected(exc.reason, code=exc.code) from exc
     print_ = fingerprint(trial, str(ds.SOPInstanceUID))
@@ -400,7 +445,7 @@ def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "",
         raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.")
     summary = dicom.image_summary(ds)
     try:
-        rendered = dicom.render_display(ds)
+        rendered = dicom.render_display(ds, max_pixels=settings.CXR_MAX_PIXELS)
     except dicom.DicomRejection as exc:
         raise CaseRejected(exc.reason, code=exc.code) from exc
     return _store_case(trial=trial, site=site, by=by, ds=ds, fingerprint_=print_, summary=summary,
@@ -449,7 +494,8 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             if locked.design == Design.CASE_RANDOMIZED:
                 _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
             case_id = case.pk
-            transaction.on_commit(lambda: prepare_viewer_image_task.delay(case_id))
+            # robust: a broker that is down is logged and the case stays; the sweep makes the image later
+            transaction.on_commit(lambda: prepare_viewer_image_task.delay(case_id), robust=True)
             events.announce(events.case_enrolled, case_id=case_id)
     except IntegrityError as exc:
         _delete_files(saved)
@@ -466,8 +512,8 @@ def prepare_viewer_image(*, case: Case) -> Case:
     if case.values_image:
         return case
     with case.dicom.open("rb") as fh:
-        ds = dicom.read_radiograph(fh.read())
-    values = dicom.render_values(ds)
+        ds = dicom.read_radiograph(fh.read(), max_pixels=settings.CXR_MAX_PIXELS)
+    values = dicom.render_values(ds, max_pixels=settings.CXR_MAX_PIXELS)
     name = case.values_image.field.generate_filename(case, "values.png")
     stored = case.values_image.storage.save(name, ContentFile(values.png))
     updated = Case.objects.filter(pk=case.pk, values_image="").update(values_image=stored,
@@ -484,3 +530,196 @@ def _delete_files(files) -> None:
             field_file.storage.delete(field_file.name)
         except OSError:  # pragma: no cover - best effort cleanup; the transaction already rolled back
             logger.exception("Could not remove %s after a failed enrolment", field_file.name)
+
+
+# ----------------------------------------------------------------------------- API tokens
+
+TOKEN_PREFIX = "cxr_"
+
+
+@transaction.atomic
+def issue_api_token(*, trial: Trial, by, name: str = "", days: int | None = None) -> tuple[ApiToken, str]:
+    """A new API token of `by` for `trial` (where they hold a role), expiring after `days`: the token and its key,
+    which is shown this once and stored only as its hash. Nobody mints tokens for anyone else."""
+    require_role(trial=trial, user=by)
+    days = settings.CXR_API_TOKEN_DEFAULT_DAYS if days is None else int(days)
+    if not 1 <= days <= settings.CXR_API_TOKEN_MAX_DAYS:
+        raise ServiceError(f"A token lives between 1 and {settings.CXR_API_TOKEN_MAX_DAYS} days.", field="days")
+    name = " ".join((name or "").split())[:ApiToken._meta.get_field("name").max_length]
+    key = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(trial=trial, user=by, name=name, prefix=key[:12], key_hash=ApiToken.hash_key(key),
+                                    expires_at=timezone.now() + timedelta(days=days))
+    audit.record(actor=by, action="token.created", obj=token, trial=trial, payload={
+        "user": by.pk, "name": name, "prefix": token.prefix, "expires_at": token.expires_at.isoformat()})
+    return token, key
+
+
+@transaction.atomic
+def revoke_api_token(*, token: ApiToken, by) -> ApiToken:
+    """Revoke a token: its owner may, and staff may (never mint one)."""
+    token = ApiToken.objects.select_for_update().get(pk=token.pk)
+    if token.user_id != by.pk and not by.is_staff:
+        raise NotAllowed("Only the token's owner or an administrator can revoke it.")
+    if token.revoked_at is not None:
+        return token
+    token.revoked_at = timezone.now()
+    token.revoked_by = by
+    token.save(update_fields=["revoked_at", "revoked_by"])
+    audit.record(actor=by, action="token.revoked", obj=token, trial=token.trial,
+                 payload={"user": token.user_id, "prefix": token.prefix})
+    return token
+
+
+def note_token_use(*, token: ApiToken) -> None:
+    """When a token was last used, to the hour (not a write per request)."""
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > timedelta(hours=1):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+# ----------------------------------------------------------------------------- accounts (audited)
+
+# Fields of a user that an audit event may name with their values; the password is named, never its hash.
+USER_AUDIT_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff", "is_superuser")
+
+
+def user_snapshot(user) -> dict:
+    return {f: getattr(user, f) for f in USER_AUDIT_FIELDS}
+
+
+def record_account_change(*, by, action: str, obj, payload: dict | None = None) -> None:
+    """An audit event for a change to an account, a group, a permission or a second factor, written in the
+    transaction of that change (the admin's save_model/delete_model/save_related and the services below)."""
+    audit.record(actor=by, action=action, obj=obj, payload=payload or {})
+
+
+def record_user_saved(*, by, user, before: dict | None, password_changed: bool = False) -> None:
+    after = user_snapshot(user)
+    if before is None:
+        record_account_change(by=by, action="account.user_created", obj=user, payload={"after": after})
+        return
+    changed = {k: {"before": before[k], "after": after[k]} for k in after if before.get(k) != after[k]}
+    if password_changed:
+        changed["password"] = "changed"
+    if changed:
+        record_account_change(by=by, action="account.user_changed", obj=user, payload={"changes": changed})
+
+
+def permission_names(permissions) -> list[str]:
+    return sorted(f"{p.content_type.app_label}.{p.codename}" for p in permissions)
+
+
+def record_access_rights(*, by, obj, before: dict[str, list[str]], after: dict[str, list[str]]) -> None:
+    """Groups and permissions of a user (or a group's permissions), before and after: one event if anything moved."""
+    changes = {}
+    for name in after:
+        added = sorted(set(after[name]) - set(before.get(name, [])))
+        removed = sorted(set(before.get(name, [])) - set(after[name]))
+        if added or removed:
+            changes[name] = {"added": added, "removed": removed}
+    if changes:
+        record_account_change(by=by, action="account.access_changed", obj=obj, payload={"changes": changes})
+
+
+@transaction.atomic
+def set_password(*, user, by, password: str, how: str) -> None:
+    """A new password (`how`: "changed" by its owner, "reset" through an e-mailed link): validated, audited."""
+    try:
+        validate_password(password, user)
+    except DjangoValidationError as exc:
+        raise ServiceError(" ".join(exc.messages), field="password") from exc
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    record_account_change(by=by, action=f"account.password_{how}", obj=user, payload={"user": user.pk})
+
+
+# ----------------------------------------------------------------------------- second factor
+
+
+def pending_totp_device(*, user):
+    """The user's authenticator being set up (not confirmed yet): the same one until it is confirmed, so that the
+    QR code does not change on every visit."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+    return device or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+
+
+def _new_recovery_codes(user) -> list[str]:
+    from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+
+    StaticDevice.objects.filter(user=user).delete()
+    device = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+    codes = [StaticToken.random_token() for _ in range(settings.CXR_RECOVERY_CODES)]
+    StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
+    return codes
+
+
+def confirm_totp_device(*, user, device, code: str) -> list[str] | None:
+    """Confirm the authenticator being set up with a code from it; it replaces any earlier one, and new recovery
+    codes are made (returned, to be shown once). None if the code is not right (the device's own throttle counts
+    the failure, so this is not one transaction with the refusal)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    if device.user_id != user.pk or device.confirmed:
+        raise ServiceError("This authenticator is not being set up.", code="invalid_device")
+    if not device.verify_token((code or "").strip().replace(" ", "")):
+        return None
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user, confirmed=True).exclude(pk=device.pk).delete()
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        codes = _new_recovery_codes(user)
+        record_account_change(by=user, action="account.second_factor_enrolled", obj=user,
+                              payload={"device": "totp", "recovery_codes": len(codes)})
+    return codes
+
+
+def verify_second_factor(*, user, code: str):
+    """The confirmed device of `user` that accepts `code` (a code of the authenticator or a recovery code), or None.
+    Each device throttles its own failures (django-otp); a recovery code is used up, and that is audited."""
+    from django_otp import devices_for_user
+
+    code = (code or "").strip().replace(" ", "").lower()
+    if not code:
+        return None
+    for device in devices_for_user(user, confirmed=True):
+        allowed, _ = device.verify_is_allowed()
+        if allowed and device.verify_token(code):
+            if device.__class__.__name__ == "StaticDevice":
+                with transaction.atomic():
+                    record_account_change(by=user, action="account.recovery_code_used", obj=user,
+                                          payload={"left": device.token_set.count()})
+            return device
+    return None
+
+
+def second_factor_wait(*, user) -> int:
+    """Seconds until the user's authenticator accepts another try (0: now), after failed codes."""
+    from django_otp import devices_for_user
+
+    waits = []
+    for device in devices_for_user(user, confirmed=True):
+        allowed, data = device.verify_is_allowed()
+        if not allowed and data and data.get("locked_until"):
+            waits.append(int((data["locked_until"] - timezone.now()).total_seconds()) + 1)
+    return max([0, *waits])
+
+
+@transaction.atomic
+def new_recovery_codes(*, user) -> list[str]:
+    codes = _new_recovery_codes(user)
+    record_account_change(by=user, action="account.recovery_codes_generated", obj=user,
+                          payload={"recovery_codes": len(codes)})
+    return codes
+
+
+@transaction.atomic
+def reset_second_factor(*, user, by) -> None:
+    """Remove every device of `user` (staff, for someone who lost their phone): they enrol again at next login."""
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+    record_account_change(by=by, action="account.second_factor_reset", obj=user, payload={"user": user.pk})

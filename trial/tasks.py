@@ -20,6 +20,18 @@ def verify_audit_chain() -> dict:
     return {"intact": report.intact, "events": report.events, "first_broken_id": report.first_broken_id}
 
 
+@task()
+def prepare_missing_viewer_images() -> int:
+    """For celery beat: the viewer images of cases whose task was lost (the broker was down at enrolment)."""
+    from .models import Case
+
+    count = 0
+    for case_id in Case.objects.filter(values_image="").values_list("pk", flat=True)[:500]:
+        prepare_viewer_image.delay(case_id)
+        count += 1
+    return count
+
+
 @task(retry_on=(OSError,))
 def prepare_viewer_image(case_id: int) -> None:
     from .models import Case

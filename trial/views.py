@@ -6,11 +6,13 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponseNotAllowed
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST, require_safe
 
+from core import otp
 from core.errors import ServiceError
 
 from . import selectors, services
@@ -141,28 +143,32 @@ def member_invite(request, code):
 def accept_invitation(request, token):
     invitation = selectors.open_invitation(token=token)
     if invitation is None:
-        raise Http404("This invitation is not valid or was already used.")
+        raise Http404("This invitation is not valid, has expired or was already used.")
     form = None if request.user.is_authenticated else SignupForm(request.POST or None)
+    context = {"invitation": invitation, "form": form,
+               "for_this_account": request.user.is_authenticated
+               and request.user.email.strip().casefold() == invitation.email.casefold()}
     if request.method == "POST":
         if form is None:
             try:
                 services.accept_invitation(token=token, user=request.user)
             except ServiceError as exc:
                 messages.error(request, exc.message)
-                return redirect("trial:home")
+                return render(request, "trial/accept_invitation.html", context, status=exc.status_code)
+            otp.recheck(request)  # the new role may need a second factor from now on
         else:
             if not form.is_valid():
-                return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
+                return render(request, "trial/accept_invitation.html", context)
             try:  # the account and the membership, together or not at all
                 membership = services.join_by_invitation(token=token, username=form.cleaned_data["username"],
                                                          password=form.cleaned_data["password"])
             except ServiceError as exc:
                 _form_error(form, exc)
-                return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
+                return render(request, "trial/accept_invitation.html", context)
             login(request, membership.user, backend=settings.AUTHENTICATION_BACKENDS[0])
         messages.success(request, f"You joined {invitation.trial.title} as {invitation.role}.")
         return redirect("trial:detail", invitation.trial.code)
-    return render(request, "trial/accept_invitation.html", {"invitation": invitation, "form": form})
+    return render(request, "trial/accept_invitation.html", context)
 
 
 @login_required
@@ -171,11 +177,16 @@ def case_list(request, code):
     return render(request, "trial/case_list.html", {"trial": access.trial, "cases": selectors.cases_for(access=access)})
 
 
+# The page uploads through the API, one file at a time (CaseListAPI.post limits the body and checks the role
+# before reading it). Nothing is ever posted here: require_safe answers 405 without reading a byte of a body,
+# and csrf_exempt keeps the CSRF middleware from reading it first (it parses a POST's whole form, to a
+# temporary file, before any view or decorator runs). A view that accepts no unsafe method has nothing for
+# CSRF to protect; the page itself still gets its CSRF cookie for the API calls.
+@csrf_exempt
+@require_safe
 @login_required
 def case_upload(request, code):
     access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
-    if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET"])  # the page uploads through the API, one file at a time
     return render(request, "trial/case_upload.html",
                   {"trial": access.trial, "sites": selectors.sites_for(access=access)})
 

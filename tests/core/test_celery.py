@@ -48,6 +48,7 @@ def test_the_beat_schedule_names_tasks_that_exist():
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} == {"trial.tasks.verify_audit_chain",
                                                                "scoring.tasks.build_open_trials",
-                                                               "ai.tasks.requeue_pending"}
+                                                               "ai.tasks.requeue_pending",
+                                                               "trial.tasks.prepare_missing_viewer_images"}
     for entry in schedule.values():
         assert entry["task"] in tasks

@@ -50,6 +50,19 @@ MATRIX: dict[str, str] = {
     "api-schema":                  "200 200 200 200 200 200 200 200 200",  # static, no trial data
     "api-docs":                    "200 200 200 200 200 200 200 200 200",
     "healthz":                     "200 200 200 200 200 200 200 200 200",  # {"ok": true}, for load balancers
+    "admin_login":                 "302 302 302 302 302 302 302 302 302",  # to the one login page
+    "account":                     "302 200 200 200 200 200 200 200 200",  # one's own account and tokens
+    "account_token_create":        "302 405 405 405 405 405 405 405 405",  # POST only
+    "account_token_revoke":        "302 405 405 405 405 405 405 405 405",
+    "second_factor_verify":        "302 302 302 302 302 302 302 302 302",  # no authenticator yet: to the set-up
+    "second_factor_setup":         "302 200 200 200 200 200 200 200 200",
+    "second_factor_recovery_codes": "302 200 200 200 200 200 200 200 200",
+    "password_change":             "302 200 200 200 200 200 200 200 200",
+    "password_change_done":        "302 200 200 200 200 200 200 200 200",
+    "password_reset":              "200 200 200 200 200 200 200 200 200",
+    "password_reset_done":         "200 200 200 200 200 200 200 200 200",
+    "password_reset_confirm":      "200 200 200 200 200 200 200 200 200",  # "this link is not valid"
+    "password_reset_complete":     "200 200 200 200 200 200 200 200 200",
     # trial app: pages
     "trial:home":                  "302 200 200 200 200 200 200 200 200",
     "trial:create":                "302 403 200 403 403 403 403 403 403",  # needs the add_trial permission
@@ -126,6 +139,7 @@ MATRIX: dict[str, str] = {
     # analysts get the same refusal as everyone (403); the stats app's owner should add a plan and a run
     # to the `world` fixture and set the analysts' cells of those rows to 200.
     "stats:home":                  "302 403 200 403 403 403 403 403 200",
+    "stats:power":                 "302 403 200 403 403 403 403 403 200",  # a calculator for the analysts
     "stats:plan_edit":             "302 403 200 403 403 403 403 403 200",
     "stats:plan_freeze":           "302 405 405 405 405 405 405 405 405",
     "stats:plan_json":             "302 403 403 403 403 403 403 403 403",
@@ -211,7 +225,7 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     params = {"code": trial.code, "case_code": case.code, "kind": "display", "token": invitation.token,
               "read_id": read.pk, "report_id": read.reports.get().pk,
               "draft_id": AIDraft.objects.get(case=case).pk, "key": expert_pair.key,
-              "version": 1, "number": 1, "name": "quality"}
+              "version": 1, "number": 1, "name": "quality", "uidb64": "MQ", "token_id": 1}
     per_name = {name: {"key": adjudication_key}
                 for name in ("scoring:adjudicate", "scoring:adjudication_image", "api-scoring-adjudicate")}
     return {"trial": trial, "users": users, "params": params, "per_name": per_name, "experts": experts,

@@ -1,32 +1,47 @@
-"""The REST API: token auth, role checks, clear errors, the OpenAPI schema."""
+"""The REST API: token auth (a token of one trial), role checks, clear errors, the OpenAPI schema."""
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from trial import services
 from trial.models import Site, Trial
 
 
-@pytest.fixture
-def api(investigator):
+def token_client(user, trial) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=investigator).key}")
+    _, key = services.issue_api_token(trial=trial, by=user, name="tests")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
 
 @pytest.fixture
-def outsider_api(outsider):
+def api(investigator, trial):
+    """The investigator's token for the trial `jpc-1`."""
+    return token_client(investigator, trial)
+
+
+@pytest.fixture
+def session_api(investigator):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=outsider).key}")
+    client.force_login(investigator)
     return client
+
+
+@pytest.fixture
+def outsider_api(outsider, investigator):
+    """An outsider's token, for a trial of their own (they hold no role in `jpc-1`)."""
+    theirs = services.create_trial(by=investigator, code="theirs", title="Theirs")
+    services.add_member(trial=theirs, by=investigator, user=outsider, role="expert")
+    return token_client(outsider, theirs)
 
 
 def test_anonymous_requests_are_refused(db):
     assert APIClient().get("/api/trials/").status_code == 401
 
 
-def test_create_trial_and_site_through_the_api(api):
+def test_create_trial_and_site_through_the_api(session_api):
+    api = session_api
     r = api.post("/api/trials/", {"code": "api-1", "title": "API trial", "registration_id": "NCT1",
                                   "findings": ["pneumothorax", "pleural effusion"]}, format="json")
     assert r.status_code == 201, r.json()
@@ -36,7 +51,8 @@ def test_create_trial_and_site_through_the_api(api):
     assert [s["code"] for s in api.get("/api/trials/api-1/sites/").json()] == ["s1"]
 
 
-def test_duplicate_trial_code_gives_409_with_the_reason(api, trial):
+def test_duplicate_trial_code_gives_409_with_the_reason(session_api, trial):
+    api = session_api
     r = api.post("/api/trials/", {"code": trial.code, "title": "Again"}, format="json")
     assert r.status_code == 409
     assert r.json() == {"detail": "The trial code “jpc-1” is already used; choose another.",
@@ -66,7 +82,7 @@ def test_outsider_gets_403_and_learns_nothing(outsider_api, trial):
 
 
 def test_outsider_does_not_see_the_trial_in_lists(outsider_api, trial):
-    assert outsider_api.get("/api/trials/").json() == []
+    assert [t["code"] for t in outsider_api.get("/api/trials/").json()] == ["theirs"]
 
 
 def test_invite_known_user_adds_member_at_once(api, trial, make_user):

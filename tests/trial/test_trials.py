@@ -150,10 +150,10 @@ def test_invitation_of_unknown_email_creates_an_invitation_and_mail(trial, inves
 
 def test_accepting_an_invitation_makes_a_membership_once(trial, investigator, make_user):
     invitation = services.invite_member(trial=trial, by=investigator, email="eve@elsewhere.org", role=Role.EXPERT)
-    eve = make_user("eve-new")
+    eve = make_user("eve-new", email="Eve@Elsewhere.org")  # the account made after the invitation was sent
     membership = services.accept_invitation(token=invitation.token, user=eve)
     assert membership.role == Role.EXPERT and membership.pseudonym == "E01"
-    with pytest.raises(ServiceError, match="not valid or was already used"):
+    with pytest.raises(ServiceError, match="not valid, has expired or was already used"):
         services.accept_invitation(token=invitation.token, user=eve)
 
 

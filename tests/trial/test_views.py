@@ -5,11 +5,18 @@ from tests.conftest import PASSWORD
 from trial.models import Invitation, Membership, Trial
 
 
-def test_login_page_and_login(client, investigator):
+def test_login_page_and_login(client, outsider):
     assert client.get("/accounts/login/").status_code == 200
-    r = client.post("/accounts/login/", {"username": "ines", "password": PASSWORD})
+    r = client.post("/accounts/login/", {"username": "oscar", "password": PASSWORD})
     assert r.status_code == 302
     assert client.get("/").status_code == 200
+
+
+def test_an_investigator_logs_in_with_a_second_factor(client, investigator):
+    r = client.post("/accounts/login/", {"username": "ines", "password": PASSWORD})
+    assert r.status_code == 302
+    r = client.get("/")
+    assert r.status_code == 302 and r["Location"].startswith("/accounts/second-factor/")
 
 
 def test_pages_require_login(client, trial):
@@ -91,7 +98,7 @@ def test_a_used_invitation_link_is_not_found(client, trial, investigator, make_u
     from trial import services
 
     invitation = services.invite_member(trial=trial, by=investigator, email="sam@stat.org", role="statistician")
-    services.accept_invitation(token=invitation.token, user=make_user("sam"))
+    services.accept_invitation(token=invitation.token, user=make_user("sam", email="sam@stat.org"))
     assert client.get(f"/invitations/{invitation.token}/").status_code == 404
 
 

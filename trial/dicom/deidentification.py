@@ -1,4 +1,5 @@
-"""Apply the confidentiality profile to a radiograph: HMAC-derived UIDs, no private tags, a new file meta; no Django."""
+"""Apply the de-identification profile to a radiograph: an allow-list copy, HMAC-derived UIDs, a new file meta;
+no Django."""
 
 from __future__ import annotations
 
@@ -11,20 +12,21 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
-from pydicom.tag import BaseTag, Tag
+from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
 from .attributes import _text
 from .profile import (
-    _ACTIONS_BY_TAG,
     _DEID_METHOD,
-    _PATIENT_CHARACTERISTICS,
     _RETAIN_CHARACTERISTICS_METHOD,
+    ITEM_TAGS,
+    KEPT_TAGS,
+    RETAINED_CHARACTERISTICS,
     Action,
     _tag,
 )
@@ -35,7 +37,6 @@ _DUMMY_BY_VR: Final[Mapping[str, object]] = MappingProxyType({
     "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0, "FD": 0.0,
 })
 _TEXT_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
-_DICOM_ROOT: Final = "1.2.840.10008."
 
 
 @dataclass(frozen=True)
@@ -58,19 +59,20 @@ def deidentify(
 ) -> tuple[FileDataset, DeidRecord]:
     """Return a de-identified copy of `ds` (the input is left as it was) and the originals kept aside.
 
-    Applies BASIC_PROFILE, then BEYOND_PROFILE, at every depth; replaces each UID by an HMAC of
-    it under `uid_secret` (the same UID and secret always give the same new UID, so the files of
-    one study still belong together); names the patient `case_code`.  Pixel data are copied
-    unchanged.  With `retain_patient_characteristics`, sex, age, size and weight are kept and the
-    Retain Patient Characteristics Option (113108) is declared.
+    The copy holds only what profile.KEPT lists (and, inside the sequences kept, what SEQUENCE_ITEMS lists),
+    each with the action Table E.1-1 prescribes for it: every other attribute, public or private, at any depth,
+    is left behind.  Each UID is replaced by an HMAC of it under `uid_secret` (the same UID and secret always
+    give the same new UID, so the files of one study still belong together); the patient is named `case_code`.
+    Pixel data are copied unchanged.  With `retain_patient_characteristics`, sex, age, size and weight are
+    kept and the Retain Patient Characteristics Option (113108) is declared.
     """
     _check_case_code(case_code)
     if not uid_secret:
         raise ValueError("uid_secret must not be empty")
     _check_uid_root(uid_root)
-    actions = dict(_ACTIONS_BY_TAG)
+    kept = dict(KEPT_TAGS)
     if retain_patient_characteristics:
-        actions.update({_tag(k): "K" for k in _PATIENT_CHARACTERISTICS})
+        kept.update({_tag(k): "K" for k in RETAINED_CHARACTERISTICS})
 
     record = DeidRecord(
         accession_number=_text(ds, "AccessionNumber"),
@@ -80,7 +82,7 @@ def deidentify(
     )
     uids = _UidMap(secret=uid_secret, root=uid_root)
     out = FileDataset("", Dataset(), file_meta=FileMetaDataset(), preamble=b"\x00" * 128)
-    _copy_clean(ds, out, actions, uids)
+    _copy_kept(ds, out, kept, uids)
 
     out.PatientName = case_code
     out.PatientID = case_code
@@ -148,21 +150,22 @@ class _UidMap:
         return new
 
 
-def _copy_clean(src: Dataset, dst: Dataset, actions: Mapping[BaseTag, Action], uids: _UidMap) -> None:
-    for tag in list(src.keys()):
-        tag = Tag(tag)
-        if tag.is_private or tag.element == 0x0000 or tag.group == 0x0002 or tag.group & 0xFF00 in (0x5000, 0x6000):
-            continue  # group 0002 outside the file meta is misplaced: the meta is rebuilt
+def _copy_kept(src: Dataset, dst: Dataset, kept: Mapping[BaseTag, Action], uids: _UidMap) -> None:
+    """Copy into `dst` what `kept` names, and nothing else: an allow-list, so that what no one thought of
+    (a new attribute, a private block, a sequence nested somewhere) stays behind."""
+    for tag, action in kept.items():
+        if tag not in src:
+            continue
         try:
             elem = src[tag]
-            _copy_element(elem, dst, actions.get(tag) or _default_action(elem), actions, uids)
+            if _unusable(elem):
+                continue
+            _copy_element(elem, dst, action, uids)
         except Exception:
             continue  # a value pydicom cannot read or write is one we cannot vouch for: drop it
 
 
-def _copy_element(
-    elem: DataElement, dst: Dataset, action: Action, actions: Mapping[BaseTag, Action], uids: _UidMap
-) -> None:
+def _copy_element(elem: DataElement, dst: Dataset, action: Action, uids: _UidMap) -> None:
     tag, vr = elem.tag, elem.VR
     if action == "X":
         return
@@ -173,10 +176,11 @@ def _copy_element(
     elif action == "U":
         dst.add(DataElement(tag, vr, _map_uids(elem.value, uids)))
     elif vr == "SQ":
+        item_kept = dict.fromkeys(ITEM_TAGS.get(tag, ()), "K")
         items = Sequence()
         for item in elem.value:
             clean = Dataset()
-            _copy_clean(item, clean, actions, uids)
+            _copy_kept(item, clean, item_kept, uids)
             items.append(clean)
         dst.add(DataElement(tag, vr, items, is_undefined_length=elem.is_undefined_length))
     else:  # K: values are immutable (str, bytes, numbers) except multi-values, copied here
@@ -184,24 +188,9 @@ def _copy_element(
         dst.add(DataElement(tag, vr, value, is_undefined_length=elem.is_undefined_length))
 
 
-def _default_action(elem: DataElement) -> Action:
-    """The catch-all rules of BEYOND_PROFILE for attributes the table does not list."""
-    vr = elem.VR
-    if not dictionary_has_tag(elem.tag):
-        return "X"  # a public attribute the dictionary does not know: nothing says it is safe
-    if vr not in dictionary_VR(elem.tag).split(" or "):
-        return "X"  # e.g. a sequence stored as bytes: its content cannot be inspected
-    if vr == "PN":
-        return "Z"
-    if vr in ("DA", "DT", "TM", "UN"):
-        return "X"
-    if vr == "UI":
-        values = elem.value if isinstance(elem.value, MultiValue) else [elem.value]
-        if any(v and not str(v).startswith(_DICOM_ROOT) for v in values):
-            return "U"
-    if _looks_corrupt(elem):
-        return "X"
-    return "K"
+def _unusable(elem: DataElement) -> bool:
+    # e.g. a sequence stored as bytes: its content cannot be inspected; or a damaged text value
+    return elem.VR not in dictionary_VR(elem.tag).split(" or ") or _looks_corrupt(elem)
 
 
 # PS3.5 Table 6.2-1 maximum lengths.  A longer value, or control characters in it, mean a

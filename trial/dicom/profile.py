@@ -1,4 +1,6 @@
-"""The PS3.15 Basic Application Level Confidentiality Profile as data: an action for each attribute; no Django."""
+"""De-identification as data: PS3.15 Table E.1-1 (the standard's own Basic Profile actions) and the allow-list
+of what a de-identified chest radiograph keeps, each kept attribute with the action the table prescribes; no Django.
+"""
 
 from __future__ import annotations
 
@@ -6,439 +8,175 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, Literal
 
-from pydicom.datadict import tag_for_keyword
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.tag import BaseTag, Tag
+
+from .table_e1_1 import EDITION, TABLE_E1_1
 
 Action = Literal["D", "Z", "X", "K", "U"]
 
-# PS3.15 Annex E, Table E.1-1 (2024b), Basic Application Level Confidentiality Profile column:
-# D replace with a dummy value, Z replace with zero length, X remove, K keep, U replace the UID
-# with one derived from it.  Where the table leaves a choice (X/Z, X/D, Z/D, X/Z/D, X/Z/U*) the
-# letter here is the one that the CR and DX IODs allow (Type 3 → X, Type 2 → Z, Type 1 → D);
-# the table's own letters are in the comment.  Entries for other kinds of object (RT plans,
-# ophthalmic and camera photographs, specimens, hanging protocols, waveforms) are left out:
-# a CR/DX file does not carry them, and the catch-all rules in BEYOND_PROFILE (every person
-# name, date, time and non-standard UID not listed here) would clear them anyway.
-BASIC_PROFILE: Final[Mapping[str, Action]] = MappingProxyType({
-    # -- patient
-    "PatientName": "Z",  # replaced by the case code after the profile is applied
-    "PatientID": "Z",  # Z/D; replaced by the case code
-    "IssuerOfPatientID": "X",
+# ---------------------------------------------------------------------------------------------
+# The standard: Table E.1-1, generated from the standard's data (table_e1_1.py says from where)
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse_pattern(pattern: str) -> tuple[int, int]:
+    """"(60xx,4000)" → (value, mask) over the 32-bit tag, each x a free hexadecimal digit."""
+    digits = pattern.strip("()").replace(",", "")
+    value = int("".join("0" if d == "x" else d for d in digits), 16)
+    mask = int("".join("0" if d == "x" else "F" for d in digits), 16)
+    return value, mask
+
+
+_EXACT: Final[Mapping[int, str]] = MappingProxyType({
+    _parse_pattern(tag)[0]: action for tag, _, action in TABLE_E1_1 if "x" not in tag and tag != "(gggg,eeee)"
+})
+_REPEATING: Final = tuple(
+    (*_parse_pattern(tag), action) for tag, _, action in TABLE_E1_1 if "x" in tag and tag != "(gggg,eeee)"
+)
+
+# Table E.1-1's Basic Profile action for each attribute it lists that pydicom's dictionary names, by keyword:
+# D dummy, Z zero length (or a dummy), X remove, U a new UID, or the table's choice among them ("X/Z/D").
+BASIC_PROFILE: Final[Mapping[str, str]] = MappingProxyType({
+    keyword_for_tag(tag): action for tag, action in _EXACT.items() if dictionary_has_tag(tag) and keyword_for_tag(tag)
+})
+TABLE_EDITION: Final = EDITION
+
+
+def table_action(tag: int) -> str | None:
+    """Table E.1-1's Basic Profile action for `tag` (private attributes included: X), or None if it is not listed."""
+    tag = Tag(tag)
+    if tag.is_private:
+        return "X"
+    action = _EXACT.get(int(tag))
+    if action is not None:
+        return action
+    for value, mask, repeating in _REPEATING:
+        if int(tag) & mask == value:
+            return repeating
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The allow-list: what a de-identified chest radiograph keeps; everything else goes
+# ---------------------------------------------------------------------------------------------
+
+# Top-level attributes kept, and how: K as it is, U a new UID (HMAC of the old one), Z zero length, D a dummy.
+# The pixels and how to show them; the view; what makes the file a valid CR or DX instance of a study and a
+# series (Type 1 and 2 attributes, emptied or replaced where the table says so). Nothing else survives,
+# public or private: not the institution, the equipment, the people, the request, the dose or the dates.
+KEPT: Final[Mapping[str, Action]] = MappingProxyType({
+    # SOP Common
+    "SpecificCharacterSet": "K",  # how the kept text is encoded
+    "SOPClassUID": "K",  # a class, not an instance: names no one
+    "SOPInstanceUID": "U",
+    # Patient (the trial writes the case code into name and ID afterwards)
+    "PatientName": "Z",
+    "PatientID": "Z",
     "PatientBirthDate": "Z",
-    "PatientBirthTime": "X",
-    "PatientSex": "Z",
-    "PatientAge": "X",
-    "PatientSize": "X",
-    "PatientWeight": "X",
-    "PatientAddress": "X",
-    "PatientBirthName": "X",
-    "PatientMotherBirthName": "X",
-    "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X",
-    "OtherPatientNames": "X",
-    "PatientTelephoneNumbers": "X",
-    "PatientTelecomInformation": "X",
-    "MilitaryRank": "X",
-    "BranchOfService": "X",
-    "MedicalRecordLocator": "X",
-    "MedicalAlerts": "X",
-    "Allergies": "X",
-    "CountryOfResidence": "X",
-    "RegionOfResidence": "X",
-    "EthnicGroup": "X",
-    "Occupation": "X",
-    "SmokingStatus": "X",
-    "AdditionalPatientHistory": "X",
-    "PregnancyStatus": "X",
-    "LastMenstrualDate": "X",
-    "PatientReligiousPreference": "X",
-    "PatientComments": "X",
-    "PatientSexNeutered": "X",  # X/Z
-    "ResponsiblePerson": "X",
-    "ResponsibleOrganization": "X",
-    "PatientInsurancePlanCodeSequence": "X",
-    "InsurancePlanIdentification": "X",
-    "PatientPrimaryLanguageCodeSequence": "X",
-    "PatientPrimaryLanguageModifierCodeSequence": "X",
-    "ReferencedPatientPhotoSequence": "X",
-    "ReferencedPatientSequence": "X",
-    "ReferencedPatientAliasSequence": "X",
-    "PatientState": "X",
-    "PatientTransportArrangements": "X",
-    "SpecialNeeds": "X",
-    "PatientInstitutionResidence": "X",
-    "ConfidentialityConstraintOnPatientDataDescription": "X",
-    # -- visit and admission
-    "AdmissionID": "X",
-    "IssuerOfAdmissionID": "X",
-    "IssuerOfAdmissionIDSequence": "X",
-    "AdmittingDate": "X",
-    "AdmittingTime": "X",
-    "AdmittingDiagnosesDescription": "X",
-    "AdmittingDiagnosesCodeSequence": "X",
-    "DischargeDate": "X",
-    "DischargeTime": "X",
-    "DischargeDiagnosisDescription": "X",
-    "CurrentPatientLocation": "X",
-    "ServiceEpisodeID": "X",
-    "ServiceEpisodeDescription": "X",
-    "IssuerOfServiceEpisodeID": "X",
-    "IssuerOfServiceEpisodeIDSequence": "X",
-    "ScheduledAdmissionDate": "X",
-    "ScheduledAdmissionTime": "X",
-    "ScheduledDischargeDate": "X",
-    "ScheduledDischargeTime": "X",
-    "ScheduledPatientInstitutionResidence": "X",
-    "VisitComments": "X",
-    "ReasonForVisit": "X",
-    "ReasonForVisitCodeSequence": "X",
-    # -- study
+    "PatientSex": "Z",  # K under the Retain Patient Characteristics Option, see RETAINED_CHARACTERISTICS
+    # General Study: Type 2, so present and empty
     "StudyInstanceUID": "U",
     "StudyDate": "Z",
     "StudyTime": "Z",
-    "AccessionNumber": "Z",
-    "StudyID": "Z",
-    "StudyDescription": "X",
-    "StudyComments": "X",
-    "StudyIDIssuer": "X",
     "ReferringPhysicianName": "Z",
-    "ReferringPhysicianAddress": "X",
-    "ReferringPhysicianTelephoneNumbers": "X",
-    "ReferringPhysicianIdentificationSequence": "X",
-    "ConsultingPhysicianName": "Z",
-    "ConsultingPhysicianIdentificationSequence": "X",
-    "PhysiciansOfRecord": "X",
-    "PhysiciansOfRecordIdentificationSequence": "X",
-    "NameOfPhysiciansReadingStudy": "X",
-    "PhysiciansReadingStudyIdentificationSequence": "X",
-    "ReasonForStudy": "X",
-    "RequestingPhysician": "X",
-    "RequestingService": "X",
-    "RequestedProcedureDescription": "X",  # X/Z
-    "RequestedContrastAgent": "X",
-    "ScheduledStudyLocation": "X",
-    "ScheduledStudyLocationAETitle": "X",
-    "ScheduledStudyStartDate": "X",
-    "ScheduledStudyStartTime": "X",
-    "ScheduledStudyStopDate": "X",
-    "ScheduledStudyStopTime": "X",
-    "StudyArrivalDate": "X",
-    "StudyArrivalTime": "X",
-    "StudyCompletionDate": "X",
-    "StudyCompletionTime": "X",
-    "StudyReadDate": "X",
-    "StudyReadTime": "X",
-    "StudyVerifiedDate": "X",
-    "StudyVerifiedTime": "X",
-    "ReferencedStudySequence": "X",  # X/Z
-    "TimezoneOffsetFromUTC": "X",
-    # -- series, procedure step and request
+    "StudyID": "Z",
+    "AccessionNumber": "Z",
+    # General Series, CR Series, DX Series
+    "Modality": "K",
     "SeriesInstanceUID": "U",
-    "SeriesDate": "X",  # X/D
-    "SeriesTime": "X",  # X/D
-    "SeriesDescription": "X",
-    "ProtocolName": "X",  # X/D
-    "OperatorsName": "X",  # X/Z/D
-    "OperatorIdentificationSequence": "X",  # X/D
-    "PerformingPhysicianName": "X",
-    "PerformingPhysicianIdentificationSequence": "X",
-    "PerformedProcedureStepID": "X",
-    "PerformedProcedureStepStartDate": "X",
-    "PerformedProcedureStepStartTime": "X",
-    "PerformedProcedureStepEndDate": "X",
-    "PerformedProcedureStepEndTime": "X",
-    "PerformedProcedureStepStartDateTime": "X",
-    "PerformedProcedureStepEndDateTime": "X",
-    "PerformedProcedureStepDescription": "X",
-    "CommentsOnThePerformedProcedureStep": "X",
-    "PerformedLocation": "X",
-    "PerformedStationAETitle": "X",
-    "PerformedStationName": "X",
-    "PerformedStationNameCodeSequence": "X",
-    "PerformedStationGeographicLocationCodeSequence": "X",
-    "ReferencedPerformedProcedureStepSequence": "X",  # X/Z/D
-    "RequestAttributesSequence": "X",
-    "RequestedProcedureID": "X",
-    "RequestedProcedureComments": "X",
-    "RequestedProcedureLocation": "X",
-    "ReasonForTheRequestedProcedure": "X",
-    "ReasonForRequestedProcedureCodeSequence": "X",
-    "RequestedSeriesDescription": "X",
-    "ScheduledProcedureStepID": "X",
-    "ScheduledProcedureStepDescription": "X",
-    "ScheduledProcedureStepLocation": "X",
-    "ScheduledProcedureStepStartDate": "X",
-    "ScheduledProcedureStepStartTime": "X",
-    "ScheduledProcedureStepEndDate": "X",
-    "ScheduledProcedureStepEndTime": "X",
-    "ScheduledProcedureStepStartDateTime": "X",
-    "ScheduledProcedureStepExpirationDateTime": "X",
-    "ScheduledProcedureStepModificationDateTime": "X",
-    "ProcedureStepCancellationDateTime": "X",
-    "ExpectedCompletionDateTime": "X",
-    "ScheduledStationAETitle": "X",
-    "ScheduledStationName": "X",
-    "ScheduledStationNameCodeSequence": "X",
-    "ScheduledStationGeographicLocationCodeSequence": "X",
-    "ScheduledPerformingPhysicianName": "X",
-    "ScheduledPerformingPhysicianIdentificationSequence": "X",
-    "ScheduledHumanPerformersSequence": "X",
-    "ActualHumanPerformersSequence": "X",
-    "HumanPerformerName": "X",
-    "HumanPerformerOrganization": "X",
-    "ImagingServiceRequestComments": "X",
-    "ReasonForTheImagingServiceRequest": "X",
-    "IssueDateOfImagingServiceRequest": "X",
-    "IssueTimeOfImagingServiceRequest": "X",
-    "PlacerOrderNumberImagingServiceRequest": "Z",
-    "FillerOrderNumberImagingServiceRequest": "Z",
-    "OrderEnteredBy": "X",
-    "OrderEntererLocation": "X",
-    "OrderCallbackPhoneNumber": "X",
-    "OrderCallbackTelecomInformation": "X",
-    "NamesOfIntendedRecipientsOfResults": "X",
-    "IntendedRecipientsOfResultsIdentificationSequence": "X",
-    "PersonAddress": "X",
-    "PersonTelephoneNumbers": "X",
-    "PersonTelecomInformation": "X",
-    "PreMedication": "X",
-    "AcquisitionProtocolDescription": "X",
-    "CommentsOnRadiationDose": "X",
-    # -- equipment
-    "InstitutionName": "X",  # X/Z/D
-    "InstitutionAddress": "X",
-    "InstitutionCodeSequence": "X",  # X/Z/D
-    "InstitutionalDepartmentName": "X",
-    "InstitutionalDepartmentTypeCodeSequence": "X",
-    "StationName": "X",  # X/Z/D
-    "StationAETitle": "X",
-    "RetrieveAETitle": "X",
-    "NetworkID": "X",
-    "DeviceSerialNumber": "X",  # X/Z/D
-    "DeviceUID": "U",
-    "DeviceDescription": "X",
-    "LongDeviceDescription": "X",
-    "DeviceSettingDescription": "X",
-    "UniqueDeviceIdentifier": "X",
-    "UDISequence": "X",
-    "ManufacturerDeviceClassUID": "U",
-    "DetectorID": "X",  # X/D
-    "XRayDetectorID": "D",
-    "XRayDetectorLabel": "X",
-    "XRaySourceID": "D",
-    "DateOfLastDetectorCalibration": "X",  # X/D
-    "TimeOfLastDetectorCalibration": "X",  # X/D
-    "DateOfLastCalibration": "X",
-    "TimeOfLastCalibration": "X",
-    "DateTimeOfLastCalibration": "X",
-    "CalibrationDateTime": "Z",
-    "DateOfInstallation": "X",
-    "DateOfManufacture": "X",
-    "GantryID": "X",
-    "GeneratorID": "X",
-    "CassetteID": "X",
-    "PlateID": "X",
-    "AcquisitionDeviceProcessingDescription": "X",  # X/D
-    # -- image and instance
-    "SOPInstanceUID": "U",
-    "MediaStorageSOPInstanceUID": "U",
-    "InstanceCreationDate": "X",  # X/D
-    "InstanceCreationTime": "X",  # X/Z/D
-    "InstanceCreatorUID": "U",
-    "InstanceCoercionDateTime": "X",
-    "InstanceOriginStatus": "X",
-    "ContentDate": "D",  # Z/D; Type 1 in the DX image module
-    "ContentTime": "D",  # Z/D
-    "AcquisitionDate": "X",  # X/Z
-    "AcquisitionTime": "X",  # X/Z
-    "AcquisitionDateTime": "X",  # X/Z/D
-    "StartAcquisitionDateTime": "X",  # X/D
-    "EndAcquisitionDateTime": "X",  # X/D
-    "FrameAcquisitionDateTime": "D",
-    "FrameReferenceDateTime": "D",
-    "AcquisitionUID": "U",
-    "AcquisitionComments": "X",
-    "AcquisitionContextSequence": "Z",  # X/Z; Type 2 in DX (Acquisition Context module)
-    "ImageComments": "X",
-    "FrameComments": "X",
-    "ImagePresentationComments": "X",
-    "DerivationDescription": "X",
-    "IdentifyingComments": "X",
-    "ReferencedImageSequence": "X",  # X/Z/U*
-    "SourceImageSequence": "X",  # X/Z/U*
-    "ReferencedSOPInstanceUID": "U",
-    "ReferencedSOPInstanceUIDInFile": "U",
-    "IrradiationEventUID": "U",
-    "FrameOfReferenceUID": "U",
-    "SynchronizationFrameOfReferenceUID": "U",
-    "ReferencedFrameOfReferenceUID": "U",
-    "RelatedFrameOfReferenceUID": "U",
-    "SourceFrameOfReferenceUID": "U",
-    "ConcatenationUID": "U",
-    "DimensionOrganizationUID": "U",
-    "StorageMediaFileSetUID": "U",
-    "TransactionUID": "U",
-    "PaletteColorLookupTableUID": "U",
-    "LargePaletteColorLookupTableUID": "U",
-    "FiducialUID": "U",
-    "TrackingUID": "U",
-    "TargetUID": "U",
-    "PyramidUID": "U",
-    "SpecimenUID": "U",
-    "MultiplexGroupUID": "U",
-    "FailedSOPInstanceUIDList": "U",
-    "TemplateExtensionCreatorUID": "U",
-    "TemplateExtensionOrganizationUID": "U",
-    "PresentationDisplayCollectionUID": "U",
-    "PresentationSequenceCollectionUID": "U",
-    "ReferencedGeneralPurposeScheduledProcedureStepTransactionUID": "U",
-    "IconImageSequence": "X",
-    "OverlayDate": "X",
-    "OverlayTime": "X",
-    "CurveDate": "X",
-    "CurveTime": "X",
-    "ContrastBolusAgent": "Z",  # Z/D
-    "ContrastBolusStartTime": "X",
-    "ContrastBolusStopTime": "X",
-    "ModifiedImageDate": "X",
-    "ModifiedImageTime": "X",
-    "ModifiedImageDescription": "X",
-    "ModifyingDeviceID": "X",
-    "DateOfSecondaryCapture": "X",
-    "TimeOfSecondaryCapture": "X",
-    "LabelText": "X",  # X/Z
-    "BarcodeValue": "X",  # X/Z
-    # -- reports, annotations and structured content
-    "ContentSequence": "D",
-    "GraphicAnnotationSequence": "D",
-    "TextString": "X",
-    "TextComments": "X",
-    "Arbitrary": "X",
-    "PersonName": "D",
-    "PersonIdentificationCodeSequence": "D",
-    "VerifyingObserverName": "D",
-    "VerifyingObserverSequence": "D",
-    "VerifyingObserverIdentificationCodeSequence": "Z",
-    "VerifyingOrganization": "D",
-    "VerificationDateTime": "D",
-    "AuthorObserverSequence": "X",
-    "ParticipantSequence": "X",
-    "ParticipationDateTime": "Z",
-    "CustodialOrganizationSequence": "X",
-    "ContentCreatorName": "Z",  # Z/D
-    "ContentCreatorIdentificationCodeSequence": "X",
-    "ObservationDateTime": "X",  # X/D
-    "ObservationStartDateTime": "X",
-    "ObservationUID": "U",
-    "ReferencedObservationUIDTrial": "U",
-    "ObservationSubjectUIDTrial": "U",
-    "UID": "U",
-    "Date": "D",
-    "Time": "D",
-    "DateTime": "D",
-    "ReferencedDateTime": "D",
-    "InterpretationAuthor": "X",
-    "InterpretationText": "X",
-    "InterpretationDiagnosisDescription": "X",
-    "InterpretationApproverSequence": "X",
-    "InterpretationRecorder": "X",
-    "InterpretationTranscriber": "X",
-    "InterpretationID": "X",
-    "InterpretationIDIssuer": "X",
-    "InterpretationRecordedDate": "X",
-    "InterpretationRecordedTime": "X",
-    "InterpretationTranscriptionDate": "X",
-    "InterpretationTranscriptionTime": "X",
-    "InterpretationApprovalDate": "X",
-    "InterpretationApprovalTime": "X",
-    "PhysicianApprovingInterpretation": "X",
-    "Impressions": "X",
-    "ResultsComments": "X",
-    "ResultsDistributionListSequence": "X",
-    "ResultsID": "X",
-    "ResultsIDIssuer": "X",
-    "DistributionName": "X",
-    "DistributionAddress": "X",
-    "AddressTrial": "X",
-    "TelephoneNumberTrial": "X",
-    "CurrentObserverTrial": "X",
-    "VerbalSourceTrial": "X",
-    "VerbalSourceIdentifierCodeSequenceTrial": "X",
-    "ObservationDateTrial": "X",
-    "ObservationTimeTrial": "X",
-    "DateOfDocumentOrVerbalTransactionTrial": "X",
-    "TimeOfDocumentCreationOrVerbalTransactionTrial": "X",
-    "FindingsGroupRecordingDateTrial": "X",
-    "FindingsGroupRecordingTimeTrial": "X",
-    "HL7DocumentEffectiveTime": "X",
-    "TopicTitle": "X",
-    "TopicSubject": "X",
-    "TopicAuthor": "X",
-    "TopicKeywords": "X",
-    # -- audit trail and signatures
-    "OriginalAttributesSequence": "X",
-    "ModifiedAttributesSequence": "X",
-    "NonconformingModifiedAttributesSequence": "X",
-    "NonconformingDataElementValue": "X",
-    "AttributeModificationDateTime": "D",
-    "ModifyingSystem": "D",
-    "SourceOfPreviousValues": "Z",
-    "ReasonForTheAttributeModification": "D",
-    "MAC": "X",
-    "DigitalSignatureUID": "U",
-    "DigitalSignaturesSequence": "X",
-    "ReferencedDigitalSignatureSequence": "X",
-    "ReferencedSOPInstanceMACSequence": "X",
-    "CertificateOfSigner": "D",
-    "DigitalSignatureDateTime": "D",
-    "CertifiedTimestamp": "X",
-    "DataSetTrailingPadding": "X",
-    # -- clinical trial attributes left by another trial
-    "ClinicalTrialSponsorName": "D",
-    "ClinicalTrialProtocolID": "D",
-    "ClinicalTrialProtocolName": "Z",
-    "ClinicalTrialSiteID": "Z",
-    "ClinicalTrialSiteName": "Z",
-    "ClinicalTrialSubjectID": "D",
-    "ClinicalTrialSubjectReadingID": "D",
-    "ClinicalTrialTimePointID": "Z",
-    "ClinicalTrialTimePointDescription": "X",
-    "ClinicalTrialCoordinatingCenterName": "Z",
-    "ClinicalTrialProtocolEthicsCommitteeName": "D",
-    "ClinicalTrialProtocolEthicsCommitteeApprovalNumber": "X",
-    "ClinicalTrialSeriesID": "X",
-    "ClinicalTrialSeriesDescription": "X",
-    "IssuerOfClinicalTrialProtocolID": "X",
-    "IssuerOfClinicalTrialSeriesID": "X",
-    "IssuerOfClinicalTrialSiteID": "X",
-    "IssuerOfClinicalTrialSubjectID": "X",
-    "IssuerOfClinicalTrialSubjectReadingID": "X",
-    "IssuerOfClinicalTrialTimePointID": "X",
-    "OtherClinicalTrialProtocolIDsSequence": "X",
-    "EthicsCommitteeApprovalEffectivenessStartDate": "X",
-    "EthicsCommitteeApprovalEffectivenessEndDate": "X",
+    "SeriesNumber": "K",
+    "Laterality": "K",
+    "BodyPartExamined": "K",
+    "PatientPosition": "K",  # erect or supine changes how a chest film is read
+    "ViewPosition": "K",  # PA or AP
+    "PresentationIntentType": "K",
+    # General Equipment: Type 2, so present; empty, since the make says which site a film came from
+    "Manufacturer": "Z",
+    # General Image, DX Image, DX Anatomy Imaged
+    "InstanceNumber": "K",
+    "ImageType": "K",
+    "ContentDate": "D",  # Type 1 in the DX Image module: a dummy, not the real date
+    "ContentTime": "D",
+    "PatientOrientation": "K",
+    "ImageLaterality": "K",
+    "ViewCodeSequence": "K",  # items: SEQUENCE_ITEMS
+    "AnatomicRegionSequence": "K",
+    "AcquisitionContextSequence": "Z",  # Type 2 in DX: an empty sequence
+    "BurnedInAnnotation": "K",
+    "RecognizableVisualFeatures": "K",
+    "LossyImageCompression": "K",  # a reader must know when the image was compressed with loss
+    "LossyImageCompressionRatio": "K",
+    "LossyImageCompressionMethod": "K",
+    # Image Pixel
+    "SamplesPerPixel": "K",
+    "PhotometricInterpretation": "K",
+    "Rows": "K",
+    "Columns": "K",
+    "BitsAllocated": "K",
+    "BitsStored": "K",
+    "HighBit": "K",
+    "PixelRepresentation": "K",
+    "PlanarConfiguration": "K",
+    "PixelAspectRatio": "K",
+    "SmallestImagePixelValue": "K",
+    "LargestImagePixelValue": "K",
+    "NumberOfFrames": "K",
+    "PixelPaddingValue": "K",
+    "PixelPaddingRangeLimit": "K",
+    "ExtendedOffsetTable": "K",
+    "ExtendedOffsetTableLengths": "K",
+    "PixelData": "K",
+    # Display: Modality LUT, VOI LUT, Presentation LUT, and the polarity DX declares
+    "RescaleIntercept": "K",
+    "RescaleSlope": "K",
+    "RescaleType": "K",
+    "ModalityLUTSequence": "K",
+    "WindowCenter": "K",
+    "WindowWidth": "K",
+    "VOILUTFunction": "K",
+    "VOILUTSequence": "K",
+    "PresentationLUTShape": "K",
+    "PixelIntensityRelationship": "K",
+    "PixelIntensityRelationshipSign": "K",
+    # Geometry, for measurements on the image
+    "ImagerPixelSpacing": "K",
+    "PixelSpacing": "K",
+    "PixelSpacingCalibrationType": "K",
+    "EstimatedRadiographicMagnificationFactor": "K",
 })
 
-# Where we go further than the table, and why.  Applied after BASIC_PROFILE, never instead of it.
+_CODE: Final = ("CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning", "LongCodeValue",
+                "URNCodeValue")
+
+# What an item of each kept sequence keeps (K), at any depth; everything else in an item goes.
+SEQUENCE_ITEMS: Final[Mapping[str, frozenset[str]]] = MappingProxyType({
+    "ViewCodeSequence": frozenset({*_CODE, "ViewModifierCodeSequence"}),
+    "ViewModifierCodeSequence": frozenset(_CODE),
+    "AnatomicRegionSequence": frozenset({*_CODE, "AnatomicRegionModifierSequence"}),
+    "AnatomicRegionModifierSequence": frozenset(_CODE),
+    "ModalityLUTSequence": frozenset({"LUTDescriptor", "ModalityLUTType", "LUTData"}),
+    "VOILUTSequence": frozenset({"LUTDescriptor", "LUTData"}),
+})
+
+# Written by the trial itself after the copy: the case code as name and ID, and what was done.
+DECLARED: Final = ("PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence",
+                   "LongitudinalTemporalInformationModified")
+
+# Option 113108 keeps what describes the body, not the person, for readers who need age and sex.
+RETAINED_CHARACTERISTICS: Final = ("PatientSex", "PatientAge", "PatientSize", "PatientWeight")
+
+# Where we differ from the letter of Table E.1-1, and why.
 BEYOND_PROFILE: Final[Mapping[str, str]] = MappingProxyType({
-    "private attributes": "X, with their private creators, at every depth (the profile's default "
-                          "without the Retain Safe Private option)",
+    "allow-list": "every attribute not in KEPT (or an item attribute not in SEQUENCE_ITEMS) is removed, whatever "
+                  "the table says of it: D, Z and U become X, and so do the attributes the table does not list",
+    "private attributes": "X, with their private creators, at every depth (no Retain Safe Private Option)",
     "overlay and curve groups (60xx, 50xx)": "X, whole groups: overlays can carry burned-in text",
-    "IssuerOfAccessionNumberSequence": "X: names the issuing institution",
-    "group length elements (gggg,0000)": "X: retired, and stale once values change",
     "file meta information": "rebuilt: source/sending AE titles and private meta are dropped",
-    "any other PN": "Z: a person's name in an attribute the table does not list",
-    "any other UI not under the DICOM root 1.2.840.10008": "U: an instance UID the table does not list",
-    "any other DA, DT or TM": "X: the basic profile keeps no dates (no Retain Longitudinal option)",
-    "any other element of VR UN": "X: content we cannot interpret is not kept",
-    "public attributes unknown to pydicom's dictionary": "X: nothing says they are safe",
-    "any other element whose VR is not its dictionary VR": "X: e.g. a sequence stored as bytes",
-    "any other text value too long for its VR or holding control characters":
+    "a kept value whose VR is not its dictionary VR": "X: e.g. a sequence stored as bytes cannot be inspected",
+    "a kept text value too long for its VR or holding control characters":
         "X: a damaged length field makes a value swallow the elements after it",
 })
-
-# Option 113108: keeps what describes the body, not the person, for readers who need age and sex.
-_PATIENT_CHARACTERISTICS: Final = ("PatientSex", "PatientAge", "PatientSize", "PatientWeight")
 
 _DEID_METHOD: Final = "PS3.15 E.1 Basic Application Level Confidentiality Profile"
 _RETAIN_CHARACTERISTICS_METHOD: Final = "PS3.15 E.3.5 Retain Patient Characteristics Option"
@@ -446,12 +184,33 @@ _RETAIN_CHARACTERISTICS_METHOD: Final = "PS3.15 E.3.5 Retain Patient Characteris
 
 def _tag(keyword: str) -> BaseTag:
     tag = tag_for_keyword(keyword)
-    if tag is None:  # a typo in the table must fail loudly at import, not leak silently
-        raise KeyError(f"unknown DICOM keyword in the de-identification table: {keyword}")
+    if tag is None:  # a typo in the allow-list must fail loudly at import, not keep or drop silently
+        raise KeyError(f"unknown DICOM keyword in the de-identification profile: {keyword}")
     return Tag(tag)
 
 
-_ACTIONS_BY_TAG: Final[Mapping[BaseTag, Action]] = MappingProxyType({
-    **{_tag(k): a for k, a in BASIC_PROFILE.items()},
-    _tag("IssuerOfAccessionNumberSequence"): "X",
+def _check_against_the_table() -> None:
+    """A kept attribute that the table lists is kept only as the table allows (the letters of its action), never
+    kept as it is; an option may keep what its own column keeps."""
+    for keyword, action in KEPT.items():
+        listed = table_action(_tag(keyword))
+        if listed is None:
+            continue
+        allowed = {letter.rstrip("*") for letter in listed.split("/")} - {"X"}
+        if action not in allowed:
+            raise ValueError(f"{keyword} is kept as {action}, but Table E.1-1 says {listed}")
+    for keywords in SEQUENCE_ITEMS.values():
+        for keyword in keywords:
+            if table_action(_tag(keyword)) is not None:
+                raise ValueError(f"{keyword} is kept in items, but Table E.1-1 lists it")
+    for keyword in [*(k for k, a in KEPT.items() if a == "K"), *(k for ks in SEQUENCE_ITEMS.values() for k in ks)]:
+        if dictionary_VR(_tag(keyword)) == "SQ" and keyword not in SEQUENCE_ITEMS:
+            raise ValueError(f"{keyword} is a sequence kept without saying what its items keep")
+
+
+_check_against_the_table()
+
+KEPT_TAGS: Final[Mapping[BaseTag, Action]] = MappingProxyType({_tag(k): a for k, a in KEPT.items()})
+ITEM_TAGS: Final[Mapping[BaseTag, frozenset[BaseTag]]] = MappingProxyType({
+    _tag(sequence): frozenset(_tag(k) for k in keywords) for sequence, keywords in SEQUENCE_ITEMS.items()
 })

@@ -14,6 +14,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from .attributes import _text, _value
+from .validate import MAX_PIXELS, check_pixel_count
 
 WindowSource = Literal["file VOI LUT", "file window", "auto percentile"]
 
@@ -40,16 +41,18 @@ def render_display(
     max_side: int = 2048,
     thumb_side: int = 256,
     window: Literal["file", "auto"] = "file",
+    max_pixels: int = MAX_PIXELS,
 ) -> RenderedImage:
     """Render the greyscale display PNG: modality LUT, VOI (the file's LUT or window, else a robust
     percentile window), MONOCHROME1 inversion, 8 bits, long side at most `max_side`.
 
     `window="auto"` ignores the file's VOI: some CR units store a window that looks flat.
-    Pass the dataset read_radiograph returned: its decoded pixels are cached there.
+    Pass the dataset read_radiograph returned: its decoded pixels are cached there.  An image
+    declaring more than `max_pixels` is refused (DicomRejection) before its pixels are touched.
     """
     if max_side < 1 or thumb_side < 1:
         raise ValueError("max_side and thumb_side must be positive")
-    arr = _frame(ds)
+    arr = _frame(ds, max_pixels)
     lut, center, width, source = _display_lut(ds, arr, window)
     # Every step runs on the lookup table (at most 65,536 entries), never on the full image: the
     # image itself is touched once, by this gather, and stays 8-bit from here on.
@@ -88,9 +91,14 @@ class ValuesImage:
 _PRESETS: Final = {"lung": (0.35, 0.70), "mediastinum": (0.70, 0.50), "bone": (0.80, 0.30)}
 
 
-def render_values(ds: Dataset, *, max_side: int = 2048) -> ValuesImage:
-    """The modality values at the display image's size (same resize) for the browser's window/level."""
-    arr = _frame(ds)
+def render_values(ds: Dataset, *, max_side: int = 2048, max_pixels: int = MAX_PIXELS) -> ValuesImage:
+    """The modality values at the display image's size (same resize) for the browser's window/level.
+
+    It holds the image more than once as 32-bit floats (at 5,000 × 5,000, about 150 MB above the decoded
+    image), so an image declaring more than `max_pixels` is refused (DicomRejection) before its pixels are
+    touched.
+    """
+    arr = _frame(ds, max_pixels)
     domain = _lut_domain(arr)
     modality = np.asarray(apply_modality_lut(domain, ds), dtype=np.float64)
     padding = _padding_mask(ds, domain)
@@ -130,8 +138,9 @@ def render_values(ds: Dataset, *, max_side: int = 2048) -> ValuesImage:
     return ValuesImage(png=png, width=int(v.shape[1]), height=int(v.shape[0]), windows=windows)
 
 
-def _frame(ds: Dataset) -> np.ndarray:
+def _frame(ds: Dataset, max_pixels: int) -> np.ndarray:
     """The image's one greyscale frame (decoded once: read_radiograph leaves it cached on the dataset)."""
+    check_pixel_count(ds, max_pixels)  # before pixel_array, which decodes a dataset not read by read_radiograph
     arr = ds.pixel_array
     if arr.ndim != 2:
         raise ValueError(f"expected one greyscale frame, got an array of shape {arr.shape}")

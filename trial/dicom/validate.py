@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import warnings
+import zlib
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
@@ -15,12 +17,29 @@ import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
+from pydicom.encaps import generate_fragments
+from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.tag import Tag
-from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+)
 
 from .attributes import _text, _value
+from .codestream import (
+    RLE_MAX_EXPANSION,
+    CodestreamError,
+    CodestreamSize,
+    RleHeader,
+    jpeg2000_size,
+    jpeg_size,
+    rle_header,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Rejections
@@ -42,6 +61,7 @@ REJECTION_CODES: Final[Mapping[str, str]] = MappingProxyType({
     "burned_in_annotation": "Burned-in annotation",
     "no_pixel_data": "No image in the file",
     "not_image_size": "Image data does not match the declared size",
+    "too_many_pixels": "Image larger than the pixel limit",
     "undecodable": "Image data cannot be decoded",
 })
 
@@ -104,21 +124,54 @@ _BENIGN_DECODE_WARNINGS: Final = (
 )
 
 
+# ---------------------------------------------------------------------------------------------
+# Limits on what a file may make us allocate
+# ---------------------------------------------------------------------------------------------
+
+# The largest chest radiographs are flat-panel DR images of a 43 × 43 cm detector at 100 µm (about
+# 4,300 × 4,300 = 18.5 megapixels) and 35 × 43 cm CR plates read at 100 µm (3,520 × 4,280 = 15
+# megapixels).  25 megapixels (5,000 × 5,000) leaves a third more than that.  Measured at that size:
+# a decoded image of 50 MB, and at most about 400 MB of peak memory for one file through
+# read_radiograph (JPEG 2000 decoding is the dearest step), render_display and render_values, where a
+# forged header asked for gigabytes.
+MAX_PIXELS: Final = 25_000_000
+
+# A JPEG 2000 decoder allocates bookkeeping for every tile the SIZ marker declares (about 7 KB each
+# in OpenJPEG) before it reads any of them: a 67-byte codestream declaring 62,500 tiles of 8 × 8 took
+# it to 490 MB.  Real radiographs come as one tile or a few hundred (256 × 256 tiles of a 4,300²
+# image: 289); 4,096 tiles cost at most about 30 MB.
+MAX_TILES: Final = 4096
+
+# What a deflated data set may inflate to beyond its pixels (16 bits each at most): the header.
+_HEADER_ALLOWANCE: Final = 16 * 1024 * 1024
+
+
 def read_radiograph(
-    data: bytes | bytearray | memoryview | str | os.PathLike[str], *, max_bytes: int | None = None
+    data: bytes | bytearray | memoryview | str | os.PathLike[str],
+    *,
+    max_bytes: int | None = None,
+    max_pixels: int = MAX_PIXELS,
 ) -> FileDataset:
     """Parse and validate one chest radiograph; refuse with a DicomRejection, else return it decoded.
 
     `data` is the file's content or its path.  The returned dataset's pixel array is already
-    decoded (pydicom caches it), so rendering it does not decode a second time.
+    decoded (pydicom caches it), so rendering it does not decode a second time.  Nothing is
+    decoded or inflated before the size it would take is known to be within `max_bytes` (the
+    file) and `max_pixels` (Rows × Columns × samples × frames, and the compressed codestream's
+    own idea of the same).
     """
+    if max_pixels < 1:
+        raise ValueError("max_pixels must be positive")
     raw = _load(data, max_bytes)
     has_preamble = len(raw) >= 132 and raw[128:132] == b"DICM"
     if not has_preamble:
         _refuse_non_dicom(raw)
+    else:
+        _check_inflated_size(raw, limit=2 * max_pixels + _HEADER_ALLOWANCE)
     ds = _parse(raw, has_preamble)
     _drop_unreadable(ds)
     _check_header(ds, has_preamble)
+    check_pixel_count(ds, max_pixels)
     _check_pixel_data(ds)
     _decode(ds)
     _check_display_attributes(ds)
@@ -181,6 +234,37 @@ def _refuse_non_dicom(raw: bytes) -> None:
             "not_dicom",
             "The file is not DICOM: it has no 'DICM' marker at byte 128 and does not start like "
             "a DICOM data set.",
+        )
+
+
+def _check_inflated_size(raw: bytes, *, limit: int) -> None:
+    """pydicom inflates a Deflated Explicit VR Little Endian data set whole, in one call, before a
+    single attribute can be looked at: a few megabytes of zeros inflate to gigabytes.  Inflate it
+    here first, a megabyte at a time and keeping nothing, and refuse it once it passes `limit`."""
+    fp = io.BytesIO(raw)
+    try:
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)  # pydicom's own reader: the data set starts where dcmread's will
+    except Exception:
+        return  # a damaged file meta: _parse says so
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending: bytes = raw[fp.tell():]
+    size = 0
+    try:
+        while pending and size <= limit:
+            size += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+        if size <= limit:  # all input taken: what zlib still holds is less than its 32 KB window
+            size += len(inflater.flush())
+    except zlib.error:
+        return  # not a deflate stream: _parse refuses it with pydicom's reason
+    if size > limit:
+        raise DicomRejection(
+            "too_large",
+            f"The deflated DICOM data set inflates to more than {_megabytes(limit)}, more than an image "
+            "within the pixel limit needs. Export the file uncompressed or with compressed pixel data.",
         )
 
 
@@ -386,6 +470,37 @@ def _check_header(ds: FileDataset, has_preamble: bool) -> None:
         )
 
 
+def check_pixel_count(ds: Dataset, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse (too_many_pixels) an image whose header declares more than `max_pixels` values (Rows ×
+    Columns × samples per pixel × frames), before anything is decoded or allocated for them."""
+    rows, columns = _whole(ds, "Rows"), _whole(ds, "Columns")
+    samples, frames = _whole(ds, "SamplesPerPixel") or 1, _whole(ds, "NumberOfFrames") or 1
+    count = rows * columns * samples * frames
+    if count <= max_pixels:
+        return
+    extra = "".join((
+        f" × {samples} samples" if samples > 1 else "",
+        f" × {frames} frames" if frames > 1 else "",
+    ))
+    side = math.isqrt(max_pixels)
+    raise DicomRejection(
+        "too_many_pixels",
+        f"The image is declared {rows:,} × {columns:,} pixels{extra} ({count / 1e6:,.1f} megapixels); the "
+        f"largest image accepted is {max_pixels / 1e6:,.1f} megapixels (about {side:,} × {side:,}). No chest "
+        "radiograph is this large: the header is damaged or was made to exhaust the server's memory.",
+    )
+
+
+def _whole(ds: Dataset, keyword: str) -> int:
+    value = _value(ds, keyword)
+    if isinstance(value, MultiValue):
+        value = value[0] if len(value) else None
+    try:
+        return max(int(value), 0) if value not in (None, "") else 0
+    except (TypeError, ValueError):
+        return 0
+
+
 def _missing_sentence(keywords: list[str], consequence: str) -> str:
     names = [f"{_words(k)} ({_tag_text(tag_for_keyword(k))})" for k in keywords]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -428,6 +543,7 @@ def _check_pixel_data(ds: FileDataset) -> None:
                 f"The image is compressed as {_syntax_name(tsyntax)}, which this platform cannot "
                 "decode. Export it uncompressed, as JPEG 2000 or as JPEG lossless.",
             )
+        _check_codestream(ds, tsyntax)
         return
     rows, columns = int(ds.Rows), int(ds.Columns)
     expected = rows * columns * int(ds.SamplesPerPixel) * int(ds.BitsAllocated) // 8
@@ -443,6 +559,101 @@ def _check_pixel_data(ds: FileDataset) -> None:
             "not_image_size",
             f"The image data holds {actual:,} bytes, but {rows} × {columns} pixels need "
             f"{expected:,}; the header does not describe these pixels.",
+        )
+
+
+_JPEG2000_SYNTAXES: Final = frozenset({
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.92", "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",  # HTJ2K: the same SIZ
+})
+_JPEG_SYNTAXES: Final = frozenset({
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",  # JPEG-LS: SOF55, laid out as T.81's SOF
+})
+_CODESTREAM_HEAD: Final = 64 * 1024  # a SOF or SIZ lies within the first bytes of a frame
+
+
+def _check_codestream(ds: FileDataset, tsyntax: UID) -> None:
+    """The decoders size their buffers from the codestream's own header, not from Rows and Columns:
+    read that header (without decoding) and refuse the file unless it describes the same image."""
+    rows, columns, samples = int(ds.Rows), int(ds.Columns), int(ds.SamplesPerPixel)
+    try:
+        head, total = _first_frame_head(ds.PixelData)
+        if str(tsyntax) == RLELossless:
+            header = rle_header(head, total)
+            _check_rle(header, rows=rows, columns=columns, samples=samples, allocated=int(ds.BitsAllocated))
+            return
+        if str(tsyntax) in _JPEG2000_SYNTAXES:
+            size = jpeg2000_size(head)
+        elif str(tsyntax) in _JPEG_SYNTAXES:
+            size = jpeg_size(head)
+        else:  # a decoder we have no header reader for: nothing would bound what it allocates
+            raise CodestreamError("this platform cannot check the size of such a codestream before decoding")
+    except CodestreamError as exc:
+        raise DicomRejection(
+            "undecodable",
+            f"The image data could not be decoded as {_syntax_name(tsyntax)} ({exc}). The file may be "
+            "damaged; export it again.",
+        ) from exc
+    _compare_codestream(size, rows=rows, columns=columns, samples=samples, tsyntax=tsyntax)
+
+
+def _first_frame_head(pixel_data: bytes) -> tuple[bytes, int]:
+    """The first bytes of the first frame's codestream (enough for its header) and the length of all
+    fragments together (what every frame's codestream has, at most)."""
+    head = b""
+    total = 0
+    try:
+        fragments = generate_fragments(pixel_data)
+        next(fragments, None)  # the Basic Offset Table, always the first item (PS3.5 A.4)
+        for fragment in fragments:
+            if len(head) < _CODESTREAM_HEAD:
+                head += fragment[:_CODESTREAM_HEAD]
+            total += len(fragment)
+    except Exception as exc:  # pydicom raises ValueError and others on a broken item structure
+        raise CodestreamError(f"its fragments cannot be read: {_short(exc, 80)}") from exc
+    if not head:
+        raise CodestreamError("it holds no fragment")
+    return head, total
+
+
+def _compare_codestream(size: CodestreamSize, *, rows: int, columns: int, samples: int, tsyntax: UID) -> None:
+    name = _syntax_name(tsyntax)
+    if (size.rows, size.columns) != (rows, columns):
+        raise DicomRejection(
+            "not_image_size",
+            f"The {name} codestream declares an image of {size.rows:,} × {size.columns:,} pixels, but the "
+            f"DICOM header declares {rows:,} × {columns:,}; the header does not describe these pixels.",
+        )
+    if size.components != samples:
+        raise DicomRejection(
+            "not_image_size",
+            f"The {name} codestream holds {size.components} components, but the DICOM header declares "
+            f"{samples} sample(s) per pixel.",
+        )
+    if size.tiles > MAX_TILES:
+        raise DicomRejection(
+            "undecodable",
+            f"The {name} codestream is cut into {size.tiles:,} tiles; at most {MAX_TILES:,} are accepted. "
+            "Export the image again with larger tiles (or one).",
+        )
+
+
+def _check_rle(header: RleHeader, *, rows: int, columns: int, samples: int, allocated: int) -> None:
+    expected = samples * allocated // 8
+    if len(header.segment_lengths) != expected:
+        raise DicomRejection(
+            "not_image_size",
+            f"The RLE header declares {len(header.segment_lengths)} segments, but {allocated} bits allocated "
+            f"and {samples} sample(s) per pixel need {expected}; the header does not describe these pixels.",
+        )
+    shortest = min(header.segment_lengths)
+    if shortest * RLE_MAX_EXPANSION < rows * columns:
+        # checked before the decoder allocates for Rows × Columns: no RLE segment expands more than that
+        raise DicomRejection(
+            "undecodable",
+            f"The image data could not be decoded as RLE Lossless: a segment of {shortest:,} bytes cannot "
+            f"hold the {rows * columns:,} pixels the header declares. The file may be damaged; export it again.",
         )
 
 

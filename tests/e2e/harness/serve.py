@@ -56,6 +56,7 @@ urls.urlpatterns = [
     path("admin/", include(([path("", _stub, name="index")], "admin"))),
     path("api/docs/", _stub, name="api-docs"),
     path("accounts/login/", _stub, name="login"),
+    path("accounts/", _stub, name="account"),
     path("accounts/logout/", _stub, name="logout"),
 ]
 sys.modules["harness_urls"] = urls
