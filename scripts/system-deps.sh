@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python, from Debian's packages only: R with lme4, lmerTest,
-# ordinal, pROC and psych (our statistics are checked against them), DCMTK (the ingest benchmark) and
+# ordinal, pROC, psych and rpact (our statistics are checked against them), DCMTK (the ingest benchmark) and
 # Chromium (the real-browser tests drive it through Playwright; no browser is ever downloaded) and
 # docker-compose (validates docker/compose.yaml; no engine needed), and npm (installs the pinned JS linter, Biome).
 # --check-or-install: install only what is missing, and only where we may (root with apt-get).
 set -euo pipefail
-PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych dcmtk chromium docker-compose)
+PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych r-cran-rpact dcmtk chromium docker-compose)
 
 missing() {
   command -v Rscript >/dev/null 2>&1 || { echo yes; return; }
-  Rscript -e 'for (p in c("lme4","lmerTest","ordinal","pROC","psych")) if (!requireNamespace(p, quietly=TRUE)) quit(status=1)' \
+  Rscript -e 'for (p in c("lme4","lmerTest","ordinal","pROC","psych","rpact")) if (!requireNamespace(p, quietly=TRUE)) quit(status=1)' \
     >/dev/null 2>&1 || { echo yes; return; }
   command -v dcmj2pnm >/dev/null 2>&1 || { echo yes; return; }
   [ -x /usr/bin/chromium ] || { echo yes; return; }
