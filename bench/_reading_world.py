@@ -92,7 +92,8 @@ def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, dis
     users = User.objects.bulk_create([User(username=n, email=f"{n}@example.org", password=encoded) for n in names])
 
     trial = trial_services.create_trial(by=investigator, code=code, title="Reading benchmark", design="paired_parallel",
-                                        block_multiples=[1])
+                                        block_multiples=[1],
+                                        fixed_block_reason="a block of 2 keeps every site in both arms")
     site = trial_services.add_site(trial=trial, by=investigator, code="site-a", name="Site A")
     for i, user in enumerate(users):
         trial_services.add_member(trial=trial, by=investigator, user=user, role=Role.READER, site=site)

@@ -28,6 +28,23 @@ if PRODUCTION and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 50)
         "Production settings (the default) need a long random DJANGO_SECRET_KEY, and it is missing, the development "
         "key or shorter than 50 characters. For a development set-up on your own machine set CXR_DEVELOPMENT=1."
     )
+# The audit log's key (trial.audit: the HMAC of the hash chain, of the records' state hashes and of the anchor lines).
+# It lives with the application, never in the database, so that whoever can write the database cannot forge a chain
+# that verifies. From the environment or, better, a file (a container secret); production refuses to start without.
+DEVELOPMENT_AUDIT_KEY = "cxr-trial-development-audit-key-never-use-in-production"
+_audit_key_file = env("CXR_AUDIT_KEY_FILE", default="")
+AUDIT_KEY = (Path(_audit_key_file).read_text().strip() if _audit_key_file
+             else env("CXR_AUDIT_KEY", default=DEVELOPMENT_AUDIT_KEY if DEVELOPMENT else ""))
+if PRODUCTION and (AUDIT_KEY == DEVELOPMENT_AUDIT_KEY or len(AUDIT_KEY) < 32):
+    raise ImproperlyConfigured(
+        "Production settings need an audit key of 32+ random characters (CXR_AUDIT_KEY, or CXR_AUDIT_KEY_FILE naming "
+        "a file that holds it), and it is missing, the development key or shorter. Keep it out of the database and "
+        "its backups. For a development set-up on your own machine set CXR_DEVELOPMENT=1."
+    )
+# Where the audit chain's head is appended after every commit that wrote events (and by verify_audit): a file the
+# database cannot reach. Empty: VAR_DIR/audit-anchor-<database name>.jsonl.
+AUDIT_ANCHOR_FILE = env("CXR_AUDIT_ANCHOR_FILE", default="")
+AUDIT_ANCHOR_ON_COMMIT = env.bool("CXR_AUDIT_ANCHOR_ON_COMMIT", default=True)
 DEBUG = DEVELOPMENT and env.bool("DJANGO_DEBUG", default=True)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -261,7 +278,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = ("core.celery.route_task",)  # each task names its queue in @core.celery.task (the model's: "ai")
 # Periodic work (celery beat: docker compose's `beat` service, and the demo, start it).
 CELERY_BEAT_SCHEDULE = {
-    # The audit chain walked end to end every night; a broken chain is logged as an error.
+    # The audit trail verified every night (chain, anchor, records); a failure is logged and e-mailed to the
+    # investigators of the trials it touches.
     "verify-audit-chain": {"task": "trial.tasks.verify_audit_chain",
                            "schedule": crontab(hour=env.int("AUDIT_VERIFY_HOUR", default=2), minute=30)},
     # Scoring items of cases that became ready since (a late sign-off, a corrected report).

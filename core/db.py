@@ -14,10 +14,11 @@ On PostgreSQL, psycopg 3 binds on the server and prepares a statement it has run
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Field, Model
 
 
@@ -162,3 +163,35 @@ def prepared_statements() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         return [row[0] for row in cursor.fetchall()]
+
+
+# ------------------------------------------------------------------------------------------ for the audit log
+
+
+def in_transaction() -> bool:
+    """Whether the caller runs inside transaction.atomic()."""
+    return connection.in_atomic_block
+
+
+def on_commit_pending(func) -> bool:
+    """Whether `func` already waits for the current transaction's commit (transaction.on_commit)."""
+    return connection.in_atomic_block and any(entry[1] is func for entry in connection.run_on_commit)
+
+
+def database_name() -> str:
+    """The current database's name (a file path on SQLite)."""
+    return str(connection.settings_dict.get("NAME") or "default")
+
+
+@contextmanager
+def snapshot() -> Iterator[None]:
+    """One consistent, read-only view of the database for the reads inside (PostgreSQL: a REPEATABLE READ READ ONLY
+    transaction; SQLite: a transaction). Inside a caller's transaction, the caller's view."""
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield

@@ -1,10 +1,19 @@
 #!/bin/sh
-# web: migrate (once, under the database's own lock) then gunicorn; worker / ai-worker: Celery queues;
-# beat: the periodic tasks (one per deployment).
+# migrate: the migrations (as the tables' owner), then the application role's grants (CXR_DB_APP_ROLE);
+# web: gunicorn (as the application role; migrates first only where no migrate step runs, CXR_MIGRATE_ON_START=1);
+# worker / ai-worker: Celery queues; beat: the periodic tasks (one per deployment).
 set -e
 case "$1" in
-  web)
+  migrate)
     python manage.py migrate --noinput
+    if [ -n "${CXR_DB_APP_ROLE:-}" ]; then
+      python manage.py grant_app_role "$CXR_DB_APP_ROLE"
+    fi
+    ;;
+  web)
+    if [ "${CXR_MIGRATE_ON_START:-0}" = "1" ]; then
+      python manage.py migrate --noinput
+    fi
     exec gunicorn config.wsgi:application --bind 0.0.0.0:8000 --workers "${WEB_WORKERS:-3}" \
       --timeout 120 --access-logfile -
     ;;

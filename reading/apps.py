@@ -6,9 +6,18 @@ class ReadingConfig(AppConfig):
     verbose_name = "Reading: worklists, reports, sign-off"
 
     def ready(self) -> None:
-        from trial import events
+        from trial import audit, events
 
         from . import receivers
 
         events.trial_status_changed.connect(receivers.route_when_reading_starts,
                                             dispatch_uid="reading.route_when_reading_starts")
+        # A report version's text, its author and sign-off, and its read's arm and reading times (written with the
+        # submit, in its transaction): what the audit log binds each report event to. Append-only in the database
+        # (migration 0003), except its sign-off, added once.
+        audit.register_state("reading.Report", trial="read__trial_id", append_only=True,
+                             updatable=("signed_by_id", "signed_at"), fields=(
+                                 "read_id", "version", "findings", "impression", "finding_flags", "reason",
+                                 "author_id", "created_at", "draft_edit_distance", "draft_kept_share", "signed_by_id",
+                                 "signed_at", "read__arm", "read__reader_id", "read__case_id", "read__submitted_at",
+                                 "read__wall_seconds", "read__active_seconds"))

@@ -238,10 +238,10 @@ def submit_report(*, read_id: int, by, findings: str, impression: str, finding_f
     if read.period == 1 and read.trial.design == Design.CROSSOVER:
         Read.objects.filter(case_id=read.case_id, reader_id=read.reader_id, period=2).update(
             available_from=now + timedelta(days=read.trial.washout_days))
-    audit.record(actor=by, action="report.submitted", obj=report, trial=read.trial, payload={
-        "read": read.pk, "case": read.case.code, "version": 1, "wall_seconds": round(times.wall_seconds, 3),
-        "active_seconds": round(times.active_seconds, 3),
-    })
+    # No outcome in the payload (investigators read the audit log blinded): the event's state hash binds the text
+    # and the reading times.
+    audit.record(actor=by, action="report.submitted", obj=report, trial=read.trial,
+                 payload={"read": read.pk, "case": read.case.code, "version": 1})
     return report
 
 
@@ -280,7 +280,7 @@ def _new_version(read: Read, *, by, findings: str, impression: str, finding_flag
         draft_edit_distance=last.draft_edit_distance, draft_kept_share=last.draft_kept_share,
     )
     audit.record(actor=by, action="report.corrected", obj=report, trial=read.trial,
-                 payload={"read": read.pk, "version": report.version, "reason": reason})
+                 payload={"read": read.pk, "version": report.version})  # the reason is in the state hash
     return report
 
 

@@ -40,6 +40,7 @@ def _force_login_is_a_complete_login(monkeypatch):
 @pytest.fixture(autouse=True)
 def _media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.AUDIT_ANCHOR_FILE = str(tmp_path / "audit-anchor.jsonl")  # each test's chain has its own anchor
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
     return settings.MEDIA_ROOT
 

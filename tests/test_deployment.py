@@ -23,6 +23,7 @@ def _compose() -> list[str]:
 
 # What a site must give compose: none of it has a default.
 SITE = {"DJANGO_SECRET_KEY": "x" * 60, "POSTGRES_PASSWORD": "db-password-1", "REDIS_PASSWORD": "redis-password-1",
+        "POSTGRES_APP_PASSWORD": "app-password-1", "CXR_AUDIT_KEY": "a" * 40,
         "DJANGO_ALLOWED_HOSTS": "trial.example.org", "CXR_SITE_ADDRESS": "trial.example.org",
         "CXR_TLS_DIR": "/etc/cxr-trial/tls"}
 
@@ -42,9 +43,10 @@ def _services(text: str) -> dict:
 def test_compose_file_validates_and_has_every_service():
     result = _config(**SITE)
     assert result.returncode == 0, result.stderr
-    for service in ("proxy:", "web:", "worker:", "ai-worker:", "beat:", "db:", "redis:"):
+    for service in ("proxy:", "migrate:", "web:", "worker:", "ai-worker:", "beat:", "db:", "redis:"):
         assert service in result.stdout
-    assert "healthcheck" in result.stdout and "migrate" in (ROOT / "docker" / "entrypoint.sh").read_text()
+    entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
+    assert "healthcheck" in result.stdout and "migrate" in entrypoint and "grant_app_role" in entrypoint
 
 
 @pytest.mark.parametrize("missing", sorted(SITE))
@@ -59,7 +61,13 @@ def test_compose_has_no_default_password_and_uses_the_given_ones():
     assert "requirepass" in " ".join(services["redis"]["command"])
     assert services["redis"]["environment"]["REDIS_PASSWORD"] == "redis-password-1"
     env = services["web"]["environment"]
-    assert env["DATABASE_URL"] == "postgres://cxr:db-password-1@db:5432/cxr"
+    # web and the workers connect as the application role, which owns no table; only migrate connects as the owner
+    assert env["DATABASE_URL"] == "postgres://cxr_app:app-password-1@db:5432/cxr"
+    assert services["worker"]["environment"]["DATABASE_URL"] == env["DATABASE_URL"]
+    assert services["migrate"]["environment"]["DATABASE_URL"] == "postgres://cxr:db-password-1@db:5432/cxr"
+    assert services["migrate"]["environment"]["CXR_DB_APP_ROLE"] == "cxr_app"
+    assert services["db"]["environment"]["POSTGRES_APP_PASSWORD"] == "app-password-1"
+    assert env["CXR_AUDIT_KEY"] == "a" * 40 and env["CXR_AUDIT_ANCHOR_FILE"].startswith("/var/lib/cxr-trial/audit/")
     assert env["CELERY_BROKER_URL"].startswith("redis://:redis-password-1@redis:")
     assert env["CACHE_URL"].startswith("redis://:redis-password-1@redis:")
     text = (ROOT / "docker" / "compose.yaml").read_text()
@@ -105,7 +113,7 @@ def test_production_static_files_rewrite_module_imports_to_hashed_names(tmp_path
     """The reading screen's ES modules import each other: in production those imports must name the hashed files
     (a plain name is cached briefly, and a page could mix two releases' modules after a deploy)."""
     env = {**{k: v for k, v in os.environ.items() if k != "CXR_DEVELOPMENT"}, "CXR_VAR_DIR": str(tmp_path),
-           "CXR_PRODUCTION": "1", "DJANGO_SECRET_KEY": "s" * 60}
+           "CXR_PRODUCTION": "1", "DJANGO_SECRET_KEY": "s" * 60, "CXR_AUDIT_KEY": "k" * 40}
     result = subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -10,14 +10,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_ENV = ("DJANGO_SECRET_KEY", "CXR_PRODUCTION", "CXR_DEVELOPMENT", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS",
-                "DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SECURE_HSTS_PRELOAD")
+                "DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SECURE_HSTS_PRELOAD", "CXR_AUDIT_KEY", "CXR_AUDIT_KEY_FILE")
+# A site's audit key (trial.audit); the tests of the audit key itself leave it out.
+AUDIT_KEY = {"CXR_AUDIT_KEY": secrets.token_urlsafe(48)}
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     # DJANGO_ALLOW_ASYNC_UNSAFE is set by the browser tests in this process; a deployment never has it. The suite's
     # own CXR_DEVELOPMENT=1 is left out: these tests start from what a server would have.
     full_env = {k: v for k, v in os.environ.items() if k not in SETTINGS_ENV}
+    full_env.update(AUDIT_KEY)
     full_env.update(env)
+    full_env = {k: v for k, v in full_env.items() if v is not None}  # None: leave the variable out
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=120)
 
@@ -77,3 +81,17 @@ def test_the_suite_and_the_makefile_ask_for_the_development_mode():
     assert os.environ.get("CXR_DEVELOPMENT") == "1"  # pyproject.toml [tool.pytest_env]
     assert "export CXR_DEVELOPMENT ?= 1" in (ROOT / "Makefile").read_text()
     assert 'export CXR_DEVELOPMENT="${CXR_DEVELOPMENT:-1}"' in (ROOT / "scripts" / "run-demo.sh").read_text()
+
+
+def test_production_refuses_to_start_without_an_audit_key_or_with_the_development_one(tmp_path):
+    from config.settings import DEVELOPMENT_AUDIT_KEY
+
+    key = secrets.token_urlsafe(64)
+    result = _manage("check", DJANGO_SECRET_KEY=key, CXR_AUDIT_KEY=None)
+    assert result.returncode != 0 and "CXR_AUDIT_KEY" in result.stderr
+    result = _manage("check", DJANGO_SECRET_KEY=key, CXR_AUDIT_KEY=DEVELOPMENT_AUDIT_KEY)
+    assert result.returncode != 0 and "the development key" in result.stderr
+    key_file = tmp_path / "audit.key"
+    key_file.write_text("k" * 40 + "\n")
+    assert _setting("AUDIT_KEY", DJANGO_SECRET_KEY=key, CXR_AUDIT_KEY=None,
+                    CXR_AUDIT_KEY_FILE=str(key_file)) == repr("k" * 40)

@@ -26,7 +26,8 @@ from .models import Membership, Role, Trial
 NO_ACCESS = "You do not have access to this trial, or it does not exist."
 SECOND_FACTOR_NEEDED = "Your role in this trial needs a second factor: log in again and give it."
 # Roles that always log in with a second factor (readers and experts where their trial says so).
-SECOND_FACTOR_ROLES = frozenset({Role.INVESTIGATOR, Role.STATISTICIAN, Role.SENIOR})
+# the monitor (data-monitoring committee) sees interim results by arm: as guarded as those who can unblind
+SECOND_FACTOR_ROLES = frozenset({Role.INVESTIGATOR, Role.STATISTICIAN, Role.SENIOR, Role.MONITOR})
 
 
 class SecondFactorRequired(SecondFactorMissing):
@@ -35,7 +36,7 @@ class SecondFactorRequired(SecondFactorMissing):
 
 def second_factor_required(user) -> bool:
     """Whether `user` must log in with a second factor: staff, investigators (and whoever may create a trial, and so
-    become one), statisticians and seniors always; readers and experts of a trial that asks for it
+    become one), statisticians, seniors and monitors always; readers and experts of a trial that asks for it
     (Trial.second_factor_for_all). A query or two, at login (none for staff)."""
     if not getattr(user, "is_authenticated", False) or not settings.CXR_SECOND_FACTOR:
         return False

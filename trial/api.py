@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from core.api import Pagination, paginated, validated
 from core.uploads import limit_upload
 
-from . import selectors, services
+from . import selectors, services, signatures
 from .access import Access, access_for
 from .errors import FileTooLarge
 from .models import Invitation, Role
@@ -25,6 +25,7 @@ from .serializers import (
     InvitationSerializer,
     InviteSerializer,
     MembershipSerializer,
+    SignatureSerializer,
     SiteSerializer,
     TransitionSerializer,
     TrialCreateSerializer,
@@ -69,6 +70,38 @@ class TrialTransitionAPI(APIView):
         trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
         data = validated(TransitionSerializer, request.data)
         return Response(TrialSerializer(services.transition_trial(trial=trial, by=request.user, to=data["to"])).data)
+
+
+def _proof(request):
+    """Re-authentication from the body ({password, code}), before the act's transaction (trial.signatures)."""
+    credentials = validated(SignatureSerializer, request.data)
+    return signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(**credentials))
+
+
+class TrialLockAPI(APIView):
+    @extend_schema(request=SignatureSerializer, responses=TrialSerializer)
+    def post(self, request, code):
+        """Lock the trial, signed: the body carries the investigator's password and a code of their second factor."""
+        trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
+        return Response(TrialSerializer(services.lock_trial(trial=trial, by=request.user, proof=_proof(request))).data)
+
+
+class TrialUnblindingAPI(APIView):
+    @extend_schema(request=SignatureSerializer, responses=TrialSerializer)
+    def post(self, request, code):
+        """Two-person unblinding, signed: an investigator's call asks, a statistician's (another person) approves."""
+        access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR, Role.STATISTICIAN])
+        trial = access.trial
+        if selectors.pending_unblinding(access=access) is None:
+            if not access.has(Role.INVESTIGATOR):
+                raise PermissionDenied("An investigator asks for unblinding first; a statistician then approves it.")
+            services.request_unblinding(trial=trial, by=request.user, proof=_proof(request))
+            trial.refresh_from_db()
+            return Response(TrialSerializer(trial).data, status=status.HTTP_202_ACCEPTED)
+        if not access.has(Role.STATISTICIAN):
+            raise PermissionDenied("Unblinding has been asked for: a statistician of the trial approves it.")
+        return Response(TrialSerializer(services.approve_unblinding(trial=trial, by=request.user,
+                                                                    proof=_proof(request))).data)
 
 
 class SiteListAPI(APIView):

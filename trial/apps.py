@@ -6,4 +6,13 @@ class TrialConfig(AppConfig):
     verbose_name = "Trials, sites, members, cases"
 
     def ready(self) -> None:
-        from . import tasks  # noqa: F401 - register the Celery tasks in every process
+        from . import audit, tasks  # noqa: F401 - tasks: register the Celery tasks in every process
+
+        # The allocation is what the audit log proves was never changed after it was drawn (its arm above all).
+        audit.register_state("trial.Allocation", fields=(
+            "trial_id", "stratum", "position", "unit_type", "membership_id", "case_id", "arm", "block", "block_size",
+            "allocated_by_id", "allocated_at"))
+        # An electronic signature: who signed what, meaning what, bound to which content hash.
+        audit.register_state("trial.Signature", fields=(
+            "trial_id", "signer_id", "signer_name", "meaning", "object_type", "object_id", "content_hash", "method",
+            "signed_at"), append_only=True)

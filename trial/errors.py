@@ -45,3 +45,10 @@ class NotYourInvitation(ServiceError):
 
     status_code = 403
     code = "not_your_invitation"
+
+
+class SignatureRefused(ServiceError):
+    """The password or the second factor re-entered for an electronic signature was not right."""
+
+    status_code = 403
+    code = "signature_refused"

@@ -65,6 +65,10 @@ class TrialForm(_CrispyForm):
     ratio_assisted = forms.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], initial=1)
     ratio_standard = forms.IntegerField(min_value=RATIO_RANGE[0], max_value=RATIO_RANGE[1], initial=1)
     block_multiples = forms.CharField(initial="1, 2, 3", help_text="Block sizes as multiples of the ratio sum.")
+    fixed_block_reason = forms.CharField(
+        required=False, max_length=Trial._meta.get_field("fixed_block_reason").max_length,
+        label=Trial._meta.get_field("fixed_block_reason").verbose_name,
+        help_text=Trial._meta.get_field("fixed_block_reason").help_text)
 
     def clean_block_multiples(self):
         try:
@@ -85,11 +89,13 @@ class TrialSettingsForm(TrialForm):
             "washout_days": trial.washout_days,
             "ratio_assisted": trial.ratio_assisted, "ratio_standard": trial.ratio_standard,
             "block_multiples": ", ".join(str(m) for m in trial.block_multiples),
+            "fixed_block_reason": trial.fixed_block_reason,
         })
         super().__init__(*args, **kwargs)
         self.fields["code"].disabled = True
         if trial.status != "setup":
-            for name in ("design", "ratio_assisted", "ratio_standard", "block_multiples", "experts_per_item"):
+            for name in ("design", "ratio_assisted", "ratio_standard", "block_multiples", "fixed_block_reason",
+                         "experts_per_item"):
                 self.fields[name].disabled = True
                 self.fields[name].help_text = "Frozen once enrolment has started."
 
@@ -156,3 +162,19 @@ class ApiTokenForm(_CrispyForm):
         self.fields["days"].initial = default_days
         self.fields["days"].validators.append(MaxValueValidator(max_days))
         self.fields["days"].widget.attrs["max"] = max_days
+
+
+class SignatureForm(_CrispyForm):
+    """An electronic signature: the signer's password and a code of their second factor, given at the act
+    (trial.signatures). The meaning is stated on the page above the form."""
+
+    submit_label = "Sign"
+    password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+                               label="Your password")
+    code = forms.CharField(max_length=32, required=False, label="Code from your authenticator", widget=forms.TextInput(
+        attrs={"autocomplete": "one-time-code", "inputmode": "text"}),
+        help_text="The 6 digits your authenticator app shows now, or one of your recovery codes.")
+
+    def __init__(self, *args, submit_label: str = "Sign", **kwargs):
+        self.submit_label = submit_label
+        super().__init__(*args, **kwargs)

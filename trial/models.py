@@ -68,6 +68,8 @@ class Role(models.TextChoices):
     SENIOR = "senior", "Senior (sign-off)"
     EXPERT = "expert", "Expert (blinded scorer)"
     STATISTICIAN = "statistician", "Statistician"
+    # An independent data-monitoring committee member: the only person who sees interim safety and efficacy by arm.
+    MONITOR = "monitor", "Data monitoring committee"
 
 
 class Trial(models.Model):
@@ -95,6 +97,11 @@ class Trial(models.Model):
     ratio_assisted = models.PositiveSmallIntegerField(default=1)
     ratio_standard = models.PositiveSmallIntegerField(default=1)
     block_multiples = models.JSONField(default=default_block_multiples)
+    # One block size lets whoever has seen most of a block tell its last allocations; it is refused unless the
+    # investigator states why (e.g. two readers per site: a block of 2 is what keeps every site in both arms).
+    fixed_block_reason = models.CharField(
+        max_length=300, blank=True, verbose_name="Reason for a single block size",
+        help_text="Only with one block size, which is otherwise refused (predictable ends of blocks).")
     # Concealment: the seed never leaves the server (no serializer, form, template or admin field shows it).
     randomization_seed = models.BinaryField(max_length=32, editable=False)
     # Keys the de-identified UIDs and the duplicate check of this trial; as secret as the seed.
@@ -304,7 +311,8 @@ class AuditQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """Append-only, hash-chained: each event holds the hash of the one before it."""
+    """Append-only, hash-chained: each event holds the (keyed) hash of the one before it, and the keyed hash of the
+    state of the record it wrote (trial.audit: `scheme`, `state_hash`)."""
 
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events")
     actor = models.ForeignKey(
@@ -318,6 +326,10 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField()
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # How `hash` was computed: "sha256" (events written before the chain was keyed) or "hmac-sha256" (trial.audit).
+    scheme = models.CharField(max_length=16, default="sha256")
+    # HMAC of the registered fields of the record this event wrote, as they were after the write (trial.audit).
+    state_hash = models.CharField(max_length=64, blank=True, default="")
 
     objects = AuditQuerySet.as_manager()
 
@@ -340,3 +352,41 @@ class AuditHead(models.Model):
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_hash = models.CharField(max_length=64)
     count = models.PositiveBigIntegerField(default=0)
+    # The last verification (the nightly task, verify_audit): shown to investigators; a notice, not a proof (the
+    # proof is running verify_audit again).
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_intact = models.BooleanField(null=True)
+    verified_summary = models.TextField(blank=True)
+
+
+class Signature(models.Model):
+    """An electronic signature (21 CFR Part 11): who signed what, meaning what, when, bound to the content's hash.
+    Written only by trial.signatures.sign, in the transaction of the act it signs; never changed."""
+
+    class Meaning(models.TextChoices):
+        LOCK = "lock", "I lock the trial database: its data are complete, checked and final."
+        UNBLIND_REQUEST = "unblind_request", "I ask for this locked trial to be unblinded."
+        UNBLIND_APPROVE = "unblind_approve", "I approve unblinding this locked trial."
+        FREEZE_PLAN = "freeze_plan", "I approve this analysis plan, pre-specified before unblinding."
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="signatures")
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signer_name = models.CharField(max_length=300, help_text="The printed name at the time of signing.")
+    meaning = models.CharField(max_length=20, choices=Meaning.choices)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of what was signed.")
+    method = models.CharField(max_length=40)
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["signed_at", "id"]
+        indexes = [models.Index(fields=["trial", "meaning"])]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("A signature is never changed.")
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.signer_name}: {self.get_meaning_display()} ({self.signed_at:%Y-%m-%d %H:%M} UTC)"

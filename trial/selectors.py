@@ -12,8 +12,21 @@ from django.utils import timezone  # expiry is security: the real clock, never a
 
 from core.clock import iso
 
+from . import audit
 from .access import NO_ACCESS, Access, access_for, access_to  # noqa: F401  (NO_ACCESS: re-exported, as before)
-from .models import Allocation, ApiToken, AuditEvent, Case, CaseIdentity, Invitation, Membership, Role, Site, Trial
+from .models import (
+    Allocation,
+    ApiToken,
+    Case,
+    CaseIdentity,
+    Invitation,
+    Membership,
+    Role,
+    Signature,
+    Site,
+    Status,
+    Trial,
+)
 
 # Everyone but experts: they are blinded to where a case comes from (the site is a blinded field of scoring).
 SITE_ROLES = tuple(r for r in Role.values if r != Role.EXPERT)
@@ -132,23 +145,63 @@ def identity_rows(*, access: Access) -> list[dict]:
             .values_list("case__code", "accession_number", "patient_id", "study_instance_uid")]
 
 
+# While units are still being allocated, the arms of those already allocated are hidden from the people who
+# enrol them: "the arm that is behind" predicts the next allocation of a block most of the time.
+ALLOCATION_HIDDEN_STATUSES = (Status.SETUP, Status.ENROLLING)
+
+
 def allocations_for(*, access: Access) -> QuerySet[Allocation]:
-    """Allocations already made (never the ones to come: the sequence stays on the server)."""
+    """Allocations already made (never the ones to come: the sequence stays on the server), once enrolment has
+    closed."""
     access.require(Role.INVESTIGATOR)
+    if access.trial.status in ALLOCATION_HIDDEN_STATUSES:
+        raise PermissionDenied("The allocations are hidden while enrolment is open, so that nobody can predict the "
+                               "next one.")
     return access.trial.allocations.select_related("membership__user", "case").order_by("stratum", "position")
 
 
-def arm_balance(*, access: Access) -> dict[str, dict[str, int]]:
-    """stratum → arm → count of allocations made."""
+def arm_balance(*, access: Access) -> dict[str, dict[str, int]] | None:
+    """stratum → arm → count of allocations made; None while enrolment is open (hidden)."""
+    access.require(Role.INVESTIGATOR)
+    if access.trial.status in ALLOCATION_HIDDEN_STATUSES:
+        return None
     out: dict[str, dict[str, int]] = {}
     for row in allocations_for(access=access).values("stratum", "arm").annotate(n=Count("id")):
         out.setdefault(row["stratum"], {})[row["arm"]] = row["n"]
     return out
 
 
-def audit_events_for(*, access: Access) -> QuerySet[AuditEvent]:
+# While the trial is blinded the audit page shows no outcome: the payload keys of events written before outcomes left
+# the payloads (times, scores, choices, text, arms), the correction reasons, and the time of day of the events of
+# reading and scoring (an "opened" and a "submitted" of one read, seconds apart, are its reading time).
+_REASON_IS_OUTCOME = ("report.", "scoring.")
+_TIME_IS_OUTCOME = ("read.", "report.", "scoring.")
+
+
+def audit_events_for(*, access: Access, limit: int = 500) -> list[dict]:
+    """The trial's newest audit events for the audit page, blinded until the trial is unblinded (see above)."""
     access.require(Role.INVESTIGATOR)
-    return access.trial.audit_events.order_by("-id")
+    blinded = access.trial.status != Status.UNBLINDED
+    rows = []
+    for event in access.trial.audit_events.order_by("-id")[:limit]:
+        payload = dict(event.payload or {})
+        time_hidden = False
+        if blinded and not event.action.startswith("trial."):  # a trial's own events hold its set-up (its findings)
+            payload = {key: value for key, value in payload.items() if key not in audit.OUTCOME_KEYS}
+            if event.action.startswith(_REASON_IS_OUTCOME):
+                payload.pop("reason", None)
+            time_hidden = event.action.startswith(_TIME_IS_OUTCOME)
+        rows.append({"id": event.pk, "created_at": event.created_at, "time_hidden": time_hidden,
+                     "actor_name": event.actor_name, "action": event.action, "object_type": event.object_type,
+                     "object_id": event.object_id, "payload": payload, "state_hash": event.state_hash[:12],
+                     "scheme": event.scheme})
+    return rows
+
+
+def audit_status_for(*, access: Access) -> dict | None:
+    """The last verification of the audit trail (the nightly task, verify_audit), for the investigators' notice."""
+    access.require(Role.INVESTIGATOR)
+    return audit.last_verification()
 
 
 # ------------------------------------------------------------------------------ the analysis dataset (no user)
@@ -167,3 +220,25 @@ def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
         for a in trial.allocations.values("unit_type", "membership__pseudonym", "case__code", "stratum", "position",
                                           "block", "block_size", "arm", "allocated_at")]
     return {"cases": cases, "allocations": allocations}
+
+
+# ------------------------------------------------------------------------------ electronic signatures
+
+
+def pending_unblinding_of(trial: Trial) -> Signature | None:
+    """The request to unblind that waits for its second person (a locked trial is never unlocked, so a request made
+    while it is locked is still open). NO PERMISSION CHECK: for the services and `pending_unblinding`."""
+    if trial.status != Status.LOCKED:
+        return None
+    return trial.signatures.filter(meaning=Signature.Meaning.UNBLIND_REQUEST).order_by("-signed_at", "-id").first()
+
+
+def pending_unblinding(*, access: Access) -> Signature | None:
+    access.require(Role.INVESTIGATOR, Role.STATISTICIAN)
+    return pending_unblinding_of(access.trial)
+
+
+def signatures_for(*, access: Access) -> QuerySet[Signature]:
+    """The trial's electronic signatures (lock, unblinding, plan freezes): for its investigators and statisticians."""
+    access.require(Role.INVESTIGATOR, Role.STATISTICIAN)
+    return access.trial.signatures.order_by("signed_at", "id")

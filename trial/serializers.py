@@ -30,7 +30,7 @@ class TrialSerializer(serializers.ModelSerializer):
         fields = [
             "code", "title", "registration_id", "design", "status", "findings", "experts_per_item",
             "allow_no_preference", "washout_days", "require_signoff", "second_factor_for_all", "ratio_assisted",
-            "ratio_standard", "block_multiples", "created_at",
+            "ratio_standard", "block_multiples", "fixed_block_reason", "created_at",
         ]
         read_only_fields = ["status", "created_at"]
 
@@ -53,6 +53,8 @@ class TrialCreateSerializer(serializers.Serializer):
     block_multiples = serializers.ListField(
         child=serializers.IntegerField(min_value=BLOCK_MULTIPLE_RANGE[0], max_value=BLOCK_MULTIPLE_RANGE[1]),
         required=False)
+    fixed_block_reason = serializers.CharField(
+        max_length=Trial._meta.get_field("fixed_block_reason").max_length, required=False, allow_blank=True)
 
 
 class TrialUpdateSerializer(TrialCreateSerializer):
@@ -125,3 +127,10 @@ class AllocationSerializer(serializers.ModelSerializer):
 
     def get_unit(self, obj) -> str:
         return obj.membership.pseudonym if obj.membership_id else obj.case.code
+
+
+class SignatureSerializer(serializers.Serializer):
+    """An electronic signature given through the API: the caller's password and a code of their second factor."""
+
+    password = serializers.CharField(trim_whitespace=False, write_only=True)
+    code = serializers.CharField(max_length=32, required=False, allow_blank=True, default="", write_only=True)

@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core import clock
-from core.errors import NotAllowed, ServiceError, WrongStatus
+from core.errors import Conflict, NotAllowed, ServiceError, WrongStatus
 
-from . import audit, dicom, events, randomization
+from . import audit, dicom, events, randomization, signatures
 from .errors import (
     CaseRejected,
     DuplicateCode,
@@ -43,11 +43,12 @@ from .models import (
     Invitation,
     Membership,
     Role,
+    Signature,
     Site,
     Status,
     Trial,
 )
-from .selectors import require_role
+from .selectors import pending_unblinding_of, require_role
 from .tasks import prepare_viewer_image as prepare_viewer_image_task
 
 logger = logging.getLogger(__name__)
@@ -59,9 +60,11 @@ PSEUDONYM_PREFIX = {
     Role.SENIOR: "S",
     Role.EXPERT: "E",
     Role.STATISTICIAN: "T",
+    Role.MONITOR: "M",
 }
 # Settings that define the randomization and the scoring design: frozen once enrolment starts.
-DESIGN_FIELDS = ("design", "ratio_assisted", "ratio_standard", "block_multiples", "experts_per_item")
+DESIGN_FIELDS = ("design", "ratio_assisted", "ratio_standard", "block_multiples", "fixed_block_reason",
+                 "experts_per_item")
 SETTINGS_FIELDS = (
     "title", "registration_id", "findings", "allow_no_preference", "washout_days", "require_signoff",
     "second_factor_for_all",
@@ -107,6 +110,10 @@ def _validate_design(values: dict) -> None:
             )
         except (TypeError, ValueError) as exc:
             raise ServiceError(f"Randomization settings are not valid: {exc}", field="block_multiples") from exc
+        if len(set(values.get("block_multiples", (1, 2, 3)))) < 2 and not values.get("fixed_block_reason", "").strip():
+            # With one block size, whoever has seen most of a block knows its last allocations.
+            raise ServiceError("Give at least two block sizes, so that nobody can tell where a block ends, or state "
+                               "why one size is needed.", field="block_multiples")
     if values.get("design") is not None and values["design"] not in Design.values:
         raise ServiceError("Unknown trial design.", field="design")
 
@@ -199,10 +206,25 @@ def _check_can_leave(trial: Trial, target: str) -> None:
             raise IllegalTransition("Reading needs at least one reader.")
 
 
+# Statuses reached only through an electronically signed act (trial.signatures), never a plain transition.
+SIGNED_STATUSES = {
+    Status.LOCKED: "Locking is an electronically signed act: use the lock page (your password and second factor).",
+    Status.UNBLINDED: "Unblinding needs two people, each signing with their password and second factor: an "
+                      "investigator asks and a statistician approves, on the unblinding page.",
+}
+
+
 @transaction.atomic
 def transition_trial(*, trial: Trial, by, to: str) -> Trial:
     _require_investigator(trial, by)
     trial = _locked(trial)
+    if to in SIGNED_STATUSES and to in ALLOWED_TRANSITIONS.get(trial.status, ()):
+        raise IllegalTransition(SIGNED_STATUSES[to])
+    return _transition(trial=trial, by=by, to=to)
+
+
+def _transition(*, trial: Trial, by, to: str, payload: dict | None = None) -> Trial:
+    """The move itself, on a trial already locked for update, inside the caller's transaction."""
     if to not in ALLOWED_TRANSITIONS.get(trial.status, ()):
         allowed = ", ".join(ALLOWED_TRANSITIONS.get(trial.status, ())) or "none (final)"
         raise IllegalTransition(
@@ -212,13 +234,61 @@ def transition_trial(*, trial: Trial, by, to: str) -> Trial:
     before = trial.status
     trial.status = to
     trial.save(update_fields=["status"])
-    audit.record(actor=by, action="trial.status_changed", obj=trial, payload={"from": before, "to": to})
+    audit.record(actor=by, action="trial.status_changed", obj=trial, payload={"from": before, "to": to,
+                                                                               **(payload or {})})
     events.announce(events.trial_status_changed, trial_id=trial.pk, status=to, previous=before)
     if to == Status.ENROLLING and trial.design in (Design.PAIRED_PARALLEL, Design.CROSSOVER):
         # Readers who joined during setup are randomized now, in the order they joined.
         for membership in trial.memberships.filter(role=Role.READER, allocation__isnull=True).order_by("id"):
             _allocate_reader(trial=trial, by=by, membership=membership)
     return trial
+
+
+# ----------------------------------------------------------------------------- lock and unblinding: signed acts
+
+
+@transaction.atomic
+def lock_trial(*, trial: Trial, by, proof: signatures.Reauthenticated) -> Trial:
+    """Lock the database (scoring → locked), with the investigator's electronic signature on the audit chain's head
+    (every trial-relevant write before the lock). `proof`: trial.signatures.reauthenticate, just before."""
+    _require_investigator(trial, by)
+    trial = _locked(trial)
+    signatures.sign(trial=trial, by=by, proof=proof, meaning=Signature.Meaning.LOCK, obj=trial,
+                    content_hash=signatures.chain_head_hash())
+    return _transition(trial=trial, by=by, to=Status.LOCKED)
+
+
+@transaction.atomic
+def request_unblinding(*, trial: Trial, by, proof: signatures.Reauthenticated) -> Signature:
+    """The first of the two people: an investigator asks, signing the locked data's hash."""
+    _require_investigator(trial, by)
+    trial = _locked(trial)
+    if trial.status != Status.LOCKED:
+        raise WrongStatus("Only a locked trial can be unblinded.")
+    pending = pending_unblinding_of(trial)
+    if pending is not None:
+        raise Conflict(f"{pending.signer_name} already asked for unblinding on {pending.signed_at:%Y-%m-%d %H:%M} UTC; "
+                       "it waits for a statistician's approval.")
+    return signatures.sign(trial=trial, by=by, proof=proof, meaning=Signature.Meaning.UNBLIND_REQUEST, obj=trial,
+                           content_hash=signatures.chain_head_hash())
+
+
+@transaction.atomic
+def approve_unblinding(*, trial: Trial, by, proof: signatures.Reauthenticated) -> Trial:
+    """The second person: a statistician of the trial, not the one who asked, approves; the trial is unblinded and
+    the audit event names both people and their signatures."""
+    require_role(trial=trial, user=by, roles=[Role.STATISTICIAN])
+    trial = _locked(trial)
+    request = pending_unblinding_of(trial)
+    if request is None:
+        raise Conflict("Nobody has asked for unblinding: an investigator asks first, then a statistician approves.")
+    if request.signer_id == by.pk:
+        raise Conflict("Unblinding needs two people: the one who asked cannot also approve.")
+    approval = signatures.sign(trial=trial, by=by, proof=proof, meaning=Signature.Meaning.UNBLIND_APPROVE, obj=trial,
+                               content_hash=request.content_hash)
+    return _transition(trial=trial, by=by, to=Status.UNBLINDED, payload={
+        "requested_by": request.signer_name, "request_signature": request.pk,
+        "approved_by": approval.signer_name, "approval_signature": approval.pk})
 
 
 @transaction.atomic
@@ -237,9 +307,19 @@ def add_site(*, trial: Trial, by, code: str, name: str) -> Site:
 # ----------------------------------------------------------------------------- members
 
 
+# Roles that exclude every other role in the same trial: a reader (as senior, expert, investigator or statistician
+# they would see, or judge, the other arm's work or their own) and a member of the data-monitoring committee (who
+# sees interim results by arm, and must stay independent of those who run the trial and can act on them).
+EXCLUSIVE_ROLES = (Role.READER, Role.MONITOR)
+
+
 def _check_role_conflict(*, user, role: str, held: set[str]) -> None:
-    """A reader is only a reader in their trial: as senior, expert, investigator or statistician they would see (or
-    judge) the other arm's work, or their own."""
+    if role == Role.MONITOR and held - {Role.MONITOR}:
+        raise RoleConflict(f"{user.get_username()} is already {', '.join(sorted(held))} in this trial and cannot also "
+                           "be on its data-monitoring committee, which must be independent of it.", field="role")
+    if role != Role.MONITOR and Role.MONITOR in held:
+        raise RoleConflict(f"{user.get_username()} is on this trial's data-monitoring committee and cannot also be "
+                           f"{role}: the committee must be independent of the trial.", field="role")
     if role == Role.READER and held:
         others = ", ".join(sorted(held))
         raise RoleConflict(f"{user.get_username()} is already {others} in this trial and cannot also be a reader: "
@@ -390,9 +470,11 @@ def _allocate(*, trial: Trial, by, stratum: str, unit_type: str, membership=None
         trial=trial, stratum=stratum, position=position, unit_type=unit_type, membership=membership, case=case,
         arm=drawn.arm, block=drawn.block, block_size=drawn.block_size, allocated_by=by,
     )
+    # The arm is not in the payload (the audit page is shown while allocations are concealed): the event's state
+    # hash binds it.
     audit.record(actor=by, action="allocation.made", obj=allocation, trial=trial, payload={
         "unit_type": unit_type, "unit": membership.pseudonym if membership else case.code,
-        "stratum": stratum, "position": position, "arm": drawn.arm,
+        "stratum": stratum, "position": position,
     })
     return allocation
 

@@ -15,10 +15,10 @@ from django.views.decorators.http import require_POST, require_safe
 from core import otp
 from core.errors import ServiceError
 
-from . import selectors, services
+from . import selectors, services, signatures
 from .access import access_for
-from .forms import InviteForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
-from .models import ALLOWED_TRANSITIONS, Invitation, Role, Status
+from .forms import InviteForm, SignatureForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
+from .models import ALLOWED_TRANSITIONS, Invitation, Role, Signature, Status
 
 
 def _form_error(form, exc: ServiceError) -> None:
@@ -64,7 +64,10 @@ def trial_detail(request, code):
             invitations=selectors.invitations_for(access=access),
             balance=selectors.arm_balance(access=access),
             n_cases=selectors.cases_for(access=access).count(),
-            next_statuses=[(s, Status(s).label) for s in ALLOWED_TRANSITIONS[trial.status]],
+            next_statuses=[(s, Status(s).label) for s in ALLOWED_TRANSITIONS[trial.status]
+                           if s not in services.SIGNED_STATUSES],
+            signed_next={Status.LOCKED: "trial:lock", Status.UNBLINDED: "trial:unblinding"}.get(
+                next(iter(ALLOWED_TRANSITIONS[trial.status]), None)),
             site_form=SiteForm(), invite_form=InviteForm(trial=trial),
         )
     return render(request, "trial/trial_detail.html", context)
@@ -213,5 +216,88 @@ def case_image(request, code, case_code, kind):
 @login_required
 def audit_log(request, code):
     access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
-    events = selectors.audit_events_for(access=access)[:500]
-    return render(request, "trial/audit_log.html", {"trial": access.trial, "events": events})
+    events = selectors.audit_events_for(access=access, limit=500)
+    return render(request, "trial/audit_log.html", {
+        "trial": access.trial, "events": events, "blinded": access.trial.status != Status.UNBLINDED,
+        "verification": selectors.audit_status_for(access=access)})
+
+
+# ----------------------------------------------------------------------------- signed acts: lock and unblinding
+
+
+def _signed_act(request, *, trial, form, act, done: str):
+    """Re-authenticate outside the act's transaction (a wrong code counts against the device's throttle even
+    though the act is refused), then do the act; a refusal goes back to the form, with nothing changed."""
+    if not form.is_valid():
+        return None
+    try:
+        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(
+            password=form.cleaned_data["password"], code=form.cleaned_data.get("code", "")))
+        act(proof)
+    except ServiceError as exc:
+        _form_error(form, exc)
+        return None
+    messages.success(request, done)
+    return redirect("trial:detail", trial.code)
+
+
+@login_required
+def trial_lock(request, code):
+    trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
+    form = None
+    if trial.status == Status.SCORING:
+        form = SignatureForm(request.POST or None, submit_label="Sign and lock")
+        if request.method == "POST":
+            done = _signed_act(request, trial=trial, form=form, done="The trial is locked.",
+                               act=lambda proof: services.lock_trial(trial=trial, by=request.user, proof=proof))
+            if done is not None:
+                return done
+    elif request.method == "POST":
+        messages.error(request, "Only a trial in scoring can be locked.")
+    return render(request, "trial/signed_act.html", {
+        "trial": trial, "title": f"Lock {trial.code}", "form": form, "meaning": Signature.Meaning.LOCK.label,
+        "content_hash": signatures.chain_head_hash(),
+        "signatures": selectors.signatures_for(access=access_for(user=request.user, code=code)),
+        "explanation": ["Locking ends data collection: no report, score or case can change afterwards, and the "
+                        "analysis can run on the locked data.",
+                        "Your signature is bound to the audit chain's head, which covers every write made before."]})
+
+
+@login_required
+def trial_unblinding(request, code):
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR, Role.STATISTICIAN])
+    trial = access.trial
+    pending = selectors.pending_unblinding(access=access)
+    form, meaning, act = None, "", None
+    if trial.status == Status.LOCKED:
+        if pending is None and access.has(Role.INVESTIGATOR):
+            meaning = Signature.Meaning.UNBLIND_REQUEST.label
+            form = SignatureForm(request.POST or None, submit_label="Sign and ask for unblinding")
+
+            def act(proof):
+                services.request_unblinding(trial=trial, by=request.user, proof=proof)
+        elif pending is not None and access.has(Role.STATISTICIAN) and pending.signer_id != request.user.pk:
+            meaning = Signature.Meaning.UNBLIND_APPROVE.label
+            form = SignatureForm(request.POST or None, submit_label="Sign and unblind")
+
+            def act(proof):
+                services.approve_unblinding(trial=trial, by=request.user, proof=proof)
+    if request.method == "POST":
+        if form is None:
+            messages.error(request, "There is nothing for you to sign here now.")
+            return redirect("trial:unblinding", trial.code)
+        done = _signed_act(request, trial=trial, form=form, act=act,
+                           done="Unblinding asked for: a statistician approves it." if pending is None
+                           else "The trial is unblinded.")
+        if done is not None:
+            return done
+    waiting = (f"Asked for by {pending.signer_name} on {pending.signed_at:%Y-%m-%d %H:%M} UTC; it waits for a "
+               "statistician who did not ask." if pending is not None else "")
+    return render(request, "trial/signed_act.html", {
+        "trial": trial, "title": f"Unblind {trial.code}", "form": form, "meaning": meaning,
+        "content_hash": pending.content_hash if pending is not None else signatures.chain_head_hash(),
+        "signatures": selectors.signatures_for(access=access),
+        "explanation": [line for line in (
+            "Unblinding reveals which arm is which, in every analysis and export. It needs two people, each signing "
+            "with their password and second factor: an investigator asks, then a statistician of the trial approves.",
+            "Only a locked trial can be unblinded." if trial.status != Status.LOCKED else waiting) if line]})

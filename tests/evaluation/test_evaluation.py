@@ -17,8 +17,9 @@ from evaluation.selectors import NOT_UNBLINDED
 from evaluation.table import ReportPair, build_table, report_text
 from reading.models import Read, Report
 from stats.methods.roc import roc_auc
+from tests.signing import move
 from tests.stats.test_runs_fixtures import build_trial, complete_trial  # noqa: F401  (fixtures)
-from trial import services as trial_services
+from tests.triggers import past_append_only_triggers
 
 FINDINGS = ("pleural effusion", "pneumothorax")
 
@@ -160,7 +161,7 @@ def _url(trial, suffix="/"):
 
 def _unblind(sim, capture):
     with capture(execute=True):
-        trial_services.transition_trial(trial=sim.trial, by=sim.investigator, to="unblinded")
+        move(sim.trial, by=sim.investigator, to="unblinded", statistician=sim.statistician)
     sim.refresh()
 
 
@@ -168,8 +169,9 @@ def _vary_reports(sim):
     """Reports that differ from case to case and arm to arm, and a correction (version 2) on one read."""
     texts = ["Small left pleural effusion.", "No pleural effusion. Right pneumothorax.", "The lungs are clear.",
              "Possible consolidation in the right lower lobe."]
-    for i, read in enumerate(Read.objects.filter(trial=sim.trial).order_by("case__code", "arm")):
-        Report.objects.filter(read=read).update(findings=texts[i % len(texts)], impression=f"Impression {i % 3}.")
+    with past_append_only_triggers():  # set-up: reports are append-only (reading migration 0003)
+        for i, read in enumerate(Read.objects.filter(trial=sim.trial).order_by("case__code", "arm")):
+            Report.objects.filter(read=read).update(findings=texts[i % len(texts)], impression=f"Impression {i % 3}.")
     read = Read.objects.filter(trial=sim.trial, arm="standard").order_by("case__code").first()
     Report.objects.create(read=read, version=2, findings="Large left pleural effusion.", impression="Effusion.",
                           author=read.reader.user, created_at=datetime(2026, 3, 3, tzinfo=UTC),

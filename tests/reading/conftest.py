@@ -24,7 +24,8 @@ def build_trial(investigator, make_user, django_capture_on_commit_callbacks):
               code="rt", sites=("site-a",), washout_days=28):
         # Blocks of 2: every pair of readers of a site is split 1:1, so the arms' sizes are known.
         trial = trial_services.create_trial(by=investigator, code=code, title="Reading trial", design=design,
-                                            washout_days=washout_days, block_multiples=[1])
+                                            washout_days=washout_days, block_multiples=[1],
+                                            fixed_block_reason="a block of 2 keeps every site in both arms")
         site_objs = [trial_services.add_site(trial=trial, by=investigator, code=s, name=s.title()) for s in sites]
         readers = []
         for site in site_objs:

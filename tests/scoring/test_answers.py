@@ -10,7 +10,7 @@ from reading.models import Report
 from scoring import selectors, services
 from scoring.models import Assignment, FindingVote, Item, Preference, QualityScore
 from tests.scoring.helpers import answer, answer_before, mine
-from trial import services as trial_services
+from tests.signing import move
 from trial.models import AuditEvent
 
 
@@ -138,7 +138,7 @@ def test_an_item_opens_only_after_the_earlier_items_of_the_same_radiograph(ready
 def test_answers_are_refused_once_the_trial_is_locked(ready, investigator):
     trial, experts = ready
     first = mine(experts[0], kind="reference")[0]
-    trial_services.transition_trial(trial=trial, by=investigator, to="locked")
+    move(trial, by=investigator, to="locked")
     first = Assignment.objects.select_related("item__trial", "expert").get(pk=first.pk)
     with pytest.raises(services.WrongStatus, match="Scoring is closed"):
         answer(first, experts[0])

@@ -10,6 +10,7 @@ from reading.models import Read, Report
 from scoring import selectors, services
 from scoring.models import Assignment, Item, ShownReport
 from tests.scoring.conftest import add_experts, submit_all_reads
+from tests.signing import move
 from trial import services as trial_services
 from trial.access import access_to
 from trial.models import AuditEvent, Role
@@ -169,7 +170,7 @@ def test_case_randomized_trial_gets_quality_items_and_no_pairs(build_trial, inve
 
 def test_building_is_refused_outside_reading_and_scoring(scoring_trial, investigator, outsider):
     trial, *_ = scoring_trial(n_cases=1, code="lk")
-    trial_services.transition_trial(trial=trial, by=investigator, to="locked")
+    move(trial, by=investigator, to="locked")
     with pytest.raises(services.WrongStatus, match="while the trial is reading or scoring"):
         services.build_items(trial=trial, by=investigator)
     from django.core.exceptions import PermissionDenied

@@ -119,6 +119,9 @@ def test_lists_that_grow_with_the_trial_come_a_page_at_a_time(api, enrolling_tri
     assert [m["pseudonym"] for m in members["results"] + rest["results"]] == ["I01", "R01", "R02", "R03"]
     cases = api.get(f"{base}/cases/?limit=2&offset=2").json()
     assert cases["count"] == 3 and [c["code"] for c in cases["results"]] == ["C0003"]
+    hidden = api.get(f"{base}/allocations/")  # while enrolment is open, nobody may count the arms
+    assert hidden.status_code == 403 and "hidden while enrolment is open" in hidden.json()["detail"]
+    Trial.objects.filter(pk=enrolling_trial.pk).update(status="reading")
     allocations = api.get(f"{base}/allocations/").json()
     assert allocations["count"] == 3 and {a["unit"] for a in allocations["results"]} == {"R01", "R02", "R03"}
     assert set(allocations["results"][0]) == {"stratum", "position", "unit_type", "unit", "arm", "allocated_at"}
