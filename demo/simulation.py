@@ -25,6 +25,7 @@ from reading.models import Read, ReadStatus, Report
 from scoring import radpeer
 from scoring import services as scoring_services
 from scoring.models import Assignment, ItemKind
+from trial import signatures
 from trial.models import Role
 
 
@@ -155,7 +156,8 @@ def simulate_signoff(*, trial, leave: int, seed: int, clock: SimulatedClock, pro
     with simulated_clock(clock):
         for done, report in enumerate(todo, start=1):
             clock.advance(rng.uniform(20, 60))
-            reading_services.sign_report(report=report, by=senior)
+            reading_services.sign_report(report=report, by=senior,
+                                         proof=signatures.simulated(senior, by_what="the demo"))
             progress("simulated sign-offs", done, len(todo))
     return len(todo)
 

@@ -8,8 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import Pagination, paginated, validated
+from trial import signatures
 from trial.access import access_for
 from trial.models import Role
+from trial.serializers import SignatureSerializer
 
 from . import selectors, services
 from .serializers import (
@@ -101,8 +103,12 @@ class SignoffQueueAPI(APIView):
 
 
 class SignAPI(APIView):
-    @extend_schema(request=None, responses=ReportSerializer)
+    @extend_schema(request=SignatureSerializer, responses=ReportSerializer)
     def post(self, request, code, report_id):
+        """Sign, with the senior's password and a code of their second factor in the body (every call: an API
+        client has no continuous session of signings)."""
         access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
         report = selectors.report_for_senior(access=access, report_id=report_id)
-        return Response(ReportSerializer(services.sign_report(report=report, by=request.user)).data)
+        credentials = validated(SignatureSerializer, request.data)
+        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(**credentials))
+        return Response(ReportSerializer(services.sign_report(report=report, by=request.user, proof=proof)).data)

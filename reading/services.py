@@ -1,6 +1,8 @@
 """Every write of the reading app: routing cases to readers, events, autosave, submit, correct, sign off."""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -10,8 +12,8 @@ from django.db import transaction
 from core import clock, keys
 from core.errors import Conflict, ServiceError, WrongStatus
 from core.text import clean_text
-from trial import audit
-from trial.models import Arm, Design, Membership, Role, Status, Trial
+from trial import audit, signatures
+from trial.models import Arm, Design, Membership, Role, Signature, Status, Trial
 from trial.selectors import require_role
 
 from . import selectors as reading_selectors
@@ -284,7 +286,15 @@ def _new_version(read: Read, *, by, findings: str, impression: str, finding_flag
     return report
 
 
-def _sign(read: Read, report: Report, *, by) -> Report:
+def report_content_sha256(report: Report) -> str:
+    """SHA-256 of what a senior signs: the version's text and findings, in canonical JSON."""
+    body = {"read": report.read_id, "version": report.version, "findings": report.findings,
+            "impression": report.impression, "finding_flags": report.finding_flags}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                          .encode()).hexdigest()
+
+
+def _sign(read: Read, report: Report, *, by, proof: signatures.Reauthenticated) -> Report:
     latest = read.reports.order_by("-version").first()
     if latest.pk != report.pk:
         raise Conflict("Only the latest version of a report can be signed.")
@@ -294,6 +304,8 @@ def _sign(read: Read, report: Report, *, by) -> Report:
     report.save(update_fields=["signed_by", "signed_at"])
     audit.record(actor=by, action="report.signed", obj=report, trial=read.trial,
                  payload={"read": read.pk, "version": report.version})
+    signatures.sign(trial=read.trial, by=by, proof=proof, meaning=Signature.Meaning.SIGN_OFF, obj=report,
+                    content_hash=report_content_sha256(report))
     return report
 
 
@@ -310,19 +322,20 @@ def correct_report(*, read_id: int, by, findings: str, impression: str, finding_
 
 @transaction.atomic
 def correct_and_sign(*, read_id: int, by, findings: str, impression: str, finding_flags: dict,
-                     reason: str) -> Report:
+                     reason: str, proof: signatures.Reauthenticated) -> Report:
     """A senior edits a report (a new version with a reason) and signs it, in one transaction: a refused signature
     leaves no unsigned correction behind."""
     read = _locked_read(read_id)
     _require_signer(read, by)
     report = _new_version(read, by=by, findings=findings, impression=impression, finding_flags=finding_flags,
                           reason=reason)
-    return _sign(read, report, by=by)
+    return _sign(read, report, by=by, proof=proof)
 
 
 @transaction.atomic
-def sign_report(*, report: Report, by) -> Report:
-    """A senior signs the latest version of a report as written (to edit it, correct_and_sign)."""
+def sign_report(*, report: Report, by, proof: signatures.Reauthenticated) -> Report:
+    """A senior signs the latest version of a report as written (to edit it, correct_and_sign), with an electronic
+    signature bound to the version's content (`proof`: trial.signatures.reauthenticate, just before)."""
     read = _locked_read(report.read_id)
     _require_signer(read, by)
-    return _sign(read, Report.objects.get(pk=report.pk), by=by)
+    return _sign(read, Report.objects.get(pk=report.pk), by=by, proof=proof)

@@ -11,11 +11,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from core.errors import ServiceError
+from trial import signatures
 from trial.access import access_for
-from trial.models import Role
+from trial.models import Role, Signature
 
 from . import selectors, services
 from .serializers import read_payload
+
+SIGNING_SESSION_KEY = "cxr_signing_session"  # the user who gave both components at a first signing in this session
 
 
 @login_required
@@ -72,21 +75,29 @@ def signoff_report(request, code, report_id):
     access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
     trial = access.trial
     report = selectors.report_for_senior(access=access, report_id=report_id)
-    context = {"trial": trial, "report": report, "typed": None,
+    continuing = request.session.get(SIGNING_SESSION_KEY) == request.user.pk
+    context = {"trial": trial, "report": report, "typed": None, "continuing": continuing,
+               "meaning": Signature.Meaning.SIGN_OFF.label,
                "image_url": reverse("reading:senior_image", args=[trial.code, report.pk])}
     if request.method == "POST":
         try:
+            # re-authentication first, outside the signing's transaction (a wrong code counts against the throttle)
+            proof = signatures.reauthenticate(
+                user=request.user, continuing=continuing, credentials=signatures.Credentials(
+                    password=request.POST.get("password", ""), code=request.POST.get("code", "")))
             if request.POST.get("action") == "edit":
                 report = services.correct_and_sign(
                     read_id=report.read_id, by=request.user, findings=request.POST.get("findings", ""),
                     impression=request.POST.get("impression", ""), reason=request.POST.get("reason", ""),
-                    finding_flags={f: True for f in request.POST.getlist("finding_flags")},
+                    finding_flags={f: True for f in request.POST.getlist("finding_flags")}, proof=proof,
                 )
             else:
-                services.sign_report(report=report, by=request.user)
+                services.sign_report(report=report, by=request.user, proof=proof)
         except ServiceError as exc:
             messages.error(request, exc.message)
             return render(request, "reading/signoff_report.html", {**context, "typed": request.POST})
+        # Later signings in this continuous session (it ends at logout or the idle timeout) need the password only.
+        request.session[SIGNING_SESSION_KEY] = request.user.pk
         messages.success(request, f"Report of {report.read.case.code} signed.")
         return redirect("reading:signoff_queue", trial.code)
     return render(request, "reading/signoff_report.html", context)

@@ -368,6 +368,7 @@ class Signature(models.Model):
         UNBLIND_REQUEST = "unblind_request", "I ask for this locked trial to be unblinded."
         UNBLIND_APPROVE = "unblind_approve", "I approve unblinding this locked trial."
         FREEZE_PLAN = "freeze_plan", "I approve this analysis plan, pre-specified before unblinding."
+        SIGN_OFF = "sign_off", "I have reviewed this report and approve it for release."
 
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="signatures")
     signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

@@ -43,13 +43,19 @@ class Reauthenticated:
     method: str
 
 
-def reauthenticate(*, user, credentials: Credentials) -> Reauthenticated:
+def reauthenticate(*, user, credentials: Credentials, continuing: bool = False) -> Reauthenticated:
     """Check the password and the second factor again; refuse clearly, and change nothing but the device's throttle
-    (which must survive the refusal: call this outside any transaction that the refusal rolls back)."""
+    (which must survive the refusal: call this outside any transaction that the refusal rolls back).
+
+    `continuing`: a later signing in one continuous session whose first signing gave both components (§11.200(a)(1)(i):
+    later signings need at least one); the password alone then. The caller (a page) keeps that state in the session,
+    which ends at logout or the idle timeout."""
     from .services import second_factor_wait, verify_second_factor  # the account services own the devices
 
     if not credentials.password or not user.check_password(credentials.password):
         raise SignatureRefused("Your password is not right; the act was not signed.", field="password")
+    if continuing:
+        return Reauthenticated(user_id=user.pk, method="password (a later signing in one continuous session)")
     from django_otp import user_has_device
 
     if not user_has_device(user, confirmed=True):

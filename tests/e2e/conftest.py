@@ -65,6 +65,17 @@ def totp_code(key: bytes, ahead: int = 0) -> str:
     return f"{totp(key, 30, 0, 6, ahead):06d}"
 
 
+def next_code(username: str) -> str:
+    """A code of the user's authenticator that it has not accepted yet (the next step's when this one was used: the
+    device accepts one step of drift, and refuses a code used before)."""
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.get(user__username=username, confirmed=True)
+    now = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).t()
+    return totp_code(device.bin_key, ahead=1 if device.last_t >= now else 0)
+
+
 def login(page, username: str, password: str) -> None:
     """Log in through the login page, and give the second factor where the person's role needs one (investigators,
     statisticians, seniors): the first time by setting up an authenticator on the set-up page (reading its key as a
@@ -84,11 +95,6 @@ def login(page, username: str, password: str) -> None:
         page.click("[data-testid=continue]")
         page.wait_for_url(lambda url: "/accounts/second-factor/" not in url)
     elif "/accounts/second-factor/" in page.url:
-        from django_otp.oath import TOTP
-        from django_otp.plugins.otp_totp.models import TOTPDevice
-
-        device = TOTPDevice.objects.get(user__username=username, confirmed=True)
-        now = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).t()
-        page.fill("input[name=code]", totp_code(device.bin_key, ahead=1 if device.last_t >= now else 0))
+        page.fill("input[name=code]", next_code(username))
         page.click("main button[type=submit]")
         page.wait_for_url(lambda url: "/accounts/second-factor/" not in url)

@@ -7,7 +7,7 @@ import pytest
 from reading import services as reading_services
 from reading.models import Read, Report
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import ARTIFACTS, login
+from tests.e2e.conftest import ARTIFACTS, login, next_code
 from tests.reading.conftest import build_trial  # noqa: F401 - the fixture
 from trial import services as trial_services
 from trial.models import Role
@@ -52,6 +52,9 @@ def test_senior_signs_one_report_as_written_and_edits_another_with_a_reason(page
     page.click(f"a[href='/t/{trial.code}/signoff/{first.pk}/']")
     page.wait_for_selector("img.case-image")
     assert page.input_value("#impression") == first.impression
+    # the first signing of the session: the password and a code of the authenticator again
+    page.fill("[data-testid=signature] input[name=password]", PASSWORD)
+    page.fill("[data-testid=signature] input[name=code]", next_code(senior.username))
     page.get_by_role("button", name="Sign as written").click()
     page.wait_for_url(f"**/t/{trial.code}/signoff/")
     page.wait_for_selector(f"text=Report of {first.read.case.code} signed.")
@@ -67,6 +70,8 @@ def test_senior_signs_one_report_as_written_and_edits_another_with_a_reason(page
     page.wait_for_selector("img.case-image")
     page.fill("#impression", "Small right apical pneumothorax.")
     page.fill("#reason", "Missed pneumothorax at the right apex.")
+    assert page.locator("[data-testid=signature] input[name=code]").count() == 0  # later: the password alone
+    page.fill("[data-testid=signature] input[name=password]", PASSWORD)
     page.get_by_role("button", name="Save my edit and sign").click()
     page.wait_for_url(f"**/t/{trial.code}/signoff/")
     page.wait_for_selector(f"text=Report of {second.read.case.code} signed.")
@@ -90,6 +95,8 @@ def test_senior_edit_without_a_reason_is_refused_and_nothing_is_written(page, si
     login(page, senior.username, PASSWORD)
     page.goto(f"/t/{trial.code}/signoff/{report.pk}/")
     page.fill("#impression", "Edited without saying why.")
+    page.fill("[data-testid=signature] input[name=password]", PASSWORD)
+    page.fill("[data-testid=signature] input[name=code]", next_code(senior.username))
     page.get_by_role("button", name="Save my edit and sign").click()
     page.wait_for_selector("text=A correction needs a reason.")
     # the senior's typing is still in the form

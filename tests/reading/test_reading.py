@@ -15,6 +15,7 @@ from core.errors import ServiceError, WrongStatus
 from reading import selectors, services
 from reading.models import Read, ReadEvent, Report, ReportDraft
 from tests.reading.conftest import DRAFT_FINDINGS, DRAFT_IMPRESSION
+from tests.signing import proof
 from trial import services as trial_services
 from trial.access import access_for
 from trial.models import AuditEvent
@@ -243,7 +244,7 @@ def test_senior_signs_or_edits_and_signs(build_trial, investigator, make_user):
     r1, r2 = (_submit(r, r.reader.user) for r in reads)
     queue = list(selectors.signoff_queue(access=access_for(user=senior, code=trial.code)))
     assert {r.pk for r in queue} == {r1.pk, r2.pk}
-    services.sign_report(report=r1, by=senior)
+    services.sign_report(report=r1, by=senior, proof=proof(senior))
     with pytest.raises(PermissionDenied):  # a senior edits only at sign-off, never by the reader's route
         services.correct_report(read_id=reads[1].pk, by=senior, findings="", impression="Edited.",
                                 finding_flags={}, reason="Clarified")
@@ -251,11 +252,11 @@ def test_senior_signs_or_edits_and_signs(build_trial, investigator, make_user):
     trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=False)
     with pytest.raises(WrongStatus):
         services.correct_and_sign(read_id=reads[1].pk, by=senior, findings="", impression="Edited.",
-                                  finding_flags={}, reason="Clarified")
+                                  finding_flags={}, reason="Clarified", proof=proof(senior))
     assert Report.objects.filter(read=reads[1]).count() == 1
     trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
     v2 = services.correct_and_sign(read_id=reads[1].pk, by=senior, findings="", impression="Edited by senior.",
-                                   finding_flags={}, reason="Clarified")
+                                   finding_flags={}, reason="Clarified", proof=proof(senior))
     assert v2.version == 2 and v2.signed_by == senior and v2.reason == "Clarified"
     assert not selectors.signoff_queue(access=access_for(user=senior, code=trial.code)).exists()
     with pytest.raises(PermissionDenied):
@@ -282,7 +283,7 @@ def test_the_api_answers_have_the_shapes_they_declare(build_trial, investigator,
     stored = Report.objects.get(read=read)
     assert r.json()["report"] == ReportSerializer(stored).data
     assert stored.finding_flags["pneumothorax"] is True and stored.author_id == read.reader.user_id
-    signed = services.sign_report(report=stored, by=senior)
+    signed = services.sign_report(report=stored, by=senior, proof=proof(senior))
     assert ReportSerializer(signed).data["signed_at"] is not None
 
 
@@ -515,7 +516,7 @@ def test_sign_off_is_refused_in_a_trial_without_it(build_trial, investigator, ma
     with pytest.raises(PermissionDenied, match="no senior sign-off"):
         selectors.signoff_queue(access=access_for(user=senior, code=trial.code))
     with pytest.raises(WrongStatus, match="no senior sign-off"):
-        services.sign_report(report=report, by=senior)
+        services.sign_report(report=report, by=senior, proof=proof(senior))
     client.force_login(senior)
     assert client.get(f"/t/{trial.code}/signoff/").status_code == 403
     assert client.get(f"/api/trials/{trial.code}/signoff/").status_code == 403
@@ -543,7 +544,7 @@ def test_the_sign_off_queue_names_no_arm_and_never_a_case_on_the_seniors_own_wor
     assert not set(shown) & own_cases
     other_case_report = Report.objects.filter(read__case_id__in=own_cases).exclude(read__reader__user=reader).first()
     with pytest.raises(ServiceError, match="own worklist"):
-        services.sign_report(report=other_case_report, by=reader)
+        services.sign_report(report=other_case_report, by=reader, proof=proof(reader))
 
 
 def test_reading_time_starts_at_the_servers_first_delivery(build_trial, client):

@@ -10,7 +10,7 @@ from reading.models import Read, Report
 from scoring import selectors, services
 from scoring.models import Assignment, Item, ShownReport
 from tests.scoring.conftest import add_experts, submit_all_reads
-from tests.signing import move
+from tests.signing import move, proof
 from trial import services as trial_services
 from trial.access import access_to
 from trial.models import AuditEvent, Role
@@ -70,9 +70,9 @@ def test_items_are_built_per_case_only_once_every_report_of_the_case_is_final(sc
     trial_services.add_member(trial=trial, by=investigator, user=senior, role=Role.SENIOR)
     assert services.build_items(trial=trial, by=investigator).total == 0
     first = Report.objects.filter(read__case=cases[0]).order_by("id")
-    reading_services.sign_report(report=first[0], by=senior)
+    reading_services.sign_report(report=first[0], by=senior, proof=proof(senior))
     assert services.build_items(trial=trial, by=investigator).total == 0  # one arm signed is not enough
-    reading_services.sign_report(report=first[1], by=senior)
+    reading_services.sign_report(report=first[1], by=senior, proof=proof(senior))
     assert services.build_items(trial=trial, by=investigator).created == {"reference": 1, "quality": 2, "pair": 1}
     assert set(Item.objects.values_list("case_id", flat=True)) == {cases[0].pk}
 
