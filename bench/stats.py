@@ -152,6 +152,7 @@ def main() -> int:
         from stats import plan as plan_schema
         from stats import report, selectors, services, simulate
         from stats.models import AnalysisRun
+        from trial import signatures
 
         t0 = time.perf_counter()
         facts, rows = simulate.simulate_rows(n_readers=args.readers, n_cases=args.cases, n_experts=args.experts,
@@ -161,7 +162,8 @@ def main() -> int:
         scoring_selectors.analysis_rows = lambda t, **kw: scoring  # scoring's rows, as its analysis_rows gives them
         setup = time.perf_counter() - t0
         plan = services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
-        services.freeze_plan(plan=plan, by=statistician)
+        services.freeze_plan(plan=plan, by=statistician,
+                             proof=signatures.simulated(statistician, by_what="the benchmark"))
         n_reads = len(rows["reads"])
         print(f"paired-parallel trial: {args.readers} readers x {args.cases} cases = {n_reads} reads, "
               f"{len(rows['quality_scores'])} quality scores, {len(rows['preferences'])} preference votes, "

@@ -187,12 +187,6 @@ def csv_rows(table: EvaluationTable) -> list[tuple[Any, ...]]:
 
 
 def to_csv(table: EvaluationTable) -> bytes:
-    """RFC 4180 CSV, UTF-8; numbers as Python writes them (repr), an empty cell when there is no value."""
-    return csv_bytes(CSV_COLUMNS, [[_safe(v) for v in row] for row in csv_rows(table)])
-
-
-def _safe(value: Any) -> Any:
-    # A finding name is typed by an investigator: a spreadsheet must not run it as a formula.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
+    """RFC 4180 CSV, UTF-8; numbers as Python writes them (repr), an empty cell when there is no value. A finding
+    name is typed by an investigator: stats.exports.csv_bytes escapes text a spreadsheet would run as a formula."""
+    return csv_bytes(CSV_COLUMNS, csv_rows(table))

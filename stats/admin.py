@@ -16,5 +16,6 @@ class AnalysisPlanAdmin(_ReadOnly):
 class AnalysisRunAdmin(_ReadOnly):
     list_display = ("trial", "number", "status", "plan_version", "dataset_sha256", "requested_by", "requested_at")
     list_filter = ("trial", "status")
-    # The arm mapping is left out on purpose: the admin is no back door to the allocation before unblinding.
-    exclude = ("arm_mapping", "results")
+    # The arm mapping and the surrogate ids' key are left out on purpose: the admin is no back door to the allocation
+    # before unblinding.
+    exclude = ("arm_mapping", "results", "id_key")

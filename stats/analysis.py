@@ -1124,6 +1124,19 @@ def run_analysis(view: Mapping[str, Any], *, plan: Mapping[str, Any], design: st
 
 
 
+def primary_analysis(view: Mapping[str, Any], *, plan: Mapping[str, Any], design: str, findings: list[str],
+                     treatment: str = "X", reference: str = "Y") -> dict[str, Any]:
+    """The plan's primary analysis alone, on the rows its estimand defines, as `run_analysis` computes it (an
+    efficacy interim look); JSON-ready."""
+    plan = read_plan(dict(plan))
+    d = _Data(view, treatment=treatment, reference=reference, ai_threshold=plan.get("ai_threshold", 0.5))
+    flags = estimands.flag_events(view, design=design)
+    ds, _ = _estimand_data(view, d, plan, flags, ai_threshold=plan.get("ai_threshold", 0.5))
+    job = plan["primary"]
+    return clean(_run_one(ds.get(job["endpoint"], d), plan, key=f"{job['endpoint']}.{job['test']}",
+                          endpoint=job["endpoint"], test=job["test"], role="primary", findings=list(findings)))
+
+
 def without_withheld(results: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(results)
     for key in WITHHELD_SECTIONS:
@@ -1132,8 +1145,8 @@ def without_withheld(results: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["run_analysis", "without_withheld", "clean", "usable_terms", "usable_covariates", "planned_tests",
-           "multiplicity", "NotEstimable"]
+__all__ = ["run_analysis", "primary_analysis", "without_withheld", "clean", "usable_terms", "usable_covariates",
+           "planned_tests", "multiplicity", "NotEstimable"]
 
 
 if __name__ == "__main__":   # python -m stats.analysis PLAN.json DATA: re-run a frozen plan on an export

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api import validated
+from trial import signatures
 from trial.access import access_for
+from trial.serializers import SignatureSerializer
 
 from . import selectors, services
+from .models import LookKind
 from .selectors import ANALYSTS
 from .serializers import PlanContentSerializer, PlanSerializer, RunListItemSerializer, RunProgressSerializer
 
@@ -53,11 +57,14 @@ class PlanDetailAPI(APIView):
 
 
 class PlanFreezeAPI(APIView):
-    @extend_schema(request=None, responses=PlanSerializer)
+    @extend_schema(request=SignatureSerializer, responses=PlanSerializer)
     def post(self, request, code, version):
+        """Freeze a version, signed: the body carries the caller's password and a code of their second factor."""
         access = access_for(user=request.user, code=code, roles=ANALYSTS)
         plan = selectors.plan_for(access=access, version=version)
-        return Response(PlanSerializer(services.freeze_plan(plan=plan, by=request.user)).data)
+        credentials = validated(SignatureSerializer, request.data)
+        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(**credentials))
+        return Response(PlanSerializer(services.freeze_plan(plan=plan, by=request.user, proof=proof)).data)
 
 
 class RunListAPI(APIView):
@@ -101,3 +108,38 @@ class RunExportAPI(APIView):
         response = HttpResponse(data, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+# ------------------------------------------------------------------------------------------ interim looks
+
+
+class InterimLookInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=LookKind.choices)
+
+
+class InterimLookListAPI(APIView):
+    @extend_schema(responses=OpenApiResponse(description="Every interim look: kind, number, date, information "
+                                                         "fraction, and whether the caller may open its results."))
+    def get(self, request, code):
+        access = access_for(user=request.user, code=code, roles=selectors.LOOK_VIEWERS)
+        return Response(selectors.looks_for(access=access))
+
+    @extend_schema(request=InterimLookInputSerializer,
+                   responses={201: OpenApiResponse(description="The look taken, with its results.")})
+    def post(self, request, code):
+        """Take an interim look the frozen plan plans (blinded re-estimation: statisticians; safety and efficacy:
+        the data-monitoring committee)."""
+        access = access_for(user=request.user, code=code, roles=selectors.LOOK_VIEWERS)
+        kind = validated(InterimLookInputSerializer, request.data)["kind"]
+        look = services.take_interim_look(trial=access.trial, by=request.user, kind=kind)
+        look = selectors.look_for(access=access, number=look.number)
+        return Response(selectors.look_detail(access=access, look=look), status=status.HTTP_201_CREATED)
+
+
+class InterimLookDetailAPI(APIView):
+    @extend_schema(responses=OpenApiResponse(description="One interim look with its results (safety and efficacy: "
+                                                         "the data-monitoring committee only until unblinding)."))
+    def get(self, request, code, number):
+        access = access_for(user=request.user, code=code, roles=selectors.LOOK_VIEWERS)
+        look = selectors.look_for(access=access, number=number)
+        return Response(selectors.look_detail(access=access, look=look))

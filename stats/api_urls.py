@@ -13,4 +13,7 @@ urlpatterns = [
          name="api-analysis-run-progress"),
     path("trials/<slug:code>/analysis/runs/<int:number>/export/", api.RunExportAPI.as_view(),
          name="api-analysis-run-export"),
+    path("trials/<slug:code>/analysis/interim/", api.InterimLookListAPI.as_view(), name="api-analysis-interim-looks"),
+    path("trials/<slug:code>/analysis/interim/<int:number>/", api.InterimLookDetailAPI.as_view(),
+         name="api-analysis-interim-look"),
 ]

@@ -5,14 +5,25 @@ keys, no whitespace, UTF-8) of the tables below, each row a list in the column o
 dictionary, the rows sorted by the entity's key. Its SHA-256 is the dataset hash: the same data
 give the same hash, whatever the order the database returned them in.
 
-The snapshot holds the real arm names and never a name, e-mail or accession number (people are
-pseudonyms: R01 readers, E01 experts). Before unblinding, what anyone sees of it is masked: the
-arms become "X" and "Y" by the run's random mapping, and the columns that exist in one arm only
-(how much of the AI draft a report kept) are withheld, because they would reveal the mapping.
+The snapshot holds the real arm names and the platform's database ids of reads and reports, and
+never a name, e-mail or accession number (people are pseudonyms: R01 readers, E01 experts). What
+anyone sees of it, and what the analysis computes on, is a view of it made for one analysis run:
+
+- ids: every read id and report id is replaced by a surrogate, the reads (and the reports) numbered
+  1 to n in an order drawn from the run's secret random key (`surrogate_ids`). Database ids follow
+  the order the reads were created in, which is not random across the arms (a case's assisted read
+  was created first); the surrogates are, and they are the same in every table of the view.
+- arms: "X" and "Y" by the run's random mapping (the real names only after unblinding);
+- rows: sorted again by each entity's key as the view shows it, so that no row order carries the
+  database's order or the real arm names' alphabetical order;
+- withheld columns: before unblinding, the columns that exist in one arm only or reveal the arm by
+  themselves (how much of the AI draft a report kept) are left out, each with its reason in the
+  data dictionary.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
@@ -34,7 +45,8 @@ class Column:
     unit: str = ""
     values: str = ""     # allowed values, in words
     arm: bool = False    # holds an arm name: masked to X/Y before unblinding
-    withheld: bool = False  # exists in one arm only: left out before unblinding
+    withheld: str = ""   # why it is left out before unblinding (it exists in one arm only, or reveals the arm)
+    id_of: str = ""      # holds a read or report id: replaced by the run's surrogate ("read" or "report")
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,14 @@ ARM_VALUES = "{arms}"
 # What an arm column holds: the masked codes before unblinding, the real names after (see arms.csv then).
 ARMS_MASKED = "X or Y: masked arm codes; which arm is which is revealed at unblinding"
 ARMS_UNMASKED = "assisted (AI-assisted) or standard (standard care)"
+
+# Why a column is withheld before unblinding (Column.withheld): said in the masked data dictionary.
+ONE_ARM_ONLY = ("it exists in one arm only, the arm whose readers saw an AI draft (empty in the other): which "
+                "code's reports have a value would tell which arm is X")
+# What an id column holds in every view (Column.id_of): a surrogate, never the platform's database id.
+SURROGATE_NOTE = ("A surrogate drawn for this analysis run: the {kind}s are numbered 1 to n in a secret random "
+                  "order, the same number in every file; not the platform's database id{after}.")
+SURROGATE_AFTER = " (ids.csv links the two after unblinding)"
 
 ENTITIES: tuple[Entity, ...] = (
     Entity("cases", "One row per enrolled case.", ("case",), (
@@ -73,7 +93,7 @@ ENTITIES: tuple[Entity, ...] = (
         Column("allocated_at", "datetime", "When the allocation was made (UTC)."),
     )),
     Entity("reads", "One row per read: a case on a reader's worklist in one arm.", ("read",), (
-        Column("read", "integer", "Read id."),
+        Column("read", "integer", "Read id.", id_of="read"),
         Column("case", "string", "Case code."),
         Column("reader", "string", "Reader pseudonym."),
         Column("reader_site", "string", "Site of the reader."),
@@ -87,7 +107,7 @@ ENTITIES: tuple[Entity, ...] = (
                "server-stamped event log (idle, hidden and dead-tab time excluded).", unit="s"),
     )),
     Entity("reading_events", "One row per event of the reading screen, stamped by the server.", ("read", "seq"), (
-        Column("read", "integer", "Read id (see reads)."),
+        Column("read", "integer", "Read id (see reads).", id_of="read"),
         Column("seq", "integer", "1-based order of the event within its read."),
         Column("kind", "string", "What happened.", values="opened, image_shown, first_edit, hidden, visible, idle, "
                "resumed, heartbeat, autosaved, submitted"),
@@ -97,8 +117,8 @@ ENTITIES: tuple[Entity, ...] = (
                unit="s"),
     )),
     Entity("reports", "One row per version of a submitted report (a correction is a new version).", ("report",), (
-        Column("report", "integer", "Report id."),
-        Column("read", "integer", "Read id."),
+        Column("report", "integer", "Report id.", id_of="report"),
+        Column("read", "integer", "Read id (see reads).", id_of="read"),
         Column("case", "string", "Case code."),
         Column("reader", "string", "Reader pseudonym."),
         Column("arm", "string", "Arm of the read.", values=ARM_VALUES, arm=True),
@@ -110,14 +130,14 @@ ENTITIES: tuple[Entity, ...] = (
         Column("findings", "text", "FINDINGS section."),
         Column("impression", "text", "IMPRESSION section."),
         Column("reason", "text", "Why this version replaced the previous one."),
-        Column("draft_kept_share", "number", "Share of the AI draft's characters kept in the report (AI-assisted "
-               "reads only). Withheld before unblinding: it exists in one arm only.", withheld=True),
+        Column("draft_kept_share", "number", "Share of the AI draft's characters kept in the report (reads with "
+               "an AI draft only).", withheld=ONE_ARM_ONLY),
         Column("draft_edit_distance", "number", "Normalized Levenshtein distance from the AI draft, 0 = unchanged "
-               "(AI-assisted reads only). Withheld before unblinding.", withheld=True),
+               "(reads with an AI draft only).", withheld=ONE_ARM_ONLY),
     )),
     Entity("reader_calls", "One row per read and finding: the reader's call in the final report.",
            ("read", "finding"), (
-        Column("read", "integer", "Read id."),
+        Column("read", "integer", "Read id (see reads).", id_of="read"),
         Column("case", "string", "Case code."),
         Column("reader", "string", "Reader pseudonym."),
         Column("arm", "string", "Arm of the read.", values=ARM_VALUES, arm=True),
@@ -129,7 +149,7 @@ ENTITIES: tuple[Entity, ...] = (
         Column("case", "string", "Case code."),
         Column("arm", "string", "Arm of the scored report.", values=ARM_VALUES, arm=True),
         Column("reader", "string", "Pseudonym of the report's reader."),
-        Column("read", "integer", "Read id of the scored report (see reads)."),
+        Column("read", "integer", "Read id of the scored report (see reads).", id_of="read"),
         Column("report_version", "integer", "Version of the report the expert saw."),
         Column("expert", "string", "Expert pseudonym."),
         Column("score", "integer", "Overall report quality, Likert 1 (very poor) to 5 (excellent).", values="1–5"),
@@ -167,8 +187,6 @@ ENTITIES: tuple[Entity, ...] = (
 ENTITY = {e.name: e for e in ENTITIES}
 
 
-
-
 def _sort_key(value: Any) -> tuple:
     # None first, then numbers, then text: a total order over the mixed values of one column.
     if value is None:
@@ -186,7 +204,11 @@ def normalise(rows: Iterable[Mapping[str, Any]], entity: Entity) -> list[list[An
         out = [list(getter(row)) for row in rows]
     except KeyError as exc:
         raise ValueError(f"{entity.name}: a row lacks the column {exc}") from None
-    key_idx = [names.index(k) for k in entity.key]
+    return sort_rows(out, [names.index(k) for k in entity.key])
+
+
+def sort_rows(out: list[list[Any]], key_idx: list[int]) -> list[list[Any]]:
+    """`out` sorted in place by the columns at `key_idx` (then, where keys repeat, by every column); returned."""
     key = itemgetter(*key_idx) if len(key_idx) > 1 else (lambda r, i=key_idx[0]: (r[i],))
     try:  # keys are never empty and of one type per column: plain tuples sort them
         out.sort(key=key)
@@ -287,34 +309,68 @@ def arm_mapping_inverse(mapping: Mapping[str, str]) -> dict[str, str]:
     return inverse
 
 
-def relabel(snapshot: Mapping[str, Any], *, label: Callable[[Any], Any], drop_withheld: bool) -> dict[str, Any]:
-    """A copy of the snapshot with every arm value passed through `label` and, optionally, withheld columns dropped."""
+def surrogate_ids(snapshot: Mapping[str, Any], key: str) -> dict[str, dict[Any, int]]:
+    """{"read": {database id: surrogate}, "report": {…}}: the ids of each kind found in any id column, numbered 1 to n
+    in the order of their HMAC-SHA256 under `key` (the run's secret random key): a random permutation for each
+    run, the same whenever the run's view is made again."""
+    secret = key.encode("utf-8")
+    found: dict[str, set[Any]] = {}
+    for entity in ENTITIES:
+        for i, c in enumerate(entity.columns):
+            if c.id_of:
+                found.setdefault(c.id_of, set()).update(
+                    row[i] for row in snapshot["tables"].get(entity.name, []) if row[i] is not None)
+
+    def rank(kind: str, value: Any) -> str:
+        return hmac.new(secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    return {kind: {v: n for n, v in enumerate(sorted(values, key=lambda v, k=kind: rank(k, v)), start=1)}
+            for kind, values in found.items()}
+
+
+def relabel(snapshot: Mapping[str, Any], *, label: Callable[[Any], Any], drop_withheld: bool,
+            key: str | None = None) -> dict[str, Any]:
+    """A copy of the snapshot with every arm value passed through `label`, the read and report ids replaced by the
+    run's surrogates (with `key`; without one, a run made before surrogates: database ids), the rows sorted again
+    by each entity's key as it now reads, and, optionally, the withheld columns dropped."""
+    ids = surrogate_ids(snapshot, key) if key else {}
     tables = {}
     for entity in ENTITIES:
-        keep = [i for i, c in enumerate(entity.columns) if not (drop_withheld and c.withheld)]
         arm_idx = {i for i, c in enumerate(entity.columns) if c.arm}
-        tables[entity.name] = [
-            [label(row[i]) if i in arm_idx else row[i] for i in keep]
-            for row in snapshot["tables"].get(entity.name, [])
-        ]
-    return {**snapshot, "tables": tables, "columns": {
+        id_map = {i: ids[c.id_of] for i, c in enumerate(entity.columns) if c.id_of and c.id_of in ids}
+        rows = [[label(v) if i in arm_idx else id_map[i].get(v, v) if i in id_map else v for i, v in enumerate(row)]
+                for row in snapshot["tables"].get(entity.name, [])]
+        sort_rows(rows, [entity.names.index(k) for k in entity.key])
+        # dropped after the sort, so that the masked view's rows are the coded view's, in the same order
+        keep = [i for i, c in enumerate(entity.columns) if not (drop_withheld and c.withheld)]
+        tables[entity.name] = [[row[i] for i in keep] for row in rows] if len(keep) < len(entity.columns) else rows
+    return {**snapshot, "tables": tables, "ids": "surrogate" if key else "database", "columns": {
         e.name: [c.name for c in e.columns if not (drop_withheld and c.withheld)] for e in ENTITIES}}
 
 
-def masked(snapshot: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
-    """Arms as X/Y by `mapping` (code → real arm), one-arm columns withheld: what anyone sees before unblinding."""
+def masked(snapshot: Mapping[str, Any], mapping: Mapping[str, str], *, key: str | None = None) -> dict[str, Any]:
+    """Arms as X/Y by `mapping` (code → real arm), surrogate ids, one-arm columns withheld: what anyone sees before
+    unblinding. Its rows are those of `coded` with the same arguments, in the same order."""
     inverse = arm_mapping_inverse(mapping)
-    return relabel(snapshot, label=lambda v: inverse.get(v, v), drop_withheld=True)
+    return relabel(snapshot, label=lambda v: inverse.get(v, v), drop_withheld=True, key=key)
 
 
-def coded(snapshot: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
-    """Arms as X/Y but every column kept: what the analysis computes on (it never needs the real names)."""
+def coded(snapshot: Mapping[str, Any], mapping: Mapping[str, str], *, key: str | None = None) -> dict[str, Any]:
+    """Arms as X/Y and surrogate ids, every column kept: what the analysis computes on (it never needs the real
+    names or ids)."""
     inverse = arm_mapping_inverse(mapping)
-    return relabel(snapshot, label=lambda v: inverse.get(v, v), drop_withheld=False)
+    return relabel(snapshot, label=lambda v: inverse.get(v, v), drop_withheld=False, key=key)
 
 
-def unmasked(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    return relabel(snapshot, label=lambda v: v, drop_withheld=False)
+def unmasked(snapshot: Mapping[str, Any], *, key: str | None = None) -> dict[str, Any]:
+    return relabel(snapshot, label=lambda v: v, drop_withheld=False, key=key)
+
+
+def id_links(snapshot: Mapping[str, Any], key: str) -> list[list[Any]]:
+    """[kind, surrogate, database id] rows (ids.csv of an unblinded export): the run's surrogates back to the
+    platform's records."""
+    return [[kind, n, real] for kind, m in sorted(surrogate_ids(snapshot, key).items())
+            for real, n in sorted(m.items(), key=lambda kv: kv[1])]
 
 
 def table(view: Mapping[str, Any], entity: str) -> tuple[list[str], list[list[Any]]]:
@@ -327,15 +383,26 @@ def view_records(view: Mapping[str, Any], entity: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in rows]
 
 
-def dictionary_rows(*, masked_view: bool) -> list[dict[str, str]]:
-    """The data dictionary: one row per entity and column, in file order."""
+def dictionary_rows(*, masked_view: bool, surrogates: bool = True) -> list[dict[str, str]]:
+    """The data dictionary: one row per entity and column, in file order. Before unblinding the withheld columns
+    are listed too, not in any file, each with why (`withheld`); id columns say that they hold surrogates."""
     out = []
     for entity in ENTITIES:
         for c in entity.columns:
-            if masked_view and c.withheld:
-                continue
             values = c.values.replace("{arms}", ARMS_MASKED if masked_view else ARMS_UNMASKED)
+            description = c.description
+            if c.id_of and surrogates:
+                description += " " + SURROGATE_NOTE.format(kind=c.id_of, after="" if masked_view else SURROGATE_AFTER)
+            withheld = ""
+            if masked_view and c.withheld:
+                withheld = f"withheld until unblinding (not in any file): {c.withheld}"
             out.append({"file": entity.name, "column": c.name, "type": c.type, "unit": c.unit,
-                        "values": values, "description": c.description,
-                        "file_description": entity.description, "key": "yes" if c.name in entity.key else ""})
+                        "values": values, "description": description,
+                        "file_description": entity.description, "key": "yes" if c.name in entity.key else "",
+                        "withheld": withheld})
     return out
+
+
+def withheld_columns() -> list[tuple[str, str, str]]:
+    """(file, column, reason) of every column withheld before unblinding."""
+    return [(e.name, c.name, c.withheld) for e in ENTITIES for c in e.columns if c.withheld]

@@ -4,6 +4,12 @@ Column names are those of the data dictionary (stats.dataset.ENTITIES) and never
 new dataset format. Every file holds its whole table: nothing is split into pages. The CSV files
 are byte-for-byte reproducible from the run's snapshot (SPSS and XLSX files carry their creation
 time); MANIFEST.sha256 lists every member's SHA-256.
+
+Text is made safe for spreadsheets in the CSV and XLSX files (OWASP, CSV injection): a text cell that
+begins with = + - @, a tab or a carriage return (after any single quotes it already begins with) is
+written with one single quote in front (core.text.escape_formula), so that a spreadsheet shows it as
+text instead of running it. Numbers are never touched. The re-run (stats.rerun) takes that quote off
+again, so the values it analyses are the snapshot's; the SPSS and Stata files hold the text as it is.
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from core.text import escape_formula
+
 from . import dataset
 
 FORMATS = ("csv", "xlsx", "sav", "dta")
@@ -26,12 +34,13 @@ ZIP_DATE = (2000, 1, 1, 0, 0, 0)
 
 
 def csv_bytes(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
-    """RFC 4180 CSV, UTF-8, header row; empty cell = missing; numbers exactly as stored (Python's repr)."""
+    """RFC 4180 CSV, UTF-8, header row; empty cell = missing; numbers exactly as stored (Python's repr); text that a
+    spreadsheet would run as a formula escaped (module docstring)."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     writer.writerow(names)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(["" if v is None else escape_formula(v) for v in row])
     return buffer.getvalue().encode("utf-8")
 
 
@@ -91,11 +100,12 @@ def _statistics_file(kind: str, entity: str, names, rows) -> bytes:
 
 def _cell_text(value: Any) -> Any:
     # A worksheet cannot hold the control characters XML 1.0 forbids (a pasted or generated report may have
-    # them): they are left out there; the CSV files keep the text exactly.
+    # them): they are left out there; the CSV files keep the text exactly. A text that begins like a formula is
+    # escaped, as in the CSV files (openpyxl would store "=…" as a formula).
     if isinstance(value, str):
         from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-        return ILLEGAL_CHARACTERS_RE.sub("", value)
+        return escape_formula(ILLEGAL_CHARACTERS_RE.sub("", value))
     return value
 
 
@@ -121,7 +131,7 @@ def xlsx_bytes(view: Mapping[str, Any], *, dictionary: list[dict[str, str]]) -> 
     keys = list(dictionary[0]) if dictionary else []
     sheet.append(keys)
     for row in dictionary:
-        sheet.append([row[k] for k in keys])
+        sheet.append([_cell_text(row[k]) for k in keys])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue(), notes
@@ -136,9 +146,26 @@ def dictionary_markdown(dictionary: list[dict[str, str]], *, title: str) -> byte
     lines = [f"# Data dictionary: {title}", "",
              "Long format: one file per entity, one row per observation; the key columns identify a row.",
              "Missing values are empty cells (CSV), empty cells (XLSX), system-missing (SPSS) or . / \"\" (Stata).",
-             "Times are UTC: ISO 8601 with offset in the CSV files, naive UTC date-times elsewhere.", ""]
+             "Times are UTC: ISO 8601 with offset in the CSV files, naive UTC date-times elsewhere.",
+             "Read and report ids are surrogates drawn at random for this analysis run (never the platform's "
+             "database ids), the same in every file.",
+             "Text cells (CSV and XLSX) that begin with =, +, -, @, a tab or a carriage return, after any single "
+             "quotes, have one more single quote in front, so that a spreadsheet does not run them as formulas; "
+             "take it off to get the text as written (`python -m stats.analysis` does). Numbers are never changed.",
+             ""]
+    withheld = [row for row in dictionary if row.get("withheld")]
+    if withheld:
+        lines += ["## Withheld until unblinding", "",
+                  "These columns are in no file of this export: each would tell which arm is which.", "",
+                  "| file | column | description | why withheld |", "|---|---|---|---|"]
+        for row in withheld:
+            cells = [row["file"], row["column"], row["description"], row["withheld"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
     current = None
     for row in dictionary:
+        if row.get("withheld"):
+            continue
         if row["file"] != current:
             current = row["file"]
             lines += ["", f"## {current}", "", row["file_description"], "",
@@ -151,7 +178,7 @@ def dictionary_markdown(dictionary: list[dict[str, str]], *, title: str) -> byte
 def build_zip(view: Mapping[str, Any], *, root: str, masked: bool, files: Mapping[str, bytes] | None = None,
               readme: str = "", formats: Sequence[str] = FORMATS) -> bytes:
     """The export zip: <root>/csv|xlsx|spss|stata/…, the data dictionary, README, extra `files`, MANIFEST.sha256."""
-    dictionary = dataset.dictionary_rows(masked_view=masked)
+    dictionary = dataset.dictionary_rows(masked_view=masked, surrogates=view.get("ids") != "database")
     members: dict[str, bytes] = {}
     notes: list[str] = []
     for entity in dataset.ENTITIES:

@@ -197,6 +197,11 @@ class PlanForm(forms.Form):
                                        label="State the sample-size calculation in the plan (computed when frozen)")
     power_source = forms.CharField(required=False, max_length=500, initial="typed in",
                                    label="Where the variance components come from (e.g. a pilot, run 2's fit)")
+    interim = forms.JSONField(
+        required=False, label="Interim looks (JSON; empty: none)", widget=forms.Textarea(attrs={"rows": 3}),
+        help_text='e.g. {"blinded_ssr": {"fraction": 0.5}, "safety": {"fractions": [0.25, 0.5, 0.75]}, '
+                  '"efficacy": {"fractions": [0.5], "spending": "obrien_fleming"}}; planned_cases defaults to the '
+                  "power section's cases (docs/statistics.md, interim looks).")
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), max_length=10_000)
 
     @classmethod
@@ -230,6 +235,7 @@ class PlanForm(forms.Form):
             "ai_threshold": content.get("ai_threshold", 0.5),
             "subgroup_endpoints": endpoints, "notes": content.get("notes", ""),
             "tipping_point": content.get("tipping_point", True),
+            "interim": content.get("interim"),
             "power_enabled": bool(content.get("power")),
             "power_source": (content.get("power") or {}).get("source", "typed in"),
             **{f"power_{k}": v for k, v in power_initial(content.get("power")).items()},
@@ -262,7 +268,9 @@ class PlanForm(forms.Form):
         random = {"quality": d["random_quality"], "radpeer": d["random_radpeer"], "reading_time": d["random_time"]}
         if d.get("random_detection"):
             random["detection"] = d["random_detection"]
+        interim = {"interim": d["interim"]} if d.get("interim") else {}    # no section: the key is left out
         return {
+            **interim,
             "schema": SCHEMA, "alpha": d["alpha"], "confidence_level": d["confidence_level"],
             "primary": _entry(d["primary"]),
             "secondary": [_entry(v) for v in d["secondary"]],

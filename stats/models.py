@@ -78,6 +78,10 @@ class AnalysisRun(models.Model):
     # Before unblinding the analysis sees the arms as X and Y; this mapping (code → arm) says which is which.
     # Selectors reveal it only once the trial is unblinded.
     arm_mapping = models.JSONField()
+    # The secret random key from which the run's surrogate read and report ids are drawn (stats.dataset.surrogate_ids):
+    # every view of the run's data, and the analysis itself, carry those ids, never the database's. Empty for a run
+    # made before surrogates existed (its views carry database ids; its masked export is refused).
+    id_key = models.CharField(max_length=64, blank=True, default="")
     dataset = models.FileField(upload_to=snapshot_path, max_length=300, blank=True)
     dataset_sha256 = models.CharField(max_length=64, blank=True)
     dataset_rows = models.JSONField(default=dict, blank=True, help_text="Rows per entity in the snapshot.")
@@ -116,3 +120,65 @@ class AnalysisRun(models.Model):
 
     def delete(self, *args, **kwargs):
         raise PermissionError("Analysis runs are kept: they are the record of what was reported.")
+
+
+class LookKind(models.TextChoices):
+    BLINDED_SSR = "blinded_ssr", "Blinded sample-size re-estimation"
+    SAFETY = "safety", "Safety (missed critical findings)"
+    EFFICACY = "efficacy", "Efficacy (primary against the spending boundary)"
+
+
+# Looks whose results are by arm: the data-monitoring committee's alone until unblinding (stats.selectors).
+BY_ARM_KINDS = (LookKind.SAFETY, LookKind.EFFICACY)
+
+
+def look_path(look: InterimLook, filename: str) -> str:
+    return f"trials/{look.trial_id}/interim/look-{look.number:03d}/{filename}"
+
+
+class InterimLook(models.Model):
+    """One interim look at a running trial, taken once and kept: what was looked at (plan, dataset hash,
+    information fraction), by whom, when, and what it showed. Written complete in one transaction; immutable."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="interim_looks")
+    number = models.PositiveIntegerField(help_text="1, 2, … within the trial, every kind together.")
+    kind = models.CharField(max_length=12, choices=LookKind.choices)
+    sequence = models.PositiveIntegerField(help_text="1, 2, … within the trial and kind (the 2nd safety look).")
+    plan = models.ForeignKey(AnalysisPlan, on_delete=models.PROTECT, related_name="interim_looks")
+    plan_version = models.PositiveIntegerField()
+    plan_sha256 = models.CharField(max_length=64)
+    planned_fraction = models.FloatField(null=True, blank=True,
+                                         help_text="The plan's information fraction for this look (empty: unplanned).")
+    information_fraction = models.FloatField(help_text="Cases whose scoring is complete / planned cases.")
+    cases_complete = models.PositiveIntegerField()
+    planned_cases = models.PositiveIntegerField()
+    trial_status = models.CharField(max_length=12, help_text="The trial's status when the look was taken.")
+    dataset = models.FileField(upload_to=look_path, max_length=300)
+    dataset_sha256 = models.CharField(max_length=64)
+    results = models.JSONField()
+    code_version = models.JSONField(default=dict, blank=True)
+    performed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    performed_at = models.DateTimeField()
+    seconds = models.FloatField()
+
+    class Meta:
+        ordering = ["trial", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "number"], name="interim_look_number_unique"),
+            models.UniqueConstraint(fields=["trial", "kind", "sequence"], name="interim_look_sequence_unique"),
+            models.CheckConstraint(condition=Q(kind__in=[k.value for k in LookKind]), name="interim_look_kind_valid"),
+            models.CheckConstraint(condition=Q(dataset_sha256__regex=r"^[0-9a-f]{64}$"),
+                                   name="interim_look_has_dataset_hash"),
+            models.CheckConstraint(condition=Q(information_fraction__gte=0), name="interim_look_fraction_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trial.code} interim look {self.number} ({self.kind})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("An interim look is immutable: it is the record of what was seen.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Interim looks are kept: they are the record of what was seen, and by whom.")

@@ -15,6 +15,10 @@ intercurrent event and the summary measure; stats.estimands applies them), `tipp
 δ-adjusted sensitivity of the primary to its missing outcomes) and `power` (the sample-size
 inputs; their result, computed by stats.methods.power, is stored in the plan when it is frozen).
 
+An optional `interim` section (no schema change: a plan without it plans no interim look, and reads, hashes and
+re-runs as before) plans the interim looks: a blinded sample-size re-estimation, safety looks and efficacy looks
+with Lan–DeMets spending, at information fractions of the planned cases (stats.interim computes them).
+
 An older plan stays readable and is never rewritten: its stored content, and so its hash, do not
 change. `read_plan` gives the current reading of any stored plan, in memory, by `upgrade`: every
 analysis it names stays as planned (a schema-1 "paired" primary is still the primary), and each new
@@ -151,6 +155,14 @@ SUMMARY_MEASURES = {
                             "and pair of readers",
     ("preference", "binomial"): "share of decisive cases whose experts' majority preferred X (fixed readers)",
 }
+# ---- interim looks (stats.interim computes them; docs/statistics.md, section "Interim looks")
+INTERIM_KINDS = {
+    "blinded_ssr": "blinded sample-size re-estimation (pooled variance components; no alpha spent)",
+    "safety": "safety: missed critical findings per arm, for the data-monitoring committee",
+    "efficacy": "efficacy: the primary analysis against a Lan–DeMets spending boundary, for the committee",
+}
+INTERIM_SPENDING = {"obrien_fleming": "O’Brien–Fleming type", "pocock": "Pocock type"}
+INTERIM_MAX_LOOKS = 10
 POWER_DEFAULTS: dict[str, Any] = {
     "n_cases": 296, "readers_per_arm": 10, "n_experts": 5, "n_sites": 3, "alpha": 0.05,
     "quality": {"effect": 0.25, "reader_sd": 0.25, "report_sd": 0.35, "residual_sd": 0.6},
@@ -343,7 +355,7 @@ def validate(content: Any) -> dict[str, Any]:
     """
     if not isinstance(content, dict):
         raise PlanError("The analysis plan must be a JSON object.")
-    known = set(default_plan()) | {"schema"}
+    known = set(default_plan()) | {"schema", "interim"}
     unknown = set(content) - known
     if unknown:
         raise PlanError(f"Unknown plan settings: {', '.join(sorted(unknown))}.")
@@ -436,6 +448,11 @@ def validate(content: Any) -> dict[str, Any]:
         raise PlanError("tipping_point must be true or false.", field="tipping_point")
     out["tipping_point"] = tipping
     out["power"] = _power(plan.get("power"), out["alpha"])
+    # Optional and absent from plans without interim looks (every older plan): such a plan reads, hashes and
+    # re-runs exactly as before.
+    interim = _interim(plan.get("interim"), power=out["power"])
+    if interim is not None:
+        out["interim"] = interim
     notes = plan.get("notes", "")
     if not isinstance(notes, str) or len(notes) > 10_000:
         raise PlanError("notes must be text of at most 10,000 characters.", field="notes")
@@ -557,6 +574,124 @@ def _power(value: Any, alpha: float) -> dict[str, Any] | None:
     result = value.get("result")
     out["result"] = result if isinstance(result, dict) else None
     return out
+
+
+def _fractions(value: Any, where: str, *, below_one: bool) -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise PlanError(f"{where}: give the information fractions of the looks as a list, e.g. [0.5].",
+                        field="interim")
+    if len(value) > INTERIM_MAX_LOOKS:
+        raise PlanError(f"{where}: at most {INTERIM_MAX_LOOKS} looks.", field="interim")
+    out = []
+    for f in value:
+        if isinstance(f, bool) or not isinstance(f, int | float) or not math.isfinite(f):
+            raise PlanError(f"{where}: each information fraction must be a number.", field="interim")
+        if not 0 < f < 1 if below_one else not 0 < f <= 1:
+            raise PlanError(f"{where}: an information fraction lies in (0, {'1)' if below_one else '1]'}, not {f:g}"
+                            + (" (the final analysis is the look at 1)." if below_one else "."), field="interim")
+        out.append(float(f))
+    if any(b <= a for a, b in zip(out, out[1:])):
+        raise PlanError(f"{where}: the information fractions must increase from look to look.", field="interim")
+    return out
+
+
+def _interim(value: Any, *, power: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The planned interim looks. Information fraction = cases whose scoring is complete / planned cases
+    (`planned_cases`, else the power section's n_cases). Each kind is optional; a plan without the section plans no
+    look."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PlanError("interim must be an object: planned_cases, blinded_ssr, safety, efficacy.", field="interim")
+    unknown = set(value) - {"planned_cases", *INTERIM_KINDS}
+    if unknown:
+        raise PlanError(f"interim: unknown settings {', '.join(sorted(map(str, unknown)))}; use planned_cases, "
+                        f"{', '.join(INTERIM_KINDS)}.", field="interim")
+    if not any(value.get(kind) is not None for kind in INTERIM_KINDS):
+        raise PlanError("interim: plan at least one look (blinded_ssr, safety or efficacy), or leave the section "
+                        "out.", field="interim")
+    out: dict[str, Any] = {}
+    planned = value.get("planned_cases")
+    if planned is None:
+        if not power:
+            raise PlanError("interim: give planned_cases or a power section (its n_cases): the information fraction "
+                            "is cases whose scoring is complete / planned cases.", field="interim")
+        planned = power["n_cases"]
+    if isinstance(planned, bool) or not isinstance(planned, int) or not 2 <= planned <= 1_000_000:
+        raise PlanError("interim: planned_cases must be a whole number from 2 to 1,000,000.", field="interim")
+    out["planned_cases"] = planned
+    ssr = value.get("blinded_ssr")
+    if ssr is not None:
+        if not isinstance(ssr, dict) or set(ssr) - {"fraction"}:
+            raise PlanError("interim: blinded_ssr takes one setting, fraction (e.g. {\"fraction\": 0.5}).",
+                            field="interim")
+        if not power:
+            raise PlanError("interim: the blinded sample-size re-estimation takes the planned effect, readers and "
+                            "experts from the power section; add one.", field="interim")
+        out["blinded_ssr"] = {"fraction": _fractions([ssr.get("fraction", 0.5)], "interim: blinded_ssr",
+                                                     below_one=True)[0]}
+    safety = value.get("safety")
+    if safety is not None:
+        if not isinstance(safety, dict):
+            raise PlanError("interim: safety must be an object: fractions, critical_findings, margin.",
+                            field="interim")
+        unknown = set(safety) - {"fractions", "critical_findings", "margin"}
+        if unknown:
+            raise PlanError(f"interim: safety: unknown settings {', '.join(sorted(map(str, unknown)))}.",
+                            field="interim")
+        critical = safety.get("critical_findings")
+        if critical is not None:
+            if (not isinstance(critical, list) or not critical
+                    or any(not isinstance(f, str) or not f.strip() for f in critical)):
+                raise PlanError("interim: safety: critical_findings must be a list of finding names (leave it out "
+                                "for all of the trial's findings).", field="interim")
+            critical = [f.strip() for f in critical]
+            if len(set(critical)) != len(critical):
+                raise PlanError("interim: safety: a critical finding is named twice.", field="interim")
+        margin = safety.get("margin", 0.0)
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not -1 < margin < 1:
+            raise PlanError("interim: safety: margin (a difference of miss rates, treatment − control) must lie "
+                            "strictly between -1 and 1.", field="interim")
+        out["safety"] = {"fractions": _fractions(safety.get("fractions"), "interim: safety", below_one=False),
+                         "critical_findings": critical, "margin": float(margin)}
+    efficacy = value.get("efficacy")
+    if efficacy is not None:
+        if not isinstance(efficacy, dict):
+            raise PlanError("interim: efficacy must be an object: fractions, spending.", field="interim")
+        unknown = set(efficacy) - {"fractions", "spending"}
+        if unknown:
+            raise PlanError(f"interim: efficacy: unknown settings {', '.join(sorted(map(str, unknown)))}.",
+                            field="interim")
+        spending = efficacy.get("spending", "obrien_fleming")
+        if spending not in INTERIM_SPENDING:
+            raise PlanError(f"interim: efficacy: spending must be one of {', '.join(INTERIM_SPENDING)} "
+                            "(Lan–DeMets types).", field="interim")
+        out["efficacy"] = {"fractions": _fractions(efficacy.get("fractions"), "interim: efficacy", below_one=True),
+                           "spending": spending}
+    return out
+
+
+def interim_lines(content: dict[str, Any]) -> list[str]:
+    """One line per planned kind of interim look, for the plan's summary ([] when none is planned)."""
+    try:
+        interim = read_plan(content).get("interim")
+    except PlanError:
+        return []
+    if not interim:
+        return []
+    lines = [f"information fraction = cases whose scoring is complete / {interim['planned_cases']} planned cases"]
+    if "blinded_ssr" in interim:
+        lines.append(f"blinded sample-size re-estimation at {interim['blinded_ssr']['fraction']:g} (no alpha spent)")
+    if "safety" in interim:
+        s = interim["safety"]
+        findings = ", ".join(s["critical_findings"]) if s["critical_findings"] else "all of the trial's findings"
+        lines.append(f"safety looks at {', '.join(f'{f:g}' for f in s['fractions'])}: missed critical findings "
+                     f"({findings}), margin {s['margin']:g}")
+    if "efficacy" in interim:
+        e = interim["efficacy"]
+        lines.append(f"efficacy looks at {', '.join(f'{f:g}' for f in e['fractions'])}, Lan–DeMets "
+                     f"{INTERIM_SPENDING[e['spending']]} spending; the final analysis is the last look")
+    return lines
 
 
 def with_power_result(content: dict[str, Any], *, design: str) -> dict[str, Any]:

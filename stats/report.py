@@ -592,11 +592,42 @@ def _history_table(history: Mapping[str, Any] | None) -> tuple[list[dict], list[
                    rows)], notes
 
 
+def _interim_section(interim: Mapping[str, Any] | None, primary: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Every interim look (stats.selectors.interim_for_report) and, with planned efficacy looks, the final look's
+    nominal level from the spending function, and the primary judged by it."""
+    if not interim or (not interim.get("looks") and not interim.get("planned")):
+        return None
+    rows = [[look["number"], f"{look['kind_label']} ({look['sequence']})", look["performed_at"] or "–",
+             f"{look['information_fraction']:.3f}",
+             "unplanned" if look["planned_fraction"] is None else f"{look['planned_fraction']:g}",
+             f"v{look['plan_version']}", look["dataset_sha256"][:16] + "…", look["outcome"] or "–"]
+            for look in interim.get("looks", [])]
+    tables = [_table("Every interim look", ["#", "Kind", "Taken (UTC)", "Information fraction", "Planned at", "Plan",
+                                            "Dataset SHA-256", "Outcome"], rows)] if rows else []
+    notes = [] if rows else ["No interim look was taken."]
+    final = interim.get("final")
+    if final:
+        level = final["nominal_p"]
+        fractions = ", ".join(f"{f:.3f}" for f in final["fractions"])
+        note = (f"Efficacy looks: {final['looks_taken']} taken; the final analysis is the last look, at the nominal "
+                f"two-sided level {level:.6g} (z boundary {final['z']:.4f}; Lan–DeMets {final['spending']} spending "
+                f"of α = {final['alpha']:g} at information fractions {fractions}).")
+        if primary and primary.get("status") == "ok" and primary.get("pvalues"):
+            p = primary["pvalues"][0]["pvalue"]
+            if p is not None:
+                note += (f" The primary's p = {pval(p)} is " + ("below" if p < level else "not below")
+                         + " it: the primary is " + ("rejected" if p < level else "not rejected")
+                         + " at the final look. (The families of key secondaries above are tested at the plan's α.)")
+        notes.append(note)
+    return {"id": "interim", "title": "Interim looks", "tables": tables, "notes": notes}
+
+
 def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta: Mapping[str, Any],
-                 history: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 history: Mapping[str, Any] | None = None, interim: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Plain data for a template: meta rows, the flow and the sections (each a title, tables, notes).
 
-    `history` is the trial's plan history (stats.provenance.plan_history), shown with its flags."""
+    `history` is the trial's plan history (stats.provenance.plan_history), shown with its flags; `interim` the
+    trial's interim looks (stats.selectors.interim_for_report), listed with the final look's nominal level."""
     level = int(round(100 * results["confidence_level"]))
     alpha = results["alpha"]
     primary = next((results["analyses"][k] for k in results["order"] if results["analyses"][k]["role"] == "primary"),
@@ -661,6 +692,9 @@ def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta:
         # a run of a plan amended after the lock or after masked results says so before anything else
         section = {"id": "plan-history", "title": "Analysis plan versions", "tables": hist_tables, "notes": hist_notes}
         sections.insert(0 if history.get("used_version_flagged") else len(sections), section)
+    interim_section = _interim_section(interim, primary)
+    if interim_section:
+        sections.insert(1, interim_section)
     flow = results["flow"]
     flow_arms = [{"arm": arm, "label": _labelled(labels, arm), **flow["arms"].get(arm, {})} for arm in ARMS]
     return {"meta": list(meta.items()), "sections": sections, "flow": flow, "flow_arms": flow_arms,

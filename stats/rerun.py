@@ -4,10 +4,13 @@ DATA is the zip a statistician downloads from an analysis run, or its unzipped f
 read from its CSV files (the reference form) with the types of the data dictionary: an integer
 column as int, a number as Python reads the text the export wrote (repr of a float, so every value
 comes back bit for bit; an integer written without a point stays an int), a boolean 0/1 as int, an
-empty cell as missing, text as text. The trial's design and findings come from trial.json. An
-unblinded export holds the real arms: arms.csv says which is X, and the arms are recoded to X/Y as
-the run saw them. A masked export lacks the columns that exist in one arm only; the sections that
-need them are withheld, as in the results the platform shows before unblinding.
+empty cell as missing, text as text (with the single quote that the export put in front of text a
+spreadsheet would run as a formula taken off again: core.text.unescape_formula). The trial's
+design and findings come from trial.json. Read and report ids are the run's surrogates, as the run
+analysed them. An unblinded export holds the real arms: arms.csv says which is X, and the arms are
+recoded to X/Y as the run saw them (and the rows sorted again as the run's view had them). A
+masked export lacks the columns withheld before unblinding; the sections that need them are
+withheld, as in the results the platform shows before unblinding.
 
 The results are printed as canonical JSON (sorted keys, no whitespace, UTF-8), the form of
 results.json in the export. `--check` compares them with that file: byte for byte, and where they
@@ -29,6 +32,8 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from core.text import unescape_formula
 
 from . import analysis, dataset
 from .plan import canonical_json, frozen_document
@@ -120,7 +125,7 @@ def parse_value(text: str, kind: str) -> Any:
         return _number(text)
     if kind == "boolean":
         return {"True": 1, "False": 0}[text] if text in ("True", "False") else int(text)
-    return text
+    return unescape_formula(text)
 
 
 def read_view(export: Export) -> tuple[dict[str, Any], bool]:

@@ -1,8 +1,16 @@
 """Every read of the stats app, scoped: investigators and statisticians only; arms masked until unblinding.
 
 Blinding lives here, once: a run's results, report and exports leave this module with the arms as
-"arm X" / "arm Y" and the one-arm columns withheld while the trial is not unblinded; the mapping
-and the real names only afterwards. Views, the API and the downloads all come through here.
+"arm X" / "arm Y", surrogate read and report ids and the one-arm columns withheld while the trial is
+not unblinded; the mapping and the real names only afterwards. Views, the API and the downloads all
+come through here.
+
+Who sees a masked run: before unblinding, a run, its results, its report, its plots and its dataset
+are for the trial's statisticians only, and never for anyone who can see the allocations (an
+investigator of the trial, also one who is a statistician there too; staff without the statistician
+role hold no trial role and are refused all the same). Otherwise the masking is no masking: whoever
+knows which reader is in which arm unmasks X and Y at a glance. Investigators write and freeze the
+plan and see the list of runs; they see results after unblinding.
 """
 from __future__ import annotations
 
@@ -17,14 +25,19 @@ from core.clock import iso as clock_iso
 from reading import selectors as reading_selectors
 from scoring import selectors as scoring_selectors
 from trial import selectors as trial_selectors
-from trial.access import Access
+from trial.access import Access, access_to
 from trial.models import Arm, AuditEvent, Role, Status, Trial
 from trial.selectors import require_role
 
-from . import analysis, dataset, provenance
-from .models import AnalysisPlan, AnalysisRun, RunStatus
+from . import analysis, dataset, interim, provenance
+from . import plan as plan_schema
+from .methods.group_sequential import boundaries
+from .models import BY_ARM_KINDS, AnalysisPlan, AnalysisRun, LookKind, RunStatus
 
 ANALYSTS = (Role.INVESTIGATOR, Role.STATISTICIAN)
+MASKED_REFUSED = ("Before unblinding, analysis runs, their results and their datasets are for the trial's "
+                  "statisticians only, and not for anyone who can see the allocations (investigators): they are "
+                  "shown to investigators once the trial is unblinded.")
 ARM_NAMES = {Arm.ASSISTED.value: "AI-assisted", Arm.STANDARD.value: "standard care"}
 NO_RUN = "No such analysis run in this trial."
 
@@ -36,6 +49,30 @@ def require_analyst(*, trial: Trial, user) -> set[str]:
 
 def is_unblinded(trial: Trial) -> bool:
     return trial.status == Status.UNBLINDED
+
+
+def sees_allocations(access: Access) -> bool:
+    """Whether the asking user can see the allocations of the trial: its investigators, and staff or superusers
+    who are not its statisticians (the admin)."""
+    user = access.user
+    staff = bool(getattr(user, "is_staff", False) or getattr(user, "is_superuser", False))
+    return access.has(Role.INVESTIGATOR) or (staff and not access.has(Role.STATISTICIAN))
+
+
+def may_see_masked(access: Access) -> bool:
+    """Whether the user may run masked analyses and see masked runs: a statistician who cannot see allocations."""
+    return access.has(Role.STATISTICIAN) and not sees_allocations(access)
+
+
+def may_open_runs(access: Access) -> bool:
+    """Whether the user may open the trial's runs (results, report, dataset) now."""
+    return may_see_masked(access) or (is_unblinded(access.trial) and access.has(*ANALYSTS))
+
+
+def require_masked_analyst(*, trial: Trial, user) -> None:
+    """For services: PermissionDenied unless the user may run a masked analysis of the trial (module docstring)."""
+    if not may_see_masked(access_to(user=user, trial=trial, roles=ANALYSTS)):
+        raise PermissionDenied(MASKED_REFUSED)
 
 
 # ------------------------------------------------------------------------------------------- plans
@@ -70,7 +107,11 @@ def runs_for(*, access: Access) -> QuerySet[AnalysisRun]:
 
 
 def run_for(*, access: Access, number: int) -> AnalysisRun:
+    """One run of the trial; before unblinding, for statisticians who cannot see allocations only (module
+    docstring). Everything that shows a run's results, report or data starts here."""
     access.require(*ANALYSTS)
+    if not may_open_runs(access):
+        raise PermissionDenied(MASKED_REFUSED)
     run = access.trial.analysis_runs.select_related("plan").filter(number=number).first()
     if run is None:
         raise PermissionDenied(NO_RUN)
@@ -150,16 +191,23 @@ def export_view(*, run: AnalysisRun, access: Access) -> dict[str, Any]:
     """The run's tables as the asking analyst may take them away: masked before unblinding; after it, real
     arm names, and for investigators only, the link from case codes to accession numbers."""
     access.require(*ANALYSTS)
+    if not may_open_runs(access):
+        raise PermissionDenied(MASKED_REFUSED)
+    key = run.id_key or None
+    if not is_unblinded(run.trial) and key is None:
+        raise PermissionDenied(f"Run {run.number} was made before masked datasets carried surrogate ids: its masked "
+                               "export would show the platform's read and report ids. Start a new run.")
     snapshot = run_snapshot(run)
     facts = dict(snapshot.get("trial", {}))
     if not is_unblinded(run.trial):
-        view = dataset.masked(snapshot, run.arm_mapping)
-        return {"view": view, "masked": True, "identities": None, "facts": facts}
-    view = dataset.unmasked(snapshot)
+        view = dataset.masked(snapshot, run.arm_mapping, key=key)
+        return {"view": view, "masked": True, "identities": None, "facts": facts, "id_links": None}
+    view = dataset.unmasked(snapshot, key=key)
     identities = None
     if access.has(Role.INVESTIGATOR):
         identities = trial_selectors.identity_rows(access=access)
-    return {"view": view, "masked": False, "identities": identities, "facts": facts}
+    return {"view": view, "masked": False, "identities": identities, "facts": facts,
+            "id_links": dataset.id_links(snapshot, key) if key else None}
 
 
 def plan_history(*, run: AnalysisRun) -> dict[str, Any]:
@@ -209,3 +257,128 @@ def dataset_rows(trial: Trial) -> tuple[dict[str, Any], dict[str, list[dict[str,
     facts = {"code": trial.code, "design": trial.design, "findings": list(trial.findings),
              "experts_per_item": trial.experts_per_item}
     return facts, rows
+
+
+# ----------------------------------------------------------------------------------------- interim looks
+#
+# Who sees what. That a look happened (its kind, number, date and information fraction) is shown to everyone with
+# analysis access and to the data-monitoring committee. The results of a blinded sample-size re-estimation (pooled
+# variance components and power, nothing by arm) are shown to statisticians and investigators (and the committee).
+# The results of safety and efficacy looks are by arm: before unblinding they are shown to the committee alone: not
+# to investigators, statisticians or staff, whatever else they hold. A committee member holds no other role of the
+# trial (trial.services refuses it); one who somehow does is treated as not independent and sees nothing by arm.
+
+LOOK_VIEWERS = (Role.INVESTIGATOR, Role.STATISTICIAN, Role.MONITOR)
+COMMITTEE_ONLY = ("Before unblinding, the results of safety and efficacy looks are for the trial's data-monitoring "
+                  "committee only (they are by arm); everyone with analysis access sees that the look happened.")
+NO_LOOK = "No such interim look in this trial."
+
+
+def is_committee(access: Access) -> bool:
+    """A member of the trial's data-monitoring committee who holds no other role in it."""
+    return access.has(Role.MONITOR) and access.roles <= {Role.MONITOR}
+
+
+def may_take_look(access: Access, kind: str) -> bool:
+    """Blinded sample-size re-estimation: a statistician. Safety and efficacy: the committee."""
+    if kind == LookKind.BLINDED_SSR:
+        return access.has(Role.STATISTICIAN) and not access.has(Role.MONITOR)
+    return is_committee(access)
+
+
+def require_look_taker(*, trial: Trial, user, kind: str) -> Access:
+    """For services: the user's access, or PermissionDenied unless they may take this kind of look."""
+    access = access_to(user=user, trial=trial, roles=LOOK_VIEWERS)
+    if not may_take_look(access, kind):
+        who = ("the trial's statisticians" if kind == LookKind.BLINDED_SSR
+               else "the trial's data-monitoring committee")
+        raise PermissionDenied(f"This kind of interim look is taken by {who}.")
+    return access
+
+
+def may_see_look_results(access: Access, look) -> bool:
+    if look.kind not in BY_ARM_KINDS:
+        return access.has(*LOOK_VIEWERS)
+    return is_committee(access) or (is_unblinded(access.trial) and access.has(*ANALYSTS))
+
+
+def _look_row(look, access: Access) -> dict[str, Any]:
+    return {"number": look.number, "kind": look.kind, "kind_label": interim.KIND_LABELS[look.kind],
+            "sequence": look.sequence, "performed_at": look.performed_at,
+            "information_fraction": look.information_fraction, "planned_fraction": look.planned_fraction,
+            "cases_complete": look.cases_complete, "planned_cases": look.planned_cases,
+            "plan_version": look.plan_version, "trial_status": look.trial_status,
+            "results_visible": may_see_look_results(access, look)}
+
+
+def looks_for(*, access: Access) -> list[dict[str, Any]]:
+    """Every interim look of the trial, without results: that it happened, when, at which fraction."""
+    access.require(*LOOK_VIEWERS)
+    looks = access.trial.interim_looks.defer("results").order_by("number")
+    return [_look_row(look, access) for look in looks]
+
+
+def look_for(*, access: Access, number: int):
+    """One look with its results, for whoever may see them (module section above); PermissionDenied otherwise."""
+    access.require(*LOOK_VIEWERS)
+    look = access.trial.interim_looks.select_related("performed_by").filter(number=number).first()
+    if look is None:
+        raise PermissionDenied(NO_LOOK)
+    if not may_see_look_results(access, look):
+        raise PermissionDenied(COMMITTEE_ONLY)
+    return look
+
+
+def look_detail(*, access: Access, look) -> dict[str, Any]:
+    """A look as the page and the API show it (call look_for first: it checks who may see the results)."""
+    return {**_look_row(look, access), "plan_sha256": look.plan_sha256, "dataset_sha256": look.dataset_sha256,
+            "code_version": look.code_version, "seconds": look.seconds,
+            "performed_by": look.performed_by.get_username(), "results": look.results}
+
+
+def planned_looks(*, access: Access) -> dict[str, Any] | None:
+    """The interim section of the last frozen plan, with the planned efficacy boundaries (None: no look planned)."""
+    access.require(*LOOK_VIEWERS)
+    plan = latest_frozen_plan(access.trial)
+    if plan is None:
+        return None
+    content = plan_schema.read_plan(plan.content)
+    section = content.get("interim")
+    if not section:
+        return None
+    out = {"version": plan.version, "sha256": plan.sha256, "interim": section,
+           "lines": plan_schema.interim_lines(plan.content), "boundaries": None}
+    if "efficacy" in section:
+        e = section["efficacy"]
+        b = boundaries([*e["fractions"], 1.0], alpha=content["alpha"], spending=e["spending"]).as_dict()
+        out["boundaries"] = {**b, "rows": list(zip(b["fractions"], b["z"], b["nominal_p"], b["cumulative_alpha"]))}
+    return out
+
+
+def interim_for_report(run: AnalysisRun) -> dict[str, Any]:
+    """Every interim look of the run's trial (that it happened: kind, number, date, fraction) and, when the run's
+    plan has efficacy looks, the final look's nominal level after the efficacy looks taken (stats.interim). Call
+    run_for first: it checks the role. An efficacy look's own decision is listed after unblinding only."""
+    looks = list(run.trial.interim_looks.order_by("number"))
+    unblinded = is_unblinded(run.trial)
+    rows = []
+    for look in looks:
+        outcome = ""
+        if look.kind == LookKind.EFFICACY and unblinded:
+            outcome = (look.results or {}).get("decision", "")
+        elif look.kind in BY_ARM_KINDS and not unblinded:
+            outcome = "seen by the data-monitoring committee only until unblinding"
+        elif look.kind == LookKind.BLINDED_SSR:
+            outcome = (look.results or {}).get("advice", "")
+        rows.append({"number": look.number, "kind": look.kind, "kind_label": interim.KIND_LABELS[look.kind],
+                     "sequence": look.sequence, "performed_at": clock_iso(look.performed_at),
+                     "information_fraction": look.information_fraction, "planned_fraction": look.planned_fraction,
+                     "plan_version": look.plan_version, "dataset_sha256": look.dataset_sha256, "outcome": outcome})
+    plan = plan_schema.read_plan(run.plan.content)
+    section = plan.get("interim") or {}
+    final = None
+    if "efficacy" in section:
+        taken = [look.information_fraction for look in looks if look.kind == LookKind.EFFICACY]
+        final = interim.final_level(taken, alpha=plan["alpha"], spending=section["efficacy"]["spending"])
+        final["looks_taken"] = len(taken)
+    return {"looks": rows, "planned": section or None, "final": final}

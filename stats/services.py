@@ -12,9 +12,9 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from core import clock
-from trial import audit
+from trial import audit, signatures
 from trial.access import access_to
-from trial.models import Arm, Role, Status, Trial
+from trial.models import Arm, Role, Signature, Status, Trial
 
 from . import analysis, dataset, estimands, exports, rscript, selectors
 from . import plan as plan_schema
@@ -30,7 +30,8 @@ RUNNABLE = (Status.LOCKED, Status.UNBLINDED)
 # A run marked running longer than this without finishing belongs to a worker that died; another may take it.
 STALE_RUN_SECONDS = 30 * 60
 # The export's layout; a cached zip of an older layout is rebuilt (its name carries the version).
-EXPORT_LAYOUT = 2
+# 3: surrogate read and report ids, rows sorted as the view reads, formulas escaped, withheld columns listed.
+EXPORT_LAYOUT = 3
 
 
 def _lock_trial(trial: Trial) -> Trial:
@@ -100,8 +101,9 @@ def save_plan(*, trial: Trial, by, content: dict) -> AnalysisPlan:
 
 
 @transaction.atomic
-def freeze_plan(*, plan: AnalysisPlan, by) -> AnalysisPlan:
-    """Freeze a version: who, when and the SHA-256 of its canonical JSON. Refused once the trial is unblinded."""
+def freeze_plan(*, plan: AnalysisPlan, by, proof: signatures.Reauthenticated) -> AnalysisPlan:
+    """Freeze a version: who, when and the SHA-256 of its canonical JSON, with the freezer's electronic signature
+    on that hash (`proof`: trial.signatures.reauthenticate, just before). Refused once the trial is unblinded."""
     selectors.require_analyst(trial=plan.trial, user=by)
     trial = _lock_trial(plan.trial)
     plan = AnalysisPlan.objects.select_for_update(of=("self",)).select_related("frozen_by").get(pk=plan.pk)
@@ -122,6 +124,8 @@ def freeze_plan(*, plan: AnalysisPlan, by) -> AnalysisPlan:
     plan.save(update_fields=["content", "sha256", "frozen_by", "frozen_at"])
     audit.record(actor=by, action="analysis_plan.frozen", obj=plan, trial=trial,
                  payload={"version": plan.version, "sha256": plan.sha256})
+    signatures.sign(trial=trial, by=by, proof=proof, meaning=Signature.Meaning.FREEZE_PLAN, obj=plan,
+                    content_hash=plan.sha256)
     return plan
 
 
@@ -143,19 +147,23 @@ def _new_mapping(trial: Trial) -> dict[str, str]:
 
 @transaction.atomic
 def start_run(*, trial: Trial, by) -> AnalysisRun:
-    """Queue an analysis run of the last frozen plan; only on a locked (or unblinded) trial."""
+    """Queue an analysis run of the last frozen plan; only on a locked (or unblinded) trial. Before unblinding (a
+    masked run), only a statistician who cannot see the allocations may ask for one (stats.selectors)."""
     selectors.require_analyst(trial=trial, user=by)
     trial = _lock_trial(trial)
     if trial.status not in RUNNABLE:
         raise WrongStatus(f"An analysis runs only on a locked trial, so that its data cannot change; "
                           f"this trial is {trial.get_status_display().lower()}. Lock it first.")
+    if trial.status != Status.UNBLINDED:
+        selectors.require_masked_analyst(trial=trial, user=by)
     plan = selectors.latest_frozen_plan(trial)
     if plan is None:
         raise NoFrozenPlan("Freeze the analysis plan before running the analysis.")
     last = trial.analysis_runs.order_by("-number").values_list("number", flat=True).first() or 0
     run = AnalysisRun.objects.create(
         trial=trial, number=last + 1, plan=plan, plan_version=plan.version, plan_sha256=plan.sha256,
-        trial_status=trial.status, arm_mapping=_new_mapping(trial), requested_by=by, requested_at=clock.now(),
+        trial_status=trial.status, arm_mapping=_new_mapping(trial), id_key=secrets.token_hex(32),
+        requested_by=by, requested_at=clock.now(),
         stage="Waiting for a worker")
     audit.record(actor=by, action="analysis_run.requested", obj=run, trial=trial, payload={
         "number": run.number, "plan_version": plan.version, "plan_sha256": plan.sha256,
@@ -202,7 +210,9 @@ def execute_run(*, run_id: int, task_id: str = "inline") -> AnalysisRun:
         counts = {entity: len(table) for entity, table in snapshot["tables"].items()}
         AnalysisRun.objects.filter(pk=run.pk).update(dataset=name, dataset_sha256=digest, dataset_rows=counts)
         _set_progress(run, 15, "Snapshot stored; analysing")
-        view = dataset.coded(snapshot, run.arm_mapping)
+        # the view every export of the run shows (surrogate ids, rows in its order): a re-run of an export then
+        # computes on exactly these rows
+        view = dataset.coded(snapshot, run.arm_mapping, key=run.id_key or None)
         results = analysis.run_analysis(
             view, plan=run.plan.content, design=facts["design"], findings=facts["findings"],
             progress=lambda pct, stage: _set_progress(run, 15 + 0.83 * pct, stage))
@@ -260,13 +270,19 @@ def _readme(run: AnalysisRun, *, masked: bool, identities: bool) -> str:
         "compares them with results.json byte for byte (docs/statistics.md, section 12).",
         "",
     ]
+    lines += ["Read and report ids are surrogates drawn at random for this run (the same in every file), never the",
+              "platform's database ids. Text cells of the CSV and XLSX files that begin with = + - @, a tab or a",
+              "carriage return have a single quote in front, so that no spreadsheet runs them as formulas (the",
+              "re-run takes it off).",
+              ""]
     if masked:
         lines += ["The trial is not unblinded: the arms are the codes X and Y (effects are X − Y), people are",
-                  "pseudonyms, and the columns that exist in one arm only are withheld. Which arm is X is",
-                  "revealed when the trial is unblinded."]
+                  "pseudonyms, and the columns that would reveal the arms are withheld (`data_dictionary.md` names",
+                  "them and says why). Which arm is X is revealed when the trial is unblinded."]
     else:
         lines += [f"The trial is unblinded: the arm columns hold the real arms; in `results.json` arm X is "
-                  f"{mapping['X']} and arm Y is {mapping['Y']} (see `arms.csv`)."]
+                  f"{mapping['X']} and arm Y is {mapping['Y']} (see `arms.csv`). `ids.csv` links the surrogate "
+                  "read and report ids to the platform's."]
         if identities:
             lines += ["`identities.csv` links case codes to the hospital's accession numbers: investigators only;",
                       "keep it apart from the analysis files."]
@@ -297,6 +313,8 @@ def export_run(*, run: AnalysisRun, by) -> tuple[str, bytes]:
     }
     if not masked:
         files["arms.csv"] = exports.csv_bytes(["code", "arm"], sorted(run.arm_mapping.items()))
+    if export["id_links"] is not None:
+        files["ids.csv"] = exports.csv_bytes(["kind", "id", "database_id"], export["id_links"])
     if identities is not None:
         names = ["case", "accession_number", "patient_id", "study_instance_uid"]
         files["identities.csv"] = exports.csv_bytes(names, [[i[n] for n in names] for i in identities])
@@ -338,3 +356,108 @@ def report_downloaded(*, run: AnalysisRun, by) -> None:
 
 __all__ = ["create_plan_version", "edit_plan", "save_plan", "freeze_plan", "plan_document", "start_run",
            "execute_run", "export_run", "analysis_files", "report_downloaded", "code_version", "ServiceError"]
+
+
+# ------------------------------------------------------------------------------------------ interim looks
+#
+# Synchronous, not a Celery task: a look is one snapshot and one model fit (the pooled quality LMM, or the primary
+# analysis) and, for efficacy, one boundary computation: about a second for 296 cases and 20 readers. The look is
+# then written once, complete, in the transaction that checked it may be taken (no queued or half-done record).
+
+# A look is taken while the trial runs; once it is locked, its analysis is the final one (an analysis run).
+INTERIM_STATUSES = (Status.ENROLLING, Status.READING, Status.SCORING)
+
+
+def _look_results(*, kind: str, snapshot: dict, plan: dict, facts: dict, info: dict, earlier: list) -> dict:
+    """The look's results (stats.interim) on the view its kind may use: pooled (no arm at all) for the blinded
+    re-estimation, the real arms for the committee's looks."""
+    from . import interim
+    from .models import LookKind
+
+    key = secrets.token_hex(32)
+    if kind == LookKind.BLINDED_SSR:
+        pooled = dataset.relabel(snapshot, label=lambda v: None if v is None else "pooled", drop_withheld=True,
+                                 key=key)
+        return interim.blinded_ssr(pooled, plan=plan, design=facts["design"])
+    view = dataset.unmasked(snapshot, key=key)
+    if kind == LookKind.SAFETY:
+        spec = plan["interim"]["safety"]
+        return interim.safety(view, critical=spec["critical_findings"] or facts["findings"], margin=spec["margin"],
+                              confidence_level=plan["confidence_level"], findings=facts["findings"])
+    return interim.efficacy(view, plan=plan, design=facts["design"], findings=facts["findings"],
+                            earlier=[(e.information_fraction, e.results["tested_pvalue"]) for e in earlier],
+                            fraction=info["fraction"])
+
+
+@transaction.atomic
+def take_interim_look(*, trial: Trial, by, kind: str):
+    """Take one interim look the frozen plan plans, on the data as they are now, and keep it (stats.models.InterimLook;
+    audited). Blinded sample-size re-estimation: a statistician; safety and efficacy: the data-monitoring committee
+    (stats.selectors). Refused once the trial is locked, when the plan plans no such look, when every planned
+    efficacy look or the re-estimation has been taken, after an efficacy boundary was crossed, and when no case is
+    completely scored yet."""
+    from . import interim
+    from .models import InterimLook, LookKind
+
+    if kind not in LookKind.values:
+        raise Conflict(f"Unknown kind of interim look “{kind}”; choose one of {', '.join(LookKind.values)}.")
+    selectors.require_look_taker(trial=trial, user=by, kind=kind)
+    trial = _lock_trial(trial)
+    if trial.status not in INTERIM_STATUSES:
+        raise WrongStatus(f"Interim looks are taken while the trial runs (enrolling, reading or scoring); this trial "
+                          f"is {trial.get_status_display().lower()}: its analysis is the final one.")
+    plan = selectors.latest_frozen_plan(trial)
+    if plan is None:
+        raise NoFrozenPlan("Freeze an analysis plan that plans interim looks before taking one.")
+    content = plan_schema.read_plan(plan.content)
+    section = content.get("interim") or {}
+    label = interim.KIND_LABELS[kind].split(":")[0].lower()
+    if kind not in section:
+        raise Conflict(f"Version {plan.version} of the analysis plan (the last frozen) plans no {label} look.")
+    earlier = list(trial.interim_looks.filter(kind=kind).order_by("sequence"))
+    planned = section[kind]["fractions"] if kind != LookKind.BLINDED_SSR else [section[kind]["fraction"]]
+    if kind != LookKind.SAFETY and len(earlier) >= len(planned):
+        raise Conflict(f"The plan plans {len(planned)} {label} look{'s' if len(planned) > 1 else ''}; "
+                       f"{'all have' if len(planned) > 1 else 'it has'} been taken.")
+    if kind == LookKind.EFFICACY and any(e.results.get("crossed") for e in earlier):
+        raise Conflict("An earlier efficacy look crossed its boundary; no further efficacy look is taken.")
+    started = time.perf_counter()
+    facts, rows = selectors.dataset_rows(trial)
+    snapshot = dataset.build_snapshot(trial=facts, rows=rows)
+    data = dataset.snapshot_bytes(snapshot)
+    digest = dataset.sha256(data)
+    info = interim.information(dataset.unmasked(snapshot), experts_per_item=facts["experts_per_item"],
+                               planned_cases=section["planned_cases"])
+    if info["cases_complete"] == 0:
+        raise Conflict("No case is completely scored yet (every read submitted and scored by the trial's experts "
+                       "per item): there is no information to look at.")
+    if kind == LookKind.EFFICACY:
+        if info["fraction"] >= 1:
+            raise Conflict("The planned number of cases is complete: the final analysis is the last efficacy look.")
+        if earlier and info["fraction"] <= earlier[-1].information_fraction:
+            raise Conflict(f"No new information since efficacy look {earlier[-1].sequence} "
+                           f"(fraction {earlier[-1].information_fraction:.3f}).")
+    try:
+        results = _look_results(kind=kind, snapshot=snapshot, plan=content, facts=facts, info=info, earlier=earlier)
+    except interim.LookNotPossible as exc:
+        raise Conflict(str(exc)) from exc
+    number = (trial.interim_looks.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    look = InterimLook(
+        trial=trial, number=number, kind=kind, sequence=len(earlier) + 1, plan=plan, plan_version=plan.version,
+        plan_sha256=plan.sha256, planned_fraction=planned[len(earlier)] if len(earlier) < len(planned) else None,
+        information_fraction=info["fraction"], cases_complete=info["cases_complete"],
+        planned_cases=info["planned_cases"], trial_status=trial.status, dataset_sha256=digest,
+        results={"information": info, **results}, code_version=code_version(), performed_by=by,
+        performed_at=clock.now(), seconds=round(time.perf_counter() - started, 3))
+    look.dataset.save(f"dataset-{digest[:16]}.json", ContentFile(data), save=False)
+    look.save()
+    # ids, fractions and hashes only: the audit page is the investigators', who must not read a look's results
+    results_sha256 = hashlib.sha256(plan_schema.canonical_json(look.results)).hexdigest()
+    audit.record(actor=by, action="interim_look.taken", obj=look, trial=trial, payload={
+        "number": look.number, "kind": kind, "sequence": look.sequence, "plan_version": plan.version,
+        "plan_sha256": plan.sha256, "information_fraction": look.information_fraction,
+        "dataset_sha256": digest, "results_sha256": results_sha256})
+    return look
+
+
+__all__ += ["take_interim_look"]

@@ -14,4 +14,7 @@ urlpatterns = [
     path("t/<slug:code>/analysis/runs/<int:number>/report.html", views.run_report_file, name="report_file"),
     path("t/<slug:code>/analysis/runs/<int:number>/export.zip", views.run_export, name="export"),
     path("t/<slug:code>/analysis/runs/<int:number>/plots/<str:name>.png", views.run_plot, name="plot"),
+    path("t/<slug:code>/analysis/interim/", views.interim_page, name="interim"),
+    path("t/<slug:code>/analysis/interim/take/<str:kind>/", views.interim_take, name="interim_take"),
+    path("t/<slug:code>/analysis/interim/<int:number>/", views.interim_look_page, name="interim_look"),
 ]

@@ -3,6 +3,7 @@ downloads."""
 from __future__ import annotations
 
 import base64
+import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,13 +14,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from core.errors import ServiceError
+from trial import signatures
 from trial.access import access_for
+from trial.models import Signature
 
+from . import interim, report, selectors, services
 from . import plan as plan_schema
-from . import report, selectors, services
 from .forms import PlanForm, PowerForm, power_initial
 from .methods.power import plan_power
-from .models import RunStatus
+from .models import LookKind, RunStatus
 from .selectors import ANALYSTS
 
 
@@ -32,10 +35,15 @@ def analysis_home(request, code):
     return render(request, "stats/analysis.html", {
         "trial": trial, "plans": plans, "latest": plans[0] if plans else None, "frozen": frozen,
         "runs": selectors.runs_for(access=access),
-        "can_run": trial.status in services.RUNNABLE and frozen is not None,
+        "can_open_runs": selectors.may_open_runs(access),
+        "can_run": (trial.status in services.RUNNABLE and frozen is not None
+                    and (selectors.is_unblinded(trial) or selectors.may_see_masked(access))),
+        "masked_refused": selectors.MASKED_REFUSED if not selectors.may_open_runs(access) else "",
         "unblinded": selectors.is_unblinded(trial),
         "estimand_lines": plan_schema.estimand_lines(plans[0].content) if plans else [],
+        "interim_lines": plan_schema.interim_lines(plans[0].content) if plans else [],
         "power": (plans[0].content.get("power") or None) if plans else None,
+        "freeze_meaning": Signature.Meaning.FREEZE_PLAN.label,
     })
 
 
@@ -68,7 +76,8 @@ def power_page(request, code):
     access = access_for(user=request.user, code=code, roles=ANALYSTS)
     trial = access.trial
     latest = selectors.latest_plan(access=access)
-    runs = [r for r in selectors.runs_for(access=access) if r.status == RunStatus.DONE]
+    runs = ([r for r in selectors.runs_for(access=access) if r.status == RunStatus.DONE]
+            if selectors.may_open_runs(access) else [])
     initial = {**power_initial(latest.content.get("power") if latest else None), "source": "typed in"}
     notes = []
     source_run = request.GET.get("from_run")
@@ -98,7 +107,10 @@ def plan_freeze(request, code, version):
     trial = access.trial
     plan = selectors.plan_for(access=access, version=version)
     try:
-        plan = services.freeze_plan(plan=plan, by=request.user)
+        # re-authentication first, outside the freeze's transaction (a wrong code counts against the device's throttle)
+        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(
+            password=request.POST.get("password", ""), code=request.POST.get("code", "")))
+        plan = services.freeze_plan(plan=plan, by=request.user, proof=proof)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -148,7 +160,8 @@ def _report_context(run, *, embed: bool) -> dict:
     if history["used_version_flagged"]:
         flags = next(v["flags"] for v in history["versions"] if v["used_by_this_run"])
         meta["Analysis plan"] += " — " + "; ".join(flags)
-    doc = report.build_report(results, labels=labels, meta=meta, history=history)
+    doc = report.build_report(results, labels=labels, meta=meta, history=history,
+                              interim=selectors.interim_for_report(run))
     if embed:
         images = {name: "data:image/png;base64," + base64.b64encode(report.plot(name, results, labels=labels)).decode()
                   for name in report.PLOTS}
@@ -213,3 +226,47 @@ def run_export(request, code, number):
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+# ------------------------------------------------------------------------------------------ interim looks
+
+
+@login_required
+def interim_page(request, code):
+    """Every interim look (that it happened, for everyone with analysis access and the committee), the plan's
+    planned looks with their boundaries, and the buttons to take a look for whoever may take it."""
+    access = access_for(user=request.user, code=code, roles=selectors.LOOK_VIEWERS)
+    trial = access.trial
+    planned = selectors.planned_looks(access=access)
+    kinds = [k for k in LookKind.values if planned and k in planned["interim"]]
+    return render(request, "stats/interim.html", {
+        "trial": trial, "looks": selectors.looks_for(access=access), "planned": planned,
+        "takeable": [(k, interim.KIND_LABELS[k]) for k in kinds if selectors.may_take_look(access, k)],
+        "running": trial.status in services.INTERIM_STATUSES, "committee_only": selectors.COMMITTEE_ONLY,
+        "is_committee": selectors.is_committee(access),
+    })
+
+
+@login_required
+@require_POST
+def interim_take(request, code, kind):
+    access = access_for(user=request.user, code=code, roles=selectors.LOOK_VIEWERS)
+    trial = access.trial
+    try:
+        look = services.take_interim_look(trial=trial, by=request.user, kind=kind)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("stats:interim", trial.code)
+    messages.success(request, f"Interim look {look.number} taken at information fraction "
+                              f"{look.information_fraction:.3f}.")
+    return redirect("stats:interim_look", trial.code, look.number)
+
+
+@login_required
+def interim_look_page(request, code, number):
+    access = access_for(user=request.user, code=code, roles=selectors.LOOK_VIEWERS)
+    look = selectors.look_for(access=access, number=number)
+    detail = selectors.look_detail(access=access, look=look)
+    return render(request, "stats/interim_look.html", {
+        "trial": access.trial, "look": detail, "results": detail["results"],
+        "results_json": json.dumps(detail["results"], indent=2, ensure_ascii=False, sort_keys=True)})

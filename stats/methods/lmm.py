@@ -39,8 +39,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg
 from scipy import stats
 
-__all__ = ["ConfidenceInterval", "LMMResult", "InteractionResult", "fit_lmm", "fit_lmm_interaction", "fstat_ddf",
-           "design_columns", "grouping_codes"]
+__all__ = ["ConfidenceInterval", "LMMResult", "InteractionResult", "PooledFit", "fit_lmm", "fit_lmm_interaction",
+           "fit_pooled_lmm", "fstat_ddf", "design_columns", "grouping_codes"]
 
 # A remaining random-effects system up to this many rows is factored densely; above it, sparse LU.
 # Measured (quality model with case, reader, expert, case:arm): the dense path costs O(rows²) per
@@ -237,6 +237,16 @@ def design_columns(
     names = ["(Intercept)"] if intercept else []
     cols.append((arm_values == treatment).astype(float))
     names.append(f"{arm}{treatment}")
+    _covariate_columns(data, covariates, n, cols, names)
+    X = np.column_stack(cols)
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ValueError(f"the fixed-effects design ({', '.join(names)}) is rank deficient")
+    return X, names
+
+
+def _covariate_columns(data: Mapping[str, Any], covariates: Sequence[str], n: int, cols: list[np.ndarray],
+                       names: list[str]) -> None:
+    """Append each covariate's columns (numeric as is, text as treatment-coded dummies) to `cols` and `names`."""
     for cov in covariates:
         values = _column(data, cov)
         if values.shape != (n,):
@@ -254,10 +264,6 @@ def design_columns(
             for level in np.unique(values)[1:]:
                 cols.append((values == level).astype(float))
                 names.append(f"{cov}{level}")
-    X = np.column_stack(cols)
-    if np.linalg.matrix_rank(X) < X.shape[1]:
-        raise ValueError(f"the fixed-effects design ({', '.join(names)}) is rank deficient")
-    return X, names
 
 
 # --------------------------------------------------------------------------------------------
@@ -770,6 +776,47 @@ def fit_lmm(
         raise ValueError(f"{n} observations cannot support {p} fixed effects")
     with single_threaded_blas():
         return _fit(y, X, names, factors, random, log, start)
+
+
+@dataclass(frozen=True)
+class PooledFit:
+    """Variance components of a REML fit with no arm term (a blinded look at pooled data)."""
+
+    variance_components: dict[str, float]  # σ²θₖ² by grouping term
+    residual_variance: float
+    fixed_effects: dict[str, float]
+    reml_criterion: float
+    n_obs: int
+    n_groups: dict[str, int]
+    converged: bool
+    method: str = "REML, no arm term (pooled over the arms)"
+
+
+def fit_pooled_lmm(data: Mapping[str, Any], *, outcome: str, random: Sequence[str], covariates: Sequence[str] = (),
+                   log: bool = False, start: Sequence[float] | None = None) -> PooledFit:
+    """REML fit of `outcome ~ 1 + covariates + (1|g₁) + …`: the same model as `fit_lmm` without the arm, as
+    `lme4::lmer(y ~ 1 + …)`. It needs no arm column, so a fit of masked or pooled data learns nothing of the arms."""
+    y, random, factors = _outcome_and_factors(data, outcome=outcome, random=random, log=log)
+    n = y.size
+    cols: list[np.ndarray] = [np.ones(n)]
+    names = ["(Intercept)"]
+    _covariate_columns(data, covariates, n, cols, names)
+    X = np.column_stack(cols)
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        raise ValueError(f"the fixed-effects design ({', '.join(names)}) is rank deficient")
+    if n <= X.shape[1]:
+        raise ValueError(f"{n} observations cannot support {X.shape[1]} fixed effects")
+    with single_threaded_blas():
+        core = _fit_core(y, X, factors, start)
+    return PooledFit(
+        variance_components={term: float(core.sigma2 * t * t) for term, t in zip(random, core.theta)},
+        residual_variance=float(core.sigma2),
+        fixed_effects={nm: float(b) for nm, b in zip(names, core.beta)},
+        reml_criterion=float(core.reml),
+        n_obs=int(n),
+        n_groups={term: int(m) for term, (_, m) in zip(random, factors)},
+        converged=core.converged,
+    )
 
 
 @dataclass

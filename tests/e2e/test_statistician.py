@@ -9,7 +9,7 @@ import pytest
 
 from stats.models import AnalysisPlan, AnalysisRun
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import ARTIFACTS, login
+from tests.e2e.conftest import ARTIFACTS, login, next_code
 from tests.stats.test_runs_fixtures import arm_words, build_trial, complete_trial  # noqa: F401  (fixtures)
 
 
@@ -23,6 +23,9 @@ def test_statistician_freezes_the_plan_runs_the_analysis_and_downloads_everythin
     page.wait_for_url("**/analysis/plan/")
     page.click("[data-testid=save-plan]")
     page.wait_for_selector("[data-testid=plan-state]:has-text('draft')")
+    # freezing is signed: the password and a code of the authenticator again
+    page.fill("[data-testid=freeze-form] input[name=password]", PASSWORD)
+    page.fill("[data-testid=freeze-form] input[name=code]", next_code(sim.statistician.username))
     page.click("[data-testid=freeze-plan]")
     page.wait_for_selector("[data-testid=plan-state]:has-text('frozen')")
     plan = AnalysisPlan.objects.get(trial=sim.trial)

@@ -29,9 +29,14 @@ from ai.models import AIDraft
 from reading.models import Read, ReadEvent, Report
 from scoring import selectors, services
 from scoring.models import Assignment
+from stats import services as stats_services
+from stats.models import AnalysisRun, InterimLook
+from stats.plan import default_plan
 from tests.reading.conftest import DRAFT_FINDINGS, DRAFT_IMPRESSION
 from tests.scoring.conftest import add_experts, submit_all_reads
 from tests.scoring.helpers import answer, mine
+from tests.signing import proof
+from tests.triggers import past_append_only_triggers
 from trial import services as trial_services
 from trial.access import access_to
 from trial.models import Case, Membership, Role
@@ -70,6 +75,10 @@ MATRIX: dict[str, str] = {
     "trial:detail":                "302 403 200 200 200 200 200 200 200",
     "trial:settings":              "302 403 200 403 403 403 403 403 403",
     "trial:transition":            "302 405 405 405 405 405 405 405 405",
+    "trial:lock":                  "302 403 200 403 403 403 403 403 403",  # a signed act of an investigator
+    "trial:unblinding":            "302 403 200 403 403 403 403 403 200",  # asked by one, approved by the other
+    "api-trial-lock":              "401 405 405 405 405 405 405 405 405",
+    "api-trial-unblinding":        "401 405 405 405 405 405 405 405 405",
     "trial:site_add":              "302 405 405 405 405 405 405 405 405",
     "trial:member_invite":         "302 405 405 405 405 405 405 405 405",
     "trial:case_list":             "302 403 200 403 403 403 403 403 403",
@@ -135,28 +144,35 @@ MATRIX: dict[str, str] = {
     "api-scoring-adjudication":    "401 403 403 403 403 403 403 200 403",
     "api-scoring-adjudicate":      "401 403 403 403 403 403 403 200 403",
     "api-scoring-results":         "401 403 403 403 403 403 403 403 403",  # until unblinding
-    # stats app. The crawl trial has no analysis plan or run yet, so version 1 and run 1 do not exist and
-    # analysts get the same refusal as everyone (403); the stats app's owner should add a plan and a run
-    # to the `world` fixture and set the analysts' cells of those rows to 200.
+    # stats app. The crawl trial has a frozen analysis plan (version 1) and a run (1) that is queued, before
+    # unblinding: a masked run is for the statistician alone, never for whoever sees the allocations (the
+    # investigator); the queued run has no report, plots or dataset yet (404; the page's export redirects back).
     "stats:home":                  "302 403 200 403 403 403 403 403 200",
     "stats:power":                 "302 403 200 403 403 403 403 403 200",  # a calculator for the analysts
     "stats:plan_edit":             "302 403 200 403 403 403 403 403 200",
     "stats:plan_freeze":           "302 405 405 405 405 405 405 405 405",
-    "stats:plan_json":             "302 403 403 403 403 403 403 403 403",
+    "stats:plan_json":             "302 403 200 403 403 403 403 403 200",
     "stats:run_start":             "302 405 405 405 405 405 405 405 405",
-    "stats:run":                   "302 403 403 403 403 403 403 403 403",
-    "stats:report_file":           "302 403 403 403 403 403 403 403 403",
-    "stats:export":                "302 403 403 403 403 403 403 403 403",
-    "stats:plot":                  "302 403 403 403 403 403 403 403 403",
+    "stats:run":                   "302 403 403 403 403 403 403 403 200",
+    "stats:report_file":           "302 403 403 403 403 403 403 403 404",
+    "stats:export":                "302 403 403 403 403 403 403 403 302",
+    "stats:plot":                  "302 403 403 403 403 403 403 403 404",
     "evaluation:page":             "302 403 403 403 403 403 403 403 403",  # analysts, after unblinding only
     "evaluation:csv":          "302 403 403 403 403 403 403 403 403",
     "api-analysis-plans":          "401 403 200 403 403 403 403 403 200",
-    "api-analysis-plan":           "401 403 403 403 403 403 403 403 403",
+    "api-analysis-plan":           "401 403 200 403 403 403 403 403 200",
     "api-analysis-plan-freeze":    "401 405 405 405 405 405 405 405 405",
     "api-analysis-runs":           "401 403 200 403 403 403 403 403 200",
-    "api-analysis-run":            "401 403 403 403 403 403 403 403 403",
-    "api-analysis-run-progress":   "401 403 403 403 403 403 403 403 403",
-    "api-analysis-run-export":     "401 403 403 403 403 403 403 403 403",
+    "api-analysis-run":            "401 403 403 403 403 403 403 403 200",
+    "api-analysis-run-progress":   "401 403 403 403 403 403 403 403 200",
+    "api-analysis-run-export":     "401 403 403 403 403 403 403 403 409",
+    # interim looks: that a look happened is for the analysts (and the data-monitoring committee, not a role of this
+    # crawl); look 1 is a safety look, whose results are the committee's alone before unblinding
+    "stats:interim":               "302 403 200 403 403 403 403 403 200",
+    "stats:interim_take":          "302 405 405 405 405 405 405 405 405",  # POST only
+    "stats:interim_look":          "302 403 403 403 403 403 403 403 403",
+    "api-analysis-interim-looks":  "401 403 200 403 403 403 403 403 200",
+    "api-analysis-interim-look":   "401 403 403 403 403 403 403 403 403",
 }
 # HEAD gets what GET gets, except where a view allows GET alone (named here, to be fixed in that view).
 HEAD_DIFFERS: dict = {}
@@ -195,6 +211,19 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     trial = trial_services.update_trial_settings(trial=trial, by=investigator, require_signoff=True)
     invitation = trial_services.invite_member(trial=trial, by=investigator, email="someone@example.org",
                                               role=Role.STATISTICIAN)
+    # the analysis: a frozen plan, and a run waiting for a worker (made as start_run makes it; a run needs a locked
+    # trial, and this one is still in scoring)
+    plan = stats_services.create_plan_version(trial=trial, by=statistician, content=default_plan(trial.design))
+    plan = stats_services.freeze_plan(plan=plan, by=statistician, proof=proof(statistician))
+    AnalysisRun.objects.create(trial=trial, number=1, plan=plan, plan_version=plan.version, plan_sha256=plan.sha256,
+                               trial_status=trial.status, arm_mapping={"X": "standard", "Y": "assisted"},
+                               id_key="0" * 64, requested_by=statistician, requested_at=THE_DATE,
+                               stage="Waiting for a worker")
+    InterimLook.objects.create(trial=trial, number=1, kind="safety", sequence=1, plan=plan, plan_version=plan.version,
+                               plan_sha256=plan.sha256, planned_fraction=0.5, information_fraction=0.5,
+                               cases_complete=1, planned_cases=2, trial_status=trial.status, dataset_sha256="0" * 64,
+                               results={"by_arm": {"assisted": {}, "standard": {}}}, performed_by=statistician,
+                               performed_at=THE_DATE, seconds=0.1)
     panel = [u for u in experts if mine(u)]
     assert len(panel) == 5 and experts[5] not in panel
     case = cases[0]
@@ -213,7 +242,8 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     Case.objects.filter(trial=trial).update(enrolled_at=THE_DATE)
     Read.objects.filter(trial=trial).update(routed_at=THE_DATE, opened_at=THE_DATE, submitted_at=THE_DATE)
     ReadEvent.objects.filter(read__trial=trial).update(server_time=THE_DATE)
-    Report.objects.filter(read__trial=trial).update(created_at=THE_DATE)
+    with past_append_only_triggers():  # set-up: reports are append-only (reading migration 0003)
+        Report.objects.filter(read__trial=trial).update(created_at=THE_DATE)
     by_arm = {m.allocation.arm: m for m in Membership.objects.filter(trial=trial, role=Role.READER)}
     reader_user = {arm: m.user for arm, m in by_arm.items()}
     read = Read.objects.filter(case=case, arm="assisted").get()

@@ -88,19 +88,21 @@ def test_statistics_files_keep_values_and_labels(masked_zip):
     assert str(frame["submitted_at"].dtype).startswith("datetime64")
 
 
-def test_the_data_dictionary_describes_every_column_and_no_withheld_one_when_masked(masked_zip):
+def test_the_data_dictionary_describes_every_column_and_the_withheld_ones_with_why(masked_zip):
     view, data = masked_zip
     members = _members(data)
     dictionary = list(csv.DictReader(io.StringIO(members["data_dictionary.csv"].decode())))
-    described = {(d["file"], d["column"]) for d in dictionary}
+    described = {(d["file"], d["column"]) for d in dictionary if not d["withheld"]}
     for entity in dataset.ENTITIES:
         for name in view["columns"][entity.name]:
             assert (entity.name, name) in described
     assert ("reports", "draft_kept_share") not in described
+    withheld = {(d["file"], d["column"]): d["withheld"] for d in dictionary if d["withheld"]}
+    assert "exists in one arm only" in withheld[("reports", "draft_kept_share")]
     assert all(d["description"] and d["type"] for d in dictionary)
     assert "## reads" in members["data_dictionary.md"].decode()
-    unmasked = {(d["file"], d["column"]) for d in dataset.dictionary_rows(masked_view=False)}
-    assert ("reports", "draft_kept_share") in unmasked
+    unmasked = {(d["file"], d["column"]): d["withheld"] for d in dataset.dictionary_rows(masked_view=False)}
+    assert unmasked[("reports", "draft_kept_share")] == ""
 
 
 def test_a_masked_export_names_no_arm(masked_zip, snapshot):
@@ -111,10 +113,9 @@ def test_a_masked_export_names_no_arm(masked_zip, snapshot):
             text = " ".join(v.decode() for v in _members_flat(member).values())
         assert_masked(text, name)
     # and the arms really are coded: X is the standard arm here
-    names, rows = dataset.table(dataset.masked(snapshot, {"X": "standard", "Y": "assisted"}), "reports")
-    real = dataset.view_records(dataset.unmasked(snapshot), "reports")
-    coded = [dict(zip(names, r)) for r in rows]
-    assert all((c["arm"] == "X") == (u["arm"] == "standard") for c, u in zip(coded, real))
+    coded = dataset.view_records(dataset.masked(snapshot, {"X": "standard", "Y": "assisted"}), "reports")
+    real = {r["report"]: r for r in dataset.view_records(dataset.unmasked(snapshot), "reports")}
+    assert all((c["arm"] == "X") == (real[c["report"]]["arm"] == "standard") for c in coded)
 
 
 def _members_flat(data: bytes) -> dict[str, bytes]:

@@ -13,8 +13,9 @@ from stats import plan as plan_schema
 from stats import services
 from stats.errors import Conflict, PlanFrozen, WrongStatus
 from stats.models import AnalysisPlan
+from tests.signing import credentials, proof
 from trial import services as trial_services
-from trial.models import AuditEvent, Role, Trial
+from trial.models import AuditEvent, Role, Signature, Trial
 
 DATA = Path(__file__).parent / "data"
 
@@ -134,7 +135,7 @@ def test_a_bad_plan_is_refused_with_a_message(change, message):
 def test_freezing_records_who_when_and_the_hash_of_the_plan_file(trial, statistician, client):
     plan = services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
     assert plan.version == 1 and not plan.is_frozen and plan.sha256 == ""
-    frozen = services.freeze_plan(plan=plan, by=statistician)
+    frozen = services.freeze_plan(plan=plan, by=statistician, proof=proof(statistician))
     assert frozen.frozen_by == statistician and frozen.frozen_at is not None
     client.force_login(statistician)
     document = client.get(f"/t/{trial.code}/analysis/plan/1.json").content
@@ -148,13 +149,13 @@ def test_freezing_records_who_when_and_the_hash_of_the_plan_file(trial, statisti
 def test_a_frozen_plan_cannot_be_edited_or_frozen_again_and_nothing_changes(trial, statistician):
     plan = services.freeze_plan(plan=services.create_plan_version(trial=trial, by=statistician,
                                                                   content=plan_schema.default_plan()),
-                                by=statistician)
+                                by=statistician, proof=proof(statistician))
     before = (AnalysisPlan.objects.get(pk=plan.pk).content, plan.sha256, AuditEvent.objects.count())
     changed = {**plan_schema.default_plan(), "alpha": 0.01}
     with pytest.raises(PlanFrozen, match="frozen on .* it cannot change"):
         services.edit_plan(plan=plan, by=statistician, content=changed)
     with pytest.raises(PlanFrozen, match="already frozen"):
-        services.freeze_plan(plan=plan, by=statistician)
+        services.freeze_plan(plan=plan, by=statistician, proof=proof(statistician))
     plan.content = changed
     with pytest.raises(PermissionError, match="immutable"):
         plan.save()
@@ -167,7 +168,8 @@ def test_a_frozen_plan_cannot_be_edited_or_frozen_again_and_nothing_changes(tria
 @pytest.mark.django_db
 def test_an_amendment_is_a_new_version_and_the_old_one_stays(trial, statistician, client):
     v1 = services.freeze_plan(plan=services.create_plan_version(trial=trial, by=statistician,
-                                                                content=plan_schema.default_plan()), by=statistician)
+                                                                content=plan_schema.default_plan()), by=statistician,
+                              proof=proof(statistician))
     client.force_login(statistician)
     form = client.get(f"/t/{trial.code}/analysis/plan/")
     assert form.status_code == 200 and "version 2" in form.content.decode()
@@ -193,7 +195,7 @@ def test_an_amendment_is_a_new_version_and_the_old_one_stays(trial, statistician
     with pytest.raises(Conflict, match="not the latest version"):
         services.edit_plan(plan=old_draft, by=statistician, content=plan_schema.default_plan())
     with pytest.raises(Conflict, match="not the latest version"):
-        services.freeze_plan(plan=old_draft, by=statistician)
+        services.freeze_plan(plan=old_draft, by=statistician, proof=proof(statistician))
 
 
 @pytest.mark.django_db
@@ -202,7 +204,7 @@ def test_freezing_is_refused_once_the_trial_is_unblinded(trial, statistician):
     Trial.objects.filter(pk=trial.pk).update(status="unblinded")  # the path there is tested in trial/
     events = AuditEvent.objects.count()
     with pytest.raises(WrongStatus, match="unblinded"):
-        services.freeze_plan(plan=plan, by=statistician)
+        services.freeze_plan(plan=plan, by=statistician, proof=proof(statistician))
     with pytest.raises(WrongStatus, match="unblinded"):
         services.create_plan_version(trial=trial, by=statistician, content=plan_schema.default_plan())
     assert not AnalysisPlan.objects.get(pk=plan.pk).is_frozen and AuditEvent.objects.count() == events
@@ -219,9 +221,17 @@ def test_the_api_refuses_a_bad_plan_an_edit_of_a_frozen_plan_and_a_second_freeze
     assert created.status_code == 201 and created.json()["version"] == 1
     edited = api.put(f"{url}1/", {"content": {**plan_schema.default_plan(), "notes": "draft 2"}}, format="json")
     assert edited.status_code == 200 and edited.json()["content"]["notes"] == "draft 2"
-    frozen = api.post(f"{url}1/freeze/")
+    unsigned = api.post(f"{url}1/freeze/")
+    assert unsigned.status_code == 400 and "password" in unsigned.json()
+    wrong = api.post(f"{url}1/freeze/", {"password": "not it", "code": "123456"}, format="json")
+    assert wrong.status_code == 403 and wrong.json()["code"] == "signature_refused"
+    assert not AnalysisPlan.objects.get(version=1).is_frozen
+    frozen = api.post(f"{url}1/freeze/", vars(credentials(statistician)), format="json")
     assert frozen.status_code == 200 and len(frozen.json()["sha256"]) == 64
-    again = api.post(f"{url}1/freeze/")
+    signature = Signature.objects.get(meaning="freeze_plan")
+    assert signature.content_hash == frozen.json()["sha256"] and signature.signer == statistician
+    assert signature.method == "password+second factor"
+    again = api.post(f"{url}1/freeze/", vars(credentials(statistician)), format="json")
     assert again.status_code == 409 and again.json()["code"] == "plan_frozen"
     edit = api.put(f"{url}1/", {"content": plan_schema.default_plan()}, format="json")
     assert edit.status_code == 409 and "cannot change" in edit.json()["detail"]
@@ -236,6 +246,6 @@ def test_only_investigators_and_statisticians_write_or_freeze_plans(trial, inves
         with pytest.raises(PermissionDenied):
             services.create_plan_version(trial=trial, by=user, content=plan_schema.default_plan())
         with pytest.raises(PermissionDenied):
-            services.freeze_plan(plan=plan, by=user)
+            services.freeze_plan(plan=plan, by=user, proof=proof(user))
         assert _api(user).get(f"/api/trials/{trial.code}/analysis/plans/").status_code == 403
-    assert services.freeze_plan(plan=plan, by=investigator).is_frozen
+    assert services.freeze_plan(plan=plan, by=investigator, proof=proof(investigator)).is_frozen

@@ -8,6 +8,7 @@ import pytest
 
 from stats import plan as plan_schema
 from stats import provenance, report, selectors, services
+from tests.signing import move, proof
 from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
     assert_masked,
     build_trial,
@@ -15,7 +16,6 @@ from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
     run_now,
     zip_members,
 )
-from trial import services as trial_services
 from trial.models import Status
 
 
@@ -37,7 +37,7 @@ def test_versions_frozen_after_the_lock_or_after_a_masked_run_are_flagged():
 def _lock(sim, django_capture_on_commit_callbacks):
     for status in (Status.SCORING, Status.LOCKED):
         with django_capture_on_commit_callbacks(execute=True):
-            trial_services.transition_trial(trial=sim.trial, by=sim.investigator, to=status)
+            move(sim.trial, by=sim.investigator, to=status)
 
 
 @pytest.mark.django_db
@@ -46,12 +46,13 @@ def test_a_run_of_a_plan_amended_after_the_lock_and_a_masked_run_says_so(complet
     sim = complete_trial(code="ph", lock=False)
     v1 = services.freeze_plan(plan=services.create_plan_version(trial=sim.trial, by=sim.statistician,
                                                                 content=plan_schema.default_plan()),
-                              by=sim.statistician)
+                              by=sim.statistician, proof=proof(sim.statistician))
     _lock(sim, django_capture_on_commit_callbacks)
     first = run_now(sim, django_capture_on_commit_callbacks)
     amended = {**plan_schema.default_plan(), "alpha": 0.04, "notes": "amended after seeing run 1"}
     v2 = services.freeze_plan(plan=services.create_plan_version(trial=sim.trial, by=sim.statistician,
-                                                                content=amended), by=sim.statistician)
+                                                                content=amended), by=sim.statistician,
+                              proof=proof(sim.statistician))
     second = run_now(sim, django_capture_on_commit_callbacks)
 
     history = selectors.plan_history(run=first)

@@ -12,6 +12,7 @@ import pytest
 from stats import plan as plan_schema
 from stats import services
 from stats.methods.power import VarianceComponents, plan_power, preference_power, quality_power, time_power
+from tests.signing import proof
 from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
     build_trial,
     complete_trial,
@@ -148,7 +149,7 @@ def statistician(trial, investigator, make_user):
 def test_freezing_stores_the_power_result_in_the_hashed_plan(trial, statistician, client):
     plan = services.create_plan_version(trial=trial, by=statistician, content=_with_power(readers_per_arm=6))
     assert plan.content["power"]["result"] is None
-    frozen = services.freeze_plan(plan=plan, by=statistician)
+    frozen = services.freeze_plan(plan=plan, by=statistician, proof=proof(statistician))
     result = frozen.content["power"]["result"]
     assert result["status"] == "ok" and result["readers_per_arm"] == 6
     assert result == plan_power({k: v for k, v in frozen.content["power"].items() if k != "result"},

@@ -17,6 +17,7 @@ import pytest
 from stats import analysis, dataset, exports, selectors, services, simulate
 from stats import plan as plan_schema
 from stats.models import RunStatus
+from tests.signing import move
 from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
     assert_masked,
     build_trial,
@@ -25,7 +26,6 @@ from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
     run_now,
     zip_members,
 )
-from trial import services as trial_services
 
 from .rscript import require_r_packages, run_r
 
@@ -74,7 +74,7 @@ def test_python_m_stats_analysis_reproduces_the_stored_run_byte_for_byte(exporte
     # withheld section back
     sim = exported["sim"]
     with django_capture_on_commit_callbacks(execute=True):
-        trial_services.transition_trial(trial=sim.trial, by=sim.investigator, to="unblinded")
+        move(sim.trial, by=sim.investigator, to="unblinded", statistician=sim.statistician)
     run.refresh_from_db()
     _, data = services.export_run(run=run, by=sim.statistician)
     unblinded = _unzip(data, tmp_path / "unblinded")

@@ -5,9 +5,11 @@ import io
 import tempfile
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 
 from stats.models import AnalysisRun
+from tests.signing import move
 from tests.stats.test_runs_fixtures import (  # noqa: F401  (fixtures)
     arm_words,
     assert_masked,
@@ -109,11 +111,9 @@ def test_nothing_a_statistician_sees_names_an_arm_before_unblinding(complete_tri
         assert_masked(text, name)
     reports = csv_rows(zip_members(response.content)["csv/reports.csv"])
     assert "draft_kept_share" not in reports[0] and {r["arm"] for r in reports} == {"X", "Y"}
-    # the investigator is blinded the same way
+    # the investigator, who sees the allocations, gets no masked run at all (test_investigators_get_no_masked_run)
     client.force_login(sim.investigator)
-    assert_masked(client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/").content.decode())
-    assert_masked(" ".join(_zip_text(client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/export.zip")
-                                     .content).values()))
+    assert client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/").status_code == 403
 
 
 @pytest.mark.django_db
@@ -126,7 +126,7 @@ def test_unblinding_reveals_the_mapping_and_the_investigator_alone_gets_the_acce
     CaseIdentity.objects.update_or_create(case=case,
                                           defaults={"accession_number": "ACC-123", "sop_instance_uid": "1.2"})
     with django_capture_on_commit_callbacks(execute=True):
-        trial_services.transition_trial(trial=sim.trial, by=sim.investigator, to="unblinded")
+        move(sim.trial, by=sim.investigator, to="unblinded", statistician=sim.statistician)
     run = AnalysisRun.objects.get(pk=run.pk)
     real_x = run.arm_mapping["X"]
     client.force_login(sim.statistician)
@@ -186,3 +186,62 @@ def test_the_api_starts_a_run_and_reports_its_progress(complete_trial, django_ca
     export = api.get(f"/api/trials/{sim.trial.code}/analysis/runs/1/export/")
     assert export.status_code == 200 and export["Content-Disposition"].endswith('run001.zip"')
     assert not arm_words(" ".join(_zip_text(export.content).values()))
+
+
+def _run_urls(trial, run) -> list[str]:
+    base, api = f"/t/{trial.code}/analysis/runs/{run.number}", f"/api/trials/{trial.code}/analysis/runs/{run.number}"
+    return [f"{base}/", f"{base}/report.html", f"{base}/export.zip", f"{base}/plots/forest.png",
+            f"{base}/plots/quality.png", f"{api}/", f"{api}/progress/", f"{api}/export/",
+            f"/t/{trial.code}/analysis/power/?from_run={run.number}"]
+
+
+@pytest.mark.django_db
+def test_investigators_get_no_masked_run_and_start_none(complete_trial, client, make_user,
+                                                          django_capture_on_commit_callbacks):
+    """Whoever can see the allocations would unmask X and Y at a glance: before unblinding, investigators (also one
+    who is a statistician of the trial too) get no masked run's results, report, plots or dataset, and start no
+    run; they keep the plan and the list of runs. After unblinding, they see everything."""
+    from stats import selectors, services
+    from trial.models import Role
+
+    sim = complete_trial()
+    freeze_default_plan(sim)
+    run = run_now(sim, django_capture_on_commit_callbacks)
+    both = make_user("st-ivy")
+    trial_services.add_member(trial=sim.trial, by=sim.investigator, user=both, role=Role.INVESTIGATOR)
+    trial_services.add_member(trial=sim.trial, by=sim.investigator, user=both, role=Role.STATISTICIAN)
+    exported = AuditEvent.objects.filter(action="analysis_run.exported").count()
+    for user in (sim.investigator, both):
+        client.force_login(user)
+        api = _api(user)
+        for url in _run_urls(sim.trial, run):
+            response = (api if url.startswith("/api/") else client).get(url)
+            assert response.status_code == 403, (user, url)
+            assert_masked(response.content.decode("utf-8", "replace"), url)
+        home = client.get(f"/t/{sim.trial.code}/analysis/")
+        assert home.status_code == 200 and f'href="/t/{sim.trial.code}/analysis/runs/1/"' not in home.content.decode()
+        assert "statisticians only" in home.content.decode() and 'data-testid="start-run"' not in home.content.decode()
+        assert api.get(f"/api/trials/{sim.trial.code}/analysis/runs/").status_code == 200   # the list, no results
+        with django_capture_on_commit_callbacks(execute=True):
+            refused = api.post(f"/api/trials/{sim.trial.code}/analysis/runs/")
+        assert refused.status_code == 403 and "statisticians only" in refused.json()["detail"]
+        with pytest.raises(PermissionDenied, match="statisticians only"):
+            services.start_run(trial=sim.trial, by=user)
+        with pytest.raises(PermissionDenied):
+            services.export_run(run=run, by=user)
+    assert AnalysisRun.objects.count() == 1
+    assert AuditEvent.objects.filter(action="analysis_run.exported").count() == exported
+    # staff without the statistician role hold no trial role: refused like anyone else
+    staff = make_user("st-admin")
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    assert client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/").status_code == 403
+    # after unblinding, the investigator sees the run and may start one
+    with django_capture_on_commit_callbacks(execute=True):
+        move(sim.trial, by=sim.investigator, to="unblinded", statistician=sim.statistician)
+    client.force_login(sim.investigator)
+    assert client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/").status_code == 200
+    assert client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/export.zip").status_code == 200
+    run2 = run_now(sim, django_capture_on_commit_callbacks, by=sim.investigator)
+    assert run2.status == "done" and selectors.is_unblinded(run2.trial)

@@ -23,6 +23,7 @@ from reading.models import Read
 from scoring import radpeer as radpeer_scale
 from scoring import selectors as scoring_selectors
 from tests.reading.conftest import build_trial  # noqa: F401  (a fixture, used by complete_trial)
+from tests.signing import move, proof
 from trial import services as trial_services
 from trial.models import Role, Status, Trial
 
@@ -157,7 +158,7 @@ def complete_trial(build_trial, make_user, investigator, monkeypatch, django_cap
         if lock:
             for status in (Status.SCORING, Status.LOCKED):
                 with django_capture_on_commit_callbacks(execute=True):
-                    trial_services.transition_trial(trial=trial, by=investigator, to=status)
+                    move(trial, by=investigator, to=status)
         trial.refresh_from_db()
         return SimTrial(trial=trial, investigator=investigator, statistician=statistician, readers=readers,
                         experts=experts, outsider=outsider, scoring=scoring)
@@ -202,7 +203,7 @@ def freeze_default_plan(sim: SimTrial, by=None):
     by = by or sim.statistician
     plan = services.create_plan_version(trial=sim.trial, by=by,
                                         content=plan_schema.default_plan(sim.trial.design))
-    return services.freeze_plan(plan=plan, by=by)
+    return services.freeze_plan(plan=plan, by=by, proof=proof(by))
 
 
 def run_now(sim: SimTrial, django_capture_on_commit_callbacks, by=None):

@@ -25,7 +25,7 @@ from scoring.models import Item
 from stats import services as stats_services
 from stats.models import AnalysisRun
 from stats.plan import default_plan
-from trial import services
+from trial import services, signatures
 from trial.access import access_to
 from trial.models import Role, Status, Trial
 
@@ -126,7 +126,9 @@ class Command(BaseCommand):
         inv = users["investigator"]
         # every report checked by a senior before release, as in the paper
         trial = services.create_trial(by=inv, code=code, title=title, registration_id="NCT00000000 (demo)",
-                                      block_multiples=[1], require_signoff=True)
+                                      block_multiples=[1], require_signoff=True,
+                                      fixed_block_reason="two readers per site: a block of 2 keeps every site in "
+                                                         "both arms")
         sites = [services.add_site(trial=trial, by=inv, code=c, name=n) for c, n in SITES]
         for i in range(6):  # two readers per site, randomized 1:1 within site
             services.add_member(trial=trial, by=inv, user=users[f"reader{i + 1}"], role=Role.READER,
@@ -191,10 +193,14 @@ class Command(BaseCommand):
                       progress=self.progress)
         demo.simulate_scoring(trial=trial, truth=truth, leave_per_expert=0, seed=13, clock=clock,
                               progress=self._labelled(trial))
-        trial = services.transition_trial(trial=trial, by=inv, to=Status.LOCKED)
-        plan = stats_services.save_plan(trial=trial, by=inv, content=default_plan(trial.design))
-        stats_services.freeze_plan(plan=plan, by=inv)
-        trial = services.transition_trial(trial=trial, by=inv, to=Status.UNBLINDED)
+        statistician = users["statistician"]
+        plan = stats_services.save_plan(trial=trial, by=statistician, content=default_plan(trial.design))
+        stats_services.freeze_plan(plan=plan, by=statistician,
+                                   proof=signatures.simulated(statistician, by_what="the demo"))
+        trial = services.lock_trial(trial=trial, by=inv, proof=signatures.simulated(inv, by_what="the demo"))
+        services.request_unblinding(trial=trial, by=inv, proof=signatures.simulated(inv, by_what="the demo"))
+        trial = services.approve_unblinding(trial=trial, by=statistician,
+                                            proof=signatures.simulated(statistician, by_what="the demo"))
         run = stats_services.start_run(trial=trial, by=users["statistician"])
         demo.wait_for(lambda: (int(AnalysisRun.objects.get(pk=run.pk).status in ("done", "failed")), 1),
                       what=f"{trial.code}: analysis run by the worker", timeout=self.timeout, progress=self.progress)
