@@ -54,6 +54,7 @@ from scipy import stats as sps
 
 from . import dataset, estimands
 from .methods.agreement import analyse_agreement, fleiss_kappa, krippendorff_alpha, ratings_matrix
+from .methods.blinding import bang_index_by_arm
 from .methods.clmm import fit_clmm
 from .methods.detection import analyse_detection, detection_glmm, threshold_accuracy
 from .methods.glmm import fit_ordinal_glmm, fit_preference_glmm
@@ -74,7 +75,9 @@ DEFAULT_TERMS = {"quality": ["case", "reader", "expert", "case:arm"],
 # Endpoints whose main test has a treatment × subgroup interaction test (an LMM's F test).
 INTERACTION_TESTS = {"lmm"}
 # Sections of the results that would reveal which arm is which; shown only after unblinding.
-WITHHELD_SECTIONS = ("automation_bias",)
+# automation_bias: exists in one arm only; blinding: the experts' guesses, whose majority would tell which code is
+# the AI-assisted arm (the sign of Bang's index does)
+WITHHELD_SECTIONS = ("automation_bias", "blinding")
 WITHHELD = {"status": "withheld", "reason": "shown after unblinding: it exists in one arm only and would reveal "
                                             "which arm is which"}
 # Primary analyses whose tipping point for missing outcomes is computed (stats.methods.tipping).
@@ -745,6 +748,36 @@ def descriptives(d: _Data) -> dict[str, Any]:
     return out
 
 
+def blinding(d: _Data, level: float) -> dict[str, Any]:
+    """Bang's blinding index from the experts' optional guess on the pair item ("which report was written with AI
+    assistance?"). Each answer is one guess about a pair; the groups are the true (coded) arm of the left report
+    (stats.methods.blinding). The index is computed on the hypothesis that the treatment code is the AI-assisted
+    arm; if it is not, every index changes sign (the report turns them round once the mapping is revealed). The
+    section is withheld before unblinding (WITHHELD_SECTIONS): with experts who can tell, the sign tells which
+    code is which. Before scoring, the conduct page's style check measures the same risk without any guess."""
+    counts = {arm: {"named_left": 0, "named_right": 0, "unsure": 0} for arm in (d.t, d.r)}
+    for p in d.preferences:
+        guess, left = p.get("guess"), p.get("left_arm")
+        if not guess or left not in counts:
+            continue
+        counts[left]["unsure" if guess == "unsure" else "named_left" if guess == left else "named_right"] += 1
+    n = sum(sum(c.values()) for c in counts.values())
+    if n == 0:
+        return {"status": "not_asked"}
+    if any(sum(c.values()) == 0 for c in counts.values()):
+        return {"status": "not_estimable", "n": n, "reason": "no guess about a pair with one of the arms on the left"}
+    by_arm = bang_index_by_arm({
+        "treatment": (counts[d.t]["named_left"], counts[d.t]["named_right"], counts[d.t]["unsure"]),
+        "reference": (counts[d.r]["named_left"], counts[d.r]["named_right"], counts[d.r]["unsure"])})
+    signed = {}
+    for arm, index in ((d.t, by_arm.treatment), (d.r, by_arm.reference)):
+        low, high = index.confidence_interval(level)
+        signed[arm] = {"estimate": index.estimate, "se": index.standard_error, "ci": [low, high], "n": index.n,
+                       "counts": counts[arm]}
+    return {"status": "ok", "n": n, "unsure": sum(c["unsure"] for c in counts.values()), "by_left_arm": signed,
+            "hypothesis": d.t}
+
+
 def flow(d: _Data, analyses: Mapping[str, dict], plan: Mapping[str, Any]) -> dict[str, Any]:
     """CONSORT-style counts: enrolled, allocated, read per arm, scored, analysed, excluded with reasons."""
     arms = (d.t, d.r)
@@ -801,7 +834,21 @@ def flow(d: _Data, analyses: Mapping[str, dict], plan: Mapping[str, Any]) -> dic
         "analysed_primary": analysed,
         "primary_unit": "cases" if primary and "cases" in (primary.get("n") or {}) else "rows",
         "excluded": excluded,
+        # CONSORT-AI: the model versions that drafted, and how many experts scored each report
+        "model_versions": sorted({str(a["model"]) for a in d.ai if a.get("model")}),
+        "experts_per_report": _experts_per_report(d),
     }
+
+
+def _experts_per_report(d: _Data) -> dict[str, Any]:
+    experts: dict[tuple, set] = defaultdict(set)
+    for q in d.quality:
+        if q["score"] is not None:
+            experts[(q["case"], q["arm"], q.get("read"))].add(q["expert"])
+    counts = [len(v) for v in experts.values()]
+    if not counts:
+        return {"reports": 0}
+    return {"reports": len(counts), "min": min(counts), "median": float(np.median(counts)), "max": max(counts)}
 
 
 def _matrix_by_slot(items: dict[Any, dict[str, float]]) -> tuple[list, list, list, bool, list[str]]:
@@ -1116,6 +1163,7 @@ def run_analysis(view: Mapping[str, Any], *, plan: Mapping[str, Any], design: st
         "descriptives": descriptives(d),
         "agreement": agreement(d, level),
         "automation_bias": automation_bias(d),
+        "blinding": blinding(d, level),
         "flow": flow(d, by_role, plan),
     }
     report(100, "done")

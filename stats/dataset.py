@@ -33,7 +33,9 @@ from scoring import radpeer as radpeer_scale
 
 from .plan import canonical_json
 
-FORMAT = 2   # 2: preferences gained left_reader and right_reader (the two reports' readers; left_reader in the key)
+FORMAT = 3   # 2: preferences gained left_reader and right_reader (the two reports' readers; left_reader in the key)
+#             3: preferences gained guess (the expert's answer to "which report was written with AI assistance?");
+#                older snapshots read with it empty
 MASKED_ARMS = ("X", "Y")
 
 
@@ -170,6 +172,11 @@ ENTITIES: tuple[Entity, ...] = (
         Column("left_reader", "string", "Pseudonym of the reader who wrote the report shown on the left."),
         Column("right_reader", "string", "Pseudonym of the reader who wrote the report shown on the right."),
         Column("seconds", "number", "Time the expert spent on the pair.", unit="s"),
+        Column("guess", "string", "The arm whose report the expert named as written with AI assistance (the trial's "
+               "optional blinding question), or unsure; empty where the question was not asked.",
+               values=ARM_VALUES + "; unsure", arm=True,
+               withheld="the arm an expert took for the one written with an AI draft: where experts can tell, their "
+                        "majority tells which code is which"),
     )),
     Entity("reference_standard", "One row per case and finding: the reference standard.", ("case", "finding"), (
         Column("case", "string", "Case code."),
@@ -264,7 +271,8 @@ def from_scoring(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, l
                             "left_arm": left_arm,
                             "left_reader": p.get("left_reader", left),
                             "right_reader": p.get("right_reader", right),
-                            "seconds": _seconds(p.get("seconds"))})
+                            "seconds": _seconds(p.get("seconds")),
+                            "guess": p.get("guess_arm") or ("unsure" if p.get("ai_guess") == "unsure" else None)})
     reference = []
     for r in rows.get("reference_standard", ()):
         present = _pick(r, "present", "truth")
@@ -338,7 +346,9 @@ def relabel(snapshot: Mapping[str, Any], *, label: Callable[[Any], Any], drop_wi
     for entity in ENTITIES:
         arm_idx = {i for i, c in enumerate(entity.columns) if c.arm}
         id_map = {i: ids[c.id_of] for i, c in enumerate(entity.columns) if c.id_of and c.id_of in ids}
-        rows = [[label(v) if i in arm_idx else id_map[i].get(v, v) if i in id_map else v for i, v in enumerate(row)]
+        width = len(entity.columns)  # a snapshot of an older format lacks the newest columns: read them as empty
+        rows = [[label(v) if i in arm_idx else id_map[i].get(v, v) if i in id_map else v
+                 for i, v in enumerate(list(row) + [None] * (width - len(row)))]
                 for row in snapshot["tables"].get(entity.name, [])]
         sort_rows(rows, [entity.names.index(k) for k in entity.key])
         # dropped after the sort, so that the masked view's rows are the coded view's, in the same order

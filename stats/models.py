@@ -86,6 +86,9 @@ class AnalysisRun(models.Model):
     dataset_sha256 = models.CharField(max_length=64, blank=True)
     dataset_rows = models.JSONField(default=dict, blank=True, help_text="Rows per entity in the snapshot.")
     code_version = models.JSONField(default=dict, blank=True)
+    # The audit chain's head when the run finished ({count, hash, at}; trial.audit.anchor_head, also written to the
+    # anchor file outside the database): the result names the exact audit trail it was computed beside.
+    audit_anchor = models.JSONField(default=dict, blank=True)
     results = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)

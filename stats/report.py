@@ -422,6 +422,34 @@ def _agreement_table(results) -> list[dict]:
                    "to read.")]
 
 
+def _blinding_table(results, labels, assisted: str | None) -> list[dict]:
+    b = results.get("blinding", {})
+    title = "Which report was written with AI assistance? The experts' guesses"
+    if b.get("status") == "withheld":
+        return [_table(title, ["", ""], [["Withheld", "shown after unblinding: where experts can tell, the direction "
+                                                      "of their guesses would tell which arm code is which"]])]
+    if b.get("status") == "not_asked":
+        return [_table(title, ["", ""], [["Not asked", "the trial did not ask the experts this question"]])]
+    if b.get("status") != "ok" or assisted is None:
+        return [_table(title, ["", ""], [["Not estimable", b.get("reason", "the arms are not revealed")]])]
+    # the run computed the indices on the hypothesis that b["hypothesis"] is the AI-assisted arm; turn them round
+    # if the revealed mapping says otherwise
+    sign = 1 if b["hypothesis"] == assisted else -1
+    rows = []
+    for arm in ARMS:
+        g = b["by_left_arm"].get(arm)
+        if not g:
+            continue
+        low, high = sorted((sign * g["ci"][0], sign * g["ci"][1]))
+        c = g["counts"]
+        rows.append([f"{_labelled(labels, arm)} report on the left", str(g["n"]),
+                     f"{c['named_left']} / {c['named_right']} / {c['unsure']}",
+                     f"{num(sign * g['estimate'])} ({num(low)} to {num(high)})"])
+    level = int(round(100 * results["confidence_level"]))
+    return [_table(title, ["Pairs", "Guesses", "Named left / named right / unsure", f"Bang's index ({level} % CI)"],
+                   rows)]
+
+
 def _automation_table(results, labels) -> list[dict]:
     a = results.get("automation_bias", {})
     if a.get("status") == "withheld":
@@ -623,7 +651,8 @@ def _interim_section(interim: Mapping[str, Any] | None, primary: Mapping[str, An
 
 
 def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta: Mapping[str, Any],
-                 history: Mapping[str, Any] | None = None, interim: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 history: Mapping[str, Any] | None = None, interim: Mapping[str, Any] | None = None,
+                 assisted: str | None = None) -> dict[str, Any]:
     """Plain data for a template: meta rows, the flow and the sections (each a title, tables, notes).
 
     `history` is the trial's plan history (stats.provenance.plan_history), shown with its flags; `interim` the
@@ -674,6 +703,10 @@ def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta:
         {"id": "ai", "title": "AI finding scores", "tables": _auc_table(results), "notes": []},
         {"id": "agreement", "title": "Agreement between experts", "tables": _agreement_table(results), "notes": []},
         {"id": "automation", "title": "Automation bias", "tables": _automation_table(results, labels), "notes": []},
+        {"id": "blinding", "title": "Blinding of the experts", "tables": _blinding_table(results, labels, assisted),
+         "notes": ["Bang's blinding index per group of pairs (by the true arm of the report shown on the left): 1, "
+                   "every expert named the report written with an AI draft; 0, no better than chance (or all "
+                   "unsure); −1, every one named the other report. Wald intervals (Bang 2004)."]},
         {"id": "multiplicity", "title": "Multiplicity", "tables": _multiplicity_tables(results), "notes": [
             "The primary is tested at α; a planned test that could not be estimated counts as p = 1 and stays in its "
             "family."]},
@@ -697,7 +730,17 @@ def build_report(results: Mapping[str, Any], *, labels: Mapping[str, str], meta:
         sections.insert(1, interim_section)
     flow = results["flow"]
     flow_arms = [{"arm": arm, "label": _labelled(labels, arm), **flow["arms"].get(arm, {})} for arm in ARMS]
+    draft = (results.get("estimands") or {}).get("events", {}).get("draft_unavailable", {})
+    if not draft.get("determinable"):
+        ai_unavailable = "whether a draft was unavailable cannot be told from these data"
+    else:
+        strategy = ((results.get("estimands") or {}).get("endpoints", {}).get(primary["endpoint"], {})
+                    .get("strategies", {}).get("draft_unavailable", {}).get("strategy", "treatment policy")
+                    if primary else "treatment policy")
+        ai_unavailable = (f"cases whose AI draft was unavailable (failed or late): {draft['cases']}, handled in the "
+                          f"primary by the {strategy.replace('_', ' ')} strategy")
     return {"meta": list(meta.items()), "sections": sections, "flow": flow, "flow_arms": flow_arms,
+            "ai_unavailable": ai_unavailable,
             "level": level, "labels": dict(labels), "plot_titles": PLOT_TITLES}
 
 

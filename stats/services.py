@@ -31,7 +31,8 @@ RUNNABLE = (Status.LOCKED, Status.UNBLINDED)
 STALE_RUN_SECONDS = 30 * 60
 # The export's layout; a cached zip of an older layout is rebuilt (its name carries the version).
 # 3: surrogate read and report ids, rows sorted as the view reads, formulas escaped, withheld columns listed.
-EXPORT_LAYOUT = 3
+# 4: run.json names the audit trail's anchored head.
+EXPORT_LAYOUT = 4
 
 
 def _lock_trial(trial: Trial) -> Trial:
@@ -230,10 +231,13 @@ def execute_run(*, run_id: int, task_id: str = "inline") -> AnalysisRun:
         run.status, run.results, run.code_version = RunStatus.DONE, results, versions
         run.progress, run.stage, run.finished_at = 100, "Done", clock.now()
         run.seconds = round(time.perf_counter() - started, 3)
-        run.save(update_fields=["status", "results", "code_version", "progress", "stage", "finished_at", "seconds"])
+        run.audit_anchor = audit.anchor_head().as_dict()  # the head the run's data were read beside
+        run.save(update_fields=["status", "results", "code_version", "progress", "stage", "finished_at", "seconds",
+                                "audit_anchor"])
         audit.record(actor=run.requested_by, action="analysis_run.finished", obj=run, trial=trial, payload={
             "number": run.number, "plan_version": run.plan_version, "plan_sha256": run.plan_sha256,
-            "dataset_sha256": run.dataset_sha256, "code_version": versions, "seconds": run.seconds})
+            "dataset_sha256": run.dataset_sha256, "code_version": versions, "seconds": run.seconds,
+            "audit_anchor": run.audit_anchor})
     return run
 
 
@@ -306,7 +310,7 @@ def export_run(*, run: AnalysisRun, by) -> tuple[str, bytes]:
         "run.json": plan_schema.canonical_json({
             "trial": run.trial.code, "number": run.number, "plan_version": run.plan_version,
             "plan_sha256": run.plan_sha256, "dataset_sha256": run.dataset_sha256, "code_version": run.code_version,
-            "masked": masked}),
+            "audit_anchor": run.audit_anchor, "masked": masked}),
         "plan_history.json": plan_schema.canonical_json(history),
         **analysis_files(export["view"], results=results, design=export["facts"]["design"], trial=run.trial.code,
                          run=run.number, plan_version=run.plan_version, plan_sha256=run.plan_sha256),

@@ -123,6 +123,6 @@ def simulate_rows(*, n_readers: int = 20, n_cases: int = 2000, n_experts: int = 
             "left_arm": "assisted" if left_treatment else "standard",
             "left_reader": readers[0] if left_treatment else readers[1],
             "right_reader": readers[1] if left_treatment else readers[0],
-            "seconds": float(np.round(rng.uniform(20, 90), 3))})
+            "seconds": float(np.round(rng.uniform(20, 90), 3)), "guess": None})
     trial = {"code": "sim", "design": "paired_parallel", "findings": findings, "experts_per_item": len(experts)}
     return trial, rows

@@ -151,6 +151,9 @@ def _report_context(run, *, embed: bool) -> dict:
         "Analysis run": f"{run.number}, finished {run.finished_at:%Y-%m-%d %H:%M} UTC in {run.seconds:.1f} s",
         "Analysis plan": f"version {run.plan_version}, SHA-256 {run.plan_sha256}",
         "Dataset": f"SHA-256 {run.dataset_sha256}",
+        "Audit trail": (f"{run.audit_anchor['count']} events, head {run.audit_anchor['hash'][:16]}… at "
+                        f"{run.audit_anchor['at']} (anchored outside the database)" if run.audit_anchor
+                        else "not recorded (a run made before audit anchors)"),
         "Code": f"cxr-trial {run.code_version.get('package', '')}, stats/methods SHA-256 "
                 f"{run.code_version.get('methods_sha256', '')[:16]}…",
         "Arms": ("masked (arm X, arm Y) until the trial is unblinded" if not selectors.is_unblinded(run.trial)
@@ -160,8 +163,11 @@ def _report_context(run, *, embed: bool) -> dict:
     if history["used_version_flagged"]:
         flags = next(v["flags"] for v in history["versions"] if v["used_by_this_run"])
         meta["Analysis plan"] += " — " + "; ".join(flags)
+    mapping = selectors.revealed_mapping(run)
     doc = report.build_report(results, labels=labels, meta=meta, history=history,
-                              interim=selectors.interim_for_report(run))
+                              interim=selectors.interim_for_report(run),
+                              assisted=next((code for code, real in (mapping or {}).items() if real == "assisted"),
+                                            None))
     if embed:
         images = {name: "data:image/png;base64," + base64.b64encode(report.plot(name, results, labels=labels)).decode()
                   for name in report.PLOTS}

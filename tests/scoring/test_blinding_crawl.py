@@ -42,7 +42,7 @@ from trial.access import access_to
 from trial.models import Case, Membership, Role
 
 ROLES = ["anonymous", "outsider", "investigator", "reader_assisted", "reader_standard", "senior", "expert",
-         "adjudicator", "statistician"]
+         "adjudicator", "statistician", "monitor"]
 BLINDED_ROLES = ("expert", "adjudicator")
 
 # Expected status of a GET, per role in the order of ROLES. 200 allowed; 302 to the login page; 401/403
@@ -50,129 +50,129 @@ BLINDED_ROLES = ("expert", "adjudicator")
 ANON_PAGE, ANON_API = "302", "401"
 MATRIX: dict[str, str] = {
     # accounts and API documentation
-    "login":                       "200 200 200 200 200 200 200 200 200",
-    "logout":                      "405 405 405 405 405 405 405 405 405",  # POST only
-    "api-schema":                  "200 200 200 200 200 200 200 200 200",  # static, no trial data
-    "api-docs":                    "200 200 200 200 200 200 200 200 200",
-    "healthz":                     "200 200 200 200 200 200 200 200 200",  # {"ok": true}, for load balancers
-    "admin_login":                 "302 302 302 302 302 302 302 302 302",  # to the one login page
-    "account":                     "302 200 200 200 200 200 200 200 200",  # one's own account and tokens
-    "account_token_create":        "302 405 405 405 405 405 405 405 405",  # POST only
-    "account_token_revoke":        "302 405 405 405 405 405 405 405 405",
-    "second_factor_verify":        "302 302 302 302 302 302 302 302 302",  # no authenticator yet: to the set-up
-    "second_factor_setup":         "302 200 200 200 200 200 200 200 200",
-    "second_factor_recovery_codes": "302 200 200 200 200 200 200 200 200",
-    "password_change":             "302 200 200 200 200 200 200 200 200",
-    "password_change_done":        "302 200 200 200 200 200 200 200 200",
-    "password_reset":              "200 200 200 200 200 200 200 200 200",
-    "password_reset_done":         "200 200 200 200 200 200 200 200 200",
-    "password_reset_confirm":      "200 200 200 200 200 200 200 200 200",  # "this link is not valid"
-    "password_reset_complete":     "200 200 200 200 200 200 200 200 200",
+    "login":                       "200 200 200 200 200 200 200 200 200 200",
+    "logout":                      "405 405 405 405 405 405 405 405 405 405",  # POST only
+    "api-schema":                  "200 200 200 200 200 200 200 200 200 200",  # static, no trial data
+    "api-docs":                    "200 200 200 200 200 200 200 200 200 200",
+    "healthz":                     "200 200 200 200 200 200 200 200 200 200",  # {"ok": true}, for load balancers
+    "admin_login":                 "302 302 302 302 302 302 302 302 302 302",  # to the one login page
+    "account":                     "302 200 200 200 200 200 200 200 200 200",  # one's own account and tokens
+    "account_token_create":        "302 405 405 405 405 405 405 405 405 405",  # POST only
+    "account_token_revoke":        "302 405 405 405 405 405 405 405 405 405",
+    "second_factor_verify":        "302 302 302 302 302 302 302 302 302 302",  # no authenticator yet: to the set-up
+    "second_factor_setup":         "302 200 200 200 200 200 200 200 200 200",
+    "second_factor_recovery_codes": "302 200 200 200 200 200 200 200 200 200",
+    "password_change":             "302 200 200 200 200 200 200 200 200 200",
+    "password_change_done":        "302 200 200 200 200 200 200 200 200 200",
+    "password_reset":              "200 200 200 200 200 200 200 200 200 200",
+    "password_reset_done":         "200 200 200 200 200 200 200 200 200 200",
+    "password_reset_confirm":      "200 200 200 200 200 200 200 200 200 200",  # "this link is not valid"
+    "password_reset_complete":     "200 200 200 200 200 200 200 200 200 200",
     # trial app: pages
-    "trial:home":                  "302 200 200 200 200 200 200 200 200",
-    "trial:create":                "302 403 200 403 403 403 403 403 403",  # needs the add_trial permission
-    "trial:accept_invitation":     "200 200 200 200 200 200 200 200 200",  # whoever holds the link
-    "trial:detail":                "302 403 200 200 200 200 200 200 200",
-    "trial:settings":              "302 403 200 403 403 403 403 403 403",
-    "trial:transition":            "302 405 405 405 405 405 405 405 405",
-    "trial:lock":                  "302 403 200 403 403 403 403 403 403",  # a signed act of an investigator
-    "trial:unblinding":            "302 403 200 403 403 403 403 403 200",  # asked by one, approved by the other
-    "api-trial-lock":              "401 405 405 405 405 405 405 405 405",
-    "api-trial-unblinding":        "401 405 405 405 405 405 405 405 405",
-    "trial:site_add":              "302 405 405 405 405 405 405 405 405",
-    "trial:member_invite":         "302 405 405 405 405 405 405 405 405",
-    "trial:case_list":             "302 403 200 403 403 403 403 403 403",
-    "trial:case_upload":           "302 403 200 403 403 403 403 403 403",
-    "trial:case_detail":           "302 403 200 403 403 403 403 403 403",
-    "trial:case_image":            "302 403 200 403 403 403 403 403 403",
-    "trial:audit_log":             "302 403 200 403 403 403 403 403 403",
+    "trial:home":                  "302 200 200 200 200 200 200 200 200 200",
+    "trial:create":                "302 403 200 403 403 403 403 403 403 403",  # needs the add_trial permission
+    "trial:accept_invitation":     "200 200 200 200 200 200 200 200 200 200",  # whoever holds the link
+    "trial:detail":                "302 403 200 200 200 200 200 200 200 200",
+    "trial:settings":              "302 403 200 403 403 403 403 403 403 403",
+    "trial:transition":            "302 405 405 405 405 405 405 405 405 405",
+    "trial:lock":                  "302 403 200 403 403 403 403 403 403 403",  # a signed act of an investigator
+    "trial:unblinding":            "302 403 200 403 403 403 403 403 200 403",  # asked by one, approved by the other
+    "api-trial-lock":              "401 405 405 405 405 405 405 405 405 405",
+    "api-trial-unblinding":        "401 405 405 405 405 405 405 405 405 405",
+    "trial:site_add":              "302 405 405 405 405 405 405 405 405 405",
+    "trial:member_invite":         "302 405 405 405 405 405 405 405 405 405",
+    "trial:case_list":             "302 403 200 403 403 403 403 403 403 403",
+    "trial:case_upload":           "302 403 200 403 403 403 403 403 403 403",
+    "trial:case_detail":           "302 403 200 403 403 403 403 403 403 403",
+    "trial:case_image":            "302 403 200 403 403 403 403 403 403 403",
+    "trial:audit_log":             "302 403 200 403 403 403 403 403 403 403",
     # trial app: API
-    "api-trials":                  "401 200 200 200 200 200 200 200 200",
-    "api-trial":                   "401 403 200 200 200 200 200 200 200",
-    "api-trial-transition":        "401 405 405 405 405 405 405 405 405",
-    "api-sites":                   "401 403 200 200 200 200 403 403 200",  # experts: the site is blinded
-    "api-members":                 "401 403 200 403 403 403 403 403 403",
-    "api-cases":                   "401 403 200 403 403 403 403 403 403",
-    "api-case":                    "401 403 200 403 403 403 403 403 403",
-    "api-allocations":             "401 403 200 403 403 403 403 403 403",
+    "api-trials":                  "401 200 200 200 200 200 200 200 200 200",
+    "api-trial":                   "401 403 200 200 200 200 200 200 200 200",
+    "api-trial-transition":        "401 405 405 405 405 405 405 405 405 405",
+    "api-sites":                   "401 403 200 200 200 200 403 403 200 200",  # experts: the site is blinded
+    "api-members":                 "401 403 200 403 403 403 403 403 403 403",
+    "api-cases":                   "401 403 200 403 403 403 403 403 403 403",
+    "api-case":                    "401 403 200 403 403 403 403 403 403 403",
+    "api-allocations":             "401 403 200 403 403 403 403 403 403 403",
     # ai app
-    "ai:drafts":                   "302 403 200 403 403 403 403 403 403",
-    "ai:assign_model":             "302 405 405 405 405 405 405 405 405",
-    "ai:backfill":                 "302 405 405 405 405 405 405 405 405",
-    "ai:retry":                    "302 405 405 405 405 405 405 405 405",
-    "api-trial-model":             "401 403 200 403 403 403 403 403 403",
-    "api-drafts":                  "401 403 200 403 403 403 403 403 403",
-    "api-drafts-progress":         "401 403 200 403 403 403 403 403 403",
-    "api-drafts-backfill":         "401 405 405 405 405 405 405 405 405",
-    "api-draft-retry":             "401 405 405 405 405 405 405 405 405",
+    "ai:drafts":                   "302 403 200 403 403 403 403 403 403 403",
+    "ai:assign_model":             "302 405 405 405 405 405 405 405 405 405",
+    "ai:backfill":                 "302 405 405 405 405 405 405 405 405 405",
+    "ai:retry":                    "302 405 405 405 405 405 405 405 405 405",
+    "api-trial-model":             "401 403 200 403 403 403 403 403 403 403",
+    "api-drafts":                  "401 403 200 403 403 403 403 403 403 403",
+    "api-drafts-progress":         "401 403 200 403 403 403 403 403 403 403",
+    "api-drafts-backfill":         "401 405 405 405 405 405 405 405 405 405",
+    "api-draft-retry":             "401 405 405 405 405 405 405 405 405 405",
     # reading app (the read and report belong to the assisted reader)
-    "reading:worklist":            "302 403 403 200 200 403 403 403 403",
-    "reading:read":                "302 403 403 200 403 403 403 403 403",
-    "reading:read_image":          "302 403 403 200 403 403 403 403 403",
-    "reading:signoff_queue":       "302 403 403 403 403 200 403 403 403",
-    "reading:signoff_report":      "302 403 403 403 403 200 403 403 403",
-    "reading:senior_image":        "302 403 403 403 403 200 403 403 403",
-    "reading:dashboard":           "302 403 200 403 403 403 403 403 403",
-    "reading:route":               "302 405 405 405 405 405 405 405 405",
-    "api-worklist":                "401 403 403 200 200 403 403 403 403",
-    "api-read":                    "401 403 403 200 403 403 403 403 403",
-    "api-read-events":             "401 405 405 405 405 405 405 405 405",
-    "api-read-autosave":           "401 405 405 405 405 405 405 405 405",
-    "api-read-submit":             "401 405 405 405 405 405 405 405 405",
-    "api-read-correct":            "401 405 405 405 405 405 405 405 405",
-    "api-signoff":                 "401 403 403 403 403 200 403 403 403",
-    "api-sign":                    "401 405 405 405 405 405 405 405 405",
+    "reading:worklist":            "302 403 403 200 200 403 403 403 403 403",
+    "reading:read":                "302 403 403 200 403 403 403 403 403 403",
+    "reading:read_image":          "302 403 403 200 403 403 403 403 403 403",
+    "reading:signoff_queue":       "302 403 403 403 403 200 403 403 403 403",
+    "reading:signoff_report":      "302 403 403 403 403 200 403 403 403 403",
+    "reading:senior_image":        "302 403 403 403 403 200 403 403 403 403",
+    "reading:dashboard":           "302 403 200 403 403 403 403 403 403 403",
+    "reading:route":               "302 405 405 405 405 405 405 405 405 405",
+    "api-worklist":                "401 403 403 200 200 403 403 403 403 403",
+    "api-read":                    "401 403 403 200 403 403 403 403 403 403",
+    "api-read-events":             "401 405 405 405 405 405 405 405 405 405",
+    "api-read-autosave":           "401 405 405 405 405 405 405 405 405 405",
+    "api-read-submit":             "401 405 405 405 405 405 405 405 405 405",
+    "api-read-correct":            "401 405 405 405 405 405 405 405 405 405",
+    "api-signoff":                 "401 403 403 403 403 200 403 403 403 403",
+    "api-sign":                    "401 405 405 405 405 405 405 405 405 405",
     # scoring app (the item key is the panel expert's own; the adjudication key is the adjudicator's)
-    "scoring:worklist":            "302 403 403 403 403 403 200 200 403",
-    "scoring:item":                "302 403 403 403 403 403 200 403 403",
-    "scoring:item_image":          "302 403 403 403 403 403 200 403 403",
-    "scoring:adjudication":        "302 403 403 403 403 403 403 200 403",
-    "scoring:adjudicate":          "302 403 403 403 403 403 403 200 403",
-    "scoring:adjudication_image":  "302 403 403 403 403 403 403 200 403",
-    "scoring:progress":            "302 403 200 403 403 403 403 403 403",
-    "scoring:build":               "302 405 405 405 405 405 405 405 405",
-    "scoring:settings":            "302 403 200 403 403 403 403 403 403",
-    "api-scoring-items":           "401 403 403 403 403 403 200 200 403",
-    "api-scoring-item":            "401 403 403 403 403 403 200 403 403",
-    "api-scoring-item-open":       "401 405 405 405 405 405 405 405 405",  # POST only: opening starts the time
-    "api-scoring-quality":         "401 405 405 405 405 405 405 405 405",
-    "api-scoring-pair":            "401 405 405 405 405 405 405 405 405",
-    "api-scoring-reference":       "401 405 405 405 405 405 405 405 405",
-    "api-scoring-progress":        "401 403 200 403 403 403 403 403 403",
-    "api-scoring-build":           "401 405 405 405 405 405 405 405 405",
-    "api-scoring-settings":        "401 403 200 403 403 403 403 403 403",
-    "api-scoring-adjudication":    "401 403 403 403 403 403 403 200 403",
-    "api-scoring-adjudicate":      "401 403 403 403 403 403 403 200 403",
-    "api-scoring-results":         "401 403 403 403 403 403 403 403 403",  # until unblinding
+    "scoring:worklist":            "302 403 403 403 403 403 200 200 403 403",
+    "scoring:item":                "302 403 403 403 403 403 200 403 403 403",
+    "scoring:item_image":          "302 403 403 403 403 403 200 403 403 403",
+    "scoring:adjudication":        "302 403 403 403 403 403 403 200 403 403",
+    "scoring:adjudicate":          "302 403 403 403 403 403 403 200 403 403",
+    "scoring:adjudication_image":  "302 403 403 403 403 403 403 200 403 403",
+    "scoring:progress":            "302 403 200 403 403 403 403 403 403 403",
+    "scoring:build":               "302 405 405 405 405 405 405 405 405 405",
+    "scoring:settings":            "302 403 200 403 403 403 403 403 403 403",
+    "api-scoring-items":           "401 403 403 403 403 403 200 200 403 403",
+    "api-scoring-item":            "401 403 403 403 403 403 200 403 403 403",
+    "api-scoring-item-open":       "401 405 405 405 405 405 405 405 405 405",  # POST only: opening starts the time
+    "api-scoring-quality":         "401 405 405 405 405 405 405 405 405 405",
+    "api-scoring-pair":            "401 405 405 405 405 405 405 405 405 405",
+    "api-scoring-reference":       "401 405 405 405 405 405 405 405 405 405",
+    "api-scoring-progress":        "401 403 200 403 403 403 403 403 403 403",
+    "api-scoring-build":           "401 405 405 405 405 405 405 405 405 405",
+    "api-scoring-settings":        "401 403 200 403 403 403 403 403 403 403",
+    "api-scoring-adjudication":    "401 403 403 403 403 403 403 200 403 403",
+    "api-scoring-adjudicate":      "401 403 403 403 403 403 403 200 403 403",
+    "api-scoring-results":         "401 403 403 403 403 403 403 403 403 403",  # until unblinding
     # stats app. The crawl trial has a frozen analysis plan (version 1) and a run (1) that is queued, before
     # unblinding: a masked run is for the statistician alone, never for whoever sees the allocations (the
     # investigator); the queued run has no report, plots or dataset yet (404; the page's export redirects back).
-    "stats:home":                  "302 403 200 403 403 403 403 403 200",
-    "stats:power":                 "302 403 200 403 403 403 403 403 200",  # a calculator for the analysts
-    "stats:plan_edit":             "302 403 200 403 403 403 403 403 200",
-    "stats:plan_freeze":           "302 405 405 405 405 405 405 405 405",
-    "stats:plan_json":             "302 403 200 403 403 403 403 403 200",
-    "stats:run_start":             "302 405 405 405 405 405 405 405 405",
-    "stats:run":                   "302 403 403 403 403 403 403 403 200",
-    "stats:report_file":           "302 403 403 403 403 403 403 403 404",
-    "stats:export":                "302 403 403 403 403 403 403 403 302",
-    "stats:plot":                  "302 403 403 403 403 403 403 403 404",
-    "evaluation:page":             "302 403 403 403 403 403 403 403 403",  # analysts, after unblinding only
-    "evaluation:csv":          "302 403 403 403 403 403 403 403 403",
-    "api-analysis-plans":          "401 403 200 403 403 403 403 403 200",
-    "api-analysis-plan":           "401 403 200 403 403 403 403 403 200",
-    "api-analysis-plan-freeze":    "401 405 405 405 405 405 405 405 405",
-    "api-analysis-runs":           "401 403 200 403 403 403 403 403 200",
-    "api-analysis-run":            "401 403 403 403 403 403 403 403 200",
-    "api-analysis-run-progress":   "401 403 403 403 403 403 403 403 200",
-    "api-analysis-run-export":     "401 403 403 403 403 403 403 403 409",
+    "stats:home":                  "302 403 200 403 403 403 403 403 200 403",
+    "stats:power":                 "302 403 200 403 403 403 403 403 200 403",  # a calculator for the analysts
+    "stats:plan_edit":             "302 403 200 403 403 403 403 403 200 403",
+    "stats:plan_freeze":           "302 405 405 405 405 405 405 405 405 405",
+    "stats:plan_json":             "302 403 200 403 403 403 403 403 200 403",
+    "stats:run_start":             "302 405 405 405 405 405 405 405 405 405",
+    "stats:run":                   "302 403 403 403 403 403 403 403 200 403",
+    "stats:report_file":           "302 403 403 403 403 403 403 403 404 403",
+    "stats:export":                "302 403 403 403 403 403 403 403 302 403",
+    "stats:plot":                  "302 403 403 403 403 403 403 403 404 403",
+    "evaluation:page":             "302 403 403 403 403 403 403 403 403 403",  # analysts, after unblinding only
+    "evaluation:csv":          "302 403 403 403 403 403 403 403 403 403",
+    "api-analysis-plans":          "401 403 200 403 403 403 403 403 200 403",
+    "api-analysis-plan":           "401 403 200 403 403 403 403 403 200 403",
+    "api-analysis-plan-freeze":    "401 405 405 405 405 405 405 405 405 405",
+    "api-analysis-runs":           "401 403 200 403 403 403 403 403 200 403",
+    "api-analysis-run":            "401 403 403 403 403 403 403 403 200 403",
+    "api-analysis-run-progress":   "401 403 403 403 403 403 403 403 200 403",
+    "api-analysis-run-export":     "401 403 403 403 403 403 403 403 409 403",
     # interim looks: that a look happened is for the analysts (and the data-monitoring committee, not a role of this
     # crawl); look 1 is a safety look, whose results are the committee's alone before unblinding
-    "stats:interim":               "302 403 200 403 403 403 403 403 200",
-    "stats:interim_take":          "302 405 405 405 405 405 405 405 405",  # POST only
-    "stats:interim_look":          "302 403 403 403 403 403 403 403 403",
-    "api-analysis-interim-looks":  "401 403 200 403 403 403 403 403 200",
-    "api-analysis-interim-look":   "401 403 403 403 403 403 403 403 403",
+    "stats:interim":               "302 403 200 403 403 403 403 403 200 200",
+    "stats:interim_take":          "302 405 405 405 405 405 405 405 405 405",  # POST only
+    "stats:interim_look":          "302 403 403 403 403 403 403 403 403 200",
+    "api-analysis-interim-looks":  "401 403 200 403 403 403 403 403 200 200",
+    "api-analysis-interim-look":   "401 403 403 403 403 403 403 403 403 200",
 }
 # HEAD gets what GET gets, except where a view allows GET alone (named here, to be fixed in that view).
 HEAD_DIFFERS: dict = {}
@@ -198,7 +198,9 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     trial, readers, cases, model = build_trial(readers_per_site=2, n_cases=3, code="cw")
     senior = make_user("cw-senior")
     statistician = make_user("cw-statistician")
+    monitor = make_user("cw-monitor")
     trial_services.add_member(trial=trial, by=investigator, user=senior, role=Role.SENIOR)
+    trial_services.add_member(trial=trial, by=investigator, user=monitor, role=Role.MONITOR)
     trial_services.add_member(trial=trial, by=investigator, user=statistician, role=Role.STATISTICIAN)
     experts = add_experts(trial, investigator, make_user, 6)
     services.update_settings(trial=trial, by=investigator,
@@ -222,7 +224,7 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     InterimLook.objects.create(trial=trial, number=1, kind="safety", sequence=1, plan=plan, plan_version=plan.version,
                                plan_sha256=plan.sha256, planned_fraction=0.5, information_fraction=0.5,
                                cases_complete=1, planned_cases=2, trial_status=trial.status, dataset_sha256="0" * 64,
-                               results={"by_arm": {"assisted": {}, "standard": {}}}, performed_by=statistician,
+                               results={"by_arm": {"assisted": {}, "standard": {}}}, performed_by=monitor,
                                performed_at=THE_DATE, seconds=0.1)
     panel = [u for u in experts if mine(u)]
     assert len(panel) == 5 and experts[5] not in panel
@@ -251,7 +253,8 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     adjudication_key = selectors.adjudication_queue(access=access_to(user=experts[5], trial=trial))[0]["key"]
     users = {"anonymous": None, "outsider": outsider, "investigator": investigator,
              "reader_assisted": reader_user["assisted"], "reader_standard": reader_user["standard"],
-             "senior": senior, "expert": panel[0], "adjudicator": experts[5], "statistician": statistician}
+             "senior": senior, "expert": panel[0], "adjudicator": experts[5], "statistician": statistician,
+             "monitor": monitor}
     params = {"code": trial.code, "case_code": case.code, "kind": "display", "token": invitation.token,
               "read_id": read.pk, "report_id": read.reports.get().pk,
               "draft_id": AIDraft.objects.get(case=case).pk, "key": expert_pair.key,

@@ -171,3 +171,25 @@ def test_the_report_lists_every_look_and_after_unblinding_the_analysts_see_them(
         assert _client(user).get(f"/t/{sim.trial.code}/analysis/interim/{safety.number}/").status_code == 200
     run = type(run).objects.select_related("trial", "plan").get(pk=run.pk)
     assert selectors.interim_for_report(run)["looks"][2]["outcome"] == efficacy.results["decision"]
+
+
+def test_a_look_edited_after_it_was_taken_is_named_by_the_audit_check(running):
+    from trial import audit
+
+    sim = running
+    look = services.take_interim_look(trial=sim.trial, by=sim.monitor, kind="safety")
+
+    def looks_named():  # (the fixture's fabricated data were written past the services: only looks matter here)
+        return [r.pk for r in audit.verify().rows if r.model == "stats.InterimLook"]
+
+    assert looks_named() == []
+    InterimLook.objects.filter(pk=look.pk).update(results={**look.results, "signal": not look.results.get("signal")})
+    assert looks_named() == [str(look.pk)]
+
+
+def test_the_monitor_finds_the_looks_from_the_trial_page(running):
+    sim = running
+    page = _client(sim.monitor).get(f"/t/{sim.trial.code}/").content.decode()
+    assert f"/t/{sim.trial.code}/analysis/interim/" in page
+    assert f"/t/{sim.trial.code}/analysis/interim/" not in _client(sim.readers[0]).get(f"/t/{sim.trial.code}/")\
+        .content.decode()

@@ -151,7 +151,7 @@ def test_the_scoring_rows_readers_become_arm_neutral_left_and_right_readers():
          "reader_assisted": "R01", "reader_standard": "R02"}]})
     p = out["preferences"][0]
     assert (p["left_reader"], p["right_reader"]) == ("R02", "R01")
-    assert "left_reader" in dataset.ENTITY["preferences"].names and dataset.FORMAT == 2
+    assert "left_reader" in dataset.ENTITY["preferences"].names and dataset.FORMAT >= 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def _crossover_rows(seed: int = 3, n_readers: int = 6, n_cases: int = 24, n_expe
                 u = quality[(c, r, "assisted")] - quality[(c, r, "standard")] + rng.normal(0, 0.5)
                 left = "assisted" if rng.random() < 0.5 else "standard"
                 rows["preferences"].append({"case": c, "expert": f"E{e + 1}", "left_arm": left, "left_reader": r,
-                                            "right_reader": r, "seconds": 20.0,
+                                            "right_reader": r, "seconds": 20.0, "guess": None,
                                             "preferred": "assisted" if u > 0.2 else "standard" if u < -0.2 else "none"})
     facts = {"code": "xo", "design": "crossover", "findings": ["effusion"], "experts_per_item": n_experts}
     return facts, rows

@@ -310,3 +310,26 @@ def test_the_dataset_reads_the_scoring_apps_own_rows(complete_trial):
     assert len(converted["quality_scores"]) == 96 and {q["radpeer_score"] for q in converted["quality_scores"]} <= \
         {1, 2, 3, 4, 5}
     assert {p["preferred"] for p in converted["preferences"]} <= {"assisted", "standard", "none"}
+
+
+def test_a_run_names_the_audit_trail_it_was_computed_beside(complete_trial, django_capture_on_commit_callbacks,
+                                                            settings):
+    from pathlib import Path
+
+    from django.test import Client
+
+    from trial.models import AuditEvent
+
+    sim = complete_trial()
+    freeze_default_plan(sim)
+    run = run_now(sim, django_capture_on_commit_callbacks)
+    finished = AuditEvent.objects.get(action="analysis_run.finished", object_id=str(run.pk))
+    # the head as the run's transaction saw it: every event before the run's own "finished" event
+    assert run.audit_anchor["count"] == finished.pk - 1
+    assert run.audit_anchor["hash"] == AuditEvent.objects.get(pk=finished.pk - 1).hash
+    anchored = [json.loads(line) for line in Path(settings.AUDIT_ANCHOR_FILE).read_text().splitlines()]
+    assert any(a["count"] == run.audit_anchor["count"] and a["hash"] == run.audit_anchor["hash"] for a in anchored)
+    client = Client()
+    client.force_login(sim.statistician)
+    page = client.get(f"/t/{sim.trial.code}/analysis/runs/{run.number}/").content.decode()
+    assert f"{run.audit_anchor['count']} events, head {run.audit_anchor['hash'][:16]}" in page
