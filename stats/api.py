@@ -118,7 +118,8 @@ class InterimLookInputSerializer(serializers.Serializer):
 
 
 class InterimLookListAPI(APIView):
-    @extend_schema(responses=OpenApiResponse(description="Every interim look: kind, number, date, information "
+    @extend_schema(operation_id="trials_analysis_interim_list",
+                   responses=OpenApiResponse(description="Every interim look: kind, number, date, information "
                                                          "fraction, and whether the caller may open its results."))
     def get(self, request, code):
         access = access_for(user=request.user, code=code, roles=selectors.LOOK_VIEWERS)

@@ -377,7 +377,7 @@ class Signature(models.Model):
     object_type = models.CharField(max_length=100)
     object_id = models.CharField(max_length=64)
     content_hash = models.CharField(max_length=64, help_text="SHA-256 of what was signed.")
-    method = models.CharField(max_length=40)
+    method = models.CharField(max_length=80)
     signed_at = models.DateTimeField()
 
     class Meta:

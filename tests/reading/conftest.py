@@ -13,9 +13,17 @@ DRAFT_IMPRESSION = "Small left pleural effusion."
 
 
 def make_draft(case, model, status=DraftStatus.READY):
-    return AIDraft.objects.create(case=case, model_version=model, status=status, findings=DRAFT_FINDINGS,
-                                  impression=DRAFT_IMPRESSION, text=f"FINDINGS: {DRAFT_FINDINGS}\nIMPRESSION: "
-                                  f"{DRAFT_IMPRESSION}", finding_scores={"pleural effusion": 0.9})
+    """A draft as the AI worker leaves it, with the audit event the worker writes (so that verify_audit holds)."""
+    from django.db import transaction
+
+    from trial import audit
+
+    with transaction.atomic():
+        draft = AIDraft.objects.create(case=case, model_version=model, status=status, findings=DRAFT_FINDINGS,
+                                       impression=DRAFT_IMPRESSION, text=f"FINDINGS: {DRAFT_FINDINGS}\nIMPRESSION: "
+                                       f"{DRAFT_IMPRESSION}", finding_scores={"pleural effusion": 0.9})
+        audit.record(actor=None, action=f"draft.{status}", obj=draft, trial=case.trial)
+    return draft
 
 
 @pytest.fixture

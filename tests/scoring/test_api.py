@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from scoring.models import Assignment, Preference, QualityScore
 from tests.scoring.helpers import answer_before, mine
+from tests.signing import move
 from trial import services as trial_services
 from trial.models import AuditEvent, Role
 
@@ -134,7 +135,7 @@ def test_investigators_see_completion_only_and_results_after_unblinding(ready, i
     trial_services.add_member(trial=trial, by=investigator, user=statistician, role=Role.STATISTICIAN)
     assert api_for(statistician).get(f"/api/trials/{trial.code}/scoring/results/").status_code == 403
     for status in ("locked", "unblinded"):
-        trial = trial_services.transition_trial(trial=trial, by=investigator, to=status)
+        trial = move(trial, by=investigator, to=status, statistician=statistician)
     rows = client.get(f"/api/trials/{trial.code}/scoring/results/").json()
     assert len(rows["quality"]) == 2 and rows["quality"][0]["arm"] in ("assisted", "standard")
     assert api_for(statistician).get(f"/api/trials/{trial.code}/scoring/results/").status_code == 200
