@@ -123,8 +123,33 @@ def _smallest_readers(power_at: Callable[[int], float], target: float, max_per_a
     return hi
 
 
+class _ReadersNeeded:
+    """What the power results of every endpoint share: the readers a target power needs, found by bisection over
+    `at_readers` (the same design with another number of readers per arm; the cases unchanged)."""
+
+    MAX_READERS_PER_ARM: int
+
+    @property
+    def n_readers(self) -> int:
+        return 2 * self.readers_per_arm
+
+    def readers_for_power(self, target: float = 0.8, *, max_readers_per_arm: int | None = None) -> int | None:
+        """Total readers (both arms) for `target` power with these cases; None if the cases alone cannot reach it."""
+        k = _smallest_readers(lambda k: self.at_readers(k).power, target,
+                              max_readers_per_arm or self.MAX_READERS_PER_ARM)
+        return None if k is None else 2 * k
+
+    @property
+    def readers_for_80(self) -> int | None:
+        return self.readers_for_power(0.8)
+
+    @property
+    def readers_for_90(self) -> int | None:
+        return self.readers_for_power(0.9)
+
+
 @dataclass(frozen=True)
-class ArmContrastPower:
+class ArmContrastPower(_ReadersNeeded):
     """Power of the two-sided t test of an arm contrast (LMM, readers nested in arms, crossed with cases)."""
 
     endpoint: str
@@ -140,28 +165,13 @@ class ArmContrastPower:
     power: float
     method: str = "noncentral t; Welch–Satterthwaite df of reader (2k − 2) and case (n − 1) terms"
 
-    @property
-    def n_readers(self) -> int:
-        return 2 * self.readers_per_arm
+    MAX_READERS_PER_ARM = _MAX_READERS_PER_ARM
 
     def at_readers(self, readers_per_arm: int) -> ArmContrastPower:
         """The same design with another number of readers per arm (cases unchanged)."""
         return contrast_power(effect=self.effect, reader_variance=self.reader_variance,
                               case_difference_variance=self.case_difference_variance, n_cases=self.n_cases,
                               readers_per_arm=readers_per_arm, alpha=self.alpha, endpoint=self.endpoint)
-
-    def readers_for_power(self, target: float = 0.8, *, max_readers_per_arm: int = _MAX_READERS_PER_ARM) -> int | None:
-        """Total readers (both arms) for `target` power with these cases; None if the cases alone cannot reach it."""
-        k = _smallest_readers(lambda k: self.at_readers(k).power, target, max_readers_per_arm)
-        return None if k is None else 2 * k
-
-    @property
-    def readers_for_80(self) -> int | None:
-        return self.readers_for_power(0.8)
-
-    @property
-    def readers_for_90(self) -> int | None:
-        return self.readers_for_power(0.9)
 
 
 def contrast_power(*, effect: float, reader_variance: float, case_difference_variance: float, n_cases: int,
@@ -231,7 +241,7 @@ def _vote_moments(effect: float, sd: float, band: float, rho: float, p: float) -
 
 
 @dataclass(frozen=True)
-class PreferencePower:
+class PreferencePower(_ReadersNeeded):
     """Power of the test that the share of decisive votes preferring the treatment report is ½.
 
     Estimand: p = P(vote = treatment) / P(vote decisive), over all votes of all experts on all cases.
@@ -260,9 +270,7 @@ class PreferencePower:
     method: str = ("votes = sign of a normal latent difference (tie band); delta-method variance of the ratio "
                    "with case and reader clustering; noncentral t")
 
-    @property
-    def n_readers(self) -> int:
-        return 2 * self.readers_per_arm
+    MAX_READERS_PER_ARM = 2_000
 
     def at_readers(self, readers_per_arm: int) -> PreferencePower:
         return preference_power(n_cases=self.n_cases, readers_per_arm=readers_per_arm, n_experts=self.n_experts,
@@ -270,19 +278,6 @@ class PreferencePower:
                                                               report=self.report_variance),
                                 effect=self.effect, vote_sd=self.vote_sd, tie_band=self.tie_band,
                                 n_sites=self.n_sites, alpha=self.alpha)
-
-    def readers_for_power(self, target: float = 0.8, *, max_readers_per_arm: int = 2_000) -> int | None:
-        """Total readers (both arms) for `target` power with these cases; None if unreachable."""
-        k = _smallest_readers(lambda k: self.at_readers(k).power, target, max_readers_per_arm)
-        return None if k is None else 2 * k
-
-    @property
-    def readers_for_80(self) -> int | None:
-        return self.readers_for_power(0.8)
-
-    @property
-    def readers_for_90(self) -> int | None:
-        return self.readers_for_power(0.9)
 
 
 def preference_power(*, n_cases: int, readers_per_arm: int, n_experts: int, components: VarianceComponents,
