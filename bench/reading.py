@@ -687,6 +687,7 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
         import logging
 
         logging.getLogger("celery").setLevel(logging.WARNING)
+        logging.getLogger("trial.audit.anchor").setLevel(logging.WARNING)  # a line per commit while building
         t0 = time.perf_counter()
         world_mod.migrate()
         from django.core.management import call_command
@@ -894,7 +895,8 @@ def main() -> int:
         django.setup()
         import logging
 
-        logging.getLogger("celery").setLevel(logging.WARNING)  # eager tasks of the set-up: no line each
+        logging.getLogger("celery").setLevel(logging.WARNING)
+        logging.getLogger("trial.audit.anchor").setLevel(logging.WARNING)  # a line per commit while building  # eager tasks of the set-up: no line each
         t0 = time.perf_counter()
         world_mod.migrate()
         from django.core.management import call_command
