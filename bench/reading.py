@@ -895,8 +895,8 @@ def main() -> int:
         django.setup()
         import logging
 
-        logging.getLogger("celery").setLevel(logging.WARNING)
-        logging.getLogger("trial.audit.anchor").setLevel(logging.WARNING)  # a line per commit while building  # eager tasks of the set-up: no line each
+        logging.getLogger("celery").setLevel(logging.WARNING)  # eager tasks of the set-up: no line each
+        logging.getLogger("trial.audit.anchor").setLevel(logging.WARNING)  # a line per commit while building
         t0 = time.perf_counter()
         world_mod.migrate()
         from django.core.management import call_command
