@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import Pagination, paginated, validated
-from trial import signatures
 from trial.access import access_for
+from trial.api import signed_proof
 from trial.models import Role
 from trial.serializers import SignatureSerializer
 
@@ -109,6 +109,5 @@ class SignAPI(APIView):
         client has no continuous session of signings)."""
         access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
         report = selectors.report_for_senior(access=access, report_id=report_id)
-        credentials = validated(SignatureSerializer, request.data)
-        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(**credentials))
+        proof = signed_proof(request)
         return Response(ReportSerializer(services.sign_report(report=report, by=request.user, proof=proof)).data)

@@ -82,9 +82,8 @@ def signoff_report(request, code, report_id):
     if request.method == "POST":
         try:
             # re-authentication first, outside the signing's transaction (a wrong code counts against the throttle)
-            proof = signatures.reauthenticate(
-                user=request.user, continuing=continuing, credentials=signatures.Credentials(
-                    password=request.POST.get("password", ""), code=request.POST.get("code", "")))
+            proof = signatures.reauthenticate(user=request.user, continuing=continuing,
+                                              credentials=signatures.Credentials.from_data(request.POST))
             if request.POST.get("action") == "edit":
                 report = services.correct_and_sign(
                     read_id=report.read_id, by=request.user, findings=request.POST.get("findings", ""),

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api import validated
-from trial import signatures
 from trial.access import access_for
+from trial.api import signed_proof
 from trial.serializers import SignatureSerializer
 
 from . import selectors, services
@@ -62,8 +62,7 @@ class PlanFreezeAPI(APIView):
         """Freeze a version, signed: the body carries the caller's password and a code of their second factor."""
         access = access_for(user=request.user, code=code, roles=ANALYSTS)
         plan = selectors.plan_for(access=access, version=version)
-        credentials = validated(SignatureSerializer, request.data)
-        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(**credentials))
+        proof = signed_proof(request)
         return Response(PlanSerializer(services.freeze_plan(plan=plan, by=request.user, proof=proof)).data)
 
 

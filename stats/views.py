@@ -108,8 +108,7 @@ def plan_freeze(request, code, version):
     plan = selectors.plan_for(access=access, version=version)
     try:
         # re-authentication first, outside the freeze's transaction (a wrong code counts against the device's throttle)
-        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(
-            password=request.POST.get("password", ""), code=request.POST.get("code", "")))
+        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials.from_data(request.POST))
         plan = services.freeze_plan(plan=plan, by=request.user, proof=proof)
     except ServiceError as exc:
         messages.error(request, exc.message)

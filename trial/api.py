@@ -72,10 +72,11 @@ class TrialTransitionAPI(APIView):
         return Response(TrialSerializer(services.transition_trial(trial=trial, by=request.user, to=data["to"])).data)
 
 
-def _proof(request):
-    """Re-authentication from the body ({password, code}), before the act's transaction (trial.signatures)."""
+def signed_proof(request) -> signatures.Reauthenticated:
+    """An API call's electronic signature: re-authentication from its body ({password, code}), before the act's
+    transaction (trial.signatures); every app's signed endpoints use it."""
     credentials = validated(SignatureSerializer, request.data)
-    return signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(**credentials))
+    return signatures.reauthenticate(user=request.user, credentials=signatures.Credentials.from_data(credentials))
 
 
 class TrialLockAPI(APIView):
@@ -83,7 +84,8 @@ class TrialLockAPI(APIView):
     def post(self, request, code):
         """Lock the trial, signed: the body carries the investigator's password and a code of their second factor."""
         trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
-        return Response(TrialSerializer(services.lock_trial(trial=trial, by=request.user, proof=_proof(request))).data)
+        locked = services.lock_trial(trial=trial, by=request.user, proof=signed_proof(request))
+        return Response(TrialSerializer(locked).data)
 
 
 class TrialUnblindingAPI(APIView):
@@ -95,13 +97,13 @@ class TrialUnblindingAPI(APIView):
         if selectors.pending_unblinding(access=access) is None:
             if not access.has(Role.INVESTIGATOR):
                 raise PermissionDenied("An investigator asks for unblinding first; a statistician then approves it.")
-            services.request_unblinding(trial=trial, by=request.user, proof=_proof(request))
+            services.request_unblinding(trial=trial, by=request.user, proof=signed_proof(request))
             trial.refresh_from_db()
             return Response(TrialSerializer(trial).data, status=status.HTTP_202_ACCEPTED)
         if not access.has(Role.STATISTICIAN):
             raise PermissionDenied("Unblinding has been asked for: a statistician of the trial approves it.")
         return Response(TrialSerializer(services.approve_unblinding(trial=trial, by=request.user,
-                                                                    proof=_proof(request))).data)
+                                                                    proof=signed_proof(request))).data)
 
 
 class SiteListAPI(APIView):

@@ -263,16 +263,15 @@ def _append(head: AnchoredHead) -> None:
     anchor_logger.info("audit head %s", head.as_dict())
 
 
-def _committed_head() -> AnchoredHead | None:
+def current_head() -> AnchoredHead:
+    """The chain's head as the caller's transaction sees it (count 0 and the genesis hash before any event)."""
     row = AuditHead.objects.filter(pk=1).values_list("count", "last_hash").first()
-    if row is None or not row[0]:
-        return None
-    return AnchoredHead(count=row[0], hash=row[1], at=timezone.now())
+    return AnchoredHead(count=row[0] if row else 0, hash=row[1] if row else GENESIS_HASH, at=timezone.now())
 
 
 def _anchor_committed_head() -> None:
-    head = _committed_head()  # after the commit: a head that exists for good (a rolled-back one is never anchored)
-    if head is not None:
+    head = current_head()  # after the commit: a head that exists for good (a rolled-back one is never anchored)
+    if head.count:
         _append(head)
 
 
@@ -289,8 +288,7 @@ def anchor_head() -> AnchoredHead:
     result (`as_dict()` for JSON). The stats app records it in every analysis run and report, so that each result
     names the exact audit trail it was computed beside. Inside a transaction the line is written when it commits
     (never for a head that is rolled back); the returned head is the one the caller's transaction sees."""
-    row = AuditHead.objects.filter(pk=1).values_list("count", "last_hash").first()
-    head = AnchoredHead(count=row[0] if row else 0, hash=row[1] if row else GENESIS_HASH, at=timezone.now())
+    head = current_head()
     if head.count:
         transaction.on_commit(lambda: _append(head), robust=True)
     return head

@@ -254,7 +254,7 @@ def lock_trial(*, trial: Trial, by, proof: signatures.Reauthenticated) -> Trial:
     _require_investigator(trial, by)
     trial = _locked(trial)
     signatures.sign(trial=trial, by=by, proof=proof, meaning=Signature.Meaning.LOCK, obj=trial,
-                    content_hash=signatures.chain_head_hash())
+                    content_hash=audit.current_head().hash)
     return _transition(trial=trial, by=by, to=Status.LOCKED)
 
 
@@ -270,7 +270,7 @@ def request_unblinding(*, trial: Trial, by, proof: signatures.Reauthenticated) -
         raise Conflict(f"{pending.signer_name} already asked for unblinding on {pending.signed_at:%Y-%m-%d %H:%M} UTC; "
                        "it waits for a statistician's approval.")
     return signatures.sign(trial=trial, by=by, proof=proof, meaning=Signature.Meaning.UNBLIND_REQUEST, obj=trial,
-                           content_hash=signatures.chain_head_hash())
+                           content_hash=audit.current_head().hash)
 
 
 @transaction.atomic
@@ -307,26 +307,26 @@ def add_site(*, trial: Trial, by, code: str, name: str) -> Site:
 # ----------------------------------------------------------------------------- members
 
 
-# Roles that exclude every other role in the same trial: a reader (as senior, expert, investigator or statistician
-# they would see, or judge, the other arm's work or their own) and a member of the data-monitoring committee (who
-# sees interim results by arm, and must stay independent of those who run the trial and can act on them).
-EXCLUSIVE_ROLES = (Role.READER, Role.MONITOR)
+# Roles that exclude every other role in the same trial, each with how it is named and why: a reader (as senior,
+# expert, investigator or statistician they would see, or judge, the other arm's work or their own) and a member of
+# the data-monitoring committee (who sees interim results by arm, and must stay independent of those who run the
+# trial and can act on them).
+EXCLUSIVE_ROLES = {  # role: (joining it, holding it, why)
+    Role.READER: ("a reader", "a reader in this trial", "a reader may hold no other role in the same trial"),
+    Role.MONITOR: ("on its data-monitoring committee", "on this trial's data-monitoring committee",
+                   "the committee must be independent of the trial"),
+}
 
 
 def _check_role_conflict(*, user, role: str, held: set[str]) -> None:
-    if role == Role.MONITOR and held - {Role.MONITOR}:
-        raise RoleConflict(f"{user.get_username()} is already {', '.join(sorted(held))} in this trial and cannot also "
-                           "be on its data-monitoring committee, which must be independent of it.", field="role")
-    if role != Role.MONITOR and Role.MONITOR in held:
-        raise RoleConflict(f"{user.get_username()} is on this trial's data-monitoring committee and cannot also be "
-                           f"{role}: the committee must be independent of the trial.", field="role")
-    if role == Role.READER and held:
-        others = ", ".join(sorted(held))
-        raise RoleConflict(f"{user.get_username()} is already {others} in this trial and cannot also be a reader: "
-                           "a reader may hold no other role in the same trial.", field="role")
-    if role != Role.READER and Role.READER in held:
-        raise RoleConflict(f"{user.get_username()} is a reader in this trial and cannot also be {role}: a reader may "
-                           "hold no other role in the same trial.", field="role")
+    name = user.get_username()
+    for exclusive, (joining, holding, why) in EXCLUSIVE_ROLES.items():
+        others = held - {exclusive}
+        if role == exclusive and others:
+            raise RoleConflict(f"{name} is already {', '.join(sorted(others))} in this trial and cannot also be "
+                               f"{joining}: {why}.", field="role")
+        if role != exclusive and exclusive in held:
+            raise RoleConflict(f"{name} is {holding} and cannot also be {role}: {why}.", field="role")
 
 
 def _add_membership(*, trial: Trial, by, user, role: str, site: Site | None = None) -> Membership:

@@ -15,7 +15,7 @@ Re-authentication happens outside the act's transaction: a wrong code must count
 """
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -33,6 +33,11 @@ class Credentials:
 
     password: str
     code: str = ""
+
+    @classmethod
+    def from_data(cls, data: Mapping) -> Credentials:
+        """From a form's POST or an API body: its `password` and `code` (missing ones empty)."""
+        return cls(password=data.get("password", ""), code=data.get("code", ""))
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,3 @@ def sign(*, trial: Trial, by, proof: Reauthenticated, meaning: str, obj, content
             "object_id": signature.object_id, "content_hash": content_hash, "method": proof.method,
             "signer_name": signature.signer_name})
     return signature
-
-
-def chain_head_hash() -> str:
-    """The audit chain's head: what the lock and the unblinding decisions sign."""
-    from .models import AuditHead
-
-    head = AuditHead.objects.filter(pk=1).values_list("last_hash", flat=True).first()
-    return head or hashlib.sha256(b"empty audit log").hexdigest()

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 from core import otp
 from core.errors import ServiceError
 
-from . import selectors, services, signatures
+from . import audit, selectors, services, signatures
 from .access import access_for
 from .forms import InviteForm, SignatureForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
 from .models import ALLOWED_TRANSITIONS, Invitation, Role, Signature, Status
@@ -231,8 +231,8 @@ def _signed_act(request, *, trial, form, act, done: str):
     if not form.is_valid():
         return None
     try:
-        proof = signatures.reauthenticate(user=request.user, credentials=signatures.Credentials(
-            password=form.cleaned_data["password"], code=form.cleaned_data.get("code", "")))
+        proof = signatures.reauthenticate(user=request.user,
+                                          credentials=signatures.Credentials.from_data(form.cleaned_data))
         act(proof)
     except ServiceError as exc:
         _form_error(form, exc)
@@ -256,7 +256,7 @@ def trial_lock(request, code):
         messages.error(request, "Only a trial in scoring can be locked.")
     return render(request, "trial/signed_act.html", {
         "trial": trial, "title": f"Lock {trial.code}", "form": form, "meaning": Signature.Meaning.LOCK.label,
-        "content_hash": signatures.chain_head_hash(),
+        "content_hash": audit.current_head().hash,
         "signatures": selectors.signatures_for(access=access_for(user=request.user, code=code)),
         "explanation": ["Locking ends data collection: no report, score or case can change afterwards, and the "
                         "analysis can run on the locked data.",
@@ -295,7 +295,7 @@ def trial_unblinding(request, code):
                "statistician who did not ask." if pending is not None else "")
     return render(request, "trial/signed_act.html", {
         "trial": trial, "title": f"Unblind {trial.code}", "form": form, "meaning": meaning,
-        "content_hash": pending.content_hash if pending is not None else signatures.chain_head_hash(),
+        "content_hash": pending.content_hash if pending is not None else audit.current_head().hash,
         "signatures": selectors.signatures_for(access=access),
         "explanation": [line for line in (
             "Unblinding reveals which arm is which, in every analysis and export. It needs two people, each signing "
