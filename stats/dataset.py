@@ -348,7 +348,7 @@ def relabel(snapshot: Mapping[str, Any], *, label: Callable[[Any], Any], drop_wi
         id_map = {i: ids[c.id_of] for i, c in enumerate(entity.columns) if c.id_of and c.id_of in ids}
         width = len(entity.columns)  # a snapshot of an older format lacks the newest columns: read them as empty
         rows = [[label(v) if i in arm_idx else id_map[i].get(v, v) if i in id_map else v
-                 for i, v in enumerate(list(row) + [None] * (width - len(row)))]
+                 for i, v in enumerate(row if len(row) == width else [*row, *[None] * (width - len(row))])]
                 for row in snapshot["tables"].get(entity.name, [])]
         sort_rows(rows, [entity.names.index(k) for k in entity.key])
         # dropped after the sort, so that the masked view's rows are the coded view's, in the same order
