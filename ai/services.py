@@ -11,7 +11,7 @@ from PIL import Image
 
 from core import clock
 from core.errors import Conflict, ServiceError, WrongStatus
-from trial import audit
+from trial import audit, lifecycle
 from trial.models import Case, Role, Status, Trial
 from trial.selectors import require_role
 
@@ -91,7 +91,7 @@ def assign_model(*, trial: Trial, by, model_version: ModelVersion) -> TrialModel
     """Choose the model of a trial. It is part of the intervention: fixed once the first case is enrolled."""
     require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
     trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
-    if trial.cases.exists() or trial.status not in (Status.SETUP, Status.ENROLLING):
+    if trial.cases.exists() or not (trial.status == Status.SETUP or trial.allows(lifecycle.ENROL)):
         raise WrongStatus("The trial's model cannot change once cases are enrolled.")
     current = TrialModel.objects.filter(trial=trial).first()
     if current is not None:

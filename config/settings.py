@@ -179,6 +179,8 @@ CXR_RECOVERY_CODES = 10  # one-time recovery codes (django-otp static tokens) gi
 CXR_IDLE_TIMEOUT_MINUTES = env.int("CXR_IDLE_TIMEOUT_MINUTES", default=30)
 # Invitations: bound to the invited e-mail address, used once, and valid this long.
 CXR_INVITATION_DAYS = env.int("CXR_INVITATION_DAYS", default=7)
+# A prospective trial's worklist asks for new cases this often while it is visible (seconds).
+CXR_WORKLIST_REFRESH_SECONDS = env.int("CXR_WORKLIST_REFRESH_SECONDS", default=10)
 # API tokens (trial.ApiToken): stored hashed, scoped to one trial, and expiring after at most this many days.
 CXR_API_TOKEN_MAX_DAYS = env.int("CXR_API_TOKEN_MAX_DAYS", default=90)
 CXR_API_TOKEN_DEFAULT_DAYS = env.int("CXR_API_TOKEN_DEFAULT_DAYS", default=30)
@@ -285,6 +287,8 @@ CELERY_BEAT_SCHEDULE = {
     # Scoring items of cases that became ready since (a late sign-off, a corrected report).
     "build-ready-scoring-items": {"task": "scoring.tasks.build_open_trials",
                                   "schedule": env.int("SCORING_BUILD_EVERY_SECONDS", default=300)},
+    # Cases of prospective trials still waiting for a reader of their arm (arrival and duty changes route at once).
+    "route-waiting-cases": {"task": "reading.tasks.route_open_trials", "schedule": 60},
     # Drafts whose task was lost (the broker was down when they were requested) are sent again.
     "requeue-pending-drafts": {"task": "ai.tasks.requeue_pending", "schedule": 600},
     # Viewer images of cases whose task was lost.

@@ -12,6 +12,12 @@ class ReadingConfig(AppConfig):
 
         events.trial_status_changed.connect(receivers.route_when_reading_starts,
                                             dispatch_uid="reading.route_when_reading_starts")
+        events.case_enrolled.connect(receivers.route_on_arrival, dispatch_uid="reading.route_on_arrival")
+        events.readers_changed.connect(receivers.route_when_readers_change,
+                                       dispatch_uid="reading.route_when_readers_change")
+        # A withdrawn reader's open reads are re-routed by the same routing (route_trial closes them first).
+        events.reader_withdrawn.connect(receivers.route_when_readers_change,
+                                        dispatch_uid="reading.reroute_when_withdrawn")
         # A report version's text, its author and sign-off, and its read's arm and reading times (written with the
         # submit, in its transaction): what the audit log binds each report event to. Append-only in the database
         # (migration 0003), except its sign-off, added once.

@@ -17,6 +17,8 @@ class ReadStatus(models.TextChoices):
     ASSIGNED = "assigned", "Not started"
     IN_PROGRESS = "in_progress", "In progress"
     SUBMITTED = "submitted", "Submitted"
+    # Its reader was withdrawn before submitting: the case went to another reader of the arm; what was typed stays.
+    REROUTED = "rerouted", "Re-routed"
 
 
 class Read(models.Model):

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
 
 from ai import selectors as ai_selectors
 from ai.models import AIDraft, DraftStatus, TrialModel
 from core import clock, db
 from core.clock import iso
+from trial import lifecycle
 from trial.access import Access
-from trial.models import Arm, Case, Membership, Role, Status, Trial
+from trial.models import Arm, Case, DraftRule, Membership, Role, Trial
 
 from . import events
 from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
@@ -29,21 +30,32 @@ NOT_YET = "This case is not available yet (waiting for its AI draft or the washo
 _BIGINT = 2**63  # ids are 64-bit: a larger number in a URL is no read (and must not reach the database as one)
 
 # The statuses in which a reader's worklist is shown (before reading starts it is empty).
-_WORKLIST_STATUSES = (Status.READING, Status.SCORING, Status.LOCKED, Status.UNBLINDED)
+_WORKLIST_STATUSES = lifecycle.STARTED
 
 
 def _is_available(*, status: str, arm: str, available_from: datetime | None, draft_ready: bool,
-                  now: datetime) -> bool:
+                  now: datetime, without_draft: bool = False) -> bool:
     """A reader may open a read now: one not started yet, not before its washout (crossover) and in the
-    assisted arm only once the trial model's draft of the case is ready. A started read (in progress or
-    submitted) always: it was available when it started, and nothing takes that back (a ready draft stays
-    ready, the trial's model is fixed once cases are enrolled, a washout is set before its read can start),
-    so the reading steps after the first need not ask again."""
+    assisted arm only once the trial model's draft of the case is ready, or once the trial's draft rule lets it open
+    without one (`without_draft`: see _may_read_without_draft). A started read (in progress or submitted) always: it
+    was available when it started, and nothing takes that back (a ready draft stays ready, the trial's model is
+    fixed once cases are enrolled, a washout is set before its read can start), so the reading steps after the first
+    need not ask again. A re-routed read never (its case went to another reader)."""
+    if status == ReadStatus.REROUTED:
+        return False
     if status != ReadStatus.ASSIGNED:
         return True
     if available_from is not None and available_from > now:
         return False
-    return arm != Arm.ASSISTED or draft_ready
+    return arm != Arm.ASSISTED or draft_ready or without_draft
+
+
+def _may_read_without_draft(*, trial: Trial, arrived_at: datetime | None, draft_failed: bool, now: datetime) -> bool:
+    """The trial's draft rule for a draft that failed or is late: "wait" (never without it), or "read_without" once
+    the draft failed or the limit since the case's arrival has passed (the read is then an intercurrent event)."""
+    if trial.draft_rule != DraftRule.READ_WITHOUT:
+        return False
+    return draft_failed or (arrived_at is not None and now - arrived_at >= timedelta(minutes=trial.draft_limit_minutes))
 
 
 def _ready_drafts(*, case: int, trial: int) -> QuerySet[AIDraft]:
@@ -66,16 +78,22 @@ def _needs_draft(read: Read) -> bool:
 def require_available(read: Read) -> None:
     """Refuse a read that its reader may not open yet (see _is_available); the reading services check the row they
     hold locked."""
+    now = clock.now()
     draft_ready = _ready_draft(read) is not None if _needs_draft(read) else False
+    without = (_needs_draft(read) and not draft_ready and _may_read_without_draft(
+        trial=read.trial, arrived_at=read.case.arrived_at, now=now,
+        draft_failed=AIDraft.objects.filter(case_id=read.case_id, model_version__trials__trial_id=read.trial_id,
+                                            status=DraftStatus.FAILED).exists()))
     if not _is_available(status=read.status, arm=read.arm, available_from=read.available_from,
-                         draft_ready=draft_ready, now=clock.now()):
+                         draft_ready=draft_ready, now=now, without_draft=without):
         raise PermissionDenied(NOT_YET)
 
 
 # What the reading steps use of a read's trial and case (about half their columns: less to send and decode).
-_TRIAL = ("id", "code", "title", "status", "design", "findings", "washout_days", "require_signoff")
+_TRIAL = ("id", "code", "title", "mode", "status", "design", "findings", "washout_days", "require_signoff",
+          "draft_rule", "draft_limit_minutes", "read_window_hours")
 _CASE = ("id", "trial", "site", "code", "clinical_history", "display_image", "values_image", "display_width",
-         "display_height", "display_windows")
+         "display_height", "display_windows", "arrived_at")
 
 
 @cache
@@ -146,6 +164,8 @@ class WorklistRow:
     case_code: str
     status: str
     available: bool
+    arrived_at: datetime | None = None
+    urgent: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,26 +186,37 @@ def _rows_select(vendor: str) -> db.Values:
     core.db."""
     arm, status, case, trial = (f"r.{db.col(Read, name)}" for name in ("arm", "status", "case", "trial"))
     # names from the models' _meta, constants from the code; the one value (the reader) is bound
-    draft_ready = (f"EXISTS (SELECT 1 FROM {db.table(AIDraft)} a INNER JOIN {db.table(TrialModel)} tm "  # noqa: S608
-                   f"ON tm.{db.col(TrialModel, 'model_version')} = a.{db.col(AIDraft, 'model_version')} "
-                   f"WHERE a.{db.col(AIDraft, 'case')} = {case} AND tm.{db.col(TrialModel, 'trial')} = {trial} "
-                   f"AND a.{db.col(AIDraft, 'status')} = '{DraftStatus.READY.value}')")
-    ready = (f"CASE WHEN {arm} = '{Arm.ASSISTED.value}' AND {status} = '{ReadStatus.ASSIGNED.value}' "
-             f"THEN {draft_ready} ELSE FALSE END")
+    def draft_is(state: DraftStatus) -> str:
+        return (f"EXISTS (SELECT 1 FROM {db.table(AIDraft)} a INNER JOIN {db.table(TrialModel)} tm "  # noqa: S608
+                f"ON tm.{db.col(TrialModel, 'model_version')} = a.{db.col(AIDraft, 'model_version')} "
+                f"WHERE a.{db.col(AIDraft, 'case')} = {case} AND tm.{db.col(TrialModel, 'trial')} = {trial} "
+                f"AND a.{db.col(AIDraft, 'status')} = '{state.value}')")
+
+    waiting = f"{arm} = '{Arm.ASSISTED.value}' AND {status} = '{ReadStatus.ASSIGNED.value}'"
+    ready = f"CASE WHEN {waiting} THEN {draft_is(DraftStatus.READY)} ELSE FALSE END"
+    failed = f"CASE WHEN {waiting} THEN {draft_is(DraftStatus.FAILED)} ELSE FALSE END"
     fields = [Read._meta.get_field(n) for n in ("id", "status", "arm", "available_from")]
-    text = (f"SELECT {', '.join(f'r.{db.qn(f.column)}' for f in fields)}, c.{db.col(Case, 'code')}, {ready} "  # noqa: S608
+    case_fields = [Case._meta.get_field(n) for n in ("code", "arrived_at", "urgent")]
+    text = (f"SELECT {', '.join(f'r.{db.qn(f.column)}' for f in fields)}, "  # noqa: S608
+            f"{', '.join(f'c.{db.qn(f.column)}' for f in case_fields)}, {ready}, {failed} "
             f"FROM {db.table(Read)} r INNER JOIN {db.table(Case)} c ON c.{db.col(Case, 'id')} = {case} "
-            f"WHERE r.{db.col(Read, 'reader')} = %s ORDER BY r.{db.col(Read, 'order_key')}")
-    return db.Values(text, [*fields, None, None])
+            f"WHERE r.{db.col(Read, 'reader')} = %s AND {status} <> '{ReadStatus.REROUTED.value}' "
+            # urgent cases first where the trial flags urgency (never set otherwise), then the stored order: arrival
+            # for a prospective trial, a random order drawn once for a reader study
+            f"ORDER BY c.{db.col(Case, 'urgent')} DESC, r.{db.col(Read, 'order_key')}")
+    return db.Values(text, [*fields, *case_fields, None, None])
 
 
-def _rows(*, reader_id: int) -> list[WorklistRow]:
+def _rows(*, trial: Trial, reader_id: int) -> list[WorklistRow]:
     """The reader's reads in their stored order, each available or not: one query."""
     now = clock.now()
     return [WorklistRow(read_id, i + 1, case_code, status,
                         _is_available(status=status, arm=arm, available_from=available_from,
-                                      draft_ready=bool(ready), now=now))
-            for i, (read_id, status, arm, available_from, case_code, ready)
+                                      draft_ready=bool(ready), now=now,
+                                      without_draft=_may_read_without_draft(
+                                          trial=trial, arrived_at=arrived_at, draft_failed=bool(failed), now=now)),
+                        arrived_at, bool(urgent))
+            for i, (read_id, status, arm, available_from, case_code, arrived_at, urgent, ready, failed)
             in enumerate(_rows_select(db.vendor()).rows([reader_id]))]
 
 
@@ -194,7 +225,7 @@ def worklist(*, access: Access) -> Worklist:
     reader = access.membership(Role.READER)
     if access.trial.status not in _WORKLIST_STATUSES:
         return Worklist([], 0, 0)
-    rows = _rows(reader_id=reader.pk)
+    rows = _rows(trial=access.trial, reader_id=reader.pk)
     return Worklist(rows, sum(r.status == ReadStatus.SUBMITTED for r in rows), len(rows))
 
 
@@ -235,7 +266,7 @@ class Place:
 
 def place_of(*, read: Read) -> Place:
     """From the reader's reads in order (the worklist's rows)."""
-    rows = _rows(reader_id=read.reader_id)
+    rows = _rows(trial=read.trial, reader_id=read.reader_id)
     index = next(i for i, row in enumerate(rows) if row.id == read.pk)
     after = [r.id for r in rows[index + 1:] + rows[:index] if r.available and r.status != ReadStatus.SUBMITTED]
     return Place(index + 1, len(rows), after[0] if after else None)
@@ -295,15 +326,17 @@ def dashboard(*, access: Access) -> dict:
     """Conduct, not outcomes: enrolment by site, backlog, per-reader progress, outliers one by one."""
     access.require(Role.INVESTIGATOR)
     trial = access.trial
-    per_reader = (Read.objects.filter(trial=trial).values("reader__pseudonym", "reader__site__code")
+    per_reader = (Read.objects.filter(trial=trial).exclude(status=ReadStatus.REROUTED)
+                  .values("reader__pseudonym", "reader__site__code", "reader__on_duty", "reader__withdrawn_at")
                   .annotate(total=Count("id"), done=Count("id", filter=Q(status=ReadStatus.SUBMITTED)),
-                            open=Count("id", filter=Q(status=ReadStatus.IN_PROGRESS)))
+                            open=Count("id", filter=Q(status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS))),
+                            started=Count("id", filter=Q(status=ReadStatus.IN_PROGRESS)))
                   .order_by("reader__pseudonym"))
     outliers = (Read.objects.filter(trial=trial, status=ReadStatus.SUBMITTED)
                 .filter(Q(active_seconds__lt=OUTLIER_SHORT_SECONDS) | Q(wall_seconds__gt=OUTLIER_LONG_SECONDS))
                 .values("reader__pseudonym", "case__code", "active_seconds", "wall_seconds")
                 .order_by("reader__pseudonym", "case__code"))
-    backlog = Read.objects.filter(trial=trial).exclude(status=ReadStatus.SUBMITTED).count()
+    backlog = Read.objects.filter(trial=trial, status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)).count()
     # Apps above this one add their own sections (scoring: the blinding-integrity check of the reports' style)
     sections = [section for _, section in events.conduct_sections.send(sender=__name__, access=access) if section]
     return {
@@ -313,7 +346,52 @@ def dashboard(*, access: Access) -> dict:
         "outliers": list(outliers),
         "drafts": ai_selectors.draft_progress(access=access),
         "sections": sections,
+        "turnaround": turnaround(trial=trial, since=clock.now() - TURNAROUND_WINDOW),
+        "waiting": _waiting_for_reader(trial),
     }
+
+
+# The turnaround of a live trial is shown over the cases that arrived lately (what a site's workflow is now).
+TURNAROUND_WINDOW = timedelta(days=7)
+
+
+def _minutes(deltas: list) -> dict:
+    values = sorted(d.total_seconds() / 60 for d in deltas if d is not None and d.total_seconds() >= 0)
+    if not values:
+        return {"n": 0}
+
+    def quantile(q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    return {"n": len(values), "p50": quantile(0.5), "p90": quantile(0.9)}
+
+
+def turnaround(*, trial: Trial, since: datetime) -> dict:
+    """Minutes from arrival to the draft ready, to each report submitted and to each report signed, over the cases
+    that arrived since `since` (p50, p90, n). Both arms together: conduct, not a comparison of the arms."""
+    cases = {c["id"]: c["arrived_at"] for c in trial.cases.filter(arrived_at__gte=since).values("id", "arrived_at")}
+    drafts = (AIDraft.objects.filter(case_id__in=cases, model_version__trials__trial=trial, status=DraftStatus.READY)
+              .values_list("case_id", "finished_at"))
+    reports = (Report.objects.filter(read__case_id__in=cases, version=1)
+               .values_list("read__case_id", "read__submitted_at", "signed_at"))
+    first_signed = dict(Report.objects.filter(read__case_id__in=cases, signed_at__isnull=False)
+                        .values_list("read_id").annotate(first=Min("signed_at")).values_list("read_id", "first"))
+    signed = (Read.objects.filter(case_id__in=cases, pk__in=first_signed).values_list("case_id", "pk"))
+    return {
+        "since": since,
+        "draft": _minutes([finished - cases[case] for case, finished in drafts if finished]),
+        "submitted": _minutes([submitted - cases[case] for case, submitted, _ in reports if submitted]),
+        "signed": _minutes([first_signed[read] - cases[case] for case, read in signed]),
+    }
+
+
+def _waiting_for_reader(trial: Trial) -> int:
+    """Cases of a prospective trial still waiting for a reader in one of their arms (nobody on duty there)."""
+    if not trial.is_prospective:
+        return 0
+    needed = 1 if trial.design == "case_randomized" else 2
+    live = Count("reads", filter=~Q(reads__status=ReadStatus.REROUTED))
+    return trial.cases.filter(withdrawn_at__isnull=True).annotate(live=live).filter(live__lt=needed).count()
 
 
 # ------------------------------------------------------------------------------------- rows for analyses (no user)

@@ -8,16 +8,19 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Count, Q
 
 from core import clock, keys
 from core.errors import Conflict, ServiceError, WrongStatus
 from core.text import clean_text
-from trial import audit, signatures
-from trial.models import Arm, Design, Membership, Role, Signature, Status, Trial
+from trial import audit, lifecycle, signatures
+from trial import services as trial_services
+from trial.events import announce
+from trial.models import Arm, Design, Deviation, Membership, Role, Signature, Trial
 from trial.selectors import require_role
 
+from . import events, routing, timing
 from . import selectors as reading_selectors
-from . import timing
 from .errors import AlreadySubmitted, StaleVersion
 from .models import (
     CORRECTION_REASON_LIMIT,
@@ -31,6 +34,9 @@ from .models import (
 )
 from .textdiff import draft_survival
 
+# Statuses in which reads are delivered, opened and written.
+_READING_STATUSES = lifecycle.statuses_allowing(lifecycle.READ)
+
 # The second crossover read of a case waits for the first: until then its start is "never".
 WAITING_FOR_FIRST_READ = datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -42,72 +48,143 @@ def _readers(trial: Trial) -> list[Membership]:
     return list(trial.memberships.filter(role=Role.READER).select_related("site", "allocation"))
 
 
+# Reads that still hold their reader's work: a re-routed one no longer counts (its case went to another reader).
+OPEN_READ_STATUSES = (ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)
+
+
 def _open_load(trial: Trial) -> Counter:
-    return Counter(Read.objects.filter(trial=trial).exclude(status=ReadStatus.SUBMITTED)
+    return Counter(Read.objects.filter(trial=trial, status__in=OPEN_READ_STATUSES)
                    .values_list("reader_id", flat=True))
 
 
-def _least_loaded(candidates: list[Membership], load: Counter) -> Membership:
-    fewest = min(load[m.pk] for m in candidates)
-    return keys.system_random.choice([m for m in candidates if load[m.pk] == fewest])  # random tie-break
+def _arm_of(member: Membership) -> str | None:
+    return getattr(getattr(member, "allocation", None), "arm", None)
+
+
+def _pool(trial: Trial, case, arm: str, readers: list[Membership]) -> list[Membership]:
+    """The readers who may read `case` in `arm`. Prospective: of the case's site, on duty, not withdrawn (nobody
+    else; the case waits). Reader study: of the case's site when that site has readers of both arms, else of all
+    sites (a batch is read by whoever the trial has)."""
+    # a case-randomized trial randomizes cases, not readers: every reader reads in either arm
+    in_arm = [m for m in readers if m.withdrawn_at is None
+              and (trial.design == Design.CASE_RANDOMIZED or _arm_of(m) == arm)]
+    if trial.is_prospective:
+        return [m for m in in_arm if m.site_id == case.site_id and m.on_duty]
+    local = [m for m in in_arm if m.site_id == case.site_id]
+    if trial.design == Design.CASE_RANDOMIZED:
+        return local or in_arm
+    both_local = local and any(m.site_id == case.site_id for m in readers if _arm_of(m) not in (None, arm))
+    return local if both_local else in_arm
+
+
+def _arms_needed(trial: Trial, case) -> list[str]:
+    if trial.design == Design.CASE_RANDOMIZED:
+        allocation = getattr(case, "allocation", None)
+        if allocation is None:
+            raise ServiceError(f"Case {case.code} has no allocation.")
+        return [allocation.arm]
+    return [Arm.ASSISTED, Arm.STANDARD]
+
+
+def _route_case(trial: Trial, case, readers: list[Membership], load: Counter, *, by) -> int:
+    """Give each arm of `case` that has no live read one reader, by the trial's rule; an arm with nobody eligible
+    waits (prospective) or refuses (reader study). The number of reads made."""
+    reads = list(Read.objects.filter(case=case).values_list("arm", "status"))
+    covered = {arm for arm, status in reads if status != ReadStatus.REROUTED}
+    plan: list[tuple[Membership, str]] = []
+    for arm in _arms_needed(trial, case):
+        if arm in covered:
+            continue
+        pool = _pool(trial, case, arm, readers)
+        chosen = routing.choose([routing.Candidate(m.pk, load[m.pk]) for m in pool], rule=trial.routing_rule,
+                                seed=bytes(trial.randomization_seed), arrival_index=case.arrival_index or 0, arm=arm,
+                                attempt=sum(1 for a, _ in reads if a == arm))
+        if chosen is None:
+            if not trial.is_prospective:
+                raise ServiceError(f"No randomized reader in the {arm} arm: cannot route {case.code}.")
+            continue  # waits in the site's queue: routed when a reader of the arm comes on duty
+        plan.append((next(m for m in pool if m.pk == chosen), arm))
+    # The reads of a case are created in random order: nothing about an arm may follow from a read's id.
+    keys.system_random.shuffle(plan)
+    for reader, arm in plan:
+        read = Read.objects.create(
+            trial=trial, case=case, reader=reader, arm=arm,
+            # a prospective worklist is in arrival order; a reader study's in a random order drawn once
+            order_key=case.arrival_index if trial.is_prospective else keys.new_order_key())
+        load[reader.pk] += 1
+        if trial.is_prospective:
+            audit.record(actor=by, action="read.assigned", obj=read, trial=trial,
+                         payload={"case": case.code, "reader": reader.pseudonym})
+    return len(plan)
+
+
+def _route_crossover(trial: Trial, case, readers: list[Membership]) -> int:
+    plan = []
+    for reader in readers:
+        first = _arm_of(reader)
+        if first is None:
+            continue
+        second = Arm.STANDARD if first == Arm.ASSISTED else Arm.ASSISTED
+        plan += [(reader, first, 1), (reader, second, 2)]
+    keys.system_random.shuffle(plan)
+    for reader, arm, period in plan:
+        Read.objects.create(trial=trial, case=case, reader=reader, arm=arm, period=period,
+                            order_key=keys.new_order_key(),
+                            # the second crossover read waits for the first one (see submit_report)
+                            available_from=WAITING_FOR_FIRST_READ if period == 2 else None)
+    return len(plan)
 
 
 @transaction.atomic
 def route_trial(*, trial: Trial, by=None) -> int:
-    """Put every enrolled, unrouted case on worklists, as the trial's design says. Idempotent. `by`: the
-    investigator who asked (None: the system, when reading starts).
+    """Put every enrolled case that lacks a reader in one of its arms on worklists, as the trial's design and mode
+    say (see _pool and reading.routing). Idempotent. `by`: the investigator who asked (None: the system — when
+    reading starts, a case arrives, a reader comes on duty or joins, or one is withdrawn). The number of cases
+    given at least one read.
 
-    paired-parallel: one reader of each arm per case, within the case's site when that site has readers
-    of both arms, fewest open reads first; case-randomized: one reader in the case's allocated arm;
-    crossover: every reader, both arms, first period in the reader's allocated arm, the second after
-    the washout (set when the first read is submitted).
+    paired-parallel: one reader of each arm per case, fewest open reads first; case-randomized: one reader in the
+    case's allocated arm; crossover (a reader study only): every reader, both arms, first period in the reader's
+    allocated arm, the second after the washout (set when the first read is submitted).
     """
     if by is not None:
         require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
     trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
+    if not trial.allows(lifecycle.READ):
+        return 0
+    _close_withdrawn_reads(trial)
     readers = _readers(trial)
     load = _open_load(trial)
     routed = 0
-    cases = trial.cases.filter(reads__isnull=True).select_related("site", "allocation").order_by("code")
-    for case in cases:
-        plan: list[tuple[Membership, str, int]] = []
-        if trial.design == Design.PAIRED_PARALLEL:
-            for arm in (Arm.ASSISTED, Arm.STANDARD):
-                in_arm = [m for m in readers if getattr(getattr(m, "allocation", None), "arm", None) == arm]
-                local = [m for m in in_arm if m.site_id == case.site_id]
-                both_local = local and any(m.site_id == case.site_id for m in readers
-                                           if getattr(getattr(m, "allocation", None), "arm", None) != arm)
-                pool = local if both_local else in_arm
-                if not pool:
-                    raise ServiceError(f"No randomized reader in the {arm} arm: cannot route {case.code}.")
-                plan.append((_least_loaded(pool, load), arm, 1))
-        elif trial.design == Design.CASE_RANDOMIZED:
-            allocation = getattr(case, "allocation", None)
-            if allocation is None:
-                raise ServiceError(f"Case {case.code} has no allocation.")
-            local = [m for m in readers if m.site_id == case.site_id] or readers
-            if not local:
-                raise ServiceError("The trial has no reader.")
-            plan.append((_least_loaded(local, load), allocation.arm, 1))
-        else:  # crossover
-            for reader in readers:
-                first = getattr(getattr(reader, "allocation", None), "arm", None)
-                if first is None:
-                    continue
-                second = Arm.STANDARD if first == Arm.ASSISTED else Arm.ASSISTED
-                plan += [(reader, first, 1), (reader, second, 2)]
-        # The reads of a case are created in random order: nothing about an arm may follow from a read's id.
-        keys.system_random.shuffle(plan)
-        for reader, arm, period in plan:
-            Read.objects.create(trial=trial, case=case, reader=reader, arm=arm, period=period,
-                                order_key=keys.new_order_key(),
-                                # the second crossover read waits for the first one (see submit_report)
-                                available_from=WAITING_FOR_FIRST_READ if period == 2 else None)
-            load[reader.pk] += 1
-        routed += 1
-    if routed:
+    for case in _waiting_cases(trial, needed=1 if trial.design == Design.CASE_RANDOMIZED else 2):
+        made = (_route_crossover(trial, case, readers) if trial.design == Design.CROSSOVER
+                else _route_case(trial, case, readers, load, by=by))
+        routed += bool(made)
+    if routed and not trial.is_prospective:
         audit.record(actor=by, action="reading.routed", obj=trial, payload={"cases": routed})
     return routed
+
+
+def _waiting_cases(trial: Trial, needed: int):
+    """Cases not withdrawn with fewer live reads than their design needs, in arrival order (urgent first)."""
+    live = Count("reads", filter=~Q(reads__status=ReadStatus.REROUTED))
+    cases = trial.cases.filter(withdrawn_at__isnull=True).annotate(live=live)
+    cases = cases.filter(live=0) if trial.design == Design.CROSSOVER else cases.filter(live__lt=needed)
+    return cases.select_related("site", "allocation").order_by("-urgent", "arrival_index", "code")
+
+
+def _close_withdrawn_reads(trial: Trial) -> int:
+    """The open reads of withdrawn readers are closed as re-routed (the autosaved text stays with each), so that
+    their cases go to another reader of the same arm and site (or wait for one). Their finished reads stay."""
+    reads = list(Read.objects.select_for_update().filter(trial=trial, status__in=OPEN_READ_STATUSES,
+                                                         reader__withdrawn_at__isnull=False)
+                 .select_related("case", "reader"))
+    for read in reads:
+        read.status = ReadStatus.REROUTED
+        read.save(update_fields=["status"])
+        audit.record(actor=None, action="read.rerouted", obj=read, trial=trial,
+                     payload={"case": read.case.code, "reader": read.reader.pseudonym,
+                              "had_text": ReportDraft.objects.filter(read=read).exists()})
+    return len(reads)
 
 
 # ------------------------------------------------------------------------------------------ events
@@ -119,10 +196,11 @@ def note_delivery(*, read: Read) -> None:
     measurement, not a change the user asked for): once per read, only while the read is open and the trial is
     reading, by a conditional UPDATE that a concurrent submit cannot turn into a stamp of a submitted read; nothing
     when it is already stamped (no query)."""
-    if read.delivered_at is not None or read.status == ReadStatus.SUBMITTED or read.trial.status != Status.READING:
+    if read.delivered_at is not None or read.status != ReadStatus.ASSIGNED and read.status != ReadStatus.IN_PROGRESS \
+            or not read.trial.allows(lifecycle.READ):
         return
     now = clock.now()
-    if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status=Status.READING,
+    if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status__in=_READING_STATUSES,
                            status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)).update(delivered_at=now):
         read.delivered_at = now
 
@@ -134,7 +212,7 @@ def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client
 
 
 def _require_reading(trial: Trial) -> None:
-    if trial.status != Status.READING:
+    if not trial.allows(lifecycle.READ):
         raise WrongStatus(f"The trial is not in its reading phase (it is {trial.status}); nothing was saved.")
 
 
@@ -145,6 +223,7 @@ def record_event(*, read_id: int, by, kind: str, tab_id: str, client_time: datet
     read = reading_selectors.locked_own_read(read_id=read_id, user=by)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This read is submitted; its time is closed.")
+    _refuse_rerouted(read)
     _require_reading(read.trial)
     now = clock.now()
     skew = (client_time - now).total_seconds() if client_time else None
@@ -198,6 +277,12 @@ def autosave(*, read_id: int, by, findings: str, impression: str, finding_flags:
     return saved
 
 
+def _refuse_rerouted(read: Read) -> None:
+    if read.status == ReadStatus.REROUTED:
+        raise Conflict("You were withdrawn from this trial and the case went to another reader. What you typed is "
+                       "kept with your read; nothing else was saved.", code="rerouted")
+
+
 def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
     events = [timing.Event(*row) for row in ReadEvent.objects.filter(read_id=read.pk)
               .order_by("server_time", "id").values_list("kind", "tab_id", "server_time")]
@@ -214,6 +299,7 @@ def submit_report(*, read_id: int, by, findings: str, impression: str, finding_f
     read = reading_selectors.locked_own_read(read_id=read_id, user=by, no_key=True)
     if read.status == ReadStatus.SUBMITTED:
         raise AlreadySubmitted("This report was already submitted.")
+    _refuse_rerouted(read)
     _require_reading(read.trial)
     if not impression.strip():
         raise ServiceError("An impression is required.", field="impression")
@@ -244,7 +330,37 @@ def submit_report(*, read_id: int, by, findings: str, impression: str, finding_f
     # and the reading times.
     audit.record(actor=by, action="report.submitted", obj=report, trial=read.trial,
                  payload={"read": read.pk, "case": read.case.code, "version": 1})
+    _record_read_deviations(read, by=by, had_draft=read.arm != Arm.ASSISTED or survival is not None)
+    if not read.trial.require_signoff:
+        announce(events.reports_final, trial_id=read.trial_id, case_id=read.case_id)
     return report
+
+
+def _record_read_deviations(read: Read, *, by, had_draft: bool) -> None:
+    """The deviations a submitted read shows by itself: assisted without a draft (the trial's draft rule let it
+    open), submitted past the trial's time window, or read by someone outside the case's site or arm."""
+    trial, case = read.trial, read.case
+
+    def record(**values) -> None:
+        trial_services.record_deviation(trial=trial, by=by, case=case, reader=read.reader, read_id=read.pk, **values)
+
+    if not had_draft:
+        record(kind=Deviation.Kind.ASSISTED_WITHOUT_DRAFT, occurred_at=read.opened_at,
+               description=f"{case.code}: assisted read without its AI draft (draft rule: "
+                           f"{trial.get_draft_rule_display()}).")
+    if trial.read_window_hours is not None and case.arrived_at is not None and read.submitted_at is not None \
+            and read.submitted_at - case.arrived_at > timedelta(hours=trial.read_window_hours):
+        hours = (read.submitted_at - case.arrived_at).total_seconds() / 3600
+        record(kind=Deviation.Kind.PAST_WINDOW, occurred_at=read.submitted_at,
+               description=f"{case.code}: read submitted {hours:.1f} h after arrival (window "
+                           f"{trial.read_window_hours} h).")
+    if not trial.is_prospective:
+        return  # a reader study reads its batch across sites where a site lacks an arm (route_trial)
+    arm = getattr(getattr(read.reader, "allocation", None), "arm", None)
+    outside_arm = trial.design == Design.PAIRED_PARALLEL and arm != read.arm
+    if read.reader.site_id != case.site_id or outside_arm:
+        record(kind=Deviation.Kind.OUTSIDE_SITE_OR_ARM, occurred_at=read.submitted_at,
+               description=f"{case.code}: read by {read.reader.pseudonym}, outside the case's site or arm.")
 
 
 def _locked_read(read_id: int) -> Read:
@@ -267,7 +383,7 @@ def _require_signer(read: Read, by) -> None:
 def _new_version(read: Read, *, by, findings: str, impression: str, finding_flags: dict, reason: str) -> Report:
     if read.status != ReadStatus.SUBMITTED:
         raise Conflict("Only a submitted report can be corrected; keep editing the draft instead.")
-    if read.trial.status not in (Status.READING,):
+    if not read.trial.allows(lifecycle.READ):
         raise WrongStatus(f"Reports can no longer be corrected (the trial is {read.trial.status}).")
     reason = clean_text(reason, field="reason", limit=CORRECTION_REASON_LIMIT, strip=True)
     if not reason:
@@ -306,6 +422,7 @@ def _sign(read: Read, report: Report, *, by, proof: signatures.Reauthenticated) 
                  payload={"read": read.pk, "version": report.version})
     signatures.sign(trial=read.trial, by=by, proof=proof, meaning=Signature.Meaning.SIGN_OFF, obj=report,
                     content_hash=report_content_sha256(report))
+    announce(events.reports_final, trial_id=read.trial_id, case_id=read.case_id)
     return report
 
 

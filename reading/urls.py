@@ -6,6 +6,7 @@ app_name = "reading"
 urlpatterns = [
     path("t/<slug:code>/read/", views.worklist_page, name="worklist"),
     path("t/<slug:code>/read/<int:read_id>/", views.read_page, name="read"),
+    path("t/<slug:code>/read/duty/", views.duty, name="duty"),
     path("r/<int:read_id>/<str:kind>.png", views.read_image, name="read_image"),
     path("t/<slug:code>/signoff/", views.signoff_queue, name="signoff_queue"),
     path("t/<slug:code>/signoff/<int:report_id>/", views.signoff_report, name="signoff_report"),

@@ -1,6 +1,7 @@
 """Reader, senior and investigator pages of the reading app: thin; selectors read, services write."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -10,7 +11,9 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from core import clock
 from core.errors import ServiceError
+from trial import services as trial_services
 from trial import signatures
 from trial.access import access_for
 from trial.models import Role, Signature
@@ -30,7 +33,23 @@ def worklist_page(request, code):
         "trial": access.trial, "worklist": worklist, "progress": {"done": worklist.done, "total": worklist.total},
         "resume_url": reverse("reading:read", args=[code, resume.id]) if resume else None,
         "resume_id": resume.id if resume else None,
+        # a prospective trial's worklist refreshes itself, and its reader goes on and off duty here
+        "live": access.trial.is_prospective, "live_every": settings.CXR_WORKLIST_REFRESH_SECONDS,
+        "on_duty": access.membership(Role.READER).on_duty, "now": clock.now(),
     })
+
+
+@login_required
+@require_POST
+def duty(request, code):
+    """A reader goes on or off duty (a prospective trial routes new cases only to readers on duty)."""
+    access = access_for(user=request.user, code=code, roles=[Role.READER])
+    try:
+        trial_services.set_on_duty(membership=access.membership(Role.READER), by=request.user,
+                                   on_duty=request.POST.get("on_duty") == "1")
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("reading:worklist", code)
 
 
 @never_cache  # the page carries the read's saved text: "back" must not show an old copy of it
@@ -112,7 +131,12 @@ def senior_image(request, code, report_id):
 @login_required
 def dashboard_page(request, code):
     access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
-    return render(request, "reading/dashboard.html", {"trial": access.trial, **selectors.dashboard(access=access)})
+    dashboard = selectors.dashboard(access=access)
+    turnaround = dashboard["turnaround"]
+    return render(request, "reading/dashboard.html", {
+        "trial": access.trial, **dashboard,
+        "turnaround_rows": [("draft ready", turnaround["draft"]), ("report submitted", turnaround["submitted"]),
+                            ("report signed", turnaround["signed"])]})
 
 
 @login_required

@@ -3,12 +3,22 @@ from __future__ import annotations
 
 from trial.models import Status
 
+from .tasks import build_case_items as build_case_items_task
 from .tasks import build_items as build_items_task
 
 
 def build_when_scoring_starts(sender, *, trial_id: int, status: str, **kwargs) -> None:
     if status == Status.SCORING:
         build_items_task.delay(trial_id)
+
+
+def build_when_reports_final(sender, *, trial_id: int, case_id: int, **kwargs) -> None:
+    """A prospective trial scores as reports accrue: the case's items are built once both its reports are final.
+    (A reader study builds when an investigator starts scoring, and then periodically.)"""
+    from trial.models import Mode, Trial
+
+    if Trial.objects.filter(pk=trial_id, mode=Mode.PROSPECTIVE).exists():
+        build_case_items_task.delay(trial_id, case_id)
 
 
 def conduct_section(sender, *, access, **kwargs) -> dict:

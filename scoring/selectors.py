@@ -17,6 +17,7 @@ from django.urls import reverse
 from ai import selectors as ai_selectors
 from ai.models import DraftStatus
 from reading.models import Read, ReadStatus, Report
+from trial import lifecycle
 from trial.access import Access
 from trial.models import Arm, Design, Membership, Role, Status, Trial
 
@@ -81,7 +82,9 @@ class Unit:
 
 def ready_units(trial: Trial, *, case_id: int | None = None) -> list[Unit]:
     """Units whose every report is final (signed, where the trial asks for it): see scoring.services."""
-    reads = Read.objects.filter(trial=trial).select_related("case", "reader")
+    # A re-routed read (its reader withdrawn) is replaced by another; a withdrawn case is scored no further.
+    reads = (Read.objects.filter(trial=trial, case__withdrawn_at__isnull=True).exclude(status=ReadStatus.REROUTED)
+             .select_related("case", "reader"))
     if case_id is not None:
         reads = reads.filter(case_id=case_id)
     reads = list(reads)
@@ -230,7 +233,7 @@ def item_view(*, assignment: Assignment) -> dict:
         "position": row.position if row else None, "of": len(rows),
         "available": bool(row and row.available), "replaced": item.superseded_at is not None,
         "replacement_key": replacement.key if replacement else None,
-        "open": trial.status in (Status.READING, Status.SCORING),
+        "open": trial.allows(lifecycle.SCORE),
         "image": {
             "display_url": reverse("scoring:item_image", args=[trial.code, key, "display"]),
             "values_url": (reverse("scoring:item_image", args=[trial.code, key, "values"])

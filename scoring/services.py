@@ -25,7 +25,7 @@ from core import clock, keys
 from core.errors import ServiceError, WrongStatus
 from core.text import clean_text
 from reading.models import Read, Report
-from trial import audit
+from trial import audit, lifecycle
 from trial.models import Membership, Role, Status, Trial
 from trial.selectors import require_role
 
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 _rng = keys.system_random
 
 # Experts answer, and items are built, while reports exist and the trial is not locked.
-OPEN_STATUSES = (Status.READING, Status.SCORING)
+OPEN_STATUSES = lifecycle.statuses_allowing(lifecycle.SCORE)
 UNCHANGED = object()
 
 
@@ -349,7 +349,8 @@ def build_open_trials() -> int:
     every trial that is scoring, or reading with scoring already started; a trial whose build is refused is logged
     and the others go on. The number of items built."""
     built = 0
-    trials = Trial.objects.filter(Q(status=Status.SCORING)
+    # A reader study builds while reading only once an investigator started scoring; a prospective trial, always.
+    trials = Trial.objects.filter(Q(status__in=[s for s in OPEN_STATUSES if s != Status.READING])
                                   | Q(status=Status.READING, scoring_items__isnull=False)).distinct()
     for trial in trials:
         try:
@@ -363,6 +364,17 @@ def build_open_trials() -> int:
 def rebuild_case(*, trial: Trial, case_id: int, by=None) -> BuildResult:
     trial = _locked(trial)
     return _build(trial=trial, by=by, case_id=case_id)
+
+
+@transaction.atomic
+def build_case_items(*, trial: Trial, case_id: int) -> BuildResult:
+    """The system builds one case's items once its reports are final, while the trial scores (prospective: from the
+    first signed case on). Idempotent."""
+    trial = _locked(trial)
+    if trial.status not in OPEN_STATUSES:
+        raise WrongStatus(f"Scoring items are built while the trial is reading or scoring (it is {trial.status}).")
+    eligible_experts(trial)
+    return _build(trial=trial, by=None, case_id=case_id)
 
 
 # ------------------------------------------------------------------------------------------ experts' answers

@@ -34,3 +34,19 @@ def build_open_trials() -> int:
     from . import services
 
     return services.build_open_trials()
+
+
+@task()
+def build_case_items(trial_id: int, case_id: int) -> int:
+    """A prospective trial's items of one case, as soon as its reports are final (experts' lists grow as reports
+    accrue). A refusal is logged; the periodic build_open_trials builds what this left."""
+    from trial.models import Trial
+
+    from . import services
+
+    trial = Trial.objects.get(pk=trial_id)
+    try:
+        return services.build_case_items(trial=trial, case_id=case_id).total
+    except ServiceError as exc:
+        logger.warning("Scoring items of %s, case %s, not built: %s", trial.code, case_id, exc.message)
+        return 0

@@ -18,8 +18,15 @@ WORKER=$!
 # celery beat: the periodic tasks (the nightly audit-chain check, scoring items of cases that became ready)
 $PY -m celery -A config beat --loglevel INFO --schedule "$VAR/celerybeat-schedule" >"$VAR/beat.log" 2>&1 &
 BEAT=$!
-trap 'kill $WORKER $BEAT 2>/dev/null || true' EXIT INT TERM
+trap 'kill $WORKER $BEAT ${ARRIVALS:-} 2>/dev/null || true' EXIT INT TERM
 echo "Celery worker (pid $WORKER, log $VAR/worker.log) and beat (pid $BEAT, log $VAR/beat.log) started."
 $PY manage.py setup_demo "$@"
+# The live trial is prospective: films keep arriving at its three sites (a PACS stand-in), a few seconds to a minute
+# apart, and appear on the readers' worklists as they are drafted (CXR_DEMO_ARRIVALS=0 turns it off).
+if [ "${CXR_DEMO_ARRIVALS:-1}" != "0" ]; then
+  $PY manage.py simulate_arrivals --trial demo-cxr --min-seconds 5 --max-seconds 60 >"$VAR/arrivals.log" 2>&1 &
+  ARRIVALS=$!
+  echo "Arrival simulator (pid $ARRIVALS, log $VAR/arrivals.log) started: new films reach demo-cxr as you watch."
+fi
 echo "Open http://$HOST:$PORT/ with one of the logins above."
 $PY manage.py runserver "$HOST:$PORT" --noreload

@@ -188,6 +188,8 @@ class _Data:
         self.reference = dataset.view_records(view, "reference_standard")
         self.ai = dataset.view_records(view, "ai_scores")
         self.allocations = dataset.view_records(view, "allocations")
+        self.screening = dataset.view_records(view, "screening")
+        self.deviations = dataset.view_records(view, "deviations")
         self.truth = {(r["case"], r["finding"]): int(r["truth"]) for r in self.reference if r["truth"] is not None}
         self.ai_threshold = ai_threshold
         readers: dict[tuple[str, str], set[str]] = defaultdict(set)
@@ -820,9 +822,23 @@ def flow(d: _Data, analyses: Mapping[str, dict], plan: Mapping[str, Any]) -> dic
         analysed = n.get("cases", n.get("levels_case", n.get("rows")))
     readers = {a: sorted({r["reader"] for r in reads_by_arm[a]}) for a in arms}
     allocated = Counter(a["arm"] for a in d.allocations if a["unit_type"] == "reader")
+    arm_of_reader = {a["unit"]: a["arm"] for a in d.allocations if a["unit_type"] == "reader"}
+    withdrawn = Counter(arm_of_reader.get(v["reader"]) for v in d.deviations
+                        if v["kind"] == "reader_withdrawn" and v.get("reader") is not None)
     return {
         "enrolled": len(cases),
+        # the screening log (prospective trials; a reader study's uploads too): every arriving image
+        "screened": len(d.screening),
+        "not_enrolled": [{"code": code, "n": n} for code, n in sorted(
+            Counter(e["code"] for e in d.screening if e["outcome"] != "enrolled").items())],
+        "deviations": dict(sorted(Counter(v["kind"] for v in d.deviations).items())),
+        "intercurrent_events": sum(bool(v["intercurrent"]) for v in d.deviations),
+        "cases_withdrawn": sum(v["kind"] == "case_withdrawn" for v in d.deviations),
+        # where the reader column is withheld (masked runs) the withdrawals are counted, not split by arm
+        "readers_withdrawn": sum(v["kind"] == "reader_withdrawn" for v in d.deviations),
         "arms": {a: {"readers_allocated": allocated.get(a, 0), "readers_reading": len(readers[a]),
+                     "readers_withdrawn": withdrawn.get(a, 0),
+                     "reads_rerouted": sum(r["status"] == "rerouted" for r in reads_by_arm[a]),
                      "reads_routed": len(reads_by_arm[a]),
                      "reads_submitted": sum(r["status"] == "submitted" for r in reads_by_arm[a]),
                      "cases_read": len(submitted[a]), "cases_scored": len(scored[a] & submitted[a])}

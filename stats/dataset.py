@@ -33,9 +33,10 @@ from scoring import radpeer as radpeer_scale
 
 from .plan import canonical_json
 
-FORMAT = 3   # 2: preferences gained left_reader and right_reader (the two reports' readers; left_reader in the key)
+FORMAT = 4   # 2: preferences gained left_reader and right_reader (the two reports' readers; left_reader in the key)
 #             3: preferences gained guess (the expert's answer to "which report was written with AI assistance?");
 #                older snapshots read with it empty
+#             4: the screening log and the deviations (intercurrent events) as entities; older snapshots: empty
 MASKED_ARMS = ("X", "Y")
 
 
@@ -71,6 +72,8 @@ ARMS_UNMASKED = "assisted (AI-assisted) or standard (standard care)"
 # Why a column is withheld before unblinding (Column.withheld): said in the masked data dictionary.
 ONE_ARM_ONLY = ("it exists in one arm only, the arm whose readers saw an AI draft (empty in the other): which "
                 "code's reports have a value would tell which arm is X")
+ARM_OF_READ = ("some deviations exist in one arm only (an assisted read without its AI draft): the read, its "
+               "reader or the words naming them would tell which arm is X")
 # What an id column holds in every view (Column.id_of): a surrogate, never the platform's database id.
 SURROGATE_NOTE = ("A surrogate drawn for this analysis run: the {kind}s are numbered 1 to n in a secret random "
                   "order, the same number in every file; not the platform's database id{after}.")
@@ -101,7 +104,8 @@ ENTITIES: tuple[Entity, ...] = (
         Column("reader_site", "string", "Site of the reader."),
         Column("arm", "string", "Arm of the read.", values=ARM_VALUES, arm=True),
         Column("period", "integer", "Crossover: 1st or 2nd read of the case by this reader; 1 otherwise."),
-        Column("status", "string", "State of the read.", values="assigned, in_progress, submitted"),
+        Column("status", "string", "State of the read.",
+               values="assigned, in_progress, submitted, rerouted (its reader withdrawn: another read replaced it)"),
         Column("opened_at", "datetime", "First opening of the case (server clock, UTC)."),
         Column("submitted_at", "datetime", "Submission of the report (server clock, UTC)."),
         Column("wall_seconds", "number", "First opening to submission.", unit="s"),
@@ -183,6 +187,30 @@ ENTITIES: tuple[Entity, ...] = (
         Column("finding", "string", "Finding name."),
         Column("truth", "boolean", "1 if the finding is present; empty while undecided (pending).", values="0, 1"),
         Column("source", "string", "How the reference standard was set (e.g. majority, adjudicated, pending)."),
+    )),
+    Entity("screening", "One row per image that arrived for the trial (the screening log): enrolled or not, and why. "
+           "No identifier of the patient or the image.", ("entry",), (
+        Column("entry", "integer", "Screening-log row number."),
+        Column("site", "string", "Site the image arrived for."),
+        Column("received_at", "datetime", "When the image reached the platform (UTC)."),
+        Column("source", "string", "How it arrived.", values="upload, dicom, stow-rs, simulator"),
+        Column("outcome", "string", "What became of it.", values="enrolled or not_enrolled"),
+        Column("code", "string", "Why it was not enrolled: an eligibility rule, a refusal of the image (dicom:<code>) "
+               "or the state of the trial or site; empty when enrolled."),
+        Column("case", "string", "The case it became, when enrolled."),
+    )),
+    Entity("deviations", "One row per protocol deviation or intercurrent event.", ("deviation",), (
+        Column("deviation", "integer", "Deviation number."),
+        Column("kind", "string", "What happened.", values="assisted_without_draft, outside_site_or_arm, "
+               "past_window, reader_withdrawn, case_withdrawn, other"),
+        Column("intercurrent", "boolean", "An intercurrent event (the estimand's strategy says how it counts).",
+               values="0 or 1"),
+        Column("occurred_at", "datetime", "When it happened (UTC)."),
+        Column("case", "string", "Case concerned, if any."),
+        Column("reader", "string", "Reader concerned, if any.", withheld=ARM_OF_READ),
+        Column("read", "integer", "Read concerned, if any (see reads).", id_of="read", withheld=ARM_OF_READ),
+        Column("description", "text", "What was recorded.", withheld=ARM_OF_READ),
+        Column("reason", "text", "Why, as recorded."),
     )),
     Entity("ai_scores", "One row per case and finding: the AI model's score for the finding.", ("case", "finding"), (
         Column("case", "string", "Case code."),

@@ -12,7 +12,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from core import clock
-from trial import audit, signatures
+from trial import audit, lifecycle, signatures
 from trial.access import access_to
 from trial.models import Arm, Role, Signature, Status, Trial
 
@@ -369,7 +369,7 @@ __all__ = ["create_plan_version", "edit_plan", "save_plan", "freeze_plan", "plan
 # then written once, complete, in the transaction that checked it may be taken (no queued or half-done record).
 
 # A look is taken while the trial runs; once it is locked, its analysis is the final one (an analysis run).
-INTERIM_STATUSES = (Status.ENROLLING, Status.READING, Status.SCORING)
+INTERIM_STATUSES = lifecycle.statuses_allowing(lifecycle.INTERIM)
 
 
 def _look_results(*, kind: str, snapshot: dict, plan: dict, facts: dict, info: dict, earlier: list) -> dict:

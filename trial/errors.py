@@ -52,3 +52,10 @@ class SignatureRefused(ServiceError):
 
     status_code = 403
     code = "signature_refused"
+
+
+class NotEnrolled(Conflict):
+    """An image that arrived but is not enrolled: the trial or its site is paused or closed, its target is reached, or
+    the trial's eligibility rules exclude it. `code` is its screening-log code (trial.models.ScreeningEntry)."""
+
+    code = "not_enrolled"

@@ -19,6 +19,14 @@ case_enrolled = Signal()
 # A trial moved from one status to another. Arguments: trial_id, status (the new one), previous.
 trial_status_changed = Signal()
 
+# Readers of a running trial changed: one joined or came on duty (cases waiting for a reader may go to them).
+# Arguments: trial_id.
+readers_changed = Signal()
+
+# A reader was withdrawn: their open reads go to another reader of the same arm and site. Arguments: trial_id,
+# membership_id.
+reader_withdrawn = Signal()
+
 
 def announce(signal: Signal, **arguments) -> None:
     """Send `signal` with `arguments` once the current transaction commits (at once outside one); nothing is sent

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.validators import MaxValueValidator
 
+from .dicom import EligibilityRules
 from .findings import DEFAULT_FINDINGS
 from .models import (
     EXPERTS_PER_ITEM_RANGE,
@@ -18,6 +19,9 @@ from .models import (
     TRIAL_CODE_LENGTH,
     WASHOUT_DAYS_RANGE,
     Design,
+    DraftRule,
+    Mode,
+    ReleasePolicy,
     Role,
     Site,
     Trial,
@@ -51,6 +55,8 @@ class TrialForm(_CrispyForm):
     title = forms.CharField(max_length=TITLE_LENGTH)
     registration_id = forms.CharField(max_length=REGISTRATION_ID_LENGTH, required=False, label="Registration id",
                                       help_text="e.g. NCT07117266")
+    # Not required: a form sent without it (an older client) makes a reader study, as before the modes existed.
+    mode = forms.ChoiceField(choices=Mode.choices, initial=Mode.PROSPECTIVE, required=False)
     design = forms.ChoiceField(choices=Design.choices, initial=Design.PAIRED_PARALLEL)
     findings = FindingsField(help_text="One finding per line.", initial=_findings_initial(DEFAULT_FINDINGS))
     experts_per_item = forms.IntegerField(min_value=EXPERTS_PER_ITEM_RANGE[0], max_value=EXPERTS_PER_ITEM_RANGE[1],
@@ -69,6 +75,54 @@ class TrialForm(_CrispyForm):
         required=False, max_length=Trial._meta.get_field("fixed_block_reason").max_length,
         label=Trial._meta.get_field("fixed_block_reason").verbose_name,
         help_text=Trial._meta.get_field("fixed_block_reason").help_text)
+
+    # A prospective trial's conduct (trial.lifecycle): eligibility at arrival, drafts, windows, targets, release.
+    screen = forms.BooleanField(required=False, initial=True, label="Check eligibility rules at arrival",
+                                help_text="Every arriving image is screened against the rules below and logged.")
+    elig_modalities = forms.CharField(initial="CR, DX", required=False, label="Accepted modalities")
+    elig_body_parts = forms.CharField(initial="CHEST", required=False, label="Accepted body parts")
+    elig_view_positions = forms.CharField(initial="AP, PA", required=False, label="Accepted view positions")
+    elig_min_age_years = forms.IntegerField(min_value=0, initial=18, required=False, label="Minimum age (years)")
+    elig_max_age_years = forms.IntegerField(min_value=0, required=False, label="Maximum age (years)")
+    elig_accept_unknown_age = forms.BooleanField(required=False, initial=False, label="Accept an unknown age")
+    elig_repeat_window_days = forms.IntegerField(
+        min_value=0, required=False, label="Not the same patient within (days)",
+        help_text="Compared through a keyed hash of the patient ID, never the ID itself. Empty: no such rule.")
+    flag_urgency = forms.BooleanField(required=False, initial=True, label="Urgent cases first on worklists")
+    draft_rule = forms.ChoiceField(choices=DraftRule.choices, initial=DraftRule.WAIT, required=False)
+    draft_limit_minutes = forms.IntegerField(min_value=1, max_value=24 * 60, initial=30, required=False,
+                                             help_text=Trial._meta.get_field("draft_limit_minutes").help_text)
+    read_window_hours = forms.IntegerField(min_value=1, max_value=24 * 60, required=False,
+                                           help_text=Trial._meta.get_field("read_window_hours").help_text)
+    release_policy = forms.ChoiceField(choices=ReleasePolicy.choices, initial=ReleasePolicy.RESEARCH_ONLY,
+                                       required=False)
+    target_cases = forms.IntegerField(min_value=1, required=False,
+                                      help_text=Trial._meta.get_field("target_cases").help_text)
+    close_at_target = forms.BooleanField(required=False, initial=False,
+                                         help_text=Trial._meta.get_field("close_at_target").help_text)
+
+    RULE_FIELDS = ("modalities", "body_parts", "view_positions", "min_age_years", "max_age_years",
+                   "accept_unknown_age", "repeat_window_days")
+
+    def clean(self):
+        data = super().clean()
+        rules = {name: data.pop(f"elig_{name}", None) for name in self.RULE_FIELDS}
+        screen = data.pop("screen", False)
+        if screen:
+            for name in ("modalities", "body_parts", "view_positions"):
+                rules[name] = [v for v in (rules[name] or "").replace(",", " ").split() if v]
+            rules["accept_unknown_age"] = bool(rules["accept_unknown_age"])
+            try:
+                data["eligibility"] = EligibilityRules.from_dict(rules).to_dict()
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        else:
+            data["eligibility"] = None
+        # left out of the form: the model's defaults
+        for name in ("mode", "draft_rule", "draft_limit_minutes", "release_policy"):
+            if data.get(name) in (None, ""):
+                data[name] = Trial._meta.get_field(name).get_default()
+        return data
 
     def clean_block_multiples(self):
         try:
@@ -89,15 +143,29 @@ class TrialSettingsForm(TrialForm):
             "washout_days": trial.washout_days,
             "ratio_assisted": trial.ratio_assisted, "ratio_standard": trial.ratio_standard,
             "block_multiples": ", ".join(str(m) for m in trial.block_multiples),
-            "fixed_block_reason": trial.fixed_block_reason,
+            "fixed_block_reason": trial.fixed_block_reason, "mode": trial.mode,
+            "screen": trial.eligibility is not None, "flag_urgency": trial.flag_urgency,
+            "draft_rule": trial.draft_rule, "draft_limit_minutes": trial.draft_limit_minutes,
+            "read_window_hours": trial.read_window_hours, "release_policy": trial.release_policy,
+            "target_cases": trial.target_cases, "close_at_target": trial.close_at_target,
+            **{f"elig_{k}": (", ".join(v) if isinstance(v, list) else v)
+               for k, v in (trial.eligibility or {}).items()},
         })
         super().__init__(*args, **kwargs)
         self.fields["code"].disabled = True
         if trial.status != "setup":
-            for name in ("design", "ratio_assisted", "ratio_standard", "block_multiples", "fixed_block_reason",
-                         "experts_per_item"):
+            for name in ("mode", "design", "ratio_assisted", "ratio_standard", "block_multiples",
+                         "fixed_block_reason", "experts_per_item", "screen", "flag_urgency", "draft_rule",
+                         "draft_limit_minutes", "read_window_hours", "release_policy",
+                         *(f"elig_{n}" for n in self.RULE_FIELDS)):
                 self.fields[name].disabled = True
                 self.fields[name].help_text = "Frozen once enrolment has started."
+
+    def clean(self):
+        data = super().clean()
+        if self.fields["screen"].disabled:
+            data.pop("eligibility", None)  # frozen: not a change
+        return data
 
 
 class SiteForm(_CrispyForm):

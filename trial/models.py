@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from . import lifecycle
 from .findings import DEFAULT_FINDINGS
 
 # The limits of a trial's settings, declared once: the model fields, the forms, the API and the services use these.
@@ -37,24 +38,45 @@ class Design(models.TextChoices):
     CROSSOVER = "crossover", "Crossover (every reader reads every case in both arms, with washout)"
 
 
+class Mode(models.TextChoices):
+    PROSPECTIVE = lifecycle.PROSPECTIVE, "Prospective, in clinical practice (cases read and scored as they arrive)"
+    READER_STUDY = lifecycle.READER_STUDY, "Reader study (enrol a set of cases, then read them, then score them)"
+
+
 class Status(models.TextChoices):
-    SETUP = "setup", "Setup"
-    ENROLLING = "enrolling", "Enrolling"
-    READING = "reading", "Reading"
-    SCORING = "scoring", "Scoring"
-    LOCKED = "locked", "Locked"
-    UNBLINDED = "unblinded", "Unblinded"
+    SETUP = lifecycle.SETUP, "Setup"
+    # a reader study
+    ENROLLING = lifecycle.ENROLLING, "Enrolling"
+    READING = lifecycle.READING, "Reading"
+    SCORING = lifecycle.SCORING, "Scoring"
+    # a prospective trial
+    OPEN = lifecycle.OPEN, "Open"
+    PAUSED = lifecycle.PAUSED, "Paused"
+    CLOSED = lifecycle.CLOSED, "Closed to enrolment"
+    LOCKED = lifecycle.LOCKED, "Locked"
+    UNBLINDED = lifecycle.UNBLINDED, "Unblinded"
 
 
-# The only moves a trial can make; each is one step forward, never back (a locked trial stays locked).
-ALLOWED_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    Status.SETUP: (Status.ENROLLING,),
-    Status.ENROLLING: (Status.READING,),
-    Status.READING: (Status.SCORING,),
-    Status.SCORING: (Status.LOCKED,),
-    Status.LOCKED: (Status.UNBLINDED,),
-    Status.UNBLINDED: (),
-}
+class SiteEnrolment(models.TextChoices):
+    OPEN = "open", "Open"
+    PAUSED = "paused", "Paused"
+    CLOSED = "closed", "Closed"
+
+
+class DraftRule(models.TextChoices):
+    WAIT = "wait", "The assisted read waits for its draft"
+    READ_WITHOUT = "read_without", "After the limit, the assisted read opens without a draft (an intercurrent event)"
+
+
+class ReleasePolicy(models.TextChoices):
+    RESEARCH_ONLY = "research_only", "Research only: no report leaves the platform"
+    STANDARD = "standard", "The signed standard-care report is the report of record"
+    ASSISTED = "assisted", "The signed AI-assisted report is the report of record"
+    SENIOR = "senior", "The senior writes the report of record from both"
+
+
+class RoutingRule(models.TextChoices):
+    FEWEST_OPEN = "fewest_open", "Fewest open reads, ties broken by the concealed sequence"
 
 
 class Arm(models.TextChoices):
@@ -80,7 +102,24 @@ class Trial(models.Model):
         max_length=REGISTRATION_ID_LENGTH, blank=True, help_text="Registry identifier, e.g. NCT07117266."
     )
     design = models.CharField(max_length=20, choices=Design.choices, default=Design.PAIRED_PARALLEL)
+    mode = models.CharField(max_length=14, choices=Mode.choices, default=Mode.READER_STUDY)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.SETUP)
+    # A prospective trial's conduct (trial.lifecycle): why it is paused, how many cases it aims at.
+    pause_reason = models.CharField(max_length=300, blank=True)
+    target_cases = models.PositiveIntegerField(null=True, blank=True, help_text="Cases to enrol in all (empty: none).")
+    close_at_target = models.BooleanField(default=False, help_text="Close enrolment when the target is reached.")
+    # Inclusion and exclusion rules (trial.dicom.eligibility.EligibilityRules as a dict), checked on the original
+    # header of every arriving image; empty: every valid radiograph is enrolled (a reader study's hand-picked set).
+    eligibility = models.JSONField(null=True, blank=True)
+    flag_urgency = models.BooleanField(default=False, help_text="Urgent cases first on worklists.")
+    routing_rule = models.CharField(max_length=20, choices=RoutingRule.choices, default=RoutingRule.FEWEST_OPEN)
+    draft_rule = models.CharField(max_length=14, choices=DraftRule.choices, default=DraftRule.WAIT)
+    draft_limit_minutes = models.PositiveSmallIntegerField(
+        default=30, help_text="After this, a draft not ready follows the draft rule.")
+    read_window_hours = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="A read submitted later than this after arrival is a protocol deviation.")
+    release_policy = models.CharField(max_length=14, choices=ReleasePolicy.choices,
+                                      default=ReleasePolicy.RESEARCH_ONLY)
     findings = models.JSONField(default=default_findings, help_text="The findings readers mark and experts judge.")
     experts_per_item = models.PositiveSmallIntegerField(default=5)
     allow_no_preference = models.BooleanField(default=True)
@@ -122,16 +161,30 @@ class Trial(models.Model):
                 condition=Q(status__in=[s.value for s in Status]), name="trial_status_valid"
             ),
             models.CheckConstraint(condition=Q(design__in=[d.value for d in Design]), name="trial_design_valid"),
+            models.CheckConstraint(condition=Q(mode__in=[m.value for m in Mode]), name="trial_mode_valid"),
         ]
 
     def __str__(self) -> str:
         return f"{self.code}: {self.title}"
+
+    @property
+    def is_prospective(self) -> bool:
+        return self.mode == Mode.PROSPECTIVE
+
+    def allows(self, work: str) -> bool:
+        return lifecycle.allows(self.status, work)
+
+    def next_statuses(self) -> tuple[str, ...]:
+        return lifecycle.next_statuses(self.mode, self.status)
 
 
 class Site(models.Model):
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="sites")
     code = models.SlugField(max_length=SITE_CODE_LENGTH)
     name = models.CharField(max_length=TITLE_LENGTH)
+    enrolment = models.CharField(max_length=8, choices=SiteEnrolment.choices, default=SiteEnrolment.OPEN)
+    enrolment_reason = models.CharField(max_length=300, blank=True)
+    target_cases = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -151,6 +204,10 @@ class Membership(models.Model):
     site = models.ForeignKey(Site, on_delete=models.PROTECT, null=True, blank=True, related_name="memberships")
     # A pseudonym for exports and blinded views ("R03", "E02"), stable for the trial's life.
     pseudonym = models.CharField(max_length=12)
+    # A reader of a prospective trial: cases are routed only to readers on duty, never to a withdrawn one.
+    on_duty = models.BooleanField(default=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawal_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -244,8 +301,17 @@ class Case(models.Model):
     window_center = models.FloatField()
     window_width = models.FloatField()
     window_source = models.CharField(max_length=40)
-    enrolled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # None: an image that arrived from a hospital system (the PACS), not an upload.
+    enrolled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+")
     enrolled_at = models.DateTimeField(auto_now_add=True)
+    # When the image reached the platform (the reading clock of a prospective trial starts there), its place in the
+    # trial's arrival order (the concealed routing tie-break is drawn from it), and whether it is urgent.
+    arrived_at = models.DateTimeField(null=True, blank=True)
+    arrival_index = models.PositiveIntegerField(null=True, blank=True)
+    urgent = models.BooleanField(default=False)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawal_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["code"]
@@ -267,6 +333,10 @@ class CaseIdentity(models.Model):
     study_instance_uid = models.CharField(max_length=64, blank=True)
     sop_instance_uid = models.CharField(max_length=64)
     original_filename = models.CharField(max_length=255, blank=True)
+    # The repeat rule of eligibility: the patient as a keyed hash (trial.dicom.eligibility.patient_key) and the
+    # study date, kept here with the identity, never in the screening log.
+    patient_key = models.CharField(max_length=64, blank=True, db_index=True)
+    study_date = models.DateField(null=True, blank=True)
 
 
 class Allocation(models.Model):
@@ -300,6 +370,73 @@ class Allocation(models.Model):
                 name="allocation_one_unit",
             ),
         ]
+
+
+class ScreeningEntry(models.Model):
+    """One arriving image and what became of it: enrolled, or not with the rule or refusal that decided. Holds no PHI
+    (no identifier, no patient key, no study date: those stay with the case's identity)."""
+
+    class Outcome(models.TextChoices):
+        ENROLLED = "enrolled", "Enrolled"
+        NOT_ENROLLED = "not_enrolled", "Not enrolled"
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="screening")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="screening")
+    received_at = models.DateTimeField()
+    source = models.CharField(max_length=12, help_text="upload, dicom, stow-rs, simulator")
+    outcome = models.CharField(max_length=14, choices=Outcome.choices)
+    # An eligibility rule (trial.dicom.eligibility.EXCLUSION_CODES), a refusal of the image ("dicom:<code>"), or the
+    # state of the trial or site ("trial_paused", "site_closed", "target_reached", "duplicate", …): SCREENING_CODES.
+    code = models.CharField(max_length=40, blank=True)
+    reason = models.CharField(max_length=400, blank=True)
+    case = models.OneToOneField(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="screening")
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        indexes = [models.Index(fields=["trial", "outcome", "code"])]
+        constraints = [
+            models.CheckConstraint(condition=(Q(outcome="enrolled", case__isnull=False, code="")
+                                              | Q(outcome="not_enrolled", case__isnull=True) & ~Q(code="")),
+                                   name="screening_outcome_consistent"),
+        ]
+
+
+class Deviation(models.Model):
+    """A protocol deviation or an intercurrent event: when, who, what and why. Exported with the dataset, counted in
+    the flow; the analysis plan may treat the intercurrent ones by its strategy."""
+
+    class Kind(models.TextChoices):
+        ASSISTED_WITHOUT_DRAFT = "assisted_without_draft", "Assisted read without an AI draft"
+        OUTSIDE_SITE_OR_ARM = "outside_site_or_arm", "Read outside the case's site or arm"
+        PAST_WINDOW = "past_window", "Read past the trial's time window"
+        READER_WITHDRAWN = "reader_withdrawn", "Reader withdrawn"
+        CASE_WITHDRAWN = "case_withdrawn", "Case withdrawn"
+        OTHER = "other", "Other"
+
+    # Intercurrent events change what a read measures (the estimand's strategy decides how they count).
+    INTERCURRENT = frozenset({Kind.ASSISTED_WITHOUT_DRAFT, Kind.PAST_WINDOW, Kind.READER_WITHDRAWN,
+                              Kind.CASE_WITHDRAWN})
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="deviations")
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    occurred_at = models.DateTimeField()
+    recorded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+", help_text="Empty: recorded by the platform itself.")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="deviations")
+    reader = models.ForeignKey(Membership, on_delete=models.PROTECT, null=True, blank=True, related_name="deviations")
+    # The read concerned (reading.Read: the trial app may not point at an upper app's table).
+    read_id = models.PositiveBigIntegerField(null=True, blank=True)
+    description = models.CharField(max_length=400)
+    reason = models.CharField(max_length=400, blank=True)
+    intercurrent = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        indexes = [models.Index(fields=["trial", "kind"])]
+        constraints = [models.CheckConstraint(condition=Q(kind__in=["assisted_without_draft", "outside_site_or_arm",
+                                                                    "past_window", "reader_withdrawn",
+                                                                    "case_withdrawn", "other"]),
+                                              name="deviation_kind_valid")]
 
 
 class AuditQuerySet(models.QuerySet):

@@ -143,6 +143,16 @@ def allocate(*, seed: bytes, stratum: str, index: int, scheme: Scheme) -> Alloca
         block += 1
 
 
+def draw_below(*, seed: bytes, label: str, index: int, n: int) -> int:
+    """A concealed, reproducible integer in [0, n) for (`label`, `index`): the same stream as block `index` of a
+    stratum named `label` (use a label no stratum can have, e.g. one with a "/", which site codes never hold). The
+    routing of a prospective trial breaks its ties with it."""
+    _check(seed=seed, stratum=label, scheme=Scheme())
+    if not _is_int(index) or index < 0 or not _is_int(n) or n < 1:
+        raise ValueError(f"Need a whole index >= 0 and n >= 1; got {index!r}, {n!r}.")
+    return _Stream(seed, label, index).below(n)
+
+
 def sequence(*, seed: bytes, stratum: str, scheme: Scheme, length: int) -> list[Allocation]:
     """The first `length` allocations of `stratum`."""
     _check(seed=seed, stratum=stratum, scheme=scheme)

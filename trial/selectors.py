@@ -12,16 +12,18 @@ from django.utils import timezone  # expiry is security: the real clock, never a
 
 from core.clock import iso
 
-from . import audit
+from . import audit, lifecycle
 from .access import NO_ACCESS, Access, access_for, access_to  # noqa: F401  (NO_ACCESS: re-exported, as before)
 from .models import (
     Allocation,
     ApiToken,
     Case,
     CaseIdentity,
+    Deviation,
     Invitation,
     Membership,
     Role,
+    ScreeningEntry,
     Signature,
     Site,
     Status,
@@ -147,7 +149,7 @@ def identity_rows(*, access: Access) -> list[dict]:
 
 # While units are still being allocated, the arms of those already allocated are hidden from the people who
 # enrol them: "the arm that is behind" predicts the next allocation of a block most of the time.
-ALLOCATION_HIDDEN_STATUSES = (Status.SETUP, Status.ENROLLING)
+ALLOCATION_HIDDEN_STATUSES = lifecycle.statuses_allowing(lifecycle.CONCEAL_ALLOCATIONS)
 
 
 def allocations_for(*, access: Access) -> QuerySet[Allocation]:
@@ -219,7 +221,17 @@ def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
          "allocated_at": iso(a["allocated_at"])}
         for a in trial.allocations.values("unit_type", "membership__pseudonym", "case__code", "stratum", "position",
                                           "block", "block_size", "arm", "allocated_at")]
-    return {"cases": cases, "allocations": allocations}
+    screening = [
+        {"entry": e["id"], "site": e["site__code"], "received_at": iso(e["received_at"]), "source": e["source"],
+         "outcome": e["outcome"], "code": e["code"], "case": e["case__code"]}
+        for e in trial.screening.values("id", "site__code", "received_at", "source", "outcome", "code", "case__code")]
+    deviations = [
+        {"deviation": d["id"], "kind": d["kind"], "intercurrent": int(d["intercurrent"]),
+         "occurred_at": iso(d["occurred_at"]), "case": d["case__code"], "reader": d["reader__pseudonym"],
+         "read": d["read_id"], "description": d["description"], "reason": d["reason"]}
+        for d in trial.deviations.values("id", "kind", "intercurrent", "occurred_at", "case__code",
+                                         "reader__pseudonym", "read_id", "description", "reason")]
+    return {"cases": cases, "allocations": allocations, "screening": screening, "deviations": deviations}
 
 
 # ------------------------------------------------------------------------------ electronic signatures
@@ -242,3 +254,55 @@ def signatures_for(*, access: Access) -> QuerySet[Signature]:
     """The trial's electronic signatures (lock, unblinding, plan freezes): for its investigators and statisticians."""
     access.require(Role.INVESTIGATOR, Role.STATISTICIAN)
     return access.trial.signatures.order_by("signed_at", "id")
+
+
+# ------------------------------------------------------------------------------ conduct of a live trial
+
+
+def conduct(*, access: Access, days: int = 14) -> dict:
+    """The investigator's conduct page of a prospective trial (or a reader study's screening): enrolment per site
+    against its target, the screening log by reason, arrivals per day per site, readers on duty, deviations, and the
+    projected date to reach the target. Never an outcome, and nothing by arm (readers appear by pseudonym and site,
+    as on the members list)."""
+    access.require(Role.INVESTIGATOR)
+    from datetime import timedelta
+
+    from core import clock
+
+    trial = access.trial
+    today = clock.now().date()
+    first = today - timedelta(days=days - 1)
+    sites = list(trial.sites.annotate(n_cases=Count("cases", distinct=True)).order_by("code"))
+    screening = trial.screening.all()
+    by_code = [{"code": row["code"], "n": row["n"], "label": screening.label(row["code"])}
+               for row in screening.filter(outcome=ScreeningEntry.Outcome.NOT_ENROLLED)
+               .values("code").annotate(n=Count("id")).order_by("-n", "code")]
+    per_day: dict[str, dict[str, int]] = {}
+    for row in (screening.filter(received_at__date__gte=first).values("received_at__date", "site__code", "outcome")
+                .annotate(n=Count("id"))):
+        day = per_day.setdefault(str(row["received_at__date"]), {})
+        day[row["site__code"]] = day.get(row["site__code"], 0) + row["n"]
+    enrolled_per_day = {str(row["arrived_at__date"]): row["n"] for row in trial.cases.filter(
+        arrived_at__date__gte=first).values("arrived_at__date").annotate(n=Count("id"))}
+    daily = [enrolled_per_day.get(str(first + timedelta(days=i)), 0) for i in range(days)]
+    n_cases = sum(site.n_cases for site in sites)
+    target = trial.target_cases
+    return {
+        "sites": sites, "n_cases": n_cases, "target": target,
+        "screened": screening.count(), "not_enrolled": by_code,
+        "days": [{"day": str(first + timedelta(days=i)),
+                  "sites": [per_day.get(str(first + timedelta(days=i)), {}).get(s.code, 0) for s in sites],
+                  "enrolled": daily[i]} for i in range(days)],
+        "projected": (lifecycle.projected_date(daily, remaining=target - n_cases, today=today)
+                      if target is not None else None),
+        "readers": list(trial.memberships.filter(role=Role.READER).select_related("site", "user")
+                        .order_by("site__code", "pseudonym")),
+        "deviations": list(trial.deviations.select_related("case", "reader", "recorded_by")
+                           .order_by("-occurred_at", "-id")[:200]),
+        "deviation_counts": dict(trial.deviations.values_list("kind").annotate(n=Count("id")).order_by("kind")),
+        "recent_screening": list(screening.select_related("site", "case").order_by("-received_at", "-id")[:50]),
+    }
+
+
+def deviation_kinds() -> list[tuple[str, str]]:
+    return list(Deviation.Kind.choices)

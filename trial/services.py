@@ -21,7 +21,7 @@ from django.utils import timezone
 from core import clock
 from core.errors import Conflict, NotAllowed, ServiceError, WrongStatus
 
-from . import audit, dicom, events, randomization, signatures
+from . import audit, dicom, events, lifecycle, randomization, screening, signatures
 from .errors import (
     CaseRejected,
     DuplicateCode,
@@ -29,22 +29,26 @@ from .errors import (
     FileTooLarge,
     IllegalTransition,
     InvalidInvitation,
+    NotEnrolled,
     NotYourInvitation,
     RoleConflict,
 )
 from .models import (
-    ALLOWED_TRANSITIONS,
     FINDING_NAME_LENGTH,
     Allocation,
     ApiToken,
     Case,
     CaseIdentity,
     Design,
+    Deviation,
     Invitation,
     Membership,
+    Mode,
     Role,
+    ScreeningEntry,
     Signature,
     Site,
+    SiteEnrolment,
     Status,
     Trial,
 )
@@ -62,12 +66,14 @@ PSEUDONYM_PREFIX = {
     Role.STATISTICIAN: "T",
     Role.MONITOR: "M",
 }
-# Settings that define the randomization and the scoring design: frozen once enrolment starts.
-DESIGN_FIELDS = ("design", "ratio_assisted", "ratio_standard", "block_multiples", "fixed_block_reason",
-                 "experts_per_item")
+# Settings that define the randomization, the scoring design and the conduct of a prospective trial (what a reader
+# is shown, what counts as a deviation, which report is released): frozen once enrolment starts.
+DESIGN_FIELDS = ("mode", "design", "ratio_assisted", "ratio_standard", "block_multiples", "fixed_block_reason",
+                 "experts_per_item", "eligibility", "routing_rule", "draft_rule", "draft_limit_minutes",
+                 "read_window_hours", "release_policy", "flag_urgency")
 SETTINGS_FIELDS = (
     "title", "registration_id", "findings", "allow_no_preference", "washout_days", "require_signoff",
-    "second_factor_for_all",
+    "second_factor_for_all", "target_cases", "close_at_target",
 ) + DESIGN_FIELDS
 
 
@@ -116,6 +122,19 @@ def _validate_design(values: dict) -> None:
                                "why one size is needed.", field="block_multiples")
     if values.get("design") is not None and values["design"] not in Design.values:
         raise ServiceError("Unknown trial design.", field="design")
+    if values.get("mode") is not None and values["mode"] not in Mode.values:
+        raise ServiceError("Unknown trial mode.", field="mode")
+    if values.get("mode") == Mode.PROSPECTIVE and values.get("design", Design.PAIRED_PARALLEL) not in \
+            lifecycle.PROSPECTIVE_DESIGNS:
+        raise ServiceError("A crossover reads every case twice per reader after a washout: it runs as a reader "
+                           "study, not prospectively.", field="design")
+    if values.get("eligibility") is not None:
+        try:
+            dicom.EligibilityRules.from_dict(values["eligibility"])
+        except (TypeError, ValueError) as exc:
+            raise ServiceError(f"Eligibility rules are not valid: {exc}", field="eligibility") from exc
+    if values.get("target_cases") is not None and values["target_cases"] < 1:
+        raise ServiceError("A target needs at least one case.", field="target_cases")
 
 
 def scheme_for(trial: Trial) -> randomization.Scheme:
@@ -135,6 +154,9 @@ def create_trial(*, by, code: str, title: str, registration_id: str = "", design
     """Create a trial in setup; its creator becomes its first investigator."""
     if not (by.is_staff or by.has_perm("trial.add_trial")):
         raise ServiceError("You are not allowed to create trials; ask an administrator.", code="forbidden")
+    if options.get("mode") == Mode.PROSPECTIVE and "eligibility" not in options:
+        # A trial in clinical practice screens every arriving image: adults' frontal chest radiographs by default.
+        options["eligibility"] = dicom.EligibilityRules().to_dict()
     values = {"design": design, "experts_per_item": experts_per_item, **options}
     _validate_design(values)
     if Trial.objects.filter(code=code).exists():
@@ -175,7 +197,7 @@ def update_trial_settings(*, trial: Trial, by, **changes) -> Trial:
     if any(k in DESIGN_FIELDS for k in changed) and trial.status != Status.SETUP:
         raise WrongStatus("The design, randomization and scoring settings are frozen once enrolment has started.")
     if "findings" in changed:
-        if trial.status not in (Status.SETUP, Status.ENROLLING):
+        if not trial.allows(lifecycle.CHANGE_FINDINGS):
             raise WrongStatus("Findings can no longer change: reading has started.", field="findings")
         changed["findings"] = clean_findings(changed["findings"])
     merged = {k: getattr(trial, k) for k in DESIGN_FIELDS} | changed
@@ -192,9 +214,13 @@ def update_trial_settings(*, trial: Trial, by, **changes) -> Trial:
 
 def _check_can_leave(trial: Trial, target: str) -> None:
     """Preconditions of each step, so that a trial cannot move on half-ready."""
-    if target == Status.ENROLLING:
+    if target in (Status.ENROLLING, Status.OPEN) and trial.status == Status.SETUP:
         if not trial.sites.exists():
             raise IllegalTransition("Add at least one site before enrolment starts.")
+    if target == Status.OPEN and trial.status == Status.SETUP and trial.design == Design.PAIRED_PARALLEL:
+        readers = trial.memberships.filter(role=Role.READER, withdrawn_at__isnull=True)
+        if not readers.exists():
+            raise IllegalTransition("A prospective trial routes each case at arrival: add its readers first.")
     if target == Status.READING:
         if not trial.cases.exists():
             raise IllegalTransition("Enrol at least one case before reading starts.")
@@ -215,29 +241,37 @@ SIGNED_STATUSES = {
 
 
 @transaction.atomic
-def transition_trial(*, trial: Trial, by, to: str) -> Trial:
+def transition_trial(*, trial: Trial, by, to: str, reason: str = "") -> Trial:
+    """Move the trial to its next status. Pausing a prospective trial needs a reason (shown to everyone who would
+    otherwise wonder why nothing arrives)."""
     _require_investigator(trial, by)
     trial = _locked(trial)
-    if to in SIGNED_STATUSES and to in ALLOWED_TRANSITIONS.get(trial.status, ()):
+    if to in SIGNED_STATUSES and trial.next_statuses() and to in trial.next_statuses():
         raise IllegalTransition(SIGNED_STATUSES[to])
-    return _transition(trial=trial, by=by, to=to)
+    reason = " ".join((reason or "").split())
+    if to == Status.PAUSED and not reason:
+        raise ServiceError("Say why enrolment is paused: everyone who waits for cases sees it.", field="reason")
+    if len(reason) > Trial._meta.get_field("pause_reason").max_length:
+        raise ServiceError("The reason is too long.", field="reason")
+    return _transition(trial=trial, by=by, to=to, payload={"reason": reason} if reason else None)
 
 
 def _transition(*, trial: Trial, by, to: str, payload: dict | None = None) -> Trial:
     """The move itself, on a trial already locked for update, inside the caller's transaction."""
-    if to not in ALLOWED_TRANSITIONS.get(trial.status, ()):
-        allowed = ", ".join(ALLOWED_TRANSITIONS.get(trial.status, ())) or "none (final)"
+    if not lifecycle.can_move(trial.mode, trial.status, to):
+        allowed = ", ".join(trial.next_statuses()) or "none (final)"
         raise IllegalTransition(
             f"A trial in “{trial.status}” cannot move to “{to}”. Allowed next status: {allowed}."
         )
     _check_can_leave(trial, to)
     before = trial.status
     trial.status = to
-    trial.save(update_fields=["status"])
+    trial.pause_reason = (payload or {}).get("reason", "") if to == Status.PAUSED else ""
+    trial.save(update_fields=["status", "pause_reason"])
     audit.record(actor=by, action="trial.status_changed", obj=trial, payload={"from": before, "to": to,
                                                                                **(payload or {})})
     events.announce(events.trial_status_changed, trial_id=trial.pk, status=to, previous=before)
-    if to == Status.ENROLLING and trial.design in (Design.PAIRED_PARALLEL, Design.CROSSOVER):
+    if before == Status.SETUP and trial.design in (Design.PAIRED_PARALLEL, Design.CROSSOVER):
         # Readers who joined during setup are randomized now, in the order they joined.
         for membership in trial.memberships.filter(role=Role.READER, allocation__isnull=True).order_by("id"):
             _allocate_reader(trial=trial, by=by, membership=membership)
@@ -329,6 +363,10 @@ def _check_role_conflict(*, user, role: str, held: set[str]) -> None:
             raise RoleConflict(f"{name} is {holding} and cannot also be {role}: {why}.", field="role")
 
 
+READERS_JOIN = ("Readers can join only while they can be randomized: before a reader study's reading starts, or "
+                "until a prospective trial is locked.")
+
+
 def _add_membership(*, trial: Trial, by, user, role: str, site: Site | None = None) -> Membership:
     if role not in Role.values:
         raise ServiceError("Unknown role.", field="role")
@@ -338,8 +376,8 @@ def _add_membership(*, trial: Trial, by, user, role: str, site: Site | None = No
         # Readers are randomized within their site (stratified by site, as in the paper).
         raise ServiceError("A reader must belong to a site in a paired-parallel trial.", field="site")
     trial = _locked(trial)
-    if role == Role.READER and trial.status not in (Status.SETUP, Status.ENROLLING):
-        raise WrongStatus("Readers can join only before reading starts (they must be randomized).", field="role")
+    if role == Role.READER and not (trial.status == Status.SETUP or trial.allows(lifecycle.RANDOMIZE)):
+        raise WrongStatus(READERS_JOIN, field="role")
     held = set(Membership.objects.filter(trial=trial, user=user).values_list("role", flat=True))
     if role in held:
         raise DuplicateCode(f"{user.get_username()} already holds the role {role} in this trial.", field="role")
@@ -352,8 +390,11 @@ def _add_membership(*, trial: Trial, by, user, role: str, site: Site | None = No
     audit.record(actor=by, action="member.added", obj=membership, trial=trial, payload={
         "user": user.pk, "role": role, "site": site.code if site else None, "pseudonym": membership.pseudonym,
     })
-    if role == Role.READER and trial.status == Status.ENROLLING and trial.design != Design.CASE_RANDOMIZED:
+    if role == Role.READER and trial.allows(lifecycle.RANDOMIZE) and trial.design != Design.CASE_RANDOMIZED:
+        # A reader who joins a running trial is randomized at once, within the site's stratum.
         _allocate_reader(trial=trial, by=by, membership=membership)
+    if role == Role.READER and trial.allows(lifecycle.READ):
+        events.announce(events.readers_changed, trial_id=trial.pk)  # cases waiting for a reader may go to them
     return membership
 
 
@@ -372,8 +413,8 @@ def invite_member(*, trial: Trial, by, email: str, role: str, site: Site | None 
     existing = User.objects.filter(email__iexact=email).first()
     if existing is not None:
         return add_member(trial=trial, by=by, user=existing, role=role, site=site)
-    if role == Role.READER and trial.status not in (Status.SETUP, Status.ENROLLING):
-        raise WrongStatus("Readers can join only before reading starts (they must be randomized).", field="role")
+    if role == Role.READER and not (trial.status == Status.SETUP or trial.allows(lifecycle.RANDOMIZE)):
+        raise WrongStatus(READERS_JOIN, field="role")
     if role == Role.READER and site is None and trial.design == Design.PAIRED_PARALLEL:
         raise ServiceError("A reader must belong to a site in a paired-parallel trial.", field="site")
     if site is not None and site.trial_id != trial.pk:
@@ -461,8 +502,8 @@ def join_by_invitation(*, token: str, username: str, password: str) -> Membershi
 
 def _allocate(*, trial: Trial, by, stratum: str, unit_type: str, membership=None, case=None) -> Allocation:
     trial = _locked(trial)  # the lock makes "next position" safe under concurrent requests
-    if trial.status != Status.ENROLLING:
-        raise WrongStatus(f"Allocations are made only while the trial is enrolling (it is {trial.status}).")
+    if not trial.allows(lifecycle.RANDOMIZE):
+        raise WrongStatus(f"Allocations are made only while the trial is enrolling or open (it is {trial.status}).")
     position = Allocation.objects.filter(trial=trial, stratum=stratum).count()
     drawn = randomization.allocate(seed=bytes(trial.randomization_seed), stratum=stratum, index=position,
                                    scheme=scheme_for(trial))
@@ -505,51 +546,127 @@ def fingerprint(trial: Trial, sop_instance_uid: str) -> str:
     return hmac.new(bytes(trial.uid_secret), sop_instance_uid.encode(), hashlib.sha256).hexdigest()
 
 
-def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "", clinical_history: str = "") -> Case:
-    """Validate, de-identify, render and store one radiograph as a new case. A refusal stores nothing."""
+# Statuses in which an arriving image is screened (and logged): enrolment open, or paused for a while.
+SCREENING_STATUSES = (Status.ENROLLING, Status.OPEN, Status.PAUSED)
+
+
+def _screen_out(*, trial: Trial, site: Site, source: str, code: str, reason: str, by) -> ScreeningEntry:
+    """The screening-log row of an image not enrolled, in its own transaction: the refusal that follows keeps it."""
+    with transaction.atomic():
+        entry = ScreeningEntry.objects.create(
+            trial=trial, site=site, received_at=clock.now(), source=source,
+            outcome=ScreeningEntry.Outcome.NOT_ENROLLED, code=code,
+            reason=reason[:ScreeningEntry._meta.get_field("reason").max_length])
+        audit.record(actor=by, action="screening.not_enrolled", obj=entry, trial=trial,
+                     payload={"site": site.code, "source": source, "code": code})
+    return entry
+
+
+def _state_refusal(trial: Trial, site: Site) -> tuple[str, str] | None:
+    """Why the trial or site enrols nothing now, as (code, reason); None when it enrols."""
+    words = screening.STATE_CODES
+    if trial.status == Status.PAUSED:
+        return "trial_paused", f"{words['trial_paused']}: {trial.pause_reason}"
+    if site.enrolment != SiteEnrolment.OPEN:
+        code = "site_paused" if site.enrolment == SiteEnrolment.PAUSED else "site_closed"
+        return code, words[code] + (f": {site.enrolment_reason}" if site.enrolment_reason else "")
+    if trial.target_cases is not None and trial.cases.count() >= trial.target_cases:
+        return "target_reached", f"{words['target_reached']} ({trial.target_cases} cases)"
+    if site.target_cases is not None and site.cases.count() >= site.target_cases:
+        return "target_reached", f"{words['target_reached']} at site {site.code} ({site.target_cases} cases)"
+    return None
+
+
+def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "", clinical_history: str = "",
+               urgent: bool = False) -> Case:
+    """An investigator's upload: screened, validated, de-identified, rendered and stored as a new case. A refusal
+    stores nothing but its screening-log row."""
     _require_investigator(trial, by)
+    return receive_image(trial=trial, site=site, by=by, data=data, source="upload", filename=filename,
+                         clinical_history=clinical_history, urgent=urgent)
+
+
+def receive_image(*, trial: Trial, site: Site, data: bytes, source: str, by=None, filename: str = "",
+                  clinical_history: str = "", urgent: bool = False) -> Case:
+    """One image arriving for `trial` at `site` (an upload, the PACS, the arrival simulator; `by`: None for a hospital
+    system): its eligibility is checked on the original header, before de-identification, and it gets a
+    screening-log row whatever happens: enrolled, or not with the rule or refusal that decided. Returns the case;
+    raises (after logging) when the image is not enrolled: NotEnrolled, CaseRejected, FileTooLarge, DuplicateImage.
+    Call it outside a transaction, so that a refusal's log row stays."""
     if site.trial_id != trial.pk:
         raise ServiceError("That site belongs to another trial.", field="site")
-    status = Trial.objects.values_list("status", flat=True).get(pk=trial.pk)  # fresh: the caller's copy may be old
-    if status != Status.ENROLLING:
-        raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling (it is {status}).")
+    trial = Trial.objects.get(pk=trial.pk)  # fresh: the caller's copy may be old
+    site = Site.objects.get(pk=site.pk)
+    if trial.status not in SCREENING_STATUSES:
+        verb = "is closed to enrolment" if trial.status == Status.CLOSED else f"is {trial.get_status_display().lower()}"
+        raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling or open (it {verb}).")
+
+    def refuse(code: str, reason: str, error=NotEnrolled):
+        _screen_out(trial=trial, site=site, source=source, code=code, reason=reason, by=by)
+        raise error(reason, code={CaseRejected: code.removeprefix("dicom:"), NotEnrolled: code}.get(error))
+
     if len(data) > settings.CXR_MAX_DICOM_BYTES:
-        raise FileTooLarge(
-            f"The file is {len(data) / 1e6:.1f} MB; the limit is {settings.CXR_MAX_DICOM_BYTES / 1e6:.0f} MB."
-        )
+        refuse("dicom:too_large", f"The file is {len(data) / 1e6:.1f} MB; the limit is "
+                                  f"{settings.CXR_MAX_DICOM_BYTES / 1e6:.0f} MB.", FileTooLarge)
     # All the work that can refuse happens before anything is written.
     try:
         ds = dicom.read_radiograph(data, max_bytes=settings.CXR_MAX_DICOM_BYTES, max_pixels=settings.CXR_MAX_PIXELS)
     except dicom.DicomRejection as exc:
-        raise CaseRejected(exc.reason, code=exc.code) from exc
+        refuse(f"dicom:{exc.code}", exc.reason, CaseRejected)
+    state = _state_refusal(trial, site)
+    if state is not None:
+        refuse(*state)
+    arrival = dicom.arrival_from_header(ds, secret=bytes(trial.uid_secret))
+    if trial.eligibility is not None:
+        earlier = (CaseIdentity.objects.filter(case__trial=trial, patient_key=arrival.patient_key,
+                                               study_date__isnull=False).values_list("study_date", flat=True)
+                   if arrival.patient_key else [])
+        decision = dicom.decide(arrival, dicom.EligibilityRules.from_dict(trial.eligibility),
+                                enrolled_study_dates=earlier)
+        if not decision:
+            refuse(decision.code, decision.reason)
     print_ = fingerprint(trial, str(ds.SOPInstanceUID))
     if Case.objects.filter(trial=trial, source_fingerprint=print_).exists():
-        raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.")
+        refuse("duplicate", "This image (same SOP Instance UID) is already enrolled in this trial.", DuplicateImage)
     summary = dicom.image_summary(ds)
     try:
         rendered = dicom.render_display(ds, max_pixels=settings.CXR_MAX_PIXELS)
     except dicom.DicomRejection as exc:
-        raise CaseRejected(exc.reason, code=exc.code) from exc
-    return _store_case(trial=trial, site=site, by=by, ds=ds, fingerprint_=print_, summary=summary,
-                       rendered=rendered, filename=filename, clinical_history=clinical_history)
+        refuse(f"dicom:{exc.code}", exc.reason, CaseRejected)
+    try:
+        return _store_case(trial=trial, site=site, by=by, ds=ds, fingerprint_=print_, summary=summary,
+                           rendered=rendered, filename=filename, clinical_history=clinical_history, source=source,
+                           urgent=urgent, arrival=arrival)
+    except DuplicateImage as exc:  # the same image, enrolled by a concurrent arrival
+        refuse("duplicate", exc.message, DuplicateImage)
+    except NotEnrolled as exc:  # paused, closed or full meanwhile
+        refuse(exc.code, exc.message)
 
 
-def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filename, clinical_history) -> Case:
+def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filename, clinical_history, source,
+                urgent, arrival) -> Case:
     saved: list = []
     try:
         with transaction.atomic():
             locked = _locked(trial)
-            if locked.status != Status.ENROLLING:
-                raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling (it is {locked.status}).")
+            if locked.status not in SCREENING_STATUSES:
+                raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling or open (it is "
+                                  f"{locked.status}).")
+            site = Site.objects.select_for_update(no_key=True).get(pk=site.pk)
+            state = _state_refusal(locked, site)  # again, under the lock: the trial may have paused or filled
+            if state is not None:
+                raise NotEnrolled(state[1], code=state[0])
             locked.case_counter += 1
             locked.save(update_fields=["case_counter"])
             code = f"C{locked.case_counter:04d}"
             clean, record = dicom.deidentify(ds, case_code=code, uid_secret=bytes(trial.uid_secret),
                                              uid_root=settings.CXR_UID_ROOT)
             clean_bytes = dicom.dicom_bytes(clean)
+            now = clock.now()
             case = Case(
                 trial=locked, site=site, code=code, clinical_history=clinical_history.strip(),
-                source_fingerprint=fingerprint_, enrolled_by=by,
+                source_fingerprint=fingerprint_, enrolled_by=by, arrived_at=now,
+                arrival_index=locked.case_counter, urgent=bool(urgent and locked.flag_urgency),
                 modality=summary["modality"], view_position=summary.get("view_position") or "",
                 rows=summary["rows"], columns=summary["columns"], bits_stored=summary["bits_stored"],
                 photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
@@ -567,14 +684,18 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             CaseIdentity.objects.create(
                 case=case, accession_number=record.accession_number or "", patient_id=record.patient_id or "",
                 study_instance_uid=record.study_instance_uid or "", sop_instance_uid=record.sop_instance_uid,
-                original_filename=filename[:255],
+                original_filename=filename[:255], patient_key=arrival.patient_key, study_date=arrival.study_date,
             )
+            entry = ScreeningEntry.objects.create(trial=locked, site=site, received_at=now, source=source,
+                                                  outcome=ScreeningEntry.Outcome.ENROLLED, case=case)
             audit.record(actor=by, action="case.enrolled", obj=case, trial=locked, payload={
                 "code": code, "site": site.code, "modality": case.modality, "has_history": bool(case.clinical_history),
-                "dicom_sha256": hashlib.sha256(clean_bytes).hexdigest(),
+                "dicom_sha256": hashlib.sha256(clean_bytes).hexdigest(), "source": source, "screening": entry.pk,
+                "urgent": case.urgent,
             })
             if locked.design == Design.CASE_RANDOMIZED:
                 _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
+            _close_at_target(trial=locked, site=site)
             case_id = case.pk
             # robust: a broker that is down is logged and the case stays; the sweep makes the image later
             transaction.on_commit(lambda: prepare_viewer_image_task.delay(case_id), robust=True)
@@ -586,6 +707,18 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
         _delete_files(saved)  # nothing is kept from a refused or failed enrolment
         raise
     return case
+
+
+def _close_at_target(*, trial: Trial, site: Site) -> None:
+    """With `close_at_target`, a site that reached its target closes, and the trial closes to enrolment at its own
+    (the system acts, audited)."""
+    if not trial.close_at_target:
+        return
+    if site.target_cases is not None and site.enrolment != SiteEnrolment.CLOSED \
+            and site.cases.count() >= site.target_cases:
+        _set_site_enrolment(site=site, by=None, state=SiteEnrolment.CLOSED, reason="Target reached.")
+    if trial.target_cases is not None and trial.status == Status.OPEN and trial.cases.count() >= trial.target_cases:
+        _transition(trial=trial, by=None, to=Status.CLOSED, payload={"reason": "Target reached."})
 
 
 def prepare_viewer_image(*, case: Case) -> Case:
@@ -612,6 +745,162 @@ def _delete_files(files) -> None:
             field_file.storage.delete(field_file.name)
         except OSError:  # pragma: no cover - best effort cleanup; the transaction already rolled back
             logger.exception("Could not remove %s after a failed enrolment", field_file.name)
+
+
+# ----------------------------------------------------------------------------- conduct of a prospective trial
+
+
+def _set_site_enrolment(*, site: Site, by, state: str, reason: str) -> Site:
+    before = site.enrolment
+    site.enrolment, site.enrolment_reason = state, reason
+    site.save(update_fields=["enrolment", "enrolment_reason"])
+    audit.record(actor=by, action="site.enrolment_changed", obj=site, trial=site.trial,
+                 payload={"site": site.code, "from": before, "to": state, "reason": reason})
+    return site
+
+
+@transaction.atomic
+def set_site_enrolment(*, site: Site, by, state: str, reason: str = "") -> Site:
+    """Open, pause or close one site's enrolment (the rest of the trial goes on). Pausing or closing needs a reason;
+    work already routed at the site goes on."""
+    _require_investigator(site.trial, by)
+    if state not in SiteEnrolment.values:
+        raise ServiceError("Unknown enrolment state of a site.", field="state")
+    reason = " ".join((reason or "").split())
+    if state != SiteEnrolment.OPEN and not reason:
+        raise ServiceError("Say why the site's enrolment stops.", field="reason")
+    if len(reason) > Site._meta.get_field("enrolment_reason").max_length:
+        raise ServiceError("The reason is too long.", field="reason")
+    trial = _locked(site.trial)
+    if trial.status in (Status.LOCKED, Status.UNBLINDED):
+        raise WrongStatus("The trial is locked.")
+    site = Site.objects.select_for_update(no_key=True).get(pk=site.pk)
+    if site.enrolment == state and site.enrolment_reason == reason:
+        return site
+    return _set_site_enrolment(site=site, by=by, state=state, reason=reason)
+
+
+@transaction.atomic
+def set_site_target(*, site: Site, by, target_cases: int | None) -> Site:
+    _require_investigator(site.trial, by)
+    if target_cases is not None and (isinstance(target_cases, bool) or int(target_cases) < 1):
+        raise ServiceError("A target needs at least one case.", field="target_cases")
+    site = Site.objects.select_for_update(no_key=True).get(pk=site.pk)
+    before = site.target_cases
+    site.target_cases = None if target_cases is None else int(target_cases)
+    site.save(update_fields=["target_cases"])
+    audit.record(actor=by, action="site.target_changed", obj=site, trial=site.trial,
+                 payload={"site": site.code, "from": before, "to": site.target_cases})
+    return site
+
+
+def _reader(membership: Membership) -> Membership:
+    membership = Membership.objects.select_for_update(no_key=True).select_related("trial", "user").get(
+        pk=membership.pk)
+    if membership.role != Role.READER:
+        raise ServiceError("Only readers go on and off duty or are withdrawn.")
+    return membership
+
+
+@transaction.atomic
+def set_on_duty(*, membership: Membership, by, on_duty: bool) -> Membership:
+    """A reader marks themselves on or off duty (or an investigator does, from the site's roster). Cases are routed
+    only to readers on duty; a reader who comes on duty receives the cases waiting for their arm at their site."""
+    membership = _reader(membership)
+    if by.pk != membership.user_id:
+        _require_investigator(membership.trial, by)
+    if membership.withdrawn_at is not None:
+        raise WrongStatus("A withdrawn reader does not go on duty again.")
+    if membership.on_duty == bool(on_duty):
+        return membership
+    membership.on_duty = bool(on_duty)
+    membership.save(update_fields=["on_duty"])
+    audit.record(actor=by, action="reader.on_duty" if on_duty else "reader.off_duty", obj=membership,
+                 trial=membership.trial, payload={"reader": membership.pseudonym})
+    if on_duty:
+        events.announce(events.readers_changed, trial_id=membership.trial_id)
+    return membership
+
+
+def record_deviation(*, trial: Trial, by, kind: str, description: str, reason: str = "", case: Case | None = None,
+                     reader: Membership | None = None, read_id: int | None = None,
+                     occurred_at=None) -> Deviation:
+    """Log a protocol deviation or intercurrent event, inside the caller's transaction (the write it concerns)."""
+    if kind not in Deviation.Kind.values:
+        raise ServiceError("Unknown kind of deviation.", field="kind")
+    limit = Deviation._meta.get_field("description").max_length
+    description, reason = " ".join(description.split())[:limit], " ".join((reason or "").split())
+    if not description:
+        raise ServiceError("Say what happened.", field="description")
+    if len(reason) > Deviation._meta.get_field("reason").max_length:
+        raise ServiceError("The reason is too long.", field="reason")
+    deviation = Deviation.objects.create(
+        trial=trial, kind=kind, occurred_at=occurred_at or clock.now(), recorded_by=by if getattr(by, "pk", None)
+        else None, case=case, reader=reader, read_id=read_id, description=description, reason=reason,
+        intercurrent=kind in Deviation.INTERCURRENT)
+    audit.record(actor=by, action="deviation.recorded", obj=deviation, trial=trial, payload={
+        "kind": kind, "case": case.code if case else None, "reader": reader.pseudonym if reader else None,
+        "read": read_id})
+    return deviation
+
+
+@transaction.atomic
+def report_deviation(*, trial: Trial, by, description: str, reason: str = "", case: Case | None = None) -> Deviation:
+    """An investigator logs a deviation the platform could not see itself (kind "other")."""
+    _require_investigator(trial, by)
+    if case is not None and case.trial_id != trial.pk:
+        raise ServiceError("That case belongs to another trial.", field="case")
+    return record_deviation(trial=trial, by=by, kind=Deviation.Kind.OTHER, description=description, reason=reason,
+                            case=case)
+
+
+@transaction.atomic
+def withdraw_reader(*, membership: Membership, by, reason: str) -> Membership:
+    """A reader leaves the trial or is withdrawn: no more cases; their open reads go to another reader of the same arm
+    and site (reading does it, on the announced event: the text typed so far stays with the old read); their
+    finished reads stay. A deviation (intercurrent event) is logged."""
+    membership = _reader(membership)
+    _require_investigator(membership.trial, by)
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise ServiceError("Say why the reader is withdrawn.", field="reason")
+    if membership.withdrawn_at is not None:
+        raise Conflict(f"Reader {membership.pseudonym} is already withdrawn.")
+    trial = _locked(membership.trial)
+    if trial.status in (Status.LOCKED, Status.UNBLINDED):
+        raise WrongStatus("The trial is locked.")
+    membership.withdrawn_at, membership.on_duty = clock.now(), False
+    membership.withdrawal_reason = reason[:Membership._meta.get_field("withdrawal_reason").max_length]
+    membership.save(update_fields=["withdrawn_at", "on_duty", "withdrawal_reason"])
+    audit.record(actor=by, action="reader.withdrawn", obj=membership, trial=trial,
+                 payload={"reader": membership.pseudonym})
+    record_deviation(trial=trial, by=by, kind=Deviation.Kind.READER_WITHDRAWN, reader=membership, reason=reason,
+                     description=f"Reader {membership.pseudonym} withdrawn; open reads re-routed.")
+    events.announce(events.reader_withdrawn, trial_id=trial.pk, membership_id=membership.pk)
+    return membership
+
+
+@transaction.atomic
+def withdraw_case(*, case: Case, by, reason: str) -> Case:
+    """Withdraw a case (e.g. the patient withdrew consent, or the image was of another patient): it is read and
+    scored no further; what exists stays, and the analysis plan decides how it counts (an intercurrent event)."""
+    _require_investigator(case.trial, by)
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise ServiceError("Say why the case is withdrawn.", field="reason")
+    trial = _locked(case.trial)
+    if trial.status in (Status.LOCKED, Status.UNBLINDED):
+        raise WrongStatus("The trial is locked.")
+    case = Case.objects.select_for_update(no_key=True).get(pk=case.pk)
+    if case.withdrawn_at is not None:
+        raise Conflict(f"Case {case.code} is already withdrawn.")
+    case.withdrawn_at = clock.now()
+    case.withdrawal_reason = reason[:Case._meta.get_field("withdrawal_reason").max_length]
+    case.save(update_fields=["withdrawn_at", "withdrawal_reason"])
+    audit.record(actor=by, action="case.withdrawn", obj=case, trial=trial, payload={"case": case.code})
+    record_deviation(trial=trial, by=by, kind=Deviation.Kind.CASE_WITHDRAWN, case=case, reason=reason,
+                     description=f"Case {case.code} withdrawn.")
+    return case
 
 
 # ----------------------------------------------------------------------------- API tokens

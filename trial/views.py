@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -18,7 +18,7 @@ from core.errors import ServiceError
 from . import audit, selectors, services, signatures
 from .access import access_for
 from .forms import InviteForm, SignatureForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
-from .models import ALLOWED_TRANSITIONS, Invitation, Role, Signature, Status
+from .models import Invitation, Role, Signature, SiteEnrolment, Status
 
 
 def _form_error(form, exc: ServiceError) -> None:
@@ -64,10 +64,9 @@ def trial_detail(request, code):
             invitations=selectors.invitations_for(access=access),
             balance=selectors.arm_balance(access=access),
             n_cases=selectors.cases_for(access=access).count(),
-            next_statuses=[(s, Status(s).label) for s in ALLOWED_TRANSITIONS[trial.status]
-                           if s not in services.SIGNED_STATUSES],
+            next_statuses=[(s, Status(s).label) for s in trial.next_statuses() if s not in services.SIGNED_STATUSES],
             signed_next={Status.LOCKED: "trial:lock", Status.UNBLINDED: "trial:unblinding"}.get(
-                next(iter(ALLOWED_TRANSITIONS[trial.status]), None)),
+                next(iter(trial.next_statuses()), None)),
             site_form=SiteForm(), invite_form=InviteForm(trial=trial),
         )
     return render(request, "trial/trial_detail.html", context)
@@ -78,7 +77,8 @@ def trial_settings(request, code):
     trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
     form = TrialSettingsForm(request.POST or None, trial=trial)
     if request.method == "POST" and form.is_valid():
-        changes = {k: v for k, v in form.cleaned_data.items() if k != "code" and not form.fields[k].disabled}
+        changes = {k: v for k, v in form.cleaned_data.items()
+                   if k != "code" and (k not in form.fields or not form.fields[k].disabled)}
         try:
             services.update_trial_settings(trial=trial, by=request.user, **changes)
         except ServiceError as exc:
@@ -95,7 +95,8 @@ def trial_settings(request, code):
 def trial_transition(request, code):
     trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
     try:
-        services.transition_trial(trial=trial, by=request.user, to=request.POST.get("to", ""))
+        services.transition_trial(trial=trial, by=request.user, to=request.POST.get("to", ""),
+                                  reason=request.POST.get("reason", ""))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -245,7 +246,7 @@ def _signed_act(request, *, trial, form, act, done: str):
 def trial_lock(request, code):
     trial = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR]).trial
     form = None
-    if trial.status == Status.SCORING:
+    if Status.LOCKED in trial.next_statuses():
         form = SignatureForm(request.POST or None, submit_label="Sign and lock")
         if request.method == "POST":
             done = _signed_act(request, trial=trial, form=form, done="The trial is locked.",
@@ -253,7 +254,8 @@ def trial_lock(request, code):
             if done is not None:
                 return done
     elif request.method == "POST":
-        messages.error(request, "Only a trial in scoring can be locked.")
+        messages.error(request, "Only a reader study in scoring, or a prospective trial closed to enrolment, can be "
+                                "locked.")
     return render(request, "trial/signed_act.html", {
         "trial": trial, "title": f"Lock {trial.code}", "form": form, "meaning": Signature.Meaning.LOCK.label,
         "content_hash": audit.current_head().hash,
@@ -301,3 +303,87 @@ def trial_unblinding(request, code):
             "Unblinding reveals which arm is which, in every analysis and export. It needs two people, each signing "
             "with their password and second factor: an investigator asks, then a statistician of the trial approves.",
             "Only a locked trial can be unblinded." if trial.status != Status.LOCKED else waiting) if line]})
+
+
+# ----------------------------------------------------------------------------- conduct of a live trial
+
+
+@login_required
+def conduct_page(request, code):
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    return render(request, "trial/conduct.html", {
+        "trial": access.trial, "conduct": selectors.conduct(access=access),
+        "site_states": SiteEnrolment.choices,
+        "next_statuses": [(s, Status(s).label) for s in access.trial.next_statuses()
+                          if s not in services.SIGNED_STATUSES],
+    })
+
+
+def _conduct_act(request, code, act) -> HttpResponse:
+    """Run one investigator's act of the conduct page; its refusal is shown, nothing changes."""
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    try:
+        done = act(access)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect("trial:conduct", code)
+
+
+def _member(access, pseudonym: str):
+    member = access.trial.memberships.filter(pseudonym=pseudonym, role=Role.READER).first()
+    if member is None:
+        raise Http404("No such reader in this trial.")
+    return member
+
+
+@login_required
+@require_POST
+def conduct_site(request, code, site_code):
+    def act(access):
+        site = selectors.site_by_code(access=access, code=site_code)
+        if site is None:
+            raise Http404("No such site in this trial.")
+        target = request.POST.get("target_cases", "").strip()
+        if target != str(site.target_cases or ""):
+            if target and not target.isdigit():
+                raise ServiceError("The target is a whole number of cases.", field="target_cases")
+            services.set_site_target(site=site, by=request.user, target_cases=int(target) if target else None)
+        services.set_site_enrolment(site=site, by=request.user, state=request.POST.get("enrolment", ""),
+                                    reason=request.POST.get("reason", ""))
+        return f"Site {site.code} updated."
+    return _conduct_act(request, code, act)
+
+
+@login_required
+@require_POST
+def conduct_duty(request, code, pseudonym):
+    def act(access):
+        member = services.set_on_duty(membership=_member(access, pseudonym), by=request.user,
+                                      on_duty=request.POST.get("on_duty") == "1")
+        return f"{member.pseudonym} is {'on' if member.on_duty else 'off'} duty."
+    return _conduct_act(request, code, act)
+
+
+@login_required
+@require_POST
+def conduct_withdraw(request, code, pseudonym):
+    def act(access):
+        member = services.withdraw_reader(membership=_member(access, pseudonym), by=request.user,
+                                          reason=request.POST.get("reason", ""))
+        return f"{member.pseudonym} is withdrawn; their open reads go to other readers of their arm and site."
+    return _conduct_act(request, code, act)
+
+
+@login_required
+@require_POST
+def conduct_deviation(request, code):
+    def act(access):
+        case_code = request.POST.get("case", "").strip()
+        case = selectors.case_for(access=access, code=case_code) if case_code else None
+        services.report_deviation(trial=access.trial, by=request.user, case=case,
+                                  description=request.POST.get("description", ""),
+                                  reason=request.POST.get("reason", ""))
+        return "The deviation is logged."
+    return _conduct_act(request, code, act)

@@ -15,9 +15,16 @@ from trial.models import Trial
 @pytest.mark.django_db(transaction=True)
 def test_setup_demo_makes_a_trial_with_results_and_a_live_one(tmp_path, settings, capsys):
     settings.VAR_DIR = tmp_path
-    call_command("setup_demo", "--untrained-model", "--cases", "6", "--live-cases", "4", "--timeout", "600")
+    call_command("setup_demo", "--untrained-model", "--cases", "6", "--live-cases", "12", "--timeout", "600")
     results, live = Trial.objects.get(code="demo-cxr-results"), Trial.objects.get(code="demo-cxr")
-    assert results.status == "unblinded" and live.status == "reading"
+    assert results.status == "unblinded" and results.mode == "reader_study"
+    # the live trial is a prospective one, open: films arrived (a few not eligible, in the screening log), each
+    # routed at arrival to a reader of each arm at its site
+    assert live.status == "open" and live.mode == "prospective"
+    assert live.screening.count() > live.cases.count() == live.screening.filter(outcome="enrolled").count()
+    for case in live.cases.all():
+        assert sorted(case.reads.values_list("arm", flat=True)) == ["assisted", "standard"]
+        assert set(case.reads.values_list("reader__site", flat=True)) == {case.site_id}
     assert AIDraft.objects.filter(case__trial=results, status="ready").count() == 6
     assert not Read.objects.filter(trial=results).exclude(status="submitted").exists()
     assert Read.objects.filter(trial=live).exclude(status="submitted").count() > 0  # left for a person

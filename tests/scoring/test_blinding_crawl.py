@@ -86,6 +86,11 @@ MATRIX: dict[str, str] = {
     "trial:case_detail":           "302 403 200 403 403 403 403 403 403 403",
     "trial:case_image":            "302 403 200 403 403 403 403 403 403 403",
     "trial:audit_log":             "302 403 200 403 403 403 403 403 403 403",
+    "trial:conduct":               "302 403 200 403 403 403 403 403 403 403",  # the live trial's conduct
+    "trial:conduct_site":          "302 405 405 405 405 405 405 405 405 405",
+    "trial:conduct_duty":          "302 405 405 405 405 405 405 405 405 405",
+    "trial:conduct_withdraw":      "302 405 405 405 405 405 405 405 405 405",
+    "trial:conduct_deviation":     "302 405 405 405 405 405 405 405 405 405",
     # trial app: API
     "api-trials":                  "401 200 200 200 200 200 200 200 200 200",
     "api-trial":                   "401 403 200 200 200 200 200 200 200 200",
@@ -109,6 +114,7 @@ MATRIX: dict[str, str] = {
     "reading:worklist":            "302 403 403 200 200 403 403 403 403 403",
     "reading:read":                "302 403 403 200 403 403 403 403 403 403",
     "reading:read_image":          "302 403 403 200 403 403 403 403 403 403",
+    "reading:duty":                "302 405 405 405 405 405 405 405 405 405",  # POST only: a reader goes on/off duty
     "reading:signoff_queue":       "302 403 403 403 403 200 403 403 403 403",
     "reading:signoff_report":      "302 403 403 403 403 200 403 403 403 403",
     "reading:senior_image":        "302 403 403 403 403 200 403 403 403 403",
@@ -258,7 +264,8 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
     params = {"code": trial.code, "case_code": case.code, "kind": "display", "token": invitation.token,
               "read_id": read.pk, "report_id": read.reports.get().pk,
               "draft_id": AIDraft.objects.get(case=case).pk, "key": expert_pair.key,
-              "version": 1, "number": 1, "name": "quality", "uidb64": "MQ", "token_id": 1}
+              "version": 1, "number": 1, "name": "quality", "uidb64": "MQ", "token_id": 1,
+              "site_code": case.site.code, "pseudonym": by_arm["assisted"].pseudonym}
     per_name = {name: {"key": adjudication_key}
                 for name in ("scoring:adjudicate", "scoring:adjudication_image", "api-scoring-adjudicate")}
     return {"trial": trial, "users": users, "params": params, "per_name": per_name, "experts": experts,

@@ -14,7 +14,7 @@ from core.errors import WrongStatus
 from tests import dicom_corpus as corpus
 from trial import services
 from trial.errors import CaseRejected, DuplicateImage, FileTooLarge
-from trial.models import Allocation, AuditEvent, Case, CaseIdentity
+from trial.models import Allocation, AuditEvent, Case, CaseIdentity, ScreeningEntry
 
 
 def _files_under(root: Path) -> list[Path]:
@@ -73,7 +73,10 @@ def test_refused_file_gets_its_reason_and_nothing_is_stored(enrolling_trial, sit
         assert refusal.value.code == code
     assert len(refusal.value.message) > 20  # a sentence, not a code
     assert not Case.objects.exists() and not CaseIdentity.objects.exists()
-    assert AuditEvent.objects.count() == events
+    # Only the screening log keeps the arrival (no PHI: the refusal code and its sentence), with its audit event.
+    entry = ScreeningEntry.objects.get()
+    assert entry.outcome == "not_enrolled" and entry.code == f"dicom:{refusal.value.code}" and entry.case is None
+    assert list(AuditEvent.objects.filter(id__gt=events).values_list("action", flat=True)) == ["screening.not_enrolled"]
     assert _files_under(_media) == []
     enrolling_trial.refresh_from_db()
     assert enrolling_trial.case_counter == 0

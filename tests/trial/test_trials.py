@@ -180,7 +180,7 @@ def test_a_refused_acceptance_leaves_no_account_behind(trial, site, investigator
     invitation = services.invite_member(trial=trial, by=investigator, email="late@reader.org", role=Role.READER,
                                         site=site)
     Trial.objects.filter(pk=trial.pk).update(status=Status.READING)  # reading started before the link was used
-    with pytest.raises(WrongStatus, match="Readers can join only before reading starts"):
+    with pytest.raises(WrongStatus, match="Readers can join only while they can be randomized"):
         services.join_by_invitation(token=invitation.token, username="late", password="Correct-Horse-Battery-9")
     make_user("taken")
     with pytest.raises(DuplicateCode, match="This username is taken"):

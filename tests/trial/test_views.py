@@ -88,7 +88,7 @@ def test_an_invitation_refused_on_the_page_says_why_and_creates_no_account(clien
                                         site=site)
     Trial.objects.filter(pk=trial.pk).update(status="reading")
     r = client.post(f"/invitations/{invitation.token}/", {"username": "late", "password": "Correct-Horse-Battery-9"})
-    assert r.status_code == 200 and "Readers can join only before reading starts" in r.content.decode()
+    assert r.status_code == 200 and "Readers can join only while they can be randomized" in r.content.decode()
     assert not get_user_model().objects.filter(username="late").exists()
     assert "_auth_user_id" not in client.session
     assert not Invitation.objects.get(pk=invitation.pk).accepted_at

@@ -9,6 +9,7 @@ tolerant attribute reads and image_summary.
 
 from .attributes import image_summary
 from .deidentification import DeidRecord, deidentify, dicom_bytes
+from .eligibility import EXCLUSION_CODES, EligibilityRules, arrival_from_header, decide
 from .profile import BASIC_PROFILE, BEYOND_PROFILE, KEPT, SEQUENCE_ITEMS, TABLE_EDITION, table_action
 from .render import RenderedImage, ValuesImage, render_display, render_values
 from .validate import MAX_PIXELS, MAX_TILES, REJECTION_CODES, DicomRejection, check_pixel_count, read_radiograph
@@ -16,6 +17,7 @@ from .validate import MAX_PIXELS, MAX_TILES, REJECTION_CODES, DicomRejection, ch
 __all__ = [
     "BASIC_PROFILE",
     "BEYOND_PROFILE",
+    "EXCLUSION_CODES",
     "KEPT",
     "MAX_PIXELS",
     "MAX_TILES",
@@ -24,9 +26,12 @@ __all__ = [
     "TABLE_EDITION",
     "DeidRecord",
     "DicomRejection",
+    "EligibilityRules",
     "RenderedImage",
     "ValuesImage",
+    "arrival_from_header",
     "check_pixel_count",
+    "decide",
     "deidentify",
     "dicom_bytes",
     "image_summary",

@@ -8,26 +8,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count
 from tqdm import tqdm
 
 from ai import selectors as ai_selectors
 from ai import services as ai_services
 from ai.models import ModelVersion
+from core.clock import simulated as simulated_clock
+from demo import arrivals
 from demo import simulation as demo
 from reading.models import Read
-from scoring import services as scoring_services
 from scoring.models import Item
 from stats import services as stats_services
 from stats.models import AnalysisRun
 from stats.plan import default_plan
 from trial import services, signatures
 from trial.access import access_to
-from trial.models import Role, Status, Trial
+from trial.models import Mode, Role, Status, Trial
 
 PASSWORD = "demo-password-2026"
 RESULTS, LIVE = "demo-cxr-results", "demo-cxr"
@@ -122,13 +125,13 @@ class Command(BaseCommand):
             else {**demo_model.GUIDED.to_dict(), "max_new_tokens": 160},
             description="Demo model trained on synthetic phantoms by demo/model.py. Never for clinical use.")
 
-    def _trial(self, users, model, *, code: str, title: str) -> tuple[Trial, list]:
+    def _trial(self, users, model, *, code: str, title: str, **options) -> tuple[Trial, list]:
         inv = users["investigator"]
         # every report checked by a senior before release, as in the paper
         trial = services.create_trial(by=inv, code=code, title=title, registration_id="NCT00000000 (demo)",
                                       block_multiples=[1], require_signoff=True,
                                       fixed_block_reason="two readers per site: a block of 2 keeps every site in "
-                                                         "both arms")
+                                                         "both arms", **options)
         sites = [services.add_site(trial=trial, by=inv, code=c, name=n) for c, n in SITES]
         for i in range(6):  # two readers per site, randomized 1:1 within site
             services.add_member(trial=trial, by=inv, user=users[f"reader{i + 1}"], role=Role.READER,
@@ -138,7 +141,8 @@ class Command(BaseCommand):
             services.add_member(trial=trial, by=inv, user=users[f"expert{i + 1}"], role=Role.EXPERT)
         services.add_member(trial=trial, by=inv, user=users["statistician"], role=Role.STATISTICIAN)
         ai_services.assign_model(trial=trial, by=inv, model_version=model)
-        trial = services.transition_trial(trial=trial, by=inv, to=Status.ENROLLING)
+        trial = services.transition_trial(trial=trial, by=inv,
+                                          to=Status.OPEN if trial.is_prospective else Status.ENROLLING)
         return trial, sites
 
     def _enrol_and_draft(self, trial, sites, inv, count: int, seed: int, *, real_film: bool) -> dict:
@@ -151,6 +155,10 @@ class Command(BaseCommand):
                 services.enrol_case(trial=trial, site=sites[0], by=inv, data=fh.read(), filename="RG1_UNCR.dcm",
                                     clinical_history="Cough and fever for three days.")
 
+        self._wait_for_drafts(trial, inv)
+        return truth
+
+    def _wait_for_drafts(self, trial, inv) -> None:
         def drafts():
             p = ai_selectors.draft_progress(access=access_to(user=inv, trial=trial))
             if p["failed"]:
@@ -159,7 +167,6 @@ class Command(BaseCommand):
 
         demo.wait_for(drafts, what=f"{trial.code}: AI drafts by the worker", timeout=self.timeout,
                       progress=self.progress)
-        return truth
 
     def _start_reading(self, trial, inv):
         trial = services.transition_trial(trial=trial, by=inv, to=Status.READING)
@@ -209,18 +216,41 @@ class Command(BaseCommand):
             raise CommandError(f"The demo analysis failed: {run.error}")
 
     def _live_trial(self, users, model, n_cases: int):
+        """A prospective trial, open: the films of the last hours arrived (a few not eligible), were routed at once,
+        drafted, read, signed and scored as they came, a few left on each list for you; scripts/run-demo.sh then
+        keeps films arriving (manage.py simulate_arrivals) while you watch."""
         inv = users["investigator"]
-        trial, truth, clock = self._read_trial(
-            users, model, code=LIVE, title="Demo to try: AI-assisted chest radiograph reporting",
-            n_cases=n_cases, seed=21, real_film=True, leave_per_reader=2)
-        scoring_services.build_items(trial=trial, by=inv)  # items of the cases read in both arms
+        trial, sites = self._trial(users, model, code=LIVE, title="Demo to try: a prospective trial, open",
+                                   mode=Mode.PROSPECTIVE, flag_urgency=True, read_window_hours=24,
+                                   target_cases=400, close_at_target=True)
+        clock = demo.start_clock()
+        rng = np.random.default_rng(21)
+        truth: dict[str, demo.Phantom] = {}
+        with simulated_clock(clock):
+            for i in range(n_cases + n_cases // 6):  # about one in ten not eligible (screening log)
+                arrival = arrivals.arrive(trial=trial, rng=rng, seed=21_000 + i, ineligible_share=0.1)
+                if arrival.case is not None:
+                    truth[arrival.case.code] = demo.Phantom(dict(arrival.phantom.labels), arrival.phantom.report.text)
+                clock.advance(rng.exponential(900))  # about four films an hour across the three sites
+                self.progress(f"{trial.code}: films arrived", i + 1, n_cases + n_cases // 6)
+        self._wait_for_drafts(trial, inv)
+        demo.simulate_reading(trial=trial, truth=truth, leave_per_reader=2, seed=22, clock=clock,
+                              progress=self._labelled(trial))
+        demo.simulate_signoff(trial=trial, leave=2, seed=24, clock=clock, progress=self._labelled(trial))
+        # the worker builds each case's expert items once both its reports are signed
+        signed_both = (Read.objects.filter(trial=trial, reports__signed_at__isnull=False).values("case")
+                       .annotate(n=Count("id", distinct=True)).filter(n=2).count())
+        demo.wait_for(lambda: (Item.objects.filter(trial=trial, kind="pair").count(), signed_both),
+                      what=f"{trial.code}: scoring items built by the worker as reports are signed",
+                      timeout=self.timeout, progress=self.progress)
         demo.simulate_scoring(trial=trial, truth=truth, leave_per_expert=3, seed=23, clock=clock,
                               progress=self._labelled(trial))
 
     def _print_logins(self):
         self.stdout.write(self.style.SUCCESS(
             f"\nDemo ready. Trials: {RESULTS} (complete, unblinded, with its analysis report) and "
-            f"{LIVE} (reading and scoring in progress: a few cases left for you on each worklist)."))
+            f"{LIVE} (prospective, open: films keep arriving every few seconds to a minute while the server runs; "
+            "a few cases wait for you on each worklist; the investigator's Conduct page shows the screening log)."))
         self.stdout.write(f"Logins (password for all: {PASSWORD}):")
         for username, role in [("investigator", "investigator"), ("reader1", "reader (site-a)"),
                                ("reader2", "reader (site-a)"), ("senior", "senior (sign-off)"),

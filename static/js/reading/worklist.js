@@ -9,3 +9,28 @@ if (worklist) {
     if (link) rememberClick(link.href);
   });
 }
+
+// A prospective trial's worklist is live: new cases appear (and drafts become ready) without a reload. The page asks
+// itself again every `data-live-every` seconds while it is visible, and swaps in the new rows, progress and resume
+// link; nothing the reader typed lives on this page, so nothing can be lost by the swap.
+const every = Number(worklist?.dataset.liveEvery || 0);
+if (worklist && every > 0) {
+  const parts = ["worklist-rows", "worklist-resume", "progress"];
+  const refresh = async () => {
+    if (document.visibilityState !== "visible") return;
+    try {
+      const response = await fetch(window.location.href, { headers: { "X-Requested-With": "fetch" }, cache: "no-store" });
+      if (!response.ok) return;
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      for (const id of parts) {
+        const fresh = page.getElementById(id) ?? page.querySelector(`[data-testid="${id}"]`);
+        const current = document.getElementById(id) ?? document.querySelector(`[data-testid="${id}"]`);
+        if (fresh && current && fresh.innerHTML !== current.innerHTML) current.innerHTML = fresh.innerHTML;
+      }
+    } catch {
+      // offline for a moment: the next tick tries again
+    }
+  };
+  setInterval(refresh, every * 1000);
+  document.addEventListener("visibilitychange", refresh);
+}
