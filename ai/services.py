@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from PIL import Image
 
 from core import clock
+from core.celery import PRIORITY_BATCH, PRIORITY_LIVE, PRIORITY_URGENT
 from core.errors import Conflict, ServiceError, WrongStatus
 from trial import audit, lifecycle
 from trial.models import Case, Role, Status, Trial
@@ -126,11 +127,20 @@ def request_draft(*, case: Case, model_version: ModelVersion | None = None) -> A
     return draft
 
 
+def draft_priority(*, prospective: bool, urgent: bool) -> int:
+    """A live trial's reader waits for the draft of an arriving case; a reader study's batch does not."""
+    if not prospective:
+        return PRIORITY_BATCH
+    return PRIORITY_URGENT if urgent else PRIORITY_LIVE
+
+
 def _enqueue(draft: AIDraft) -> None:
-    """The draft's task, sent once the transaction commits; a broker that is down is logged, not raised (the write
-    stands; requeue_pending sends the task again later)."""
+    """The draft's task, sent once the transaction commits, with its priority (draft_priority); a broker that is
+    down is logged, not raised (the write stands; requeue_pending sends the task again later)."""
     draft_id = draft.pk
-    transaction.on_commit(lambda: generate_draft_task.delay(draft_id), robust=True)
+    case = Case.objects.select_related("trial").only("urgent", "trial__mode").get(pk=draft.case_id)
+    priority = draft_priority(prospective=case.trial.is_prospective, urgent=case.urgent)
+    transaction.on_commit(lambda: generate_draft_task.apply_async(args=[draft_id], priority=priority), robust=True)
 
 
 # A pending draft older than this with no task working on it lost its message (the broker was down): sent again.

@@ -270,7 +270,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redis: a task whose worker died unacknowledged is delivered again after this many seconds; it
     # must exceed the longest task (a draft on a CPU: minutes).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+    # Priorities (core.celery.PRIORITY_*): kombu keeps a list per step and serves the lowest number first (on Redis
+    # 0 is the highest priority), so a live trial's arriving case is drafted before a reader study's backlog.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+                                       "queue_order_strategy": "priority", "sep": ":",
+                                       "priority_steps": list(range(10))}
+    CELERY_TASK_DEFAULT_PRIORITY = 5
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=None)
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_ACKS_LATE = True

@@ -11,6 +11,13 @@ from celery import shared_task  # the one place it is used (ruff bans it elsewhe
 DEFAULT_QUEUE = "default"  # CPU work: routing, scoring items, analyses, images
 AI_QUEUE = "ai"            # the model: a GPU worker (or a CPU one) with concurrency 1 per device
 
+# Message priorities on the Redis broker, where 0 is served first (settings.CELERY_BROKER_TRANSPORT_OPTIONS); the
+# filesystem broker of the demo keeps arrival order. An urgent case of a live trial first, then a live trial's
+# cases, then everything else (settings.CELERY_TASK_DEFAULT_PRIORITY), then a reader study's batch.
+PRIORITY_URGENT = 0
+PRIORITY_LIVE = 2
+PRIORITY_BATCH = 7
+
 # task name → queue, filled by @task; Celery asks route_task (settings.CELERY_TASK_ROUTES) where to send each one
 # (Celery 5 deprecates the task's own `queue` attribute in favour of routes).
 _QUEUES: dict[str, str] = {}

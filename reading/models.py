@@ -19,6 +19,8 @@ class ReadStatus(models.TextChoices):
     SUBMITTED = "submitted", "Submitted"
     # Its reader was withdrawn before submitting: the case went to another reader of the arm; what was typed stays.
     REROUTED = "rerouted", "Re-routed"
+    # Its case was withdrawn before the read was submitted: read no further; what was typed stays.
+    CASE_WITHDRAWN = "withdrawn", "Case withdrawn"
 
 
 class Read(models.Model):
@@ -129,4 +131,23 @@ class Report(models.Model):
             update_fields = set(kwargs.get("update_fields") or ())
             if not update_fields or not update_fields <= {"signed_by", "signed_at"}:
                 raise PermissionError("A submitted report is immutable; write a new version with a reason.")
+        super().save(*args, **kwargs)
+
+
+class RecordReport(models.Model):
+    """The clinical report of record that a senior writes from a case's two signed reports, where the trial's release
+    policy says so (trial.ReleasePolicy.SENIOR). Written once and signed in one act; never changed."""
+
+    case = models.OneToOneField(Case, on_delete=models.PROTECT, related_name="record_report")
+    findings = models.TextField(blank=True)
+    impression = models.TextField()
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(impression=""), name="record_report_has_impression")]
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("A report of record is never changed.")
         super().save(*args, **kwargs)

@@ -6,6 +6,7 @@ from the rows (`_is_available`, the one definition). Who may see what is decided
 """
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,12 +19,13 @@ from ai import selectors as ai_selectors
 from ai.models import AIDraft, DraftStatus, TrialModel
 from core import clock, db
 from core.clock import iso
+from core.errors import Conflict
 from trial import lifecycle
 from trial.access import Access
 from trial.models import Arm, Case, DraftRule, Membership, Role, Trial
 
 from . import events
-from .models import Read, ReadEvent, ReadStatus, Report, ReportDraft
+from .models import Read, ReadEvent, ReadStatus, RecordReport, Report, ReportDraft
 
 NOT_YOURS = "This case is not on your worklist."
 NOT_YET = "This case is not available yet (waiting for its AI draft or the washout)."
@@ -41,7 +43,7 @@ def _is_available(*, status: str, arm: str, available_from: datetime | None, dra
     was available when it started, and nothing takes that back (a ready draft stays ready, the trial's model is
     fixed once cases are enrolled, a washout is set before its read can start), so the reading steps after the first
     need not ask again. A re-routed read never (its case went to another reader)."""
-    if status == ReadStatus.REROUTED:
+    if status in (ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN):
         return False
     if status != ReadStatus.ASSIGNED:
         return True
@@ -75,9 +77,26 @@ def _needs_draft(read: Read) -> bool:
     return read.arm == Arm.ASSISTED and read.status == ReadStatus.ASSIGNED
 
 
+# Reads closed before their reader submitted them, and what their reader is told.
+CLOSED_READS = {
+    ReadStatus.REROUTED: ("rerouted", "You were withdrawn from this trial and the case went to another reader. What "
+                                      "you typed is kept with your read; nothing else was saved."),
+    ReadStatus.CASE_WITHDRAWN: ("case_withdrawn", "This case was withdrawn from the trial and is read no further. "
+                                                  "What you typed is kept with your read; nothing else was saved."),
+}
+
+
+def refuse_closed(read: Read) -> None:
+    """A read closed before it was submitted says why, before anything else is checked."""
+    if read.status in CLOSED_READS:
+        code, message = CLOSED_READS[read.status]
+        raise Conflict(message, code=code)
+
+
 def require_available(read: Read) -> None:
     """Refuse a read that its reader may not open yet (see _is_available); the reading services check the row they
     hold locked."""
+    refuse_closed(read)
     now = clock.now()
     draft_ready = _ready_draft(read) is not None if _needs_draft(read) else False
     without = (_needs_draft(read) and not draft_ready and _may_read_without_draft(
@@ -201,6 +220,7 @@ def _rows_select(vendor: str) -> db.Values:
             f"{', '.join(f'c.{db.qn(f.column)}' for f in case_fields)}, {ready}, {failed} "
             f"FROM {db.table(Read)} r INNER JOIN {db.table(Case)} c ON c.{db.col(Case, 'id')} = {case} "
             f"WHERE r.{db.col(Read, 'reader')} = %s AND {status} <> '{ReadStatus.REROUTED.value}' "
+            f"AND {status} <> '{ReadStatus.CASE_WITHDRAWN.value}' "
             # urgent cases first where the trial flags urgency (never set otherwise), then the stored order: arrival
             # for a prospective trial, a random order drawn once for a reader study
             f"ORDER BY c.{db.col(Case, 'urgent')} DESC, r.{db.col(Read, 'order_key')}")
@@ -326,7 +346,7 @@ def dashboard(*, access: Access) -> dict:
     """Conduct, not outcomes: enrolment by site, backlog, per-reader progress, outliers one by one."""
     access.require(Role.INVESTIGATOR)
     trial = access.trial
-    per_reader = (Read.objects.filter(trial=trial).exclude(status=ReadStatus.REROUTED)
+    per_reader = (Read.objects.filter(trial=trial).exclude(status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN))
                   .values("reader__pseudonym", "reader__site__code", "reader__on_duty", "reader__withdrawn_at")
                   .annotate(total=Count("id"), done=Count("id", filter=Q(status=ReadStatus.SUBMITTED)),
                             open=Count("id", filter=Q(status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS))),
@@ -454,3 +474,66 @@ def final_reports(*, trial: Trial) -> list[dict]:
             final[row[0]] = row
     return [{"read": read_id, "case": code, "arm": arm, "findings": findings, "impression": impression}
             for read_id, _, code, arm, findings, impression in sorted(final.values(), key=lambda r: (r[2], r[3], r[0]))]
+
+
+# ------------------------------------------------------------------------------------- the report of record
+
+
+@dataclass(frozen=True)
+class ReportOfRecord:
+    """The one report of a case that may leave the platform, as the trial's release policy names it."""
+
+    source: str            # "standard", "assisted" or "senior"
+    findings: str
+    impression: str
+    signed_at: datetime
+    signed_by_id: int
+
+
+def report_of_record(*, case: Case) -> ReportOfRecord | None:
+    """The case's clinical report of record by its trial's release policy, once signed; None for a research-only
+    trial, a withdrawn case, or while it is not signed. NO PERMISSION CHECK: for the outbound wire to the hospital
+    (after its own checks); nothing else of a trial ever leaves the platform."""
+    from trial.models import ReleasePolicy
+
+    policy = case.trial.release_policy
+    if policy == ReleasePolicy.RESEARCH_ONLY or case.withdrawn_at is not None:
+        return None
+    if policy == ReleasePolicy.SENIOR:
+        record = RecordReport.objects.filter(case=case).first()
+        return None if record is None else ReportOfRecord("senior", record.findings, record.impression,
+                                                          record.signed_at, record.author_id)
+    report = (Report.objects.filter(read__case=case, read__arm=policy)
+              .exclude(read__status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN))
+              .order_by("-version").first())
+    if report is None or report.signed_at is None:
+        return None
+    return ReportOfRecord(policy, report.findings, report.impression, report.signed_at, report.signed_by_id)
+
+
+def record_queue(*, access: Access) -> list[dict]:
+    """Cases whose report of record a senior writes (release policy "senior"), with both reports signed and no
+    report of record yet, never a case on the senior's own worklist. The two reports are shown as "1" and "2" in
+    an order drawn per case, never by arm."""
+    access.require(Role.SENIOR)
+    from trial.models import ReleasePolicy
+
+    if access.trial.release_policy != ReleasePolicy.SENIOR:
+        return []
+    reports = (Report.objects.filter(read__trial=access.trial, signed_at__isnull=False, read__case__withdrawn_at=None,
+                                     read__case__record_report__isnull=True)
+               .exclude(read__status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN))
+               .exclude(read__case__reads__reader__user_id=access.user.pk)
+               .exclude(read__reports__version__gt=F("version"))
+               .select_related("read__case").order_by("read__case__arrival_index", "read__case__code"))
+    by_case: dict[int, list[Report]] = defaultdict(list)
+    for report in reports:
+        by_case[report.read.case_id].append(report)
+    out = []
+    for case_id, pair in by_case.items():
+        if len(pair) != 2:
+            continue
+        pair.sort(key=lambda r: hashlib.sha256(f"{case_id}/{r.pk}".encode()).hexdigest())
+        out.append({"case": pair[0].read.case, "reports": [
+            {"label": str(i + 1), "findings": r.findings, "impression": r.impression} for i, r in enumerate(pair)]})
+    return out

@@ -16,7 +16,7 @@ from core.text import clean_text
 from trial import audit, lifecycle, signatures
 from trial import services as trial_services
 from trial.events import announce
-from trial.models import Arm, Design, Deviation, Membership, Role, Signature, Trial
+from trial.models import Arm, Case, Design, Deviation, Membership, ReleasePolicy, Role, Signature, Trial
 from trial.selectors import require_role
 
 from . import events, routing, timing
@@ -29,6 +29,7 @@ from .models import (
     Read,
     ReadEvent,
     ReadStatus,
+    RecordReport,
     Report,
     ReportDraft,
 )
@@ -173,15 +174,18 @@ def _waiting_cases(trial: Trial, needed: int):
 
 
 def _close_withdrawn_reads(trial: Trial) -> int:
-    """The open reads of withdrawn readers are closed as re-routed (the autosaved text stays with each), so that
-    their cases go to another reader of the same arm and site (or wait for one). Their finished reads stay."""
-    reads = list(Read.objects.select_for_update().filter(trial=trial, status__in=OPEN_READ_STATUSES,
-                                                         reader__withdrawn_at__isnull=False)
+    """The open reads of withdrawn cases are closed (read no further), and those of withdrawn readers are closed as
+    re-routed, so that their cases go to another reader of the same arm and site (or wait for one). The autosaved
+    text stays with each closed read; finished reads stay as they are."""
+    reads = list(Read.objects.select_for_update().filter(trial=trial, status__in=OPEN_READ_STATUSES)
+                 .filter(Q(reader__withdrawn_at__isnull=False) | Q(case__withdrawn_at__isnull=False))
                  .select_related("case", "reader"))
     for read in reads:
-        read.status = ReadStatus.REROUTED
+        withdrawn_case = read.case.withdrawn_at is not None
+        read.status = ReadStatus.CASE_WITHDRAWN if withdrawn_case else ReadStatus.REROUTED
         read.save(update_fields=["status"])
-        audit.record(actor=None, action="read.rerouted", obj=read, trial=trial,
+        audit.record(actor=None, action="read.closed_case_withdrawn" if withdrawn_case else "read.rerouted",
+                     obj=read, trial=trial,
                      payload={"case": read.case.code, "reader": read.reader.pseudonym,
                               "had_text": ReportDraft.objects.filter(read=read).exists()})
     return len(reads)
@@ -278,9 +282,7 @@ def autosave(*, read_id: int, by, findings: str, impression: str, finding_flags:
 
 
 def _refuse_rerouted(read: Read) -> None:
-    if read.status == ReadStatus.REROUTED:
-        raise Conflict("You were withdrawn from this trial and the case went to another reader. What you typed is "
-                       "kept with your read; nothing else was saved.", code="rerouted")
+    reading_selectors.refuse_closed(read)
 
 
 def _times(read: Read, *, until: datetime) -> timing.ReadingTime:
@@ -456,3 +458,55 @@ def sign_report(*, report: Report, by, proof: signatures.Reauthenticated) -> Rep
     read = _locked_read(report.read_id)
     _require_signer(read, by)
     return _sign(read, Report.objects.get(pk=report.pk), by=by, proof=proof)
+
+
+# ------------------------------------------------------------------------------------------ the report of record
+
+
+def _both_signed(case_id: int) -> dict[str, Report]:
+    """The latest version of each arm's report of a case, when every one is signed; {} otherwise."""
+    latest: dict[str, Report] = {}
+    for report in Report.objects.filter(read__case_id=case_id).exclude(
+            read__status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN)).select_related("read"):
+        current = latest.get(report.read.arm)
+        if current is None or report.version > current.version:
+            latest[report.read.arm] = report
+    if set(latest) != {Arm.ASSISTED, Arm.STANDARD} or any(r.signed_at is None for r in latest.values()):
+        return {}
+    return latest
+
+
+@transaction.atomic
+def write_report_of_record(*, case_id: int, by, findings: str, impression: str,
+                           proof: signatures.Reauthenticated) -> RecordReport:
+    """A senior writes the clinical report of record from the case's two signed reports and signs it (trials whose
+    release policy is "senior"): once, by a senior who read neither report of the case."""
+    case = Case.objects.select_related("trial").get(pk=case_id)
+    trial = case.trial
+    require_role(trial=trial, user=by, roles=[Role.SENIOR])
+    if trial.release_policy != ReleasePolicy.SENIOR:
+        raise WrongStatus("In this trial the report of record is not written by a senior (see its release policy).")
+    if not trial.allows(lifecycle.READ):
+        raise WrongStatus(f"Reports can no longer be written (the trial is {trial.status}).")
+    if Read.objects.filter(case_id=case.pk, reader__user_id=by.pk).exists():
+        raise ServiceError("A senior cannot write the report of record of a case on their own worklist.")
+    case = Case.objects.select_for_update(no_key=True).get(pk=case.pk)
+    if case.withdrawn_at is not None:
+        raise WrongStatus("This case was withdrawn.")
+    if RecordReport.objects.filter(case=case).exists():
+        raise Conflict("The report of record of this case is already written and signed.")
+    if not _both_signed(case.pk):
+        raise WrongStatus("The report of record is written from the case's two signed reports: both are not signed "
+                          "yet.")
+    impression = clean_text(impression, field="impression", limit=REPORT_TEXT_LIMIT, strip=True)
+    if not impression:
+        raise ServiceError("An impression is required.", field="impression")
+    record = RecordReport.objects.create(
+        case=case, findings=clean_text(findings, field="findings", limit=REPORT_TEXT_LIMIT, strip=True),
+        impression=impression, author=by, signed_at=clock.now())
+    audit.record(actor=by, action="report_of_record.written", obj=record, trial=trial, payload={"case": case.code})
+    signatures.sign(trial=trial, by=by, proof=proof, meaning=Signature.Meaning.RECORD_REPORT, obj=record,
+                    content_hash=hashlib.sha256(json.dumps(
+                        {"findings": record.findings, "impression": record.impression}, sort_keys=True,
+                        ensure_ascii=False).encode()).hexdigest())
+    return record

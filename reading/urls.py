@@ -10,6 +10,7 @@ urlpatterns = [
     path("r/<int:read_id>/<str:kind>.png", views.read_image, name="read_image"),
     path("t/<slug:code>/signoff/", views.signoff_queue, name="signoff_queue"),
     path("t/<slug:code>/signoff/<int:report_id>/", views.signoff_report, name="signoff_report"),
+    path("t/<slug:code>/signoff/record/<str:case_code>/", views.write_record, name="write_record"),
     path("t/<slug:code>/signoff/<int:report_id>/image.png", views.senior_image, name="senior_image"),
     path("t/<slug:code>/reading/", views.dashboard_page, name="dashboard"),
     path("t/<slug:code>/reading/route/", views.route_now, name="route"),

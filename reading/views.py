@@ -86,7 +86,35 @@ def signoff_queue(request, code):
     access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
     return render(request, "reading/signoff_queue.html", {
         "trial": access.trial, "reports": selectors.signoff_queue(access=access),
+        "records": selectors.record_queue(access=access),
     })
+
+
+@login_required
+@require_POST
+def write_record(request, code, case_code):
+    """A senior writes and signs the report of record of a case from its two signed reports (release policy
+    "senior"); what they typed comes back with a refusal."""
+    access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
+    case = next((item["case"] for item in selectors.record_queue(access=access) if item["case"].code == case_code),
+                None)
+    if case is None:
+        raise PermissionDenied("This case has no report of record for you to write.")
+    try:
+        proof = signatures.reauthenticate(user=request.user,
+                                          credentials=signatures.Credentials.from_data(request.POST))
+        services.write_report_of_record(case_id=case.pk, by=request.user, proof=proof,
+                                        findings=request.POST.get("findings", ""),
+                                        impression=request.POST.get("impression", ""))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return render(request, "reading/signoff_queue.html", {
+            "trial": access.trial, "reports": selectors.signoff_queue(access=access),
+            "records": selectors.record_queue(access=access),
+            "typed": {"case": case_code, "findings": request.POST.get("findings", ""),
+                      "impression": request.POST.get("impression", "")}}, status=400)
+    messages.success(request, f"The report of record of {case_code} is signed.")
+    return redirect("reading:signoff_queue", code)
 
 
 @login_required

@@ -27,6 +27,9 @@ readers_changed = Signal()
 # membership_id.
 reader_withdrawn = Signal()
 
+# A case was withdrawn: its open reads are closed (read no further). Arguments: trial_id, case_id.
+case_withdrawn = Signal()
+
 
 def announce(signal: Signal, **arguments) -> None:
     """Send `signal` with `arguments` once the current transaction commits (at once outside one); nothing is sent

@@ -357,7 +357,9 @@ class Allocation(models.Model):
     arm = models.CharField(max_length=10, choices=Arm.choices)
     block = models.PositiveIntegerField()
     block_size = models.PositiveSmallIntegerField()
-    allocated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # None: the platform allocated it (a case arriving from a hospital system in a case-randomized trial)
+    allocated_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                     related_name="+")
     allocated_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -506,6 +508,8 @@ class Signature(models.Model):
         UNBLIND_APPROVE = "unblind_approve", "I approve unblinding this locked trial."
         FREEZE_PLAN = "freeze_plan", "I approve this analysis plan, pre-specified before unblinding."
         SIGN_OFF = "sign_off", "I have reviewed this report and approve it for release."
+        RECORD_REPORT = "record_report", "I wrote this report from the case's two signed reports and approve it as " \
+                                         "the clinical report of record."
 
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="signatures")
     signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

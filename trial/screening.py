@@ -14,6 +14,7 @@ from .dicom import EXCLUSION_CODES, REJECTION_CODES
 
 STATE_CODES: Final[Mapping[str, str]] = MappingProxyType({
     "trial_paused": "The trial's enrolment is paused",
+    "trial_closed": "The trial is closed to enrolment",
     "site_paused": "The site's enrolment is paused",
     "site_closed": "The site is closed to enrolment",
     "target_reached": "The target sample size is reached",

@@ -200,6 +200,8 @@ def update_trial_settings(*, trial: Trial, by, **changes) -> Trial:
         if not trial.allows(lifecycle.CHANGE_FINDINGS):
             raise WrongStatus("Findings can no longer change: reading has started.", field="findings")
         changed["findings"] = clean_findings(changed["findings"])
+    if changed.get("mode") == Mode.PROSPECTIVE and trial.eligibility is None and "eligibility" not in changes:
+        changed["eligibility"] = dicom.EligibilityRules().to_dict()  # as create_trial gives a prospective trial
     merged = {k: getattr(trial, k) for k in DESIGN_FIELDS} | changed
     _validate_design(merged)
     if not changed:
@@ -272,9 +274,15 @@ def _transition(*, trial: Trial, by, to: str, payload: dict | None = None) -> Tr
                                                                                **(payload or {})})
     events.announce(events.trial_status_changed, trial_id=trial.pk, status=to, previous=before)
     if before == Status.SETUP and trial.design in (Design.PAIRED_PARALLEL, Design.CROSSOVER):
-        # Readers who joined during setup are randomized now, in the order they joined.
-        for membership in trial.memberships.filter(role=Role.READER, allocation__isnull=True).order_by("id"):
+        # Readers who joined during setup (and were not withdrawn) are randomized now, in the order they joined.
+        for membership in trial.memberships.filter(role=Role.READER, allocation__isnull=True,
+                                                   withdrawn_at__isnull=True).order_by("id"):
             _allocate_reader(trial=trial, by=by, membership=membership)
+        if to == Status.OPEN and trial.design == Design.PAIRED_PARALLEL and set(trial.allocations.filter(
+                unit_type=Allocation.Unit.READER).values_list("arm", flat=True)) != {"assisted", "standard"}:
+            # rolls back with the transition: every case would wait for ever in the empty arm
+            raise IllegalTransition("Every case is read in both arms: the trial needs readers randomized to each "
+                                    "arm before it opens (add readers).")
     return trial
 
 
@@ -547,7 +555,7 @@ def fingerprint(trial: Trial, sop_instance_uid: str) -> str:
 
 
 # Statuses in which an arriving image is screened (and logged): enrolment open, or paused for a while.
-SCREENING_STATUSES = (Status.ENROLLING, Status.OPEN, Status.PAUSED)
+SCREENING_STATUSES = (Status.ENROLLING, Status.OPEN, Status.PAUSED, Status.CLOSED)
 
 
 def _screen_out(*, trial: Trial, site: Site, source: str, code: str, reason: str, by) -> ScreeningEntry:
@@ -567,6 +575,8 @@ def _state_refusal(trial: Trial, site: Site) -> tuple[str, str] | None:
     words = screening.STATE_CODES
     if trial.status == Status.PAUSED:
         return "trial_paused", f"{words['trial_paused']}: {trial.pause_reason}"
+    if trial.status == Status.CLOSED:
+        return "trial_closed", words["trial_closed"]
     if site.enrolment != SiteEnrolment.OPEN:
         code = "site_paused" if site.enrolment == SiteEnrolment.PAUSED else "site_closed"
         return code, words[code] + (f": {site.enrolment_reason}" if site.enrolment_reason else "")
@@ -598,8 +608,8 @@ def receive_image(*, trial: Trial, site: Site, data: bytes, source: str, by=None
     trial = Trial.objects.get(pk=trial.pk)  # fresh: the caller's copy may be old
     site = Site.objects.get(pk=site.pk)
     if trial.status not in SCREENING_STATUSES:
-        verb = "is closed to enrolment" if trial.status == Status.CLOSED else f"is {trial.get_status_display().lower()}"
-        raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling or open (it {verb}).")
+        raise WrongStatus(f"Cases can be enrolled only while the trial is enrolling or open (it is "
+                          f"{trial.get_status_display().lower()}).")
 
     def refuse(code: str, reason: str, error=NotEnrolled):
         _screen_out(trial=trial, site=site, source=source, code=code, reason=reason, by=by)
@@ -616,6 +626,10 @@ def receive_image(*, trial: Trial, site: Site, data: bytes, source: str, by=None
     state = _state_refusal(trial, site)
     if state is not None:
         refuse(*state)
+    # A re-sent image is a duplicate, whatever the rules would say of it (not a "repeat" of its patient).
+    print_ = fingerprint(trial, str(ds.SOPInstanceUID))
+    if Case.objects.filter(trial=trial, source_fingerprint=print_).exists():
+        refuse("duplicate", "This image (same SOP Instance UID) is already enrolled in this trial.", DuplicateImage)
     arrival = dicom.arrival_from_header(ds, secret=bytes(trial.uid_secret))
     if trial.eligibility is not None:
         earlier = (CaseIdentity.objects.filter(case__trial=trial, patient_key=arrival.patient_key,
@@ -625,9 +639,6 @@ def receive_image(*, trial: Trial, site: Site, data: bytes, source: str, by=None
                                 enrolled_study_dates=earlier)
         if not decision:
             refuse(decision.code, decision.reason)
-    print_ = fingerprint(trial, str(ds.SOPInstanceUID))
-    if Case.objects.filter(trial=trial, source_fingerprint=print_).exists():
-        refuse("duplicate", "This image (same SOP Instance UID) is already enrolled in this trial.", DuplicateImage)
     summary = dicom.image_summary(ds)
     try:
         rendered = dicom.render_display(ds, max_pixels=settings.CXR_MAX_PIXELS)
@@ -702,6 +713,8 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             events.announce(events.case_enrolled, case_id=case_id)
     except IntegrityError as exc:
         _delete_files(saved)
+        if not Case.objects.filter(trial=trial, source_fingerprint=fingerprint_).exists():
+            raise  # not the same image enrolled meanwhile: a real fault, not a duplicate
         raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.") from exc
     except BaseException:
         _delete_files(saved)  # nothing is kept from a refused or failed enrolment
@@ -785,6 +798,8 @@ def set_site_target(*, site: Site, by, target_cases: int | None) -> Site:
     _require_investigator(site.trial, by)
     if target_cases is not None and (isinstance(target_cases, bool) or int(target_cases) < 1):
         raise ServiceError("A target needs at least one case.", field="target_cases")
+    if _locked(site.trial).status in (Status.LOCKED, Status.UNBLINDED):
+        raise WrongStatus("The trial is locked.")
     site = Site.objects.select_for_update(no_key=True).get(pk=site.pk)
     before = site.target_cases
     site.target_cases = None if target_cases is None else int(target_cases)
@@ -900,6 +915,7 @@ def withdraw_case(*, case: Case, by, reason: str) -> Case:
     audit.record(actor=by, action="case.withdrawn", obj=case, trial=trial, payload={"case": case.code})
     record_deviation(trial=trial, by=by, kind=Deviation.Kind.CASE_WITHDRAWN, case=case, reason=reason,
                      description=f"Case {case.code} withdrawn.")
+    events.announce(events.case_withdrawn, trial_id=trial.pk, case_id=case.pk)
     return case
 
 

@@ -179,7 +179,7 @@ def test_a_draft_whose_task_was_lost_is_sent_again(ai_trial, site, investigator,
     def down(*args, **kwargs):
         raise ConnectionError("the broker is down")
 
-    monkeypatch.setattr(tasks.generate_draft, "delay", down)
+    monkeypatch.setattr(tasks.generate_draft, "apply_async", down)
     case = _enrol(ai_trial, site, investigator, 9, django_capture_on_commit_callbacks)
     draft = AIDraft.objects.get(case=case)
     assert draft.status == DraftStatus.PENDING and fake.calls == 0
@@ -195,3 +195,20 @@ def test_a_draft_whose_task_was_lost_is_sent_again(ai_trial, site, investigator,
     with django_capture_on_commit_callbacks(execute=True):  # asking again for a ready draft sends nothing
         services.request_draft(case=case)
     assert fake.calls == 1
+
+
+def test_a_live_trials_drafts_go_before_a_reader_studys(ai_trial, site, investigator, monkeypatch,
+                                                         django_capture_on_commit_callbacks):
+    """The draft task is sent with its priority (served lowest number first on Redis): an urgent case of a live
+    trial first, then a live trial's cases, a reader study's batch last."""
+    from ai import tasks
+    from core.celery import PRIORITY_BATCH, PRIORITY_LIVE, PRIORITY_URGENT
+
+    assert PRIORITY_URGENT < PRIORITY_LIVE < PRIORITY_BATCH
+    assert services.draft_priority(prospective=True, urgent=True) == PRIORITY_URGENT
+    assert services.draft_priority(prospective=True, urgent=False) == PRIORITY_LIVE
+    assert services.draft_priority(prospective=False, urgent=True) == PRIORITY_BATCH  # no urgency in a batch
+    sent = []
+    monkeypatch.setattr(tasks.generate_draft, "apply_async", lambda args, priority: sent.append((args, priority)))
+    case = _enrol(ai_trial, site, investigator, 12, django_capture_on_commit_callbacks)  # a reader study
+    assert sent == [([AIDraft.objects.get(case=case).pk], PRIORITY_BATCH)]

@@ -117,6 +117,7 @@ MATRIX: dict[str, str] = {
     "reading:duty":                "302 405 405 405 405 405 405 405 405 405",  # POST only: a reader goes on/off duty
     "reading:signoff_queue":       "302 403 403 403 403 200 403 403 403 403",
     "reading:signoff_report":      "302 403 403 403 403 200 403 403 403 403",
+    "reading:write_record":        "302 405 405 405 405 405 405 405 405 405",  # POST only: a senior's signed act
     "reading:senior_image":        "302 403 403 403 403 200 403 403 403 403",
     "reading:dashboard":           "302 403 200 403 403 403 403 403 403 403",
     "reading:route":               "302 405 405 405 405 405 405 405 405 405",

@@ -15,7 +15,8 @@ if (worklist) {
 // link; nothing the reader typed lives on this page, so nothing can be lost by the swap.
 const every = Number(worklist?.dataset.liveEvery || 0);
 if (worklist && every > 0) {
-  const parts = ["worklist-rows", "worklist-resume", "progress"];
+  // the duty switch too: an investigator may change it from the site's roster
+  const parts = ["worklist-rows", "worklist-resume", "worklist-progress", "worklist-duty"];
   const refresh = async () => {
     if (document.visibilityState !== "visible") return;
     try {
@@ -23,8 +24,8 @@ if (worklist && every > 0) {
       if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
       for (const id of parts) {
-        const fresh = page.getElementById(id) ?? page.querySelector(`[data-testid="${id}"]`);
-        const current = document.getElementById(id) ?? document.querySelector(`[data-testid="${id}"]`);
+        const fresh = page.getElementById(id);
+        const current = document.getElementById(id);
         if (fresh && current && fresh.innerHTML !== current.innerHTML) current.innerHTML = fresh.innerHTML;
       }
     } catch {
