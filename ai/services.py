@@ -7,6 +7,7 @@ import os
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from PIL import Image
 
 from core import clock
@@ -149,9 +150,12 @@ PENDING_TOO_LONG = timedelta(minutes=10)
 
 def requeue_pending() -> int:
     """For celery beat: send again the tasks of drafts pending for longer than PENDING_TOO_LONG and claimed by
-    nobody (a lost message). Generating is idempotent, so a task sent twice makes one draft."""
-    stale = AIDraft.objects.filter(status=DraftStatus.PENDING, claimed_by="",
-                                   created_at__lt=clock.now() - PENDING_TOO_LONG)
+    nobody (a lost message), and of drafts left running by a task that died past its claim (STALE_CLAIM: a worker
+    killed, or a database error after the claim). Generating is idempotent and the claim makes one task win, so a
+    task sent twice makes one draft."""
+    now = clock.now()
+    stale = AIDraft.objects.filter(Q(status=DraftStatus.PENDING, claimed_by="", created_at__lt=now - PENDING_TOO_LONG)
+                                   | Q(status=DraftStatus.RUNNING, started_at__lt=now - STALE_CLAIM))
     count = 0
     for draft in stale.iterator():
         _enqueue(draft)
@@ -162,7 +166,7 @@ def requeue_pending() -> int:
 def _claim(*, draft_id: int, task_id: str) -> AIDraft | None:
     """Mark the draft as running under this task, unless it is done or another live task holds it."""
     with transaction.atomic():
-        draft = AIDraft.objects.select_for_update().select_related("case", "model_version").get(pk=draft_id)
+        draft = AIDraft.objects.select_for_update(of=("self",)).select_related("case", "model_version").get(pk=draft_id)
         if draft.status == DraftStatus.READY:
             return None
         held_by_other = (draft.status == DraftStatus.RUNNING and draft.claimed_by and draft.claimed_by != task_id
@@ -216,7 +220,7 @@ def _store(*, draft_id: int, task_id: str, result) -> AIDraft | None:
 
 @transaction.atomic
 def mark_failed(*, draft_id: int, task_id: str, reason: str) -> None:
-    draft = AIDraft.objects.select_for_update().select_related("case").get(pk=draft_id)
+    draft = AIDraft.objects.select_for_update(of=("self",)).select_related("case").get(pk=draft_id)
     if draft.status == DraftStatus.READY:
         return
     draft.status, draft.error, draft.finished_at, draft.claimed_by = DraftStatus.FAILED, reason, clock.now(), ""

@@ -13,14 +13,10 @@ def route_when_reading_starts(sender, *, trial_id: int, status: str, **kwargs) -
 
 def route_on_arrival(sender, *, case_id: int, **kwargs) -> None:
     """A prospective trial's case goes to its readers at once, in the arriving request's process (a small write
-    under the trial's lock; the periodic route_open_trials catches a case this leaves waiting)."""
-    from trial.models import Case
+    under its site's lock; the periodic route_open_trials catches a case this leaves waiting)."""
+    from .services import route_arrival
 
-    from .services import route_trial
-
-    case = Case.objects.select_related("trial").filter(pk=case_id).first()
-    if case is not None and case.trial.is_prospective:
-        route_trial(trial=case.trial)
+    route_arrival(case_id=case_id)
 
 
 def route_when_readers_change(sender, *, trial_id: int, **kwargs) -> None:

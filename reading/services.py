@@ -16,7 +16,19 @@ from core.text import clean_text
 from trial import audit, lifecycle, signatures
 from trial import services as trial_services
 from trial.events import announce
-from trial.models import Arm, Case, Design, Deviation, Membership, ReleasePolicy, Role, Signature, Trial
+from trial.models import (
+    Arm,
+    Case,
+    Design,
+    Deviation,
+    Membership,
+    ReleasePolicy,
+    Role,
+    Signature,
+    Site,
+    Status,
+    Trial,
+)
 from trial.selectors import require_role
 
 from . import events, routing, timing
@@ -150,9 +162,13 @@ def route_trial(*, trial: Trial, by=None) -> int:
     if by is not None:
         require_role(trial=trial, user=by, roles=[Role.INVESTIGATOR])
     trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
+    if trial.status in (Status.LOCKED, Status.UNBLINDED):
+        return 0
+    if trial.is_prospective:  # route_arrival routes one case under its site's lock: wait for those in flight
+        list(Site.objects.select_for_update(no_key=True).filter(trial=trial).order_by("pk"))
+    _close_withdrawn_reads(trial)  # in any status where reads may be open (a reader study's scoring too)
     if not trial.allows(lifecycle.READ):
         return 0
-    _close_withdrawn_reads(trial)
     readers = _readers(trial)
     load = _open_load(trial)
     routed = 0
@@ -163,6 +179,24 @@ def route_trial(*, trial: Trial, by=None) -> int:
     if routed and not trial.is_prospective:
         audit.record(actor=by, action="reading.routed", obj=trial, payload={"cases": routed})
     return routed
+
+
+@transaction.atomic
+def route_arrival(*, case_id: int) -> int:
+    """A prospective trial's arriving case, routed at once: only this case, under its site's lock (the readers it
+    may go to are of its site), so that arrivals at different sites do not wait for each other and the cost does not
+    grow with the trial. route_trial (duty changes, withdrawals, the periodic sweep) takes every site's lock, so the
+    two never route the same case twice. The number of reads made."""
+    case = Case.objects.select_related("trial", "allocation").get(pk=case_id)
+    trial = case.trial
+    if not trial.is_prospective or not trial.allows(lifecycle.READ) or case.withdrawn_at is not None:
+        return 0
+    Site.objects.select_for_update(no_key=True).get(pk=case.site_id)
+    readers = list(trial.memberships.filter(role=Role.READER, site_id=case.site_id, withdrawn_at__isnull=True,
+                                            on_duty=True).select_related("allocation"))
+    load = Counter(Read.objects.filter(reader__in=readers, status__in=OPEN_READ_STATUSES)
+                   .values_list("reader_id", flat=True))
+    return _route_case(trial, case, readers, load, by=None)
 
 
 def _waiting_cases(trial: Trial, needed: int):
@@ -177,7 +211,7 @@ def _close_withdrawn_reads(trial: Trial) -> int:
     """The open reads of withdrawn cases are closed (read no further), and those of withdrawn readers are closed as
     re-routed, so that their cases go to another reader of the same arm and site (or wait for one). The autosaved
     text stays with each closed read; finished reads stay as they are."""
-    reads = list(Read.objects.select_for_update().filter(trial=trial, status__in=OPEN_READ_STATUSES)
+    reads = list(Read.objects.select_for_update(of=("self",)).filter(trial=trial, status__in=OPEN_READ_STATUSES)
                  .filter(Q(reader__withdrawn_at__isnull=False) | Q(case__withdrawn_at__isnull=False))
                  .select_related("case", "reader"))
     for read in reads:
@@ -347,8 +381,8 @@ def _record_read_deviations(read: Read, *, by, had_draft: bool) -> None:
         trial_services.record_deviation(trial=trial, by=by, case=case, reader=read.reader, read_id=read.pk, **values)
 
     if not had_draft:
-        record(kind=Deviation.Kind.ASSISTED_WITHOUT_DRAFT, occurred_at=read.opened_at,
-               description=f"{case.code}: assisted read without its AI draft (draft rule: "
+        record(kind=Deviation.Kind.DRAFT_NOT_SHOWN, occurred_at=read.opened_at,
+               description=f"{case.code}: read without its AI draft (draft rule: "
                            f"{trial.get_draft_rule_display()}).")
     if trial.read_window_hours is not None and case.arrived_at is not None and read.submitted_at is not None \
             and read.submitted_at - case.arrived_at > timedelta(hours=trial.read_window_hours):

@@ -15,6 +15,7 @@ class ScoringConfig(AppConfig):
                                             dispatch_uid="scoring.build_when_scoring_starts")
         reading_events.reports_final.connect(receivers.build_when_reports_final,
                                              dispatch_uid="scoring.build_when_reports_final")
+        reading_events.conduct_sections.connect(receivers.backlog_section, dispatch_uid="scoring.backlog_section")
         reading_events.conduct_sections.connect(receivers.conduct_section, dispatch_uid="scoring.conduct_section")
         # The experts' answers, written once (migration 0004 refuses UPDATE and DELETE), and the reference standard
         # decided from them: what the audit log binds each answer's event to.

@@ -21,6 +21,13 @@ def build_when_reports_final(sender, *, trial_id: int, case_id: int, **kwargs) -
         build_case_items_task.delay(trial_id, case_id)
 
 
+def backlog_section(sender, *, access, **kwargs) -> dict:
+    """The scoring app's backlog on the investigator's conduct page (completion counts only)."""
+    from .selectors import backlog_section
+
+    return backlog_section(access=access)
+
+
 def conduct_section(sender, *, access, **kwargs) -> dict:
     """The scoring app's section of the investigator's conduct page: the blinding-integrity check of the style."""
     from .selectors import conduct_section

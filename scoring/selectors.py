@@ -492,6 +492,16 @@ def style_check(*, access: Access) -> dict:
     return {**base, **cached}
 
 
+def backlog_section(*, access: Access) -> dict:
+    """The scoring backlog for the investigator's conduct page: completion counts only (scoring.selectors.progress)."""
+    done = progress(access=access)
+    per_expert = [{"pseudonym": e["pseudonym"], "open": e["assigned"] - e["done"], "done": e["done"]}
+                  for e in done["experts"]]
+    return {"template": "scoring/conduct_backlog.html", "context": {
+        "units_ready_not_built": done["units_ready_not_built"], "per_expert": per_expert,
+        "open": sum(e["open"] for e in per_expert), "assigned": sum(e["assigned"] for e in done["experts"])}}
+
+
 def conduct_section(*, access: Access) -> dict:
     """The scoring app's section of the investigator's conduct page (reading.events.conduct_sections)."""
     return {"template": "scoring/conduct_style_check.html", "context": style_check(access=access)}

@@ -822,6 +822,18 @@ def flow(d: _Data, analyses: Mapping[str, dict], plan: Mapping[str, Any]) -> dic
         analysed = n.get("cases", n.get("levels_case", n.get("rows")))
     readers = {a: sorted({r["reader"] for r in reads_by_arm[a]}) for a in arms}
     allocated = Counter(a["arm"] for a in d.allocations if a["unit_type"] == "reader")
+    latest: dict[Any, dict] = {}
+    for rep in d.reports:
+        if rep["read"] not in latest or int(rep["version"]) > int(latest[rep["read"]]["version"]):
+            latest[rep["read"]] = rep
+    signed_arms: dict[str, set] = defaultdict(set)
+    for rep in latest.values():
+        read = d.read_of.get(rep["read"])
+        if read is not None and rep.get("signed") == 1:
+            signed_arms[read["case"]].add(read["arm"])
+    # read complete and signed: in both arms (paired), or the one report (case-randomized)
+    signed_complete = {c for c in read_complete
+                       if (signed_arms.get(c, set()) >= {d.t, d.r} if paired_design else signed_arms.get(c))}
     arm_of_reader = {a["unit"]: a["arm"] for a in d.allocations if a["unit_type"] == "reader"}
     withdrawn = Counter(arm_of_reader.get(v["reader"]) for v in d.deviations
                         if v["kind"] == "reader_withdrawn" and v.get("reader") is not None)
@@ -839,12 +851,16 @@ def flow(d: _Data, analyses: Mapping[str, dict], plan: Mapping[str, Any]) -> dic
         "arms": {a: {"readers_allocated": allocated.get(a, 0), "readers_reading": len(readers[a]),
                      "readers_withdrawn": withdrawn.get(a, 0),
                      "reads_rerouted": sum(r["status"] == "rerouted" for r in reads_by_arm[a]),
+                     "reads_closed_case_withdrawn": sum(r["status"] == "withdrawn" for r in reads_by_arm[a]),
                      "reads_routed": len(reads_by_arm[a]),
                      "reads_submitted": sum(r["status"] == "submitted" for r in reads_by_arm[a]),
                      "cases_read": len(submitted[a]), "cases_scored": len(scored[a] & submitted[a])}
                  for a in arms},
         "paired_design": paired_design,
         "cases_read_complete": len(read_complete),
+        "cases_signed_complete": len(signed_complete),
+        # cases whose AI draft never became ready (failed, or still pending): no finding scores in the data
+        "cases_without_ai_draft": len(cases - {a["case"] for a in d.ai}) if d.ai else None,
         "cases_scored_complete": len(scored_complete),
         "cases_with_preference": len(voted & read_complete) if paired_design else len(voted),
         "analysed_primary": analysed,

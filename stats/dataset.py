@@ -72,7 +72,7 @@ ARMS_UNMASKED = "assisted (AI-assisted) or standard (standard care)"
 # Why a column is withheld before unblinding (Column.withheld): said in the masked data dictionary.
 ONE_ARM_ONLY = ("it exists in one arm only, the arm whose readers saw an AI draft (empty in the other): which "
                 "code's reports have a value would tell which arm is X")
-ARM_OF_READ = ("some deviations exist in one arm only (an assisted read without its AI draft): the read, its "
+ARM_OF_READ = ("some deviations exist in one arm only (a read opened without its AI draft): the read, its "
                "reader or the words naming them would tell which arm is X")
 # What an id column holds in every view (Column.id_of): a surrogate, never the platform's database id.
 SURROGATE_NOTE = ("A surrogate drawn for this analysis run: the {kind}s are numbered 1 to n in a secret random "
@@ -105,7 +105,8 @@ ENTITIES: tuple[Entity, ...] = (
         Column("arm", "string", "Arm of the read.", values=ARM_VALUES, arm=True),
         Column("period", "integer", "Crossover: 1st or 2nd read of the case by this reader; 1 otherwise."),
         Column("status", "string", "State of the read.",
-               values="assigned, in_progress, submitted, rerouted (its reader withdrawn: another read replaced it)"),
+               values="assigned, in_progress, submitted, rerouted (its reader withdrawn: another read replaced it), "
+                      "withdrawn (its case withdrawn: read no further)"),
         Column("opened_at", "datetime", "First opening of the case (server clock, UTC)."),
         Column("submitted_at", "datetime", "Submission of the report (server clock, UTC)."),
         Column("wall_seconds", "number", "First opening to submission.", unit="s"),
@@ -201,7 +202,7 @@ ENTITIES: tuple[Entity, ...] = (
     )),
     Entity("deviations", "One row per protocol deviation or intercurrent event.", ("deviation",), (
         Column("deviation", "integer", "Deviation number."),
-        Column("kind", "string", "What happened.", values="assisted_without_draft, outside_site_or_arm, "
+        Column("kind", "string", "What happened.", values="draft_not_shown, outside_site_or_arm, "
                "past_window, reader_withdrawn, case_withdrawn, other"),
         Column("intercurrent", "boolean", "An intercurrent event (the estimand's strategy says how it counts).",
                values="0 or 1"),
@@ -209,7 +210,7 @@ ENTITIES: tuple[Entity, ...] = (
         Column("case", "string", "Case concerned, if any."),
         Column("reader", "string", "Reader concerned, if any.", withheld=ARM_OF_READ),
         Column("read", "integer", "Read concerned, if any (see reads).", id_of="read", withheld=ARM_OF_READ),
-        Column("description", "text", "What was recorded.", withheld=ARM_OF_READ),
+        Column("details", "text", "What was recorded.", withheld=ARM_OF_READ),
         Column("reason", "text", "Why, as recorded."),
     )),
     Entity("ai_scores", "One row per case and finding: the AI model's score for the finding.", ("case", "finding"), (

@@ -13,6 +13,14 @@ This module finds the events the dataset can show today, in a coded view (arms X
 - wrong_arm (a read): the read's arm is not the one randomization gave it: the reader's allocated arm
   (paired-parallel; in a crossover, period 1 in the allocated arm and period 2 in the other), the
   case's allocated arm (case-randomized). Units without an allocation row are not judged.
+- draft_late (a case), from the deviations log (kind draft_not_shown): the case's AI draft was not
+  shown to its reader (the trial's draft rule "read without" after a failed or late draft). A property of the case, as
+  draft_unavailable: flagging the assisted read would tell the arms apart.
+- reader_withdrawn (a read): the read that replaced the open read of a withdrawn reader (a read
+  with status "rerouted" in the same case and arm).
+- case_withdrawn (a case), from the deviations log: the case was withdrawn after enrolment.
+Reads closed by a withdrawal (status rerouted or withdrawn) are not "not submitted": another read
+replaced them, or the case left the trial.
 
 Strategies, applied to the rows of one endpoint (`apply`):
 
@@ -53,15 +61,21 @@ class EventFlags:
     corrected: set[int]
     randomized_arm: dict[int, str]                # read → the arm randomization gave it (where known)
     wrong_arm: set[int] = field(default_factory=set)
+    cases_draft_late: set[str] = field(default_factory=set)
+    replacements: set[int] = field(default_factory=set)   # reads that replaced a withdrawn reader's
+    cases_withdrawn: set[str] = field(default_factory=set)
 
     def read_flags(self, read_id: int | None, case: str) -> dict[str, int | None]:
         """0/1 per event for a read (None where the data cannot tell)."""
         draft = None if self.cases_without_draft is None else int(case in self.cases_without_draft)
+        by_case = {"draft_unavailable": draft, "draft_late": int(case in self.cases_draft_late),
+                   "case_withdrawn": int(case in self.cases_withdrawn)}
         if read_id is None:
-            return {"draft_unavailable": draft, "read_not_submitted": None, "report_corrected": None,
-                    "wrong_arm": None}
-        return {"draft_unavailable": draft, "read_not_submitted": int(read_id in self.not_submitted),
-                "report_corrected": int(read_id in self.corrected), "wrong_arm": int(read_id in self.wrong_arm)}
+            return {**by_case, "read_not_submitted": None, "report_corrected": None, "wrong_arm": None,
+                    "reader_withdrawn": None}
+        return {**by_case, "read_not_submitted": int(read_id in self.not_submitted),
+                "report_corrected": int(read_id in self.corrected), "wrong_arm": int(read_id in self.wrong_arm),
+                "reader_withdrawn": int(read_id in self.replacements)}
 
 
 def flag_events(view: Mapping[str, Any], *, design: str) -> EventFlags:
@@ -73,7 +87,13 @@ def flag_events(view: Mapping[str, Any], *, design: str) -> EventFlags:
     if ai:
         with_scores = {r["case"] for r in ai if r["score"] is not None}
         without_draft = cases - with_scores
-    not_submitted = {rid for rid, r in reads.items() if r["status"] != "submitted"}
+    closed = ("rerouted", "withdrawn")  # closed by a withdrawal: replaced, or the case left the trial
+    not_submitted = {rid for rid, r in reads.items() if r["status"] != "submitted" and r["status"] not in closed}
+    rerouted = {(r["case"], r["arm"]) for r in reads.values() if r["status"] == "rerouted"}
+    replacements = {rid for rid, r in reads.items() if r["status"] != "rerouted" and (r["case"], r["arm"]) in rerouted}
+    deviations = dataset.view_records(view, "deviations")
+    draft_late = {d["case"] for d in deviations if d["kind"] == "draft_not_shown" and d.get("case")}
+    withdrawn_cases = {d["case"] for d in deviations if d["kind"] == "case_withdrawn" and d.get("case")}
     last_version: dict[int, int] = {}
     for rep in dataset.view_records(view, "reports"):
         last_version[rep["read"]] = max(last_version.get(rep["read"], 0), int(rep["version"] or 1))
@@ -93,17 +113,23 @@ def flag_events(view: Mapping[str, Any], *, design: str) -> EventFlags:
             randomized[rid] = arm
     wrong = {rid for rid, arm in randomized.items() if reads[rid]["arm"] != arm}
     return EventFlags(reads=reads, cases_without_draft=without_draft, not_submitted=not_submitted,
-                      corrected=corrected, randomized_arm=randomized, wrong_arm=wrong)
+                      corrected=corrected, randomized_arm=randomized, wrong_arm=wrong, cases_draft_late=draft_late,
+                      replacements=replacements, cases_withdrawn=withdrawn_cases)
 
 
 def count_events(flags: EventFlags, *, arms: tuple[str, str]) -> dict[str, Any]:
     """How often each event occurred: reads per arm (cases for the case-level event), and the events not in the data."""
     out: dict[str, Any] = {}
     by_read = {"read_not_submitted": flags.not_submitted, "report_corrected": flags.corrected,
-               "wrong_arm": flags.wrong_arm}
+               "wrong_arm": flags.wrong_arm, "reader_withdrawn": flags.replacements}
+    by_case = {"draft_late": flags.cases_draft_late, "case_withdrawn": flags.cases_withdrawn}
     for event, spec in INTERCURRENT_EVENTS.items():
         entry: dict[str, Any] = {"label": spec["label"], "strategies": list(spec["strategies"])}
-        if event == "draft_unavailable":
+        if event in by_case:
+            affected = [r for r in flags.reads.values() if r["case"] in by_case[event]]
+            entry.update(determinable=True, unit="case", cases=len(by_case[event]),
+                         reads={a: sum(r["arm"] == a for r in affected) for a in arms})
+        elif event == "draft_unavailable":
             if flags.cases_without_draft is None:
                 entry.update(determinable=False, cases=None, reads=None,
                              note="the data hold no AI scores at all: a missing draft cannot be told from a model "
@@ -200,6 +226,12 @@ def apply(view: Mapping[str, Any], *, endpoint: str, estimand: Mapping[str, Any]
             drop("draft_unavailable", "hypothetical", cases=set(flags.cases_without_draft))
     if events.get("report_corrected") == "hypothetical":
         drop("report_corrected", "hypothetical", reads=set(flags.corrected))
+    if events.get("draft_late") == "hypothetical":
+        drop("draft_late", "hypothetical", cases=set(flags.cases_draft_late))
+    if events.get("reader_withdrawn") == "hypothetical":
+        drop("reader_withdrawn", "hypothetical", reads=set(flags.replacements))
+    if events.get("case_withdrawn") == "hypothetical":
+        drop("case_withdrawn", "hypothetical", cases=set(flags.cases_withdrawn))
     if events.get("wrong_arm") == "hypothetical":
         drop("wrong_arm", "hypothetical", reads=set(flags.wrong_arm))
     elif flags.wrong_arm:   # treatment policy: the arm as randomized
@@ -294,6 +326,11 @@ ANALYSIS_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("ie_read_not_submitted", "boolean", "Intercurrent event: the read was routed and not submitted.", ""),
     ("ie_report_corrected", "boolean", "Intercurrent event: the report has a version after the submitted one.", ""),
     ("ie_wrong_arm", "boolean", "Intercurrent event: the read's arm is not the one randomization gave it.", ""),
+    ("ie_draft_late", "boolean", "Intercurrent event: the case's AI draft was not shown to its reader (the "
+     "deviations log; a property of the case, the same in both arms).", ""),
+    ("ie_reader_withdrawn", "boolean", "Intercurrent event: this read replaced the open read of a withdrawn reader.",
+     ""),
+    ("ie_case_withdrawn", "boolean", "Intercurrent event: the case was withdrawn after enrolment.", ""),
     ("in_quality", "boolean", "1 if this report's quality scores enter the quality analysis under the plan's "
      "estimand (population, variable, strategies).", ""),
     ("in_radpeer", "boolean", "1 if its RADPEER scores enter the RADPEER analysis under the plan's estimand.", ""),
@@ -348,7 +385,8 @@ def analysis_table(view: Mapping[str, Any], *, plan: Mapping[str, Any], design: 
                      r.get("period"), r["status"], r.get("active_seconds"), r.get("wall_seconds"),
                      rep.get("version"), rep.get("signed"), len(s.get("quality", [])), _mean(s.get("quality", [])),
                      len(s.get("radpeer", [])), _mean(s.get("radpeer", [])), ie["draft_unavailable"],
-                     ie["read_not_submitted"], ie["report_corrected"], ie["wrong_arm"],
+                     ie["read_not_submitted"], ie["report_corrected"], ie["wrong_arm"], ie["draft_late"],
+                     ie["reader_withdrawn"], ie["case_withdrawn"],
                      int(rid in included["quality"]), int(rid in included["radpeer"]),
                      int(rid in included["reading_time"])])
     if design != "case_randomized" and len(arms) == 2:
@@ -358,7 +396,8 @@ def analysis_table(view: Mapping[str, Any], *, plan: Mapping[str, Any], design: 
                 if (c["case"], arm) not in routed:
                     ie = flags.read_flags(None, c["case"])
                     rows.append([c["case"], c["site"], arm, None, None, None, None, "not_routed", None, None, None,
-                                 None, 0, None, 0, None, ie["draft_unavailable"], None, None, None, 0, 0, 0])
+                                 None, 0, None, 0, None, ie["draft_unavailable"], None, None, None,
+                                 ie["draft_late"], None, ie["case_withdrawn"], 0, 0, 0])
     rows.sort(key=lambda row: (row[0], row[2], -1 if row[5] is None else row[5]))
     return [c[0] for c in ANALYSIS_COLUMNS], rows
 

@@ -126,18 +126,30 @@ INTERCURRENT_EVENTS = {
         "label": "a read in another arm than its randomization gave (the reader's allocation; the case's in a "
                  "case-randomized trial; in a crossover, period 1 in the allocated arm)",
         "strategies": ("treatment_policy", "hypothetical")},
+    # a prospective trial's deviations log (trial.Deviation, the dataset's deviations)
+    "draft_late": {
+        "short": "AI draft not shown (case)",
+        "label": "the case's AI draft was not shown to its reader: it failed or came after the trial's limit, and "
+                 "the draft rule let the read open without it (a property of the case, the same in both arms)",
+        "strategies": ("treatment_policy", "hypothetical")},
+    "reader_withdrawn": {
+        "short": "read re-routed (reader withdrawn)",
+        "label": "a read that replaced the open read of a withdrawn reader (the case went to another reader of "
+                 "the arm)",
+        "strategies": ("treatment_policy", "hypothetical")},
+    "case_withdrawn": {
+        "short": "case withdrawn",
+        "label": "the case was withdrawn after enrolment (what was observed before stays in the data)",
+        "strategies": ("treatment_policy", "hypothetical")},
 }
 STRATEGIES = {
     "treatment_policy": "treatment policy: the outcome as observed whatever the event, in the arm as randomized",
     "hypothetical": "hypothetical: the outcome had the event not occurred, estimated by leaving the affected "
                     "outcomes out (missing at random given the model)",
 }
-# Events the issue names that no column of the dataset shows yet (see docs/statistics.md).
-EVENTS_NOT_IN_DATA = {
-    "draft_late": "AI draft late (ready only after the read was opened): needs the time a draft became visible to "
-                  "each read",
-    "reader_withdrawn": "reader withdrawn: needs the withdrawal of a reader's membership in the dataset",
-}
+# Events named in the design that no column of the dataset shows (see docs/statistics.md): none since the
+# deviations log (format 4) holds the late drafts and the withdrawals.
+EVENTS_NOT_IN_DATA: dict[str, str] = {}
 _MEASURES = {
     "lmm": "difference in mean {what} X − Y (points), adjusted for the model's covariates, linear mixed model",
     "ordinal_glmm": "odds ratio of a higher {what} X vs Y, cumulative-logit mixed model",

@@ -408,7 +408,7 @@ class Deviation(models.Model):
     the flow; the analysis plan may treat the intercurrent ones by its strategy."""
 
     class Kind(models.TextChoices):
-        ASSISTED_WITHOUT_DRAFT = "assisted_without_draft", "Assisted read without an AI draft"
+        DRAFT_NOT_SHOWN = "draft_not_shown", "AI draft not shown: the read opened without it (draft rule)"
         OUTSIDE_SITE_OR_ARM = "outside_site_or_arm", "Read outside the case's site or arm"
         PAST_WINDOW = "past_window", "Read past the trial's time window"
         READER_WITHDRAWN = "reader_withdrawn", "Reader withdrawn"
@@ -416,7 +416,7 @@ class Deviation(models.Model):
         OTHER = "other", "Other"
 
     # Intercurrent events change what a read measures (the estimand's strategy decides how they count).
-    INTERCURRENT = frozenset({Kind.ASSISTED_WITHOUT_DRAFT, Kind.PAST_WINDOW, Kind.READER_WITHDRAWN,
+    INTERCURRENT = frozenset({Kind.DRAFT_NOT_SHOWN, Kind.PAST_WINDOW, Kind.READER_WITHDRAWN,
                               Kind.CASE_WITHDRAWN})
 
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="deviations")
@@ -435,7 +435,7 @@ class Deviation(models.Model):
     class Meta:
         ordering = ["occurred_at", "id"]
         indexes = [models.Index(fields=["trial", "kind"])]
-        constraints = [models.CheckConstraint(condition=Q(kind__in=["assisted_without_draft", "outside_site_or_arm",
+        constraints = [models.CheckConstraint(condition=Q(kind__in=["draft_not_shown", "outside_site_or_arm",
                                                                     "past_window", "reader_withdrawn",
                                                                     "case_withdrawn", "other"]),
                                               name="deviation_kind_valid")]

@@ -228,7 +228,7 @@ def analysis_rows(trial: Trial) -> dict[str, list[dict]]:
     deviations = [
         {"deviation": d["id"], "kind": d["kind"], "intercurrent": int(d["intercurrent"]),
          "occurred_at": iso(d["occurred_at"]), "case": d["case__code"], "reader": d["reader__pseudonym"],
-         "read": d["read_id"], "description": d["description"], "reason": d["reason"]}
+         "read": d["read_id"], "details": d["description"], "reason": d["reason"]}
         for d in trial.deviations.values("id", "kind", "intercurrent", "occurred_at", "case__code",
                                          "reader__pseudonym", "read_id", "description", "reason")]
     return {"cases": cases, "allocations": allocations, "screening": screening, "deviations": deviations}

@@ -554,7 +554,8 @@ def fingerprint(trial: Trial, sop_instance_uid: str) -> str:
     return hmac.new(bytes(trial.uid_secret), sop_instance_uid.encode(), hashlib.sha256).hexdigest()
 
 
-# Statuses in which an arriving image is screened (and logged): enrolment open, or paused for a while.
+# Statuses in which an arriving image is screened (and logged): enrolment open, paused for a while, or closed (the
+# arrival is logged as not enrolled, with the trial's state as its reason).
 SCREENING_STATUSES = (Status.ENROLLING, Status.OPEN, Status.PAUSED, Status.CLOSED)
 
 

@@ -7,6 +7,7 @@ from django.core.management.base import CommandError
 
 from ai import backends, selectors, services
 from ai.models import AIDraft, DraftStatus, ModelVersion, TrialModel
+from core import clock
 from core.errors import ServiceError, WrongStatus
 from tests import dicom_corpus as corpus
 from trial import events as trial_events
@@ -212,3 +213,27 @@ def test_a_live_trials_drafts_go_before_a_reader_studys(ai_trial, site, investig
     monkeypatch.setattr(tasks.generate_draft, "apply_async", lambda args, priority: sent.append((args, priority)))
     case = _enrol(ai_trial, site, investigator, 12, django_capture_on_commit_callbacks)  # a reader study
     assert sent == [([AIDraft.objects.get(case=case).pk], PRIORITY_BATCH)]
+
+
+def test_a_draft_left_running_by_a_dead_task_is_sent_again(ai_trial, site, investigator, fake, monkeypatch,
+                                                           django_capture_on_commit_callbacks):
+    """A task that died after claiming its draft (its worker killed, a database error after the claim) leaves the
+    draft running: once its claim is stale the periodic requeue sends it again, and one draft is made."""
+    from datetime import timedelta
+
+    from ai import tasks
+
+    monkeypatch.setattr(tasks.generate_draft, "apply_async", lambda *args, **kwargs: None)  # the first send is lost
+    case = _enrol(ai_trial, site, investigator, 13, django_capture_on_commit_callbacks)
+    monkeypatch.undo()
+    monkeypatch.setattr(services, "backend_for", lambda model_version: fake)
+    draft = AIDraft.objects.get(case=case)
+    AIDraft.objects.filter(pk=draft.pk).update(status=DraftStatus.RUNNING, claimed_by="a-dead-task",
+                                               started_at=clock.now() - timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.requeue_pending() == 0  # its task may still be working
+    AIDraft.objects.filter(pk=draft.pk).update(started_at=clock.now() - services.STALE_CLAIM - timedelta(minutes=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.requeue_pending() == 1
+    draft.refresh_from_db()
+    assert draft.status == DraftStatus.READY and fake.calls == 1

@@ -49,6 +49,7 @@ def test_the_beat_schedule_names_tasks_that_exist():
     assert {entry["task"] for entry in schedule.values()} == {"trial.tasks.verify_audit_chain",
                                                                "scoring.tasks.build_open_trials",
                                                                "ai.tasks.requeue_pending",
-                                                               "trial.tasks.prepare_missing_viewer_images"}
+                                                               "trial.tasks.prepare_missing_viewer_images",
+                                                               "reading.tasks.route_open_trials"}
     for entry in schedule.values():
         assert entry["task"] in tasks

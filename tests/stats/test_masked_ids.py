@@ -208,9 +208,22 @@ def test_no_withheld_column_is_in_any_masked_file_and_the_dictionary_says_why(ma
     assert {(f, c) for f, c, _ in withheld} >= {("reports", "draft_kept_share"), ("reports", "draft_edit_distance")}
     assert all(reason.strip() for _, _, reason in withheld)
     names = {c for _, c, _ in withheld}
+    # A column is withheld in its entity: a name withheld in one entity and shown in another (the deviations' read
+    # and reader, withheld because some deviations exist in one arm only) is checked in its own file; a name that no
+    # other entity has (draft_kept_share) in every file, the derived ones too.
+    withheld_in = {}
+    for entity, column, _ in withheld:
+        withheld_in.setdefault(entity, set()).add(column)
+    shown_elsewhere = {c.name for e in dataset.ENTITIES for c in e.columns if c.name not in withheld_in.get(e.name, ())}
+    everywhere = names - shown_elsewhere
+
+    def leaked(file_name: str, header) -> set:
+        entity = file_name.rsplit("/", 1)[-1].split(".")[0]
+        return (everywhere | withheld_in.get(entity, set())) & set(header)
+
     for name, data in files.items():
         if name.endswith((".csv", ".sav", ".dta")) and not name.startswith("data_dictionary"):
-            assert not names & set(_headers(name, data)), name
+            assert not leaked(name, _headers(name, data)), name
     from openpyxl import load_workbook
 
     (book_name,) = [n for n in files if n.endswith(".xlsx")]
@@ -218,7 +231,7 @@ def test_no_withheld_column_is_in_any_masked_file_and_the_dictionary_says_why(ma
     for sheet in book.sheetnames:
         if sheet != "data_dictionary":
             header = next(book[sheet].iter_rows(max_row=1, values_only=True), ())
-            assert not names & set(header), sheet
+            assert not leaked(sheet, header), sheet
     dictionary = csv_rows(files["data_dictionary.csv"])
     listed = {(d["file"], d["column"]): d["withheld"] for d in dictionary if d["withheld"]}
     assert set(listed) == {(f, c) for f, c, _ in withheld}

@@ -29,7 +29,7 @@ class Migration(migrations.Migration):
             name='Deviation',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('assisted_without_draft', 'Assisted read without an AI draft'), ('outside_site_or_arm', "Read outside the case's site or arm"), ('past_window', "Read past the trial's time window"), ('reader_withdrawn', 'Reader withdrawn'), ('case_withdrawn', 'Case withdrawn'), ('other', 'Other')], max_length=24)),
+                ('kind', models.CharField(choices=[('draft_not_shown', 'AI draft not shown: the read opened without it (draft rule)'), ('outside_site_or_arm', "Read outside the case's site or arm"), ('past_window', "Read past the trial's time window"), ('reader_withdrawn', 'Reader withdrawn'), ('case_withdrawn', 'Case withdrawn'), ('other', 'Other')], max_length=24)),
                 ('occurred_at', models.DateTimeField()),
                 ('read_id', models.PositiveBigIntegerField(blank=True, null=True)),
                 ('description', models.CharField(max_length=400)),
@@ -237,7 +237,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='deviation',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['assisted_without_draft', 'outside_site_or_arm', 'past_window', 'reader_withdrawn', 'case_withdrawn', 'other'])), name='deviation_kind_valid'),
+            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['draft_not_shown', 'outside_site_or_arm', 'past_window', 'reader_withdrawn', 'case_withdrawn', 'other'])), name='deviation_kind_valid'),
         ),
         migrations.AddIndex(
             model_name='screeningentry',
