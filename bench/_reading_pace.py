@@ -30,25 +30,32 @@ class Pace:
 
 @dataclass
 class PacedReader:
-    """One reader's place in its worklist and its signed-in session on each server (each revision's own sign-in);
-    lives across levels and servers."""
+    """One reader's signed-in session and place in its worklist on each server, keyed by the server's label: each
+    revision serves its own database (its own schema, its own sign-in), so read ids and progress are per server;
+    lives across levels."""
     name: str
     sessions: dict[str, str]
-    reads: list[int]
+    reads: dict[str, list[int]]
     rng: random.Random = field(default_factory=random.Random)
     errors: list[str] = field(default_factory=list)
 
 
 class Samples:
-    """(step, ms, time) of every request, kept per level; thread-safe appends."""
+    """(step, ms, time) of every request, kept per level, and the server's failures (HTTP ≥ 500: a bug or a schema
+    that the code does not match, never the load's doing, so they void a comparison); thread-safe appends."""
 
     def __init__(self):
         self.rows: list[tuple[str, float, float]] = []
+        self.server_errors: list[str] = []
         self.lock = threading.Lock()
 
     def add(self, step: str, ms: float) -> None:
         with self.lock:
             self.rows.append((step, ms, time.monotonic()))
+
+    def server_error(self, message: str) -> None:
+        with self.lock:
+            self.server_errors.append(message)
 
     def window(self, start: float, end: float) -> dict[str, list[float]]:
         out = {step: [] for step in STEPS}
@@ -64,15 +71,19 @@ def _timed(client, samples: Samples, step: str, method: str, path: str, body=Non
     status, data, _ = client.request(method, path, body, headers)
     samples.add(step, (time.perf_counter() - t0) * 1000)
     if status not in expect:
-        raise RuntimeError(f"{step}: {method} {path}: HTTP {status}: {data[:200]!r}")
+        message = f"{step}: {method} {path}: HTTP {status}: {data[:200]!r}"
+        if status >= 500:
+            samples.server_error(message)
+        raise RuntimeError(message)
     return data
 
 
 def read_one(reader: PacedReader, client, code: str, samples: Samples, stop: threading.Event, pace: Pace,
-             first: bool) -> bool:
-    """Open the reader's next case, type, submit; False when stopped (the case is left open, resumed later)."""
+             first: bool, reads: list[int]) -> bool:
+    """Open the reader's next case of `reads` (its worklist on this server), type, submit; False when stopped (the
+    case is left open, resumed later)."""
     rng = reader.rng
-    read_id = reader.reads[0]
+    read_id = reads[0]
     _timed(client, samples, "worklist", "GET", f"/t/{code}/read/")
     page = _timed(client, samples, "read page", "GET", f"/t/{code}/read/{read_id}/")
     payload = json.loads(EMBEDDED.search(page).group(1))
@@ -114,7 +125,7 @@ def read_one(reader: PacedReader, client, code: str, samples: Samples, stop: thr
     body = json.dumps({"findings": findings, "impression": impression, "finding_flags": {}, "base_version": base,
                        "tab_id": tab}).encode()
     _timed(client, samples, "submit", "POST", payload["urls"]["submit"], body, headers, expect=(201,))
-    reader.reads.pop(0)
+    reads.pop(0)
     return True
 
 
@@ -131,13 +142,14 @@ def run_level(readers: list[PacedReader], *, server: str, port: int, code: str, 
         client = client_class(port)
         client.cookies["sessionid"] = reader.sessions[server]
         first = True
+        reads = reader.reads[server]
         try:
             while not stop.is_set():
-                if not reader.reads:
+                if not reads:
                     reader.errors.append("no reads left")
                     return
                 try:
-                    if not read_one(reader, client, code, samples, stop, pace, first):
+                    if not read_one(reader, client, code, samples, stop, pace, first, reads):
                         return
                 except (RuntimeError, OSError, ValueError, AttributeError) as exc:
                     reader.errors.append(str(exc)[:200])
@@ -165,8 +177,10 @@ def run_level(readers: list[PacedReader], *, server: str, port: int, code: str, 
     return samples, window_start, window_end, sum(len(r.errors) for r in readers) - errors_before
 
 
-def open_loop(port: int, path: str, rate: float, seconds: float, client_class, threads: int = 16) -> list[float]:
-    """`rate` requests a second of GET `path` for `seconds` (Poisson arrivals over `threads` clients): latencies."""
+def open_loop(port: int, path: str, rate: float, seconds: float, client_class, threads: int = 16,
+              server_errors: list[str] | None = None) -> list[float]:
+    """`rate` requests a second of GET `path` for `seconds` (Poisson arrivals over `threads` clients): latencies.
+    Answers with HTTP ≥ 500 are appended to `server_errors`."""
     out: list[float] = []
     lock = threading.Lock()
     end = time.monotonic() + seconds
@@ -181,8 +195,11 @@ def open_loop(port: int, path: str, rate: float, seconds: float, client_class, t
                 break
             time.sleep(pause)
             t0 = time.perf_counter()
-            client.request("GET", path)
+            status, data, _ = client.request("GET", path)
             mine.append((time.perf_counter() - t0) * 1000)
+            if status >= 500 and server_errors is not None:
+                with lock:
+                    server_errors.append(f"GET {path}: HTTP {status}: {data[:200]!r}")
         client.close()
         with lock:
             out.extend(mine)

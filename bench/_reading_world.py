@@ -2,14 +2,16 @@
 
 Made through the project's own services (as tests/reading/conftest.py `build_trial` does), in the bench
 process; the caller sets DATABASE_URL (and the media/var folders) before importing this module.
+
+For a baseline revision (bench/reading.py --baseline REV) this file also runs as a script, in a process of its own
+with that revision's worktree first on sys.path: it migrates the revision's own database with the revision's own
+migrations and builds the same world there through the revision's own services (see `main` below), so that every
+server of a comparison runs against the schema its code was written for.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-
-import psycopg
-from psycopg import sql
 
 PASSWORD = "bench-reader-password-1"
 DRAFT_FINDINGS = "Small left pleural effusion. No pneumothorax."
@@ -17,6 +19,10 @@ DRAFT_IMPRESSION = "Small left pleural effusion."
 
 
 def _admin(host: str, port: int, user: str):
+    # psycopg is imported here, not at the top: a baseline revision that shipped with psycopg2 builds its world in a
+    # process where psycopg 3 is hidden (bench/reading.py's --baseline-psycopg2), and never calls this
+    import psycopg
+
     for attempt in range(60):  # a server restarted meanwhile comes back in seconds
         try:
             conn = psycopg.connect(host=host, port=port, user=user, dbname="postgres", autocommit=True)
@@ -30,6 +36,8 @@ def _admin(host: str, port: int, user: str):
 
 
 def create_database(*, host: str, port: int, user: str, name: str) -> None:
+    from psycopg import sql
+
     conn = _admin(host, port, user)
     try:
         with conn.cursor() as cur:
@@ -40,6 +48,8 @@ def create_database(*, host: str, port: int, user: str, name: str) -> None:
 
 
 def drop_database(*, host: str, port: int, user: str, name: str) -> None:
+    from psycopg import sql
+
     conn = _admin(host, port, user)
     try:
         with conn.cursor() as cur:
@@ -75,12 +85,12 @@ def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, dis
 
     from ai.models import AIDraft, DraftStatus, ModelVersion, TrialModel
     from config.celery import app
-    from demo.phantoms import FINDINGS, make_phantom
     from reading import services as reading_services
     from reading.models import Read
     from trial import services as trial_services
-    from trial.models import Case, Role
+    from trial.models import Case, Role, Trial
 
+    FINDINGS, make_phantom = _phantoms()
     app.conf.task_always_eager = True
     t0 = time.perf_counter()
     User = get_user_model()
@@ -91,9 +101,13 @@ def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, dis
     names = [f"bench-reader{i:04d}" for i in range(readers)]
     users = User.objects.bulk_create([User(username=n, email=f"{n}@example.org", password=encoded) for n in names])
 
+    options = {"block_multiples": [1]}
+    # a single block size needs a stated reason since bd43a88; an older revision's trial has no such field (and its
+    # create_trial refuses an unknown setting), so the reason is given only where the model has it
+    if any(f.name == "fixed_block_reason" for f in Trial._meta.get_fields()):
+        options["fixed_block_reason"] = "a block of 2 keeps every site in both arms"
     trial = trial_services.create_trial(by=investigator, code=code, title="Reading benchmark", design="paired_parallel",
-                                        block_multiples=[1],
-                                        fixed_block_reason="a block of 2 keeps every site in both arms")
+                                        **options)
     site = trial_services.add_site(trial=trial, by=investigator, code="site-a", name="Site A")
     for i, user in enumerate(users):
         trial_services.add_member(trial=trial, by=investigator, user=user, role=Role.READER, site=site)
@@ -138,6 +152,18 @@ def build(*, readers: int, cases: int, code: str = "bench", size: int = 256, dis
     return world
 
 
+def _phantoms():
+    """(FINDINGS, make_phantom) of the running revision: demo/phantoms since the demo app (issue 12), ai/phantoms.py
+    before. ai.phantoms is tried first on purpose: the project is installed editable, so `import demo` would find
+    this checkout's demo app even in a baseline revision that has none (an import from the wrong tree), whereas
+    `ai.phantoms` is looked up inside whichever `ai` package the revision's tree provides."""
+    try:
+        from ai.phantoms import FINDINGS, make_phantom
+    except ImportError:
+        from demo.phantoms import FINDINGS, make_phantom
+    return FINDINGS, make_phantom
+
+
 def sessions(usernames: list[str], backend: str = "django.contrib.auth.backends.ModelBackend") -> dict[str, str]:
     """A signed-in session per user (session key by username), written as a login through `backend` would write it
     (to the database and, with cached_db, the cache): thousands of simulated readers sign in without hashing a
@@ -158,3 +184,53 @@ def sessions(usernames: list[str], backend: str = "django.contrib.auth.backends.
         session.save()
         out[user.username] = session.session_key
     return out
+
+
+def main() -> int:
+    """Build the world of one revision in its own database: `python bench/_reading_world.py --root TREE --out FILE …`,
+    run by bench/reading.py with the revision's worktree as the working directory and that revision's server
+    environment (DATABASE_URL of an empty database, CXR_VAR_DIR, CXR_MEDIA_ROOT, CACHE_URL, PYTHONPATH). Migrates
+    with the revision's migrations, collects its static files, builds the world with its services, signs the readers
+    in as its first authentication backend would, and writes the world and the session keys as JSON."""
+    import argparse
+    import json
+    import logging
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True, help="the revision's worktree")
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--readers", type=int, required=True)
+    parser.add_argument("--cases", type=int, required=True)
+    parser.add_argument("--distinct-images", type=int)
+    parser.add_argument("--sessions", type=int, required=True, help="sign in the first N readers")
+    args = parser.parse_args()
+    # Run as a script, this file's folder is sys.path[0]: its modules (bench/stats.py…) would shadow the apps of the
+    # same name, and this checkout's apps would come next through the editable install. The revision's tree takes that
+    # place, so that settings, apps, models, services and migrations are all the revision's own.
+    sys.path[0] = str(Path(args.root).resolve())
+    import django
+
+    django.setup()
+    logging.getLogger("celery").setLevel(logging.WARNING)  # eager tasks of the set-up: no line each
+    logging.getLogger("trial.audit.anchor").setLevel(logging.WARNING)  # a line per commit while building
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    t0 = time.perf_counter()
+    migrate()
+    call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: WhiteNoise serves STATIC_ROOT
+    print(f"  migrated with the revision's migrations ({time.perf_counter() - t0:.0f} s)", flush=True)
+    world = build(readers=args.readers, cases=args.cases, distinct_images=args.distinct_images,
+                  log=lambda line: print(line, flush=True))
+    keys = sessions(world.readers[:args.sessions], backend=settings.AUTHENTICATION_BACKENDS[0])
+    connections.close_all()
+    Path(args.out).write_text(json.dumps({"code": world.code, "readers": world.readers, "reads": world.reads,
+                                          "sessions": keys, "seconds": world.seconds}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -17,9 +17,13 @@ which every step's p95 is ≤ 100 ms with no failed request, in every round of i
 same two cores as the server (their own CPU is printed beside the server's); the radiographs are 256-px phantoms,
 so a sync worker is held far less long than by a real megabyte film on a slow network; PostgreSQL's CPU is that of
 the bench database's backends only.
-With --baseline REV, the same levels run against a git worktree of REV (same database, same readers, alternating
-server by server so that the machine's noise falls on both); --baseline-psycopg2 DIR runs that server with
-psycopg2 (pip install --target DIR psycopg2-binary) as it shipped, instead of psycopg 3.
+With --baseline REV, the same levels run against a git worktree of REV (same readers, alternating server by server
+so that the machine's noise falls on both); --baseline-psycopg2 DIR runs that server with psycopg2 (pip install
+--target DIR psycopg2-binary) as it shipped, instead of psycopg 3. Each revision serves its own database
+(`cxr_bench_reading_REV`), migrated by its own migrations and filled with the same trial by its own services
+(bench/_reading_world.py run as a script in the revision's tree): an older revision's code does not match this
+checkout's schema. A run in which any server answered HTTP ≥ 500 reports no comparison: the figures would measure a
+failure, not the code.
 
 Burst (--mode burst): each reader repeats on its own reads back to back (or with --think pauses): the worklist page,
 the read API, its radiograph, autosave ×3, submit. The readers of a level start together; their first cycle
@@ -31,8 +35,8 @@ w3t1c60, is docker/compose.yaml's web service (3 sync workers, DB_CONN_MAX_AGE=6
 (--cache, Redis by default, as in docker/compose.yaml), so sessions are read from the cache.
 
 Chromium: p95 ≤ 300 ms from a worklist click, and from "next case", to the radiograph painted
-(`data-image-shown-ms` on #read-app, set by static/js/reading/). The database (`cxr_bench_reading`) is created,
-migrated and dropped by the script.
+(`data-image-shown-ms` on #read-app, set by static/js/reading/). The databases (`cxr_bench_reading`, one more per
+baseline) are created, migrated and dropped by the script.
 """
 from __future__ import annotations
 
@@ -564,12 +568,14 @@ def redis_answers(url: str) -> bool:
         return False
 
 
-def forget_sessions(url: str) -> None:
-    """Delete the sessions the run left in the cache (and its login-throttle counters): nothing else."""
+def forget_sessions(url: str, prefixes: list[str] = ()) -> None:
+    """Delete the sessions the run left in the cache (and its login-throttle counters), and every key under
+    `prefixes` (the baselines' KEY_PREFIX, this run's alone): nothing else."""
     import redis
 
     client = redis.Redis.from_url(url)
-    for pattern in ("*django.contrib.sessions.cached_db*", "*login-failures:*"):
+    patterns = ["*django.contrib.sessions.cached_db*", "*login-failures:*"] + [f"{prefix}:*" for prefix in prefixes]
+    for pattern in patterns:
         keys = list(client.scan_iter(match=pattern, count=1000))
         if keys:
             client.delete(*keys)
@@ -665,6 +671,89 @@ def _print_capacity(rows: list[dict], servers: list[str]) -> None:
               f"goal ≥ 500: {'met' if capacity >= 500 else 'MISSED'}")
 
 
+class InvalidComparison(RuntimeError):
+    """The servers' figures would not compare their code: they serve different worlds, or one answered HTTP ≥ 500
+    (its figures measure a failure). The bench then prints why and no capacity table."""
+
+
+def _baseline_database(db: str, label: str) -> str:
+    """The database of a baseline revision: the bench's own name and the revision (e.g. cxr_bench_reading_d6d7b83)."""
+    return f"{db}_{re.sub(r'[^a-z0-9_]', '_', label.lower())}"
+
+
+def _cache_prefix(label: str, tmp: Path) -> str:
+    """A baseline's KEY_PREFIX in the cache, new for every run (the run's temporary folder is in it)."""
+    return f"bench-{label}-{tmp.name}"
+
+
+def _baseline_env(env: dict, label: str, root: Path, database: str, tmp: Path, args) -> dict:
+    """The environment of a baseline revision's server and of the set-up of its world: its own database (its schema),
+    var and media folders; its own keys in the cache, new for each run (an older revision caches the signed-in user
+    by id for 60 s: a user cached from another database, another revision's or a previous run's, has another
+    password hash, and its sessions would be refused); psycopg2 where the revision shipped with it."""
+    out = dict(env)
+    out["DATABASE_URL"] = f"{env['DATABASE_URL'].rsplit('/', 1)[0]}/{database}"
+    out["CXR_VAR_DIR"] = str(tmp / f"var-{label}")
+    out["CXR_MEDIA_ROOT"] = str(tmp / f"media-{label}")
+    paths = []
+    if "CACHE_URL" in out:
+        # The prefix cannot ride on CACHE_URL (`?key_prefix=`): django-environ hands it to Django's Redis backend in
+        # lower case, which Django ignores. A settings module of the run's own sets it over the revision's settings.
+        folder = tmp / "settings"
+        folder.mkdir(exist_ok=True)
+        module = "bench_settings_" + re.sub(r"\W", "_", label)
+        (folder / f"{module}.py").write_text(
+            f'"""{label}\'s settings with a cache KEY_PREFIX of this run\'s own (written by bench/reading.py)."""\n'
+            "from config.settings import *  # noqa: F403\n\n"
+            f"CACHES['default']['KEY_PREFIX'] = {_cache_prefix(label, tmp)!r}  # noqa: F405\n")
+        out["DJANGO_SETTINGS_MODULE"] = module
+        paths.append(str(folder))
+    if args.baseline_psycopg2 and "psycopg2" in (root / "pyproject.toml").read_text():
+        paths.append(_psycopg2_env(args.baseline_psycopg2, tmp)["PYTHONPATH"])
+    if paths:
+        out["PYTHONPATH"] = ":".join(paths)
+    return out
+
+
+def _baseline_world(label: str, root: Path, env: dict, tmp: Path, *, readers: int, cases: int, distinct: int,
+                    sessions: int) -> dict:
+    """The world of a baseline revision, built in its own (empty) database by its own code: bench/_reading_world.py
+    run as a script in a process with the revision's tree first on its path and the revision's environment. This
+    checkout's schema is not the revision's (its code fails on it: HTTP 500), and migrating a copy of this checkout's
+    database backwards would leave rows that this checkout's code wrote (life-cycle statuses, the keyed audit chain,
+    signatures) for code that never wrote them, so each revision migrates and fills its own."""
+    out = tmp / f"world-{label}.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "_reading_world.py"), "--root", str(root), "--out", str(out),
+                    "--readers", str(readers), "--cases", str(cases), "--distinct-images", str(distinct),
+                    "--sessions", str(sessions)], cwd=root, env=env, check=True)
+    return json.loads(out.read_text())
+
+
+def _check_same_world(world, label: str, other: dict) -> None:
+    """Refuse to compare servers that do not serve the same trial: the same readers with as many reads each (which
+    case a reader gets is each revision's own concealed random draw, as it is between two runs of one revision)."""
+    mine = sorted(len(reads) for reads in world.reads.values())
+    theirs = sorted(len(reads) for reads in other["reads"].values())
+    if world.readers != other["readers"] or world.code != other["code"] or mine != theirs:
+        raise InvalidComparison(f"No comparison: the world of {label} is not this checkout's: "
+                                f"{len(other['readers'])} readers, {sum(theirs)} reads against "
+                                f"{len(world.readers)} readers, {sum(mine)} reads")
+
+
+def _refuse_if_failed(server_errors: dict[str, list[str]], logs: dict[str, Path]) -> None:
+    """InvalidComparison if any server answered HTTP ≥ 500, with an example and its gunicorn log's last lines."""
+    failed = {label: errors for label, errors in server_errors.items() if errors}
+    if not failed:
+        return
+    lines = []
+    for label, errors in failed.items():
+        lines.append(f"  {label}: {len(errors)} requests failed, e.g. {errors[0][:300]}")
+        log = logs[label].read_text(errors="replace").strip().splitlines() if logs[label].exists() else []
+        lines += [f"    | {line}" for line in log[-15:]]  # the traceback, before the folder goes
+    raise InvalidComparison("No comparison: requests failed with HTTP ≥ 500 (a server error, not the load), so the "
+                            "figures would not measure the code.\n" + "\n".join(lines))
+
+
 def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, str]) -> int:
     from bench import _reading_pace as pace
     from bench import _reading_world as world_mod
@@ -673,14 +762,22 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
     config = args.configs[0]
     servers_wanted = [("this", ROOT)]
     baselines: list[Path] = []
-    created, servers, rows = False, {}, []
+    databases = {"this": args.db}  # each server's own database: its revision's schema, the same world
+    created: list[str] = []
+    servers, rows = {}, []
+    server_errors: dict[str, list[str]] = {}  # HTTP ≥ 500 per server, warm-up and /healthz included
+    logs = {}
     try:
         for rev in (args.baseline or "").split(","):
             if rev.strip():
+                label = rev.strip()[:10]
                 baselines.append(_baseline_tree(rev.strip(), tmp))
-                servers_wanted.append((rev.strip()[:10], baselines[-1]))
+                servers_wanted.append((label, baselines[-1]))
+                databases[label] = _baseline_database(args.db, label)
+        server_env = {label: env if root == ROOT else _baseline_env(env, label, root, databases[label], tmp, args)
+                      for label, root in servers_wanted}
         world_mod.create_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
-        created = True
+        created.append(args.db)
         import django
 
         django.setup()
@@ -698,9 +795,10 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                                        servers=len(servers_wanted))
         per_reader = max(per_reader, 2 * args.clicks + 3, args.nexts + 3)
         cases = args.cases or math.ceil(per_reader * n_readers / 2)
+        distinct = 24
         print(f"Database {args.db} created and migrated ({time.perf_counter() - t0:.0f} s). Building the trial: "
-              f"{n_readers} readers, {cases} cases ({min(cases, 24)} enrolled, the rest copies)…")
-        world = world_mod.build(readers=n_readers, cases=cases, distinct_images=24)
+              f"{n_readers} readers, {cases} cases ({min(cases, distinct)} enrolled, the rest copies)…")
+        world = world_mod.build(readers=n_readers, cases=cases, distinct_images=distinct)
         print(f"Trial ready in {world.seconds:.0f} s; reads per reader: "
               f"{min(len(v) for v in world.reads.values())}–{max(len(v) for v in world.reads.values())}.")
         from django.db import connections
@@ -708,24 +806,34 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
         connections.close_all()
         # each revision signs its readers in through its own first authentication backend (an older revision's
         # cached user included), each in its own sessions
-        keys = {label: world_mod.sessions(world.readers[:max(levels)], backend=_first_backend(root))
-                for label, root in servers_wanted}
+        keys = {"this": world_mod.sessions(world.readers[:max(levels)], backend=_first_backend(ROOT))}
+        reads = {"this": world.reads}
         connections.close_all()
-        readers = [pace.PacedReader(name, {label: keys[label][name] for label in keys}, list(world.reads[name]),
-                                    random.Random(name))
+        for label, root in servers_wanted[1:]:
+            world_mod.create_database(host=pg_host, port=pg_port, user=pg_user, name=databases[label])
+            created.append(databases[label])
+            print(f"\nDatabase {databases[label]}: {label}'s schema and the same trial, built by {label}'s own "
+                  "migrations and services…", flush=True)  # before the set-up's own lines
+            other = _baseline_world(label, root, server_env[label], tmp, readers=n_readers, cases=cases,
+                                    distinct=distinct, sessions=max(levels))
+            _check_same_world(world, label, other)
+            print(f"Trial of {label} ready in {other['seconds']:.0f} s.")
+            keys[label], reads[label] = other["sessions"], other["reads"]
+        readers = [pace.PacedReader(name, {label: keys[label][name] for label in keys},
+                                    {label: list(reads[label][name]) for label in reads}, random.Random(name))
                    for name in world.readers[:max(levels)]]
         for label, root in servers_wanted:
-            server_env = dict(env)
-            if root != ROOT:
-                server_env["CXR_VAR_DIR"] = str(tmp / f"var-{label}")
-                if args.baseline_psycopg2 and "psycopg2" in (root / "pyproject.toml").read_text():
-                    server_env.update(_psycopg2_env(args.baseline_psycopg2, tmp))
-            servers[label] = Server(config, server_env, tmp / f"gunicorn-{label}.log", root=root)
-            print(f"gunicorn {config.label} of {label} ({root}) on port {servers[label].port}")
+            logs[label] = tmp / f"gunicorn-{label}.log"
+            servers[label] = Server(config, server_env[label], logs[label], root=root)
+            server_errors[label] = []
+            print(f"gunicorn {config.label} of {label} ({root}) on port {servers[label].port}, database "
+                  f"{databases[label]}")
         for label, server in servers.items():  # warm-up: every worker imports and renders once; not counted
-            pace.open_loop(server.port, "/healthz", 50.0, 2.0, Client)
-            pace.run_level(readers[:12], server=label, port=server.port, code=world.code, client_class=Client,
-                           ramp=1.0, window=8.0)
+            pace.open_loop(server.port, "/healthz", 50.0, 2.0, Client, server_errors=server_errors[label])
+            samples, *_ = pace.run_level(readers[:12], server=label, port=server.port, code=world.code,
+                                         client_class=Client, ramp=1.0, window=8.0)
+            server_errors[label] += samples.server_errors
+        _refuse_if_failed(server_errors, logs)
         rounds = [(n, r) for n in levels for r in range(args.repeats)]
         for index, (n, repeat) in enumerate(rounds):
             order = list(servers) if index % 2 == 0 else list(reversed(servers))
@@ -734,18 +842,20 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                 chosen = readers[:n]
                 counters = {}
 
-                def read_counters(edge, server=server, counters=counters):
+                def read_counters(edge, server=server, counters=counters, database=databases[label]):
                     counters[edge] = {"gunicorn": server_cpu(server.proc.pid)["gunicorn"],
-                                      "postgres": _bench_db_cpu(args.db), "client": time.process_time()}
+                                      "postgres": _bench_db_cpu(database), "client": time.process_time()}
 
                 samples, start, end, errors = pace.run_level(chosen, server=label, port=server.port,
                                                              code=world.code, client_class=Client,
                                                              ramp=args.ramp_seconds, window=args.window,
                                                              on_window=read_counters)
+                server_errors[label] += samples.server_errors
                 cpu = {k: counters["end"][k] - counters["start"][k] for k in counters["end"]}
                 rate = sum(1 for _, _, t in samples.rows if start <= t <= end) / (end - start)
                 h_before = server_cpu(server.proc.pid)
-                healthz = pace.open_loop(server.port, "/healthz", rate, 20.0, Client)
+                healthz = pace.open_loop(server.port, "/healthz", rate, 20.0, Client,
+                                         server_errors=server_errors[label])
                 h_after = server_cpu(server.proc.pid)
                 h_cpu = sum(h_after[k] - h_before[k] for k in h_after) * 1000 / max(1, len(healthz))
                 row = _level_row(label, n, samples, start, end, cpu, errors, healthz, h_cpu)
@@ -754,6 +864,8 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                       f"({row['rps']:.0f}/s), CPU {row['cpu_ms']:.1f} ms/request, worst p95 {row['worst']} "
                       f"{row['worst_p95']:.0f} ms, errors {errors}"
                       + (f" (e.g. {next(e for r in chosen for e in r.errors)[:120]})" if errors else ""))
+            # a server error voids the comparison: stop here rather than measure a failure for minutes more
+            _refuse_if_failed(server_errors, logs)
             if repeat == args.repeats - 1 and not any(r["ok"] for r in rows if r["readers"] == n):
                 print(f"  no server met the goal at {n} readers: higher levels skipped")
                 break
@@ -769,6 +881,9 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                 print(f"  {what:<15} n={len(values):>2}  p50 {pct(values, .5):6.0f}  p95 {p95:6.0f}  "
                       f"max {max(values):6.0f}  goal p95 ≤ 300: {'met' if p95 <= 300 else 'MISSED'}")
         return 0
+    except InvalidComparison as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return 1
     finally:
         for server in servers.values():
             server.stop()
@@ -778,10 +893,10 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
             connections.close_all()
         except Exception:  # noqa: BLE001 - Django may not be set up
             pass
-        if created:
-            world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
+        for name in created:
+            world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=name)
         if args.cache != "none":
-            forget_sessions(args.cache)
+            forget_sessions(args.cache, [_cache_prefix(label, tmp) for label in databases if label != "this"])
         for baseline in baselines:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -378,7 +378,10 @@ def _record_read_deviations(read: Read, *, by, had_draft: bool) -> None:
     trial, case = read.trial, read.case
 
     def record(**values) -> None:
-        trial_services.record_deviation(trial=trial, by=by, case=case, reader=read.reader, read_id=read.pk, **values)
+        # recorded by the platform, not in the reader's name: a deviation of one arm only (a draft not shown) would
+        # otherwise tell the investigators, on the conduct page and in the audit log, which arm the reader is in
+        trial_services.record_deviation(trial=trial, by=None, case=case, reader=read.reader, read_id=read.pk,
+                                        **values)
 
     if not had_draft:
         record(kind=Deviation.Kind.DRAFT_NOT_SHOWN, occurred_at=read.opened_at,

@@ -854,9 +854,10 @@ def record_deviation(*, trial: Trial, by, kind: str, description: str, reason: s
         trial=trial, kind=kind, occurred_at=occurred_at or clock.now(), recorded_by=by if getattr(by, "pk", None)
         else None, case=case, reader=reader, read_id=read_id, description=description, reason=reason,
         intercurrent=kind in Deviation.INTERCURRENT)
+    # The reader and the read are bound by the event's state hash, not named in its payload: the audit page is shown
+    # while the allocation is concealed, and some deviations exist in one arm only.
     audit.record(actor=by, action="deviation.recorded", obj=deviation, trial=trial, payload={
-        "kind": kind, "case": case.code if case else None, "reader": reader.pseudonym if reader else None,
-        "read": read_id})
+        "kind": kind, "case": case.code if case else None})
     return deviation
 
 

@@ -107,9 +107,10 @@ def test_investigator_sees_reading_progress_by_reader_and_nothing_by_arm(page, b
     page.goto(f"/t/{trial.code}/reading/")
     page.wait_for_selector("text=Readers (backlog 4)")
     row = page.locator("tr", has_text=first_name).first
-    assert [c.strip() for c in row.locator("td").all_inner_texts()] == [first_name, "site-a", "2", "0", "3"]
+    # done, open (of which started), total
+    assert [c.strip() for c in row.locator("td").all_inner_texts()] == [first_name, "site-a", "2", "1 (0)", "3"]
     row = page.locator("tr", has_text=second_name).first
-    assert [c.strip() for c in row.locator("td").all_inner_texts()] == [second_name, "site-a", "0", "1", "3"]
+    assert [c.strip() for c in row.locator("td").all_inner_texts()] == [second_name, "site-a", "0", "3 (1)", "3"]
     assert "3 ready, 0 failed, 0 queued of 3." in _main_text(page)
     enrolment = page.locator("h2:has-text('Enrolment by site') + table tr")
     assert [c.strip() for c in enrolment.first.locator("td").all_inner_texts()] == ["site-a", "3"]

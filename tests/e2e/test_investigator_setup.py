@@ -17,6 +17,7 @@ def test_investigator_creates_a_trial_and_uploads_cases_with_progress(page, inve
     page.fill("input[name=code]", "browser-1")
     page.fill("input[name=title]", "Browser trial")
     page.fill("input[name=registration_id]", "NCT07117266")
+    page.select_option("select[name=mode]", "reader_study")  # the form offers a prospective trial first
     page.click("input[type=submit]")
     page.wait_for_url("**/t/browser-1/")
     assert Trial.objects.get(code="browser-1").findings[0] == "pleural effusion"

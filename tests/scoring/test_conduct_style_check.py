@@ -76,7 +76,8 @@ def test_only_investigators_get_the_check(reading_trial, investigator):
 def test_the_dashboard_gathers_the_section_through_the_app_registry(reading_trial, investigator):
     trial, *_ = reading_trial(n_cases=2, code="sr")
     dashboard = reading_selectors.dashboard(access=access_to(user=investigator, trial=trial))
-    assert [s["template"] for s in dashboard["sections"]] == ["scoring/conduct_style_check.html"]
+    assert [s["template"] for s in dashboard["sections"]] == ["scoring/conduct_backlog.html",
+                                                               "scoring/conduct_style_check.html"]
 
 
 def test_the_check_is_computed_once_per_set_of_reports(reading_trial, investigator, monkeypatch):

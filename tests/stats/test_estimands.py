@@ -160,9 +160,19 @@ def test_a_plan_without_estimands_analyses_every_row_as_recorded_and_matches_the
     # and the small subgroup fits (flat likelihoods) move in the 4th digit between them; everything else is equal.
     for key in ("analyses", "multiplicity", "subgroups", "descriptives", "agreement"):
         assert _approx_tree(new[key]) == old[key], key
-    # the flow has gained the CONSORT-AI rows since (model versions, experts per report): the old ones are unchanged
-    assert {k: v for k, v in new["flow"].items() if k in old["flow"]} == old["flow"]
-    assert set(new["flow"]) - set(old["flow"]) == {"model_versions", "experts_per_report"}
+    # the flow has gained the CONSORT-AI rows since (model versions, experts per report, the screening log,
+    # withdrawals and deviations, signed cases, cases without a draft, and per arm the re-routed reads): the old ones
+    # are unchanged
+    def old_keys(flow: dict) -> dict:
+        out = {k: v for k, v in flow.items() if k in old["flow"]}
+        out["arms"] = {arm: {k: v for k, v in counts.items() if k in old["flow"]["arms"][arm]}
+                       for arm, counts in flow["arms"].items()}
+        return out
+
+    assert old_keys(new["flow"]) == old["flow"]
+    assert set(new["flow"]) - set(old["flow"]) == {
+        "model_versions", "experts_per_report", "screened", "not_enrolled", "deviations", "intercurrent_events",
+        "cases_withdrawn", "readers_withdrawn", "cases_signed_complete", "cases_without_ai_draft"}
     assert all(not e["specified"] for e in new["estimands"]["endpoints"].values())
     assert new["tipping_point"] == {"status": "not_planned"}
 
