@@ -179,6 +179,14 @@ CXR_RECOVERY_CODES = 10  # one-time recovery codes (django-otp static tokens) gi
 CXR_IDLE_TIMEOUT_MINUTES = env.int("CXR_IDLE_TIMEOUT_MINUTES", default=30)
 # Invitations: bound to the invited e-mail address, used once, and valid this long.
 CXR_INVITATION_DAYS = env.int("CXR_INVITATION_DAYS", default=7)
+# The DICOM listener (manage.py dicom_listener, trial.listener): its address, AE title and limits.
+CXR_DICOM_HOST = env("CXR_DICOM_HOST", default="127.0.0.1")
+CXR_DICOM_PORT = env.int("CXR_DICOM_PORT", default=11112)
+CXR_DICOM_AE_TITLE = env("CXR_DICOM_AE_TITLE", default="CXRTRIAL")
+CXR_DICOM_MAX_ASSOCIATIONS = env.int("CXR_DICOM_MAX_ASSOCIATIONS", default=8)
+CXR_DICOM_MAX_PDU = env.int("CXR_DICOM_MAX_PDU", default=262_144)
+CXR_DICOM_TIMEOUT = env.int("CXR_DICOM_TIMEOUT", default=30)              # association and DIMSE messages
+CXR_DICOM_NETWORK_TIMEOUT = env.int("CXR_DICOM_NETWORK_TIMEOUT", default=60)
 # A prospective trial's worklist asks for new cases this often while it is visible (seconds).
 CXR_WORKLIST_REFRESH_SECONDS = env.int("CXR_WORKLIST_REFRESH_SECONDS", default=10)
 # API tokens (trial.ApiToken): stored hashed, scoped to one trial, and expiring after at most this many days.

@@ -1,7 +1,7 @@
 #!/bin/sh
 # migrate: the migrations (as the tables' owner), then the application role's grants (CXR_DB_APP_ROLE);
 # web: gunicorn (as the application role; migrates first only where no migrate step runs, CXR_MIGRATE_ON_START=1);
-# worker / ai-worker: Celery queues; beat: the periodic tasks (one per deployment).
+# worker / ai-worker: Celery queues; beat: the periodic tasks (one per deployment); dicom: the DICOM listener.
 set -e
 case "$1" in
   migrate)
@@ -26,6 +26,10 @@ case "$1" in
     ;;
   beat)
     exec celery -A config beat --loglevel INFO --schedule /var/lib/cxr-trial/beat/celerybeat-schedule
+    ;;
+  dicom)
+    # The DICOM listener: C-STORE from the sites' PACS (their AE titles are set per site on the Conduct page).
+    exec python manage.py dicom_listener --host 0.0.0.0 --port "${CXR_DICOM_PORT:-11112}"
     ;;
   *)
     exec "$@"

@@ -18,7 +18,11 @@ WORKER=$!
 # celery beat: the periodic tasks (the nightly audit-chain check, scoring items of cases that became ready)
 $PY -m celery -A config beat --loglevel INFO --schedule "$VAR/celerybeat-schedule" >"$VAR/beat.log" 2>&1 &
 BEAT=$!
-trap 'kill $WORKER $BEAT ${ARRIVALS:-} 2>/dev/null || true' EXIT INT TERM
+# The DICOM listener (port 11112, AE title CXRTRIAL): a PACS or `storescu` sends films to the live trial's sites by
+# the AE titles setup_demo gives them (PACS_A, PACS_B, PACS_C).
+$PY manage.py dicom_listener --port "${CXR_DICOM_PORT:-11112}" >"$VAR/dicom.log" 2>&1 &
+DICOM=$!
+trap 'kill $WORKER $BEAT $DICOM ${ARRIVALS:-} 2>/dev/null || true' EXIT INT TERM
 echo "Celery worker (pid $WORKER, log $VAR/worker.log) and beat (pid $BEAT, log $VAR/beat.log) started."
 $PY manage.py setup_demo "$@"
 # The live trial is prospective: films keep arriving at its three sites (a PACS stand-in), a few seconds to a minute

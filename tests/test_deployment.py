@@ -77,7 +77,11 @@ def test_compose_has_no_default_password_and_uses_the_given_ones():
 def test_only_the_tls_proxy_is_published_and_web_trusts_forwarded_headers_from_it_alone():
     services = _services(_config(**SITE).stdout)
     published = {name for name, service in services.items() if service.get("ports")}
-    assert published == {"proxy"}
+    # the TLS proxy, and the DICOM listener (DICOM is not HTTP: the hospital's PACS calls it directly), which listens
+    # on the loopback address unless the site names its hospital-network address (CXR_DICOM_BIND)
+    assert published == {"proxy", "dicom"}
+    [dicom_port] = services["dicom"]["ports"]
+    assert (dicom_port.get("host_ip") if isinstance(dicom_port, dict) else dicom_port.split(":")[0]) == "127.0.0.1"
     proxy_address = services["proxy"]["networks"]["edge"]["ipv4_address"]
     web = services["web"]
     assert web["environment"]["CXR_TRUSTED_PROXIES"] == proxy_address

@@ -185,6 +185,10 @@ class Site(models.Model):
     enrolment = models.CharField(max_length=8, choices=SiteEnrolment.choices, default=SiteEnrolment.OPEN)
     enrolment_reason = models.CharField(max_length=300, blank=True)
     target_cases = models.PositiveIntegerField(null=True, blank=True)
+    # The hospital's DICOM senders (trial.listener): the calling AE titles this site's PACS or modalities use, and
+    # optionally the host addresses they call from. An association from any other caller is refused.
+    dicom_ae_titles = models.JSONField(default=list, blank=True)
+    dicom_hosts = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

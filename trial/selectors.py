@@ -12,7 +12,7 @@ from django.utils import timezone  # expiry is security: the real clock, never a
 
 from core.clock import iso
 
-from . import audit, lifecycle
+from . import audit, lifecycle, screening
 from .access import NO_ACCESS, Access, access_for, access_to  # noqa: F401  (NO_ACCESS: re-exported, as before)
 from .models import (
     Allocation,
@@ -273,12 +273,12 @@ def conduct(*, access: Access, days: int = 14) -> dict:
     today = clock.now().date()
     first = today - timedelta(days=days - 1)
     sites = list(trial.sites.annotate(n_cases=Count("cases", distinct=True)).order_by("code"))
-    screening = trial.screening.all()
+    entries = trial.screening.all()
     by_code = [{"code": row["code"], "n": row["n"], "label": screening.label(row["code"])}
-               for row in screening.filter(outcome=ScreeningEntry.Outcome.NOT_ENROLLED)
+               for row in entries.filter(outcome=ScreeningEntry.Outcome.NOT_ENROLLED)
                .values("code").annotate(n=Count("id")).order_by("-n", "code")]
     per_day: dict[str, dict[str, int]] = {}
-    for row in (screening.filter(received_at__date__gte=first).values("received_at__date", "site__code", "outcome")
+    for row in (entries.filter(received_at__date__gte=first).values("received_at__date", "site__code", "outcome")
                 .annotate(n=Count("id"))):
         day = per_day.setdefault(str(row["received_at__date"]), {})
         day[row["site__code"]] = day.get(row["site__code"], 0) + row["n"]
@@ -289,7 +289,7 @@ def conduct(*, access: Access, days: int = 14) -> dict:
     target = trial.target_cases
     return {
         "sites": sites, "n_cases": n_cases, "target": target,
-        "screened": screening.count(), "not_enrolled": by_code,
+        "screened": entries.count(), "not_enrolled": by_code,
         "days": [{"day": str(first + timedelta(days=i)),
                   "sites": [per_day.get(str(first + timedelta(days=i)), {}).get(s.code, 0) for s in sites],
                   "enrolled": daily[i]} for i in range(days)],
@@ -300,7 +300,7 @@ def conduct(*, access: Access, days: int = 14) -> dict:
         "deviations": list(trial.deviations.select_related("case", "reader", "recorded_by")
                            .order_by("-occurred_at", "-id")[:200]),
         "deviation_counts": dict(trial.deviations.values_list("kind").annotate(n=Count("id")).order_by("kind")),
-        "recent_screening": list(screening.select_related("site", "case").order_by("-received_at", "-id")[:50]),
+        "recent_screening": list(entries.select_related("site", "case").order_by("-received_at", "-id")[:50]),
     }
 
 

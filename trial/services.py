@@ -810,6 +810,55 @@ def set_site_target(*, site: Site, by, target_cases: int | None) -> Site:
     return site
 
 
+# DICOM AE titles: at most 16 characters of the Default Character Repertoire, no backslash or control character;
+# leading and trailing spaces are not significant (PS3.5, AE value representation).
+AE_TITLE_LIMIT = 16
+
+
+def _clean_ae_title(value) -> str:
+    title = str(value).strip()
+    if not title or len(title) > AE_TITLE_LIMIT or "\\" in title or not title.isascii() \
+            or any(ord(c) < 32 for c in title):
+        raise ServiceError(f"“{value}” is not a DICOM AE title (1 to 16 ASCII characters, no backslash).",
+                           field="dicom_ae_titles")
+    return title
+
+
+@transaction.atomic
+def set_site_dicom_senders(*, site: Site, by, ae_titles, hosts=()) -> Site:
+    """The calling AE titles (and optionally host addresses) from which this site's PACS sends images to the DICOM
+    listener. An AE title names one site among the trials that are receiving images, so that every image reaches
+    exactly one trial and site."""
+    import ipaddress
+
+    _require_investigator(site.trial, by)
+    titles = sorted({_clean_ae_title(t) for t in ae_titles})
+    addresses = []
+    for host in hosts:
+        try:
+            addresses.append(str(ipaddress.ip_address(str(host).strip())))
+        except ValueError as exc:
+            raise ServiceError(f"“{host}” is not an IP address.", field="dicom_hosts") from exc
+    trial = _locked(site.trial)
+    if trial.status in (Status.LOCKED, Status.UNBLINDED):
+        raise WrongStatus("The trial is locked.")
+    taken = {t: other for other in Site.objects.exclude(pk=site.pk).exclude(
+        trial__status__in=(Status.LOCKED, Status.UNBLINDED)).select_related("trial")
+        for t in other.dicom_ae_titles}
+    clash = sorted(t for t in titles if t in taken)
+    if clash:
+        other = taken[clash[0]]
+        raise Conflict(f"The AE title {clash[0]} already sends to site {other.code} of trial {other.trial.code}: a "
+                       "sender names one site, so that each image reaches one trial.", field="dicom_ae_titles")
+    site = Site.objects.select_for_update(no_key=True).get(pk=site.pk)
+    before = {"ae_titles": site.dicom_ae_titles, "hosts": site.dicom_hosts}
+    site.dicom_ae_titles, site.dicom_hosts = titles, sorted(set(addresses))
+    site.save(update_fields=["dicom_ae_titles", "dicom_hosts"])
+    audit.record(actor=by, action="site.dicom_senders_changed", obj=site, trial=trial, payload={
+        "site": site.code, "before": before, "after": {"ae_titles": titles, "hosts": site.dicom_hosts}})
+    return site
+
+
 def _reader(membership: Membership) -> Membership:
     membership = Membership.objects.select_for_update(no_key=True).select_related("trial", "user").get(
         pk=membership.pk)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("t/<slug:code>/audit/", views.audit_log, name="audit_log"),
     path("t/<slug:code>/conduct/", views.conduct_page, name="conduct"),
     path("t/<slug:code>/conduct/sites/<slug:site_code>/", views.conduct_site, name="conduct_site"),
+    path("t/<slug:code>/conduct/sites/<slug:site_code>/dicom/", views.conduct_site_dicom, name="conduct_site_dicom"),
     path("t/<slug:code>/conduct/readers/<str:pseudonym>/duty/", views.conduct_duty, name="conduct_duty"),
     path("t/<slug:code>/conduct/readers/<str:pseudonym>/withdraw/", views.conduct_withdraw, name="conduct_withdraw"),
     path("t/<slug:code>/conduct/deviations/", views.conduct_deviation, name="conduct_deviation"),

@@ -314,6 +314,7 @@ def conduct_page(request, code):
     return render(request, "trial/conduct.html", {
         "trial": access.trial, "conduct": selectors.conduct(access=access),
         "site_states": SiteEnrolment.choices,
+        "dicom_listener": f"AE title {settings.CXR_DICOM_AE_TITLE}, port {settings.CXR_DICOM_PORT}",
         "next_statuses": [(s, Status(s).label) for s in access.trial.next_statuses()
                           if s not in services.SIGNED_STATUSES],
     })
@@ -353,6 +354,21 @@ def conduct_site(request, code, site_code):
         services.set_site_enrolment(site=site, by=request.user, state=request.POST.get("enrolment", ""),
                                     reason=request.POST.get("reason", ""))
         return f"Site {site.code} updated."
+    return _conduct_act(request, code, act)
+
+
+@login_required
+@require_POST
+def conduct_site_dicom(request, code, site_code):
+    """The calling AE titles and host addresses from which the site's PACS sends films (trial.listener)."""
+    def act(access):
+        site = selectors.site_by_code(access=access, code=site_code)
+        if site is None:
+            raise Http404("No such site in this trial.")
+        words = lambda name: request.POST.get(name, "").replace(",", " ").split()  # noqa: E731
+        services.set_site_dicom_senders(site=site, by=request.user, ae_titles=words("ae_titles"),
+                                        hosts=words("hosts"))
+        return f"The DICOM senders of site {site.code} are saved."
     return _conduct_act(request, code, act)
 
 

@@ -88,6 +88,7 @@ MATRIX: dict[str, str] = {
     "trial:audit_log":             "302 403 200 403 403 403 403 403 403 403",
     "trial:conduct":               "302 403 200 403 403 403 403 403 403 403",  # the live trial's conduct
     "trial:conduct_site":          "302 405 405 405 405 405 405 405 405 405",
+    "trial:conduct_site_dicom":    "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_duty":          "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_withdraw":      "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_deviation":     "302 405 405 405 405 405 405 405 405 405",

@@ -223,6 +223,9 @@ class Command(BaseCommand):
         trial, sites = self._trial(users, model, code=LIVE, title="Demo to try: a prospective trial, open",
                                    mode=Mode.PROSPECTIVE, flag_urgency=True, read_window_hours=24,
                                    target_cases=400, close_at_target=True)
+        # each site's PACS may send films to the DICOM listener (scripts/run-demo.sh starts it)
+        for site, title in zip(sites, ("PACS_A", "PACS_B", "PACS_C"), strict=True):
+            services.set_site_dicom_senders(site=site, by=inv, ae_titles=[title])
         clock = demo.start_clock()
         rng = np.random.default_rng(21)
         truth: dict[str, demo.Phantom] = {}

@@ -1,0 +1,167 @@
+"""The DICOM listener: a pynetdicom Storage SCP through which a hospital's PACS (or a modality) sends chest films to
+the platform, and every image goes the way an upload goes (trial.services.receive_image: eligibility, then
+enrolment or the screening log).
+
+Who may call: the calling AE titles (and, optionally, host addresses) that the investigators named for the sites of
+trials receiving images (Site.dicom_ae_titles, dicom_hosts; trial.services.set_site_dicom_senders). Any other
+caller is refused at association (A-ASSOCIATE-RJ, "calling AE title not recognised"); a known title calling from a
+host its site does not list is aborted at once. The allow-list is read from the database as each association is
+negotiated, so a site added or changed needs no restart.
+
+What the sender is told (the DIMSE status of each C-STORE, with the reason in Error Comment):
+- 0x0000 Success: the case is stored, or the image is screened out by the trial's rules, or it is already enrolled
+  (a PACS retry): it needs nothing more, and a retry would change nothing;
+- 0x0124 Refused, not authorized: the trial or the site is not enrolling (paused, closed, target reached);
+- 0xC000 Error, cannot understand: the file is not a usable chest radiograph (trial.dicom's refusal codes);
+- 0xA700 Out of resources: the database or the storage is down — the PACS retries later; nothing half-written
+  remains (the enrolment is one transaction, and its files are removed when it fails);
+- 0x0110 Processing failure: anything else (logged with its traceback).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pynetdicom.sop_class import (
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    Verification,
+)
+
+from core.errors import ServiceError, WrongStatus
+
+from . import dicom, services
+from .errors import CaseRejected, DuplicateImage, FileTooLarge, NotEnrolled
+from .models import Site, Status
+
+logger = logging.getLogger(__name__)
+
+STORAGE_CLASSES = (ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation,
+                   DigitalXRayImageStorageForProcessing)
+SUCCESS, NOT_AUTHORIZED, CANNOT_UNDERSTAND, OUT_OF_RESOURCES, PROCESSING_FAILURE = (
+    0x0000, 0x0124, 0xC000, 0xA700, 0x0110)
+# Error Comment is a Long String: 64 characters.
+COMMENT_LIMIT = 64
+# What a calling AE title may be matched against when no site names any sender: nothing (a backslash is not allowed
+# in an AE title, so no caller has this one; an empty list would let pynetdicom accept every caller).
+NOBODY = "\\nobody"
+RECEIVING = (Status.ENROLLING, Status.OPEN, Status.PAUSED, Status.CLOSED)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    comment: str = ""
+
+    def dataset(self) -> Dataset:
+        ds = Dataset()
+        ds.Status = self.status
+        if self.comment:
+            ds.ErrorComment = self.comment[:COMMENT_LIMIT]
+        return ds
+
+
+def senders() -> dict[str, Site]:
+    """Calling AE title → the site it sends to, among the trials receiving images."""
+    out = {}
+    for site in Site.objects.filter(trial__status__in=RECEIVING).select_related("trial"):
+        for title in site.dicom_ae_titles:
+            out[title] = site
+    return out
+
+
+def store(*, site: Site, data: bytes, sop_instance_uid: str) -> Answer:
+    """Receive one image for `site` and say what happened, in DIMSE terms (module docstring)."""
+    try:
+        case = services.receive_image(trial=site.trial, site=site, data=data, source="dicom",
+                                      filename=f"{sop_instance_uid}.dcm")
+    except NotEnrolled as exc:
+        if exc.code in dicom.EXCLUSION_CODES:
+            return Answer(SUCCESS)  # screened out by the trial's rules: logged, nothing more to do
+        return Answer(NOT_AUTHORIZED, exc.message)
+    except DuplicateImage:
+        return Answer(SUCCESS)  # already enrolled: a retry of the PACS changes nothing
+    except (CaseRejected, FileTooLarge) as exc:
+        return Answer(CANNOT_UNDERSTAND, exc.message)
+    except WrongStatus as exc:
+        return Answer(NOT_AUTHORIZED, exc.message)
+    except (DatabaseError, OSError) as exc:
+        logger.warning("Image %s for site %s not received (retry later): %s", sop_instance_uid, site.code, exc)
+        return Answer(OUT_OF_RESOURCES, "Storage unavailable; retry later")
+    except ServiceError as exc:
+        return Answer(PROCESSING_FAILURE, exc.message)
+    except Exception:
+        logger.exception("Image %s for site %s failed", sop_instance_uid, site.code)
+        return Answer(PROCESSING_FAILURE, "Processing failure")
+    logger.info("Image %s enrolled as %s/%s", sop_instance_uid, site.trial.code, case.code)
+    return Answer(SUCCESS)
+
+
+class TrialAE(AE):
+    """An AE whose allow-list of callers is the sites' senders, read when each association is negotiated."""
+
+    @property
+    def require_calling_aet(self) -> list[str]:
+        close_old_connections()  # a thread of the listener may hold a connection the database closed meanwhile
+        return sorted(senders()) or [NOBODY]
+
+    @require_calling_aet.setter
+    def require_calling_aet(self, value) -> None:  # pynetdicom's own default on start; the database decides
+        pass
+
+
+def _on_established(event) -> None:
+    """A known AE title calling from a host its site does not list: aborted before anything is sent."""
+    close_old_connections()
+    site = senders().get(event.assoc.requestor.ae_title.strip())
+    address = event.assoc.requestor.address
+    if site is None or (site.dicom_hosts and address not in site.dicom_hosts):
+        logger.warning("Association from %s at %s aborted: not an allowed host", event.assoc.requestor.ae_title,
+                       address)
+        event.assoc.abort()
+
+
+def _on_store(event) -> Dataset:
+    close_old_connections()
+    started = time.monotonic()
+    site = senders().get(event.assoc.requestor.ae_title.strip())
+    if site is None:  # its site was removed or its trial locked during the association
+        return Answer(NOT_AUTHORIZED, "Calling AE title no longer accepted").dataset()
+    data = event.encoded_dataset(include_meta=True)
+    answer = store(site=site, data=data, sop_instance_uid=str(event.request.AffectedSOPInstanceUID))
+    logger.info("C-STORE from %s: status 0x%04X in %.0f ms", event.assoc.requestor.ae_title, answer.status,
+                1000 * (time.monotonic() - started))
+    return answer.dataset()
+
+
+def _on_echo(event) -> int:
+    return SUCCESS
+
+
+def application_entity(*, ae_title: str | None = None) -> TrialAE:
+    """The listener's AE with its limits (settings.CXR_DICOM_*): C-ECHO, and C-STORE of CR and DX images in every
+    transfer syntax pydicom may decode (a syntax it cannot decode is refused per image with its reason)."""
+    ae = TrialAE(ae_title=ae_title or settings.CXR_DICOM_AE_TITLE)
+    ae.maximum_associations = settings.CXR_DICOM_MAX_ASSOCIATIONS
+    ae.maximum_pdu_size = settings.CXR_DICOM_MAX_PDU
+    ae.acse_timeout = ae.dimse_timeout = settings.CXR_DICOM_TIMEOUT
+    ae.network_timeout = settings.CXR_DICOM_NETWORK_TIMEOUT
+    ae.add_supported_context(Verification)
+    for sop_class in STORAGE_CLASSES:
+        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
+    return ae
+
+
+HANDLERS = [(evt.EVT_C_STORE, _on_store), (evt.EVT_C_ECHO, _on_echo), (evt.EVT_ESTABLISHED, _on_established)]
+
+
+def serve(*, host: str, port: int, ae_title: str | None = None, block: bool = True):
+    """Listen on host:port (block=False: in a thread; returns the server, whose shutdown() stops it)."""
+    ae = application_entity(ae_title=ae_title)
+    return ae.start_server((host, port), block=block, evt_handlers=HANDLERS)
