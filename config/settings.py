@@ -300,6 +300,8 @@ CELERY_BEAT_SCHEDULE = {
     # Scoring items of cases that became ready since (a late sign-off, a corrected report).
     "build-ready-scoring-items": {"task": "scoring.tasks.build_open_trials",
                                   "schedule": env.int("SCORING_BUILD_EVERY_SECONDS", default=300)},
+    # Readers with a roster go on and off duty by it (each site's time zone).
+    "apply-rosters": {"task": "trial.tasks.apply_rosters", "schedule": 60},
     # Cases of prospective trials still waiting for a reader of their arm (arrival and duty changes route at once).
     "route-waiting-cases": {"task": "reading.tasks.route_open_trials", "schedule": 60},
     # Drafts whose task was lost (the broker was down when they were requested) are sent again.

@@ -189,6 +189,8 @@ class Site(models.Model):
     # optionally the host addresses they call from. An association from any other caller is refused.
     dicom_ae_titles = models.JSONField(default=list, blank=True)
     dicom_hosts = models.JSONField(default=list, blank=True)
+    # The site's time zone (IANA name): its readers' rosters are read in it.
+    time_zone = models.CharField(max_length=60, default="UTC")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -210,6 +212,8 @@ class Membership(models.Model):
     pseudonym = models.CharField(max_length=12)
     # A reader of a prospective trial: cases are routed only to readers on duty, never to a withdrawn one.
     on_duty = models.BooleanField(default=True)
+    # A weekly roster (trial.roster): with one, the platform puts the reader on and off duty by it; without, by hand.
+    roster = models.JSONField(null=True, blank=True)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawal_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

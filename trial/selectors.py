@@ -12,7 +12,7 @@ from django.utils import timezone  # expiry is security: the real clock, never a
 
 from core.clock import iso
 
-from . import audit, lifecycle, screening
+from . import audit, lifecycle, roster, screening
 from .access import NO_ACCESS, Access, access_for, access_to  # noqa: F401  (NO_ACCESS: re-exported, as before)
 from .models import (
     Allocation,
@@ -295,13 +295,18 @@ def conduct(*, access: Access, days: int = 14) -> dict:
                   "enrolled": daily[i]} for i in range(days)],
         "projected": (lifecycle.projected_date(daily, remaining=target - n_cases, today=today)
                       if target is not None else None),
-        "readers": list(trial.memberships.filter(role=Role.READER).select_related("site", "user")
-                        .order_by("site__code", "pseudonym")),
+        "readers": [_with_roster_text(m) for m in trial.memberships.filter(role=Role.READER)
+                    .select_related("site", "user").order_by("site__code", "pseudonym")],
         "deviations": list(trial.deviations.select_related("case", "reader", "recorded_by")
                            .order_by("-occurred_at", "-id")[:200]),
         "deviation_counts": dict(trial.deviations.values_list("kind").annotate(n=Count("id")).order_by("kind")),
         "recent_screening": list(entries.select_related("site", "case").order_by("-received_at", "-id")[:50]),
     }
+
+
+def _with_roster_text(member: Membership) -> Membership:
+    member.roster_text = roster.text(member.roster)
+    return member
 
 
 def deviation_kinds() -> list[tuple[str, str]]:

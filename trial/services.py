@@ -21,7 +21,7 @@ from django.utils import timezone
 from core import clock
 from core.errors import Conflict, NotAllowed, ServiceError, WrongStatus
 
-from . import audit, dicom, events, lifecycle, randomization, screening, signatures
+from . import audit, dicom, events, lifecycle, randomization, roster, screening, signatures
 from .errors import (
     CaseRejected,
     DuplicateCode,
@@ -885,6 +885,83 @@ def set_on_duty(*, membership: Membership, by, on_duty: bool) -> Membership:
     if on_duty:
         events.announce(events.readers_changed, trial_id=membership.trial_id)
     return membership
+
+
+@transaction.atomic
+def set_roster(*, membership: Membership, by, roster_text: str, time_zone: str | None = None) -> Membership:
+    """A reader's weekly roster (trial.roster's text; empty: none, duty by hand), and optionally their site's time
+    zone. Applied at once, then every minute (apply_rosters)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    membership = _reader(membership)
+    _require_investigator(membership.trial, by)
+    try:
+        parsed = roster.parse(roster_text or "") or None
+    except roster.RosterError as exc:
+        raise ServiceError(str(exc), field="roster") from exc
+    if time_zone:
+        try:
+            ZoneInfo(time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ServiceError(f"“{time_zone}” is not a time zone (e.g. Europe/Berlin).", field="time_zone") from exc
+        if membership.site is None:
+            raise ServiceError("A reader without a site has no time zone.", field="time_zone")
+        site = Site.objects.select_for_update(no_key=True).get(pk=membership.site_id)
+        if site.time_zone != time_zone:
+            site.time_zone = time_zone
+            site.save(update_fields=["time_zone"])
+            audit.record(actor=by, action="site.time_zone_changed", obj=site, trial=membership.trial,
+                         payload={"site": site.code, "time_zone": time_zone})
+        membership.site = site  # the roster is read in the new zone
+    membership.roster = parsed
+    membership.save(update_fields=["roster"])
+    audit.record(actor=by, action="reader.roster_set", obj=membership, trial=membership.trial,
+                 payload={"reader": membership.pseudonym, "roster": roster.text(parsed)})
+    _apply_roster(membership, now=clock.now())
+    return membership
+
+
+# How far back apply_rosters looks for a shift's start or end (its beat runs every minute; a little overlap).
+ROSTER_LOOKBACK = timedelta(seconds=70)
+
+
+def _apply_roster(membership: Membership, *, now, since=None) -> bool:
+    """Put a reader with a roster on or off duty as it says now (in their site's time zone), where a shift started or
+    ended since `since` (None: whatever it says now, as when the roster is set). Between two shift boundaries a
+    reader's own switch stands (a rota says when a shift starts and ends, not that nobody may step out). True if it
+    changed."""
+    from zoneinfo import ZoneInfo
+
+    if membership.roster is None or membership.withdrawn_at is not None:
+        return False
+    zone = ZoneInfo(membership.site.time_zone if membership.site else "UTC")
+    wanted = roster.on_duty_at(membership.roster, now.astimezone(zone))
+    if since is not None and roster.on_duty_at(membership.roster, since.astimezone(zone)) == wanted:
+        return False  # no shift started or ended meanwhile
+    if membership.on_duty == wanted:
+        return False
+    membership.on_duty = wanted
+    membership.save(update_fields=["on_duty"])
+    audit.record(actor=None, action="reader.on_duty" if wanted else "reader.off_duty", obj=membership,
+                 trial=membership.trial, payload={"reader": membership.pseudonym, "by": "roster"})
+    if wanted:
+        events.announce(events.readers_changed, trial_id=membership.trial_id)
+    return True
+
+
+def apply_rosters() -> int:
+    """For celery beat: every reader with a roster in a trial that reads goes on or off duty as it says; the number
+    of readers whose duty changed."""
+    changed = 0
+    now = clock.now()
+    readers = Membership.objects.filter(role=Role.READER, roster__isnull=False, withdrawn_at__isnull=True,
+                                        trial__status__in=lifecycle.statuses_allowing(lifecycle.READ))
+    for membership_id in readers.values_list("pk", flat=True):
+        with transaction.atomic():
+            membership = Membership.objects.select_for_update(no_key=True).select_related("site", "trial").get(
+                pk=membership_id)
+            changed += _apply_roster(membership, now=now, since=now - ROSTER_LOOKBACK)
+    return changed
 
 
 def record_deviation(*, trial: Trial, by, kind: str, description: str, reason: str = "", case: Case | None = None,

@@ -40,3 +40,11 @@ def prepare_viewer_image(case_id: int) -> None:
     case = Case.objects.filter(pk=case_id).first()
     if case is not None:
         prepare_viewer_image(case=case)
+
+
+@task()
+def apply_rosters() -> int:
+    """For celery beat: readers with a roster go on and off duty by it (trial.services.apply_rosters)."""
+    from .services import apply_rosters
+
+    return apply_rosters()

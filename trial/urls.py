@@ -24,5 +24,6 @@ urlpatterns = [
     path("t/<slug:code>/conduct/sites/<slug:site_code>/dicom/", views.conduct_site_dicom, name="conduct_site_dicom"),
     path("t/<slug:code>/conduct/readers/<str:pseudonym>/duty/", views.conduct_duty, name="conduct_duty"),
     path("t/<slug:code>/conduct/readers/<str:pseudonym>/withdraw/", views.conduct_withdraw, name="conduct_withdraw"),
+    path("t/<slug:code>/conduct/readers/<str:pseudonym>/roster/", views.conduct_roster, name="conduct_roster"),
     path("t/<slug:code>/conduct/deviations/", views.conduct_deviation, name="conduct_deviation"),
 ]

@@ -384,6 +384,18 @@ def conduct_duty(request, code, pseudonym):
 
 @login_required
 @require_POST
+def conduct_roster(request, code, pseudonym):
+    """A reader's weekly roster (e.g. "mon-fri 08:00-16:00"), read in their site's time zone; empty: duty by hand."""
+    def act(access):
+        member = services.set_roster(membership=_member(access, pseudonym), by=request.user,
+                                     roster_text=request.POST.get("roster", ""),
+                                     time_zone=request.POST.get("time_zone", "").strip() or None)
+        return f"{member.pseudonym}'s roster is saved; {'on' if member.on_duty else 'off'} duty now."
+    return _conduct_act(request, code, act)
+
+
+@login_required
+@require_POST
 def conduct_withdraw(request, code, pseudonym):
     def act(access):
         member = services.withdraw_reader(membership=_member(access, pseudonym), by=request.user,

@@ -50,6 +50,7 @@ def test_the_beat_schedule_names_tasks_that_exist():
                                                                "scoring.tasks.build_open_trials",
                                                                "ai.tasks.requeue_pending",
                                                                "trial.tasks.prepare_missing_viewer_images",
-                                                               "reading.tasks.route_open_trials"}
+                                                               "reading.tasks.route_open_trials",
+                                                               "trial.tasks.apply_rosters"}
     for entry in schedule.values():
         assert entry["task"] in tasks

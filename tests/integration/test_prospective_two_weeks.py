@@ -498,9 +498,21 @@ def _run_two_weeks(*, make_user, inv, server, wait: Waiter, started: float, fail
     assert scored_cases == set(cases) - faulted_cases
     events = run.results["estimands"]["events"]
     assert events["draft_unavailable"]["determinable"] and events["draft_unavailable"]["cases"] == len(faulted_cases)
-    for event in ("reader_withdrawn", "case_withdrawn"):
-        if event in events:  # newer results count these from the deviations
-            assert (events[event].get("n") or events[event].get("cases") or 0) >= 1, events[event]
+    # the intercurrent events from the deviations log: the draft not shown and the withdrawn case by case, the read
+    # that replaced the withdrawn reader's
+    assert events["draft_late"]["cases"] == len(faulted_cases) and events["case_withdrawn"]["cases"] == 1
+    assert events["reader_withdrawn"]["n"] == 1
+    # ---- the CONSORT flow of the run adds up exactly: screened, excluded by reason, enrolled, withdrawn, read,
+    # signed and scored, deviations
+    flow = run.results["flow"]
+    assert flow["screened"] == len(arrivals) == flow["enrolled"] + sum(e["n"] for e in flow["not_enrolled"])
+    assert {e["code"]: e["n"] for e in flow["not_enrolled"]} == expected_codes
+    assert flow["enrolled"] == len(cases) and flow["cases_withdrawn"] == 1 and flow["readers_withdrawn"] == 1
+    assert flow["deviations"] == dict(deviations) and flow["intercurrent_events"] == sum(deviations.values())
+    finished = len(cases) - 1  # every case but the withdrawn one, read in both arms, signed and scored
+    assert flow["cases_read_complete"] == flow["cases_signed_complete"] == flow["cases_scored_complete"] == finished
+    assert sum(a["reads_rerouted"] for a in flow["arms"].values()) == 1
+    assert flow["cases_without_ai_draft"] == len(faulted_cases)
     tables = snapshot["tables"]
     assert {"deviations", "screening"} <= set(tables), "the dataset holds the deviations and the screening log"
     exported = stats_dataset.records(snapshot, "deviations")

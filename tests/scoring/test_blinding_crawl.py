@@ -91,6 +91,7 @@ MATRIX: dict[str, str] = {
     "trial:conduct_site_dicom":    "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_duty":          "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_withdraw":      "302 405 405 405 405 405 405 405 405 405",
+    "trial:conduct_roster":        "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_deviation":     "302 405 405 405 405 405 405 405 405 405",
     # trial app: API
     "api-trials":                  "401 200 200 200 200 200 200 200 200 200",

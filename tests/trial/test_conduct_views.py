@@ -88,3 +88,17 @@ def test_the_reading_dashboard_of_a_live_trial_shows_turnaround_waiting_cases_an
     assert 'data-testid="waiting">1<' in page
     assert 'data-testid="scoring-backlog"' in page
     assert "assisted" not in page.lower() and "standard" not in page.lower()
+
+
+def test_a_readers_roster_is_set_from_the_page_and_a_bad_one_refused(client, investigator, live):
+    member = Membership.objects.filter(trial=live.trial, role="reader").first()
+    client.force_login(investigator)
+    url = f"/t/{live.trial.code}/conduct/readers/{member.pseudonym}/roster/"
+    r = client.post(url, {"roster": "mon-fri 8-16", "time_zone": "Europe/Berlin"}, follow=True)
+    assert "write days and a shift" in r.content.decode()
+    member.refresh_from_db()
+    assert member.roster is None
+    client.post(url, {"roster": "mon-fri 08:00-16:00", "time_zone": "Europe/Berlin"})
+    member.refresh_from_db()
+    assert member.roster["fri"] == [["08:00", "16:00"]] and member.site.time_zone == "Europe/Berlin"
+    assert "mon 08:00-16:00" in client.get(f"/t/{live.trial.code}/conduct/").content.decode()
