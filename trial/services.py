@@ -958,8 +958,9 @@ def apply_rosters() -> int:
                                         trial__status__in=lifecycle.statuses_allowing(lifecycle.READ))
     for membership_id in readers.values_list("pk", flat=True):
         with transaction.atomic():
-            membership = Membership.objects.select_for_update(no_key=True).select_related("site", "trial").get(
-                pk=membership_id)
+            # of=("self",): the site is an outer join (a reader may have none), which PostgreSQL cannot lock
+            membership = (Membership.objects.select_for_update(no_key=True, of=("self",))
+                          .select_related("site", "trial").get(pk=membership_id))
             changed += _apply_roster(membership, now=now, since=now - ROSTER_LOOKBACK)
     return changed
 
