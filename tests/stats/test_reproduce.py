@@ -158,6 +158,11 @@ def test_the_check_names_every_value_that_differs_and_fails(tmp_path):
     assert "results.json: its SHA-256 differs from MANIFEST.sha256" in err
 
 
+# A standard error of the preference log-odds above this (odds multiplied or divided by e**10 per SE) marks a
+# separated fit: the votes of the decisive cases all, or nearly all, one way.
+SEPARATED_SE = 10.0
+
+
 def _r_numbers(stdout: str) -> dict[tuple[str, str], float]:
     out = {}
     for line in stdout.splitlines():
@@ -189,8 +194,16 @@ def test_the_exported_r_script_reproduces_the_primary_and_the_key_secondaries(ex
     # the Laplace fits: glmer run to convergence (its PIRLS too) maximises the same likelihood as we do; clmm's
     # standard errors come from its own finite-difference Hessian
     pref = a["preference.glmm"]["result"]
-    assert pref["log_odds"] == pytest.approx(r[("preference.glmm", "log_odds")], abs=1e-4)
-    assert pref["ml_se"] == pytest.approx(r[("preference.glmm", "ml_se")], rel=1e-3)
+    if r[("preference.glmm", "ml_se")] > SEPARATED_SE:
+        # The fixture's 24 cases draw their votes at random (the trial's seed is new each run): now and then the
+        # decisive votes fall (nearly) all one way, the likelihood is flat in the log-odds, and neither fit has a
+        # standard error to agree on (R's and ours both run off to tens). Then both must say so, in the same
+        # direction; otherwise they agree to the digits below.
+        assert pref["ml_se"] > SEPARATED_SE
+        assert pref["log_odds"] * r[("preference.glmm", "log_odds")] > 0
+    else:
+        assert pref["log_odds"] == pytest.approx(r[("preference.glmm", "log_odds")], abs=1e-4)
+        assert pref["ml_se"] == pytest.approx(r[("preference.glmm", "ml_se")], rel=1e-3)
     ordinal = a["quality.ordinal_glmm"]["result"]
     assert ordinal["estimate"] == pytest.approx(r[("quality.ordinal_glmm", "estimate")], abs=1e-3)
     assert ordinal["ml_se"] == pytest.approx(r[("quality.ordinal_glmm", "ml_se")], rel=1e-3)
