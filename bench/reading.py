@@ -607,6 +607,15 @@ def _first_backend(root: Path) -> str:
     return found.group(1) if found else "django.contrib.auth.backends.ModelBackend"
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot, all cores (Linux /proc/stat: user, nice, system, irq,
+    softirq, steal; not idle or iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _bench_db_cpu(db: str) -> float:
     """CPU seconds so far of the PostgreSQL backends connected to the bench's database (not the rest of the
     server: other databases on it are other people's work). The web processes keep their connections for the run
@@ -844,7 +853,8 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
 
                 def read_counters(edge, server=server, counters=counters, database=databases[label]):
                     counters[edge] = {"gunicorn": server_cpu(server.proc.pid)["gunicorn"],
-                                      "postgres": _bench_db_cpu(database), "client": time.process_time()}
+                                      "postgres": _bench_db_cpu(database), "client": time.process_time(),
+                                      "machine": _machine_busy_seconds()}
 
                 samples, start, end, errors = pace.run_level(chosen, server=label, port=server.port,
                                                              code=world.code, client_class=Client,
@@ -860,9 +870,12 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                 h_cpu = sum(h_after[k] - h_before[k] for k in h_after) * 1000 / max(1, len(healthz))
                 row = _level_row(label, n, samples, start, end, cpu, errors, healthz, h_cpu)
                 rows.append(row)
+                # what the machine did besides this server, the bench database and the simulated readers (PostgreSQL's
+                # own background processes, and anyone else's work): a round that others loaded is seen as such
+                others = (cpu["machine"] - cpu["gunicorn"] - cpu["postgres"] - cpu["client"]) / (end - start)
                 print(f"  {label}: {n} readers (round {repeat + 1}): {row['requests']} requests in {end - start:.0f} s "
                       f"({row['rps']:.0f}/s), CPU {row['cpu_ms']:.1f} ms/request, worst p95 {row['worst']} "
-                      f"{row['worst_p95']:.0f} ms, errors {errors}"
+                      f"{row['worst_p95']:.0f} ms, other processes {others:.2f} cores, errors {errors}"
                       + (f" (e.g. {next(e for r in chosen for e in r.errors)[:120]})" if errors else ""))
             # a server error voids the comparison: stop here rather than measure a failure for minutes more
             _refuse_if_failed(server_errors, logs)
