@@ -48,7 +48,6 @@ machine of two Xeon cores at 2.8 GHz, other people's test runs busy on it meanwh
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import shutil
@@ -64,18 +63,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._measure import pct, purge_broker  # noqa: E402
+
 HOST, PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 SITES = (("site-a", "Hospital A"), ("site-b", "Hospital B"), ("site-c", "Hospital C"))
 TRAINED = ROOT / "var" / "models" / "demo-janus-v2"
-
-
-def pct(values, q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 @dataclass
@@ -209,20 +201,6 @@ def stop_worker(proc: subprocess.Popen | None) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
-
-
-def purge_broker(url: str) -> None:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url)
-        # the queues (with their priority suffixes) and kombu's bookkeeping: the database is the bench's own
-        names = [k for pattern in ("default*", "ai*", "unacked*", "_kombu.*")
-                 for k in client.scan_iter(match=pattern, count=1000)]
-        if names:
-            client.delete(*names)
-    except Exception as exc:  # noqa: BLE001 - best effort
-        print(f"(could not empty the broker's queues at {url}: {exc})")
 
 
 # ------------------------------------------------------------------------------------------------ the poller

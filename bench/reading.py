@@ -62,6 +62,13 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._measure import machine_cpu, pct, proc_cpu_seconds  # noqa: E402
+
+
+def _cpu_with_children(pid: int) -> float:
+    # with the children that exited: a PostgreSQL backend that came and went with its connection stays counted
+    return proc_cpu_seconds(pid, children=True)
+
 HOST = "127.0.0.1"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -209,26 +216,6 @@ class Server:
 # ------------------------------------------------------------------------------------------------ load
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def _proc_cpu_seconds(pid: int) -> float:
-    """CPU time of one process and of its children that have exited (Linux /proc: utime, stime, cutime, cstime;
-    the children's part keeps a PostgreSQL backend that came and went with its connection in the count)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def _processes() -> list[tuple[int, int, str]]:
     """(pid, parent pid, name) of every process."""
     out = []
@@ -250,7 +237,7 @@ def server_cpu(master_pid: int) -> dict[str, float]:
     procs = _processes()
     gunicorn = [master_pid] + [pid for pid, ppid, _ in procs if ppid == master_pid]
     postgres = [pid for pid, _, name in procs if name.startswith("postgres")]
-    return {"gunicorn": sum(map(_proc_cpu_seconds, gunicorn)), "postgres": sum(map(_proc_cpu_seconds, postgres))}
+    return {"gunicorn": sum(map(_cpu_with_children, gunicorn)), "postgres": sum(map(_cpu_with_children, postgres))}
 
 
 class Reader:
@@ -607,15 +594,6 @@ def _first_backend(root: Path) -> str:
     return found.group(1) if found else "django.contrib.auth.backends.ModelBackend"
 
 
-def _machine_busy_seconds() -> float:
-    """CPU seconds the whole machine has been busy since boot, all cores (Linux /proc/stat: user, nice, system, irq,
-    softirq, steal; not idle or iowait)."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _bench_db_cpu(db: str) -> float:
     """CPU seconds so far of the PostgreSQL backends connected to the bench's database (not the rest of the
     server: other databases on it are other people's work). The web processes keep their connections for the run
@@ -624,7 +602,7 @@ def _bench_db_cpu(db: str) -> float:
 
     with psycopg.connect(host=HOST, user="postgres", dbname="postgres", autocommit=True) as conn:
         pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [db])]
-    return sum(map(_proc_cpu_seconds, pids))
+    return sum(map(_cpu_with_children, pids))
 
 
 def _level_row(label: str, n: int, samples, start: float, end: float, cpu: dict, errors: int, healthz: list[float],
@@ -854,7 +832,7 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
                 def read_counters(edge, server=server, counters=counters, database=databases[label]):
                     counters[edge] = {"gunicorn": server_cpu(server.proc.pid)["gunicorn"],
                                       "postgres": _bench_db_cpu(database), "client": time.process_time(),
-                                      "machine": _machine_busy_seconds()}
+                                      "machine": machine_cpu()[0]}
 
                 samples, start, end, errors = pace.run_level(chosen, server=label, port=server.port,
                                                              code=world.code, client_class=Client,

@@ -85,6 +85,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._measure import machine_cpu, pct, proc_cpu_seconds, purge_broker  # noqa: E402
+
 HOST, PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 SITES = ("site-a", "site-b", "site-c")
 PHASES = ("ingest", "arrivals", "routing")
@@ -92,34 +94,6 @@ ARMS = ("assisted", "standard")
 
 
 # ------------------------------------------------------------------------------------------------ small helpers
-
-
-def pct(values, q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """CPU seconds of one process (utime + stime, Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine so far (/proc/stat's first line; idle and iowait are idle)."""
-    with open("/proc/stat") as f:
-        values = [int(x) for x in f.readline().split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values) - idle) / tick, sum(values) / tick
 
 
 # ------------------------------------------------------------------------------------------------ the world
@@ -643,21 +617,6 @@ def main() -> int:
         elif created:
             print(f"Database kept: psql -h {HOST} -U {PG_USER} {args.db}")
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def purge_broker(url: str) -> None:
-    """Delete the tasks this run sent (the queues of the bench's broker database) and kombu's bookkeeping there."""
-    try:
-        import redis
-
-        client = redis.Redis.from_url(url)
-        # the queues (with their priority suffixes) and kombu's bookkeeping: the database is the bench's own
-        names = [k for pattern in ("default*", "ai*", "unacked*", "_kombu.*")
-                 for k in client.scan_iter(match=pattern, count=1000)]
-        if names:
-            client.delete(*names)
-    except Exception as exc:  # noqa: BLE001 - best effort
-        print(f"(could not empty the broker's queues at {url}: {exc})")
 
 
 if __name__ == "__main__":
