@@ -23,6 +23,12 @@ class ReadStatus(models.TextChoices):
     CASE_WITHDRAWN = "withdrawn", "Case withdrawn"
 
 
+# Reads that hold their reader's work now, and reads closed before they were submitted (another read replaced them,
+# or their case left the trial): neither kind counts as a read of its case and arm once closed.
+OPEN_READ_STATUSES = (ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)
+CLOSED_READ_STATUSES = (ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN)
+
+
 class Read(models.Model):
     """A case on a reader's worklist in one arm. Routing writes it; the reader fills it."""
 

@@ -22,10 +22,19 @@ from core.clock import iso
 from core.errors import Conflict
 from trial import lifecycle
 from trial.access import Access
-from trial.models import Arm, Case, DraftRule, Membership, Role, Trial
+from trial.models import Arm, Case, Design, DraftRule, Membership, Role, Trial
 
 from . import events
-from .models import Read, ReadEvent, ReadStatus, RecordReport, Report, ReportDraft
+from .models import (
+    CLOSED_READ_STATUSES,
+    OPEN_READ_STATUSES,
+    Read,
+    ReadEvent,
+    ReadStatus,
+    RecordReport,
+    Report,
+    ReportDraft,
+)
 
 NOT_YOURS = "This case is not on your worklist."
 NOT_YET = "This case is not available yet (waiting for its AI draft or the washout)."
@@ -43,7 +52,7 @@ def _is_available(*, status: str, arm: str, available_from: datetime | None, dra
     was available when it started, and nothing takes that back (a ready draft stays ready, the trial's model is
     fixed once cases are enrolled, a washout is set before its read can start), so the reading steps after the first
     need not ask again. A re-routed read never (its case went to another reader)."""
-    if status in (ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN):
+    if status in CLOSED_READ_STATUSES:
         return False
     if status != ReadStatus.ASSIGNED:
         return True
@@ -219,8 +228,8 @@ def _rows_select(vendor: str) -> db.Values:
     text = (f"SELECT {', '.join(f'r.{db.qn(f.column)}' for f in fields)}, "  # noqa: S608
             f"{', '.join(f'c.{db.qn(f.column)}' for f in case_fields)}, {ready}, {failed} "
             f"FROM {db.table(Read)} r INNER JOIN {db.table(Case)} c ON c.{db.col(Case, 'id')} = {case} "
-            f"WHERE r.{db.col(Read, 'reader')} = %s AND {status} <> '{ReadStatus.REROUTED.value}' "
-            f"AND {status} <> '{ReadStatus.CASE_WITHDRAWN.value}' "
+            f"WHERE r.{db.col(Read, 'reader')} = %s "
+            f"AND {status} NOT IN ({', '.join(repr(s.value) for s in CLOSED_READ_STATUSES)}) "
             # urgent cases first where the trial flags urgency (never set otherwise), then the stored order: arrival
             # for a prospective trial, a random order drawn once for a reader study
             f"ORDER BY c.{db.col(Case, 'urgent')} DESC, r.{db.col(Read, 'order_key')}")
@@ -346,17 +355,17 @@ def dashboard(*, access: Access) -> dict:
     """Conduct, not outcomes: enrolment by site, backlog, per-reader progress, outliers one by one."""
     access.require(Role.INVESTIGATOR)
     trial = access.trial
-    per_reader = (Read.objects.filter(trial=trial).exclude(status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN))
+    per_reader = (Read.objects.filter(trial=trial).exclude(status__in=CLOSED_READ_STATUSES)
                   .values("reader__pseudonym", "reader__site__code", "reader__on_duty", "reader__withdrawn_at")
                   .annotate(total=Count("id"), done=Count("id", filter=Q(status=ReadStatus.SUBMITTED)),
-                            open=Count("id", filter=Q(status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS))),
+                            open=Count("id", filter=Q(status__in=OPEN_READ_STATUSES)),
                             started=Count("id", filter=Q(status=ReadStatus.IN_PROGRESS)))
                   .order_by("reader__pseudonym"))
     outliers = (Read.objects.filter(trial=trial, status=ReadStatus.SUBMITTED)
                 .filter(Q(active_seconds__lt=OUTLIER_SHORT_SECONDS) | Q(wall_seconds__gt=OUTLIER_LONG_SECONDS))
                 .values("reader__pseudonym", "case__code", "active_seconds", "wall_seconds")
                 .order_by("reader__pseudonym", "case__code"))
-    backlog = Read.objects.filter(trial=trial, status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)).count()
+    backlog = Read.objects.filter(trial=trial, status__in=OPEN_READ_STATUSES).count()
     # Apps above this one add their own sections (scoring: the blinding-integrity check of the reports' style)
     sections = [section for _, section in events.conduct_sections.send(sender=__name__, access=access) if section]
     return {
@@ -367,7 +376,8 @@ def dashboard(*, access: Access) -> dict:
         "drafts": ai_selectors.draft_progress(access=access),
         "sections": sections,
         "turnaround": turnaround(trial=trial, since=clock.now() - TURNAROUND_WINDOW),
-        "waiting": _waiting_for_reader(trial),
+        # cases of a live trial waiting for a reader on duty in one of their arms
+        "waiting": waiting_cases(trial).count() if trial.is_prospective else 0,
     }
 
 
@@ -405,13 +415,17 @@ def turnaround(*, trial: Trial, since: datetime) -> dict:
     }
 
 
-def _waiting_for_reader(trial: Trial) -> int:
-    """Cases of a prospective trial still waiting for a reader in one of their arms (nobody on duty there)."""
-    if not trial.is_prospective:
-        return 0
-    needed = 1 if trial.design == "case_randomized" else 2
+def waiting_cases(trial: Trial) -> QuerySet[Case]:
+    """Cases not withdrawn with fewer live reads than their design needs (a re-routed read is not live), in arrival
+    order, urgent first: what routing still has to place. NO PERMISSION CHECK: for the routing service and the
+    investigator's dashboard (which counts them)."""
     live = Count("reads", filter=~Q(reads__status=ReadStatus.REROUTED))
-    return trial.cases.filter(withdrawn_at__isnull=True).annotate(live=live).filter(live__lt=needed).count()
+    cases = trial.cases.filter(withdrawn_at__isnull=True).annotate(live=live)
+    if trial.design == Design.CROSSOVER:
+        cases = cases.filter(live=0)
+    else:
+        cases = cases.filter(live__lt=1 if trial.design == Design.CASE_RANDOMIZED else 2)
+    return cases.order_by("-urgent", "arrival_index", "code")
 
 
 # ------------------------------------------------------------------------------------- rows for analyses (no user)
@@ -504,7 +518,7 @@ def report_of_record(*, case: Case) -> ReportOfRecord | None:
         return None if record is None else ReportOfRecord("senior", record.findings, record.impression,
                                                           record.signed_at, record.author_id)
     report = (Report.objects.filter(read__case=case, read__arm=policy)
-              .exclude(read__status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN))
+              .exclude(read__status__in=CLOSED_READ_STATUSES)
               .order_by("-version").first())
     if report is None or report.signed_at is None:
         return None
@@ -522,7 +536,7 @@ def record_queue(*, access: Access) -> list[dict]:
         return []
     reports = (Report.objects.filter(read__trial=access.trial, signed_at__isnull=False, read__case__withdrawn_at=None,
                                      read__case__record_report__isnull=True)
-               .exclude(read__status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN))
+               .exclude(read__status__in=CLOSED_READ_STATUSES)
                .exclude(read__case__reads__reader__user_id=access.user.pk)
                .exclude(read__reports__version__gt=F("version"))
                .select_related("read__case").order_by("read__case__arrival_index", "read__case__code"))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Q
 
 from core import clock, keys
 from core.errors import Conflict, ServiceError, WrongStatus
@@ -35,7 +35,9 @@ from . import events, routing, timing
 from . import selectors as reading_selectors
 from .errors import AlreadySubmitted, StaleVersion
 from .models import (
+    CLOSED_READ_STATUSES,
     CORRECTION_REASON_LIMIT,
+    OPEN_READ_STATUSES,
     REPORT_TEXT_LIMIT,
     TAB_ID_LENGTH,
     Read,
@@ -59,10 +61,6 @@ WAITING_FOR_FIRST_READ = datetime(9999, 1, 1, tzinfo=UTC)
 
 def _readers(trial: Trial) -> list[Membership]:
     return list(trial.memberships.filter(role=Role.READER).select_related("site", "allocation"))
-
-
-# Reads that still hold their reader's work: a re-routed one no longer counts (its case went to another reader).
-OPEN_READ_STATUSES = (ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)
 
 
 def _open_load(trial: Trial) -> Counter:
@@ -172,7 +170,7 @@ def route_trial(*, trial: Trial, by=None) -> int:
     readers = _readers(trial)
     load = _open_load(trial)
     routed = 0
-    for case in _waiting_cases(trial, needed=1 if trial.design == Design.CASE_RANDOMIZED else 2):
+    for case in reading_selectors.waiting_cases(trial).select_related("site", "allocation"):
         made = (_route_crossover(trial, case, readers) if trial.design == Design.CROSSOVER
                 else _route_case(trial, case, readers, load, by=by))
         routed += bool(made)
@@ -197,14 +195,6 @@ def route_arrival(*, case_id: int) -> int:
     load = Counter(Read.objects.filter(reader__in=readers, status__in=OPEN_READ_STATUSES)
                    .values_list("reader_id", flat=True))
     return _route_case(trial, case, readers, load, by=None)
-
-
-def _waiting_cases(trial: Trial, needed: int):
-    """Cases not withdrawn with fewer live reads than their design needs, in arrival order (urgent first)."""
-    live = Count("reads", filter=~Q(reads__status=ReadStatus.REROUTED))
-    cases = trial.cases.filter(withdrawn_at__isnull=True).annotate(live=live)
-    cases = cases.filter(live=0) if trial.design == Design.CROSSOVER else cases.filter(live__lt=needed)
-    return cases.select_related("site", "allocation").order_by("-urgent", "arrival_index", "code")
 
 
 def _close_withdrawn_reads(trial: Trial) -> int:
@@ -234,12 +224,11 @@ def note_delivery(*, read: Read) -> None:
     measurement, not a change the user asked for): once per read, only while the read is open and the trial is
     reading, by a conditional UPDATE that a concurrent submit cannot turn into a stamp of a submitted read; nothing
     when it is already stamped (no query)."""
-    if read.delivered_at is not None or read.status != ReadStatus.ASSIGNED and read.status != ReadStatus.IN_PROGRESS \
-            or not read.trial.allows(lifecycle.READ):
+    if read.delivered_at is not None or read.status not in OPEN_READ_STATUSES or not read.trial.allows(lifecycle.READ):
         return
     now = clock.now()
     if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status__in=_READING_STATUSES,
-                           status__in=(ReadStatus.ASSIGNED, ReadStatus.IN_PROGRESS)).update(delivered_at=now):
+                           status__in=OPEN_READ_STATUSES).update(delivered_at=now):
         read.delivered_at = now
 
 
@@ -504,7 +493,7 @@ def _both_signed(case_id: int) -> dict[str, Report]:
     """The latest version of each arm's report of a case, when every one is signed; {} otherwise."""
     latest: dict[str, Report] = {}
     for report in Report.objects.filter(read__case_id=case_id).exclude(
-            read__status__in=(ReadStatus.REROUTED, ReadStatus.CASE_WITHDRAWN)).select_related("read"):
+            read__status__in=CLOSED_READ_STATUSES).select_related("read"):
         current = latest.get(report.read.arm)
         if current is None or report.version > current.version:
             latest[report.read.arm] = report
