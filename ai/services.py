@@ -139,7 +139,7 @@ def _enqueue(draft: AIDraft) -> None:
     """The draft's task, sent once the transaction commits, with its priority (draft_priority); a broker that is
     down is logged, not raised (the write stands; requeue_pending sends the task again later)."""
     draft_id = draft.pk
-    case = Case.objects.select_related("trial").only("urgent", "trial__mode").get(pk=draft.case_id)
+    case = draft.case  # the caller's case (request_draft) or joined (requeue_pending): no query of its own
     priority = draft_priority(prospective=case.trial.is_prospective, urgent=case.urgent)
     transaction.on_commit(lambda: generate_draft_task.apply_async(args=[draft_id], priority=priority), robust=True)
 
@@ -155,7 +155,8 @@ def requeue_pending() -> int:
     task sent twice makes one draft."""
     now = clock.now()
     stale = AIDraft.objects.filter(Q(status=DraftStatus.PENDING, claimed_by="", created_at__lt=now - PENDING_TOO_LONG)
-                                   | Q(status=DraftStatus.RUNNING, started_at__lt=now - STALE_CLAIM))
+                                   | Q(status=DraftStatus.RUNNING, started_at__lt=now - STALE_CLAIM)
+                                   ).select_related("case__trial")
     count = 0
     for draft in stale.iterator():
         _enqueue(draft)

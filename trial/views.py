@@ -332,6 +332,13 @@ def _conduct_act(request, code, act) -> HttpResponse:
     return redirect("trial:conduct", code)
 
 
+def _site(access, code: str):
+    site = selectors.site_by_code(access=access, code=code)
+    if site is None:
+        raise Http404("No such site in this trial.")
+    return site
+
+
 def _member(access, pseudonym: str):
     member = access.trial.memberships.filter(pseudonym=pseudonym, role=Role.READER).first()
     if member is None:
@@ -343,9 +350,7 @@ def _member(access, pseudonym: str):
 @require_POST
 def conduct_site(request, code, site_code):
     def act(access):
-        site = selectors.site_by_code(access=access, code=site_code)
-        if site is None:
-            raise Http404("No such site in this trial.")
+        site = _site(access, site_code)
         target = request.POST.get("target_cases", "").strip()
         if target != str(site.target_cases or ""):
             if target and not target.isdigit():
@@ -362,9 +367,7 @@ def conduct_site(request, code, site_code):
 def conduct_site_dicom(request, code, site_code):
     """The calling AE titles and host addresses from which the site's PACS sends films (trial.listener)."""
     def act(access):
-        site = selectors.site_by_code(access=access, code=site_code)
-        if site is None:
-            raise Http404("No such site in this trial.")
+        site = _site(access, site_code)
         words = lambda name: request.POST.get(name, "").replace(",", " ").split()  # noqa: E731
         services.set_site_dicom_senders(site=site, by=request.user, ae_titles=words("ae_titles"),
                                         hosts=words("hosts"))
