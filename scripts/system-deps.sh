@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # System packages the tests need beyond Python, from Debian's packages only: R with lme4, lmerTest,
 # ordinal, pROC, psych and rpact (our statistics are checked against them), DCMTK (the ingest benchmark) and
-# Chromium (the real-browser tests drive it through Playwright; no browser is ever downloaded) and
+# Chromium (the real-browser tests drive it through Playwright; no browser is ever downloaded), Orthanc with its
+# DICOMweb plugin (the real PACS of the tests; GPL, used at arm's length as a separate program) and
 # docker-compose (validates docker/compose.yaml; no engine needed), and npm (installs the pinned JS linter, Biome).
 # --check-or-install: install only what is missing, and only where we may (root with apt-get).
 set -euo pipefail
-PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych r-cran-rpact dcmtk chromium docker-compose)
+PACKAGES=(r-base-core r-cran-lme4 r-cran-lmertest r-cran-ordinal r-cran-proc r-cran-psych r-cran-rpact dcmtk chromium docker-compose orthanc orthanc-dicomweb)
 
 missing() {
   command -v Rscript >/dev/null 2>&1 || { echo yes; return; }
@@ -15,6 +16,8 @@ missing() {
   [ -x /usr/bin/chromium ] || { echo yes; return; }
   command -v docker-compose >/dev/null 2>&1 || { echo yes; return; }
   command -v npm >/dev/null 2>&1 || { echo yes; return; }
+  command -v Orthanc >/dev/null 2>&1 || { echo yes; return; }
+  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || { echo yes; return; }
   echo no
 }
 
