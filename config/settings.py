@@ -187,6 +187,17 @@ CXR_DICOM_MAX_ASSOCIATIONS = env.int("CXR_DICOM_MAX_ASSOCIATIONS", default=8)
 CXR_DICOM_MAX_PDU = env.int("CXR_DICOM_MAX_PDU", default=262_144)
 CXR_DICOM_TIMEOUT = env.int("CXR_DICOM_TIMEOUT", default=30)              # association and DIMSE messages
 CXR_DICOM_NETWORK_TIMEOUT = env.int("CXR_DICOM_NETWORK_TIMEOUT", default=60)
+# Reports of record back to the hospital (trial.outbox): retries with exponential backoff, then "failed" (resend by
+# hand on the outbox page); a FHIR server reached over plain HTTP only where a site allows it (tests, a local loop).
+CXR_OUTBOX_MAX_ATTEMPTS = env.int("CXR_OUTBOX_MAX_ATTEMPTS", default=10)
+CXR_OUTBOX_BACKOFF_SECONDS = env.int("CXR_OUTBOX_BACKOFF_SECONDS", default=30)       # 30 s, 1 min, 2 min … ≤ 1 h
+CXR_OUTBOX_TIMEOUT = env.int("CXR_OUTBOX_TIMEOUT", default=30)
+CXR_ALLOW_PLAIN_HTTP_DESTINATIONS = env.bool("CXR_ALLOW_PLAIN_HTTP_DESTINATIONS", default=False)
+CXR_FHIR_IDENTIFIER_SYSTEM = env("CXR_FHIR_IDENTIFIER_SYSTEM", default="urn:cxr-trial:report")
+# Optional DICOM TLS (PS3.15 B.1) for the listener and for reports sent to a PACS whose site asks for it: PEM files.
+CXR_DICOM_TLS_CERT = env("CXR_DICOM_TLS_CERT", default="")
+CXR_DICOM_TLS_KEY = env("CXR_DICOM_TLS_KEY", default="")
+CXR_DICOM_TLS_CA = env("CXR_DICOM_TLS_CA", default="")
 # A prospective trial's worklist asks for new cases this often while it is visible (seconds).
 CXR_WORKLIST_REFRESH_SECONDS = env.int("CXR_WORKLIST_REFRESH_SECONDS", default=10)
 # API tokens (trial.ApiToken): stored hashed, scoped to one trial, and expiring after at most this many days.
@@ -306,6 +317,8 @@ CELERY_BEAT_SCHEDULE = {
     "route-waiting-cases": {"task": "reading.tasks.route_open_trials", "schedule": 60},
     # Drafts whose task was lost (the broker was down when they were requested) are sent again.
     "requeue-pending-drafts": {"task": "ai.tasks.requeue_pending", "schedule": 600},
+    # Reports of record whose delivery to the hospital is due again (a retry) or whose task was lost.
+    "deliver-due-reports": {"task": "trial.tasks.deliver_due_reports", "schedule": 60},
     # Viewer images of cases whose task was lost.
     "prepare-missing-viewer-images": {"task": "trial.tasks.prepare_missing_viewer_images", "schedule": 900},
 }

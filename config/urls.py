@@ -36,6 +36,8 @@ urlpatterns = [
     # The split view serves its script as a file: no inline script, so the content security policy holds.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    # DICOMweb STOW-RS: a hospital system sends images to a site with its sender token (trial.dicomweb_views)
+    path("dicomweb/", include("trial.dicomweb_urls")),
     path("api/", include("trial.api_urls")),
     path("api/", include("ai.api_urls")),
     path("api/", include("reading.api_urls")),

@@ -13,7 +13,7 @@ from django.db.models import Q
 from core import clock, keys
 from core.errors import Conflict, ServiceError, WrongStatus
 from core.text import clean_text
-from trial import audit, lifecycle, signatures
+from trial import audit, lifecycle, outbox, signatures
 from trial import services as trial_services
 from trial.events import announce
 from trial.models import (
@@ -450,8 +450,21 @@ def _sign(read: Read, report: Report, *, by, proof: signatures.Reauthenticated) 
                  payload={"read": read.pk, "version": report.version})
     signatures.sign(trial=read.trial, by=by, proof=proof, meaning=Signature.Meaning.SIGN_OFF, obj=report,
                     content_hash=report_content_sha256(report))
+    _release_record(read.case_id)
     announce(events.reports_final, trial_id=read.trial_id, case_id=read.case_id)
     return report
+
+
+def _release_record(case_id: int) -> None:
+    """When a signature makes (or changes) the case's report of record, it goes into the outbox to the hospital in
+    the signature's transaction (trial.outbox): a signed report is never left unsent, nothing leaves for a signature
+    that rolled back."""
+    case = Case.objects.select_related("trial", "site").get(pk=case_id)
+    record = reading_selectors.report_of_record(case=case)
+    if record is not None:
+        outbox.release_report(case=case, source=record.source, findings=record.findings,
+                              impression=record.impression, signed_by_id=record.signed_by_id,
+                              signed_at=record.signed_at)
 
 
 @transaction.atomic
@@ -535,4 +548,5 @@ def write_report_of_record(*, case_id: int, by, findings: str, impression: str,
                     content_hash=hashlib.sha256(json.dumps(
                         {"findings": record.findings, "impression": record.impression}, sort_keys=True,
                         ensure_ascii=False).encode()).hexdigest())
+    _release_record(case.pk)
     return record

@@ -16,3 +16,9 @@ class TrialConfig(AppConfig):
         audit.register_state("trial.Signature", fields=(
             "trial_id", "signer_id", "signer_name", "meaning", "object_type", "object_id", "content_hash", "method",
             "signed_at"), append_only=True)
+        # A released report of record (trial.outbox): what left, or will leave, for the hospital; never changed.
+        audit.register_state("trial.Release", fields=(
+            "trial_id", "case_id", "version", "source", "findings", "impression", "signed_by_id", "signer_name",
+            "signed_at", "sr_sop_instance_uid", "amends_id"), append_only=True)
+        audit.register_state("trial.Delivery", trial="release__trial_id", fields=(
+            "release_id", "channel", "destination", "state", "attempts", "delivered_at"))

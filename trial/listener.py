@@ -76,10 +76,11 @@ def senders() -> dict[str, Site]:
     return out
 
 
-def store(*, site: Site, data: bytes, sop_instance_uid: str) -> Answer:
-    """Receive one image for `site` and say what happened, in DIMSE terms (module docstring)."""
+def store(*, site: Site, data: bytes, sop_instance_uid: str, source: str = "dicom") -> Answer:
+    """Receive one image for `site` and say what happened, in DIMSE terms (module docstring); STOW-RS answers each
+    instance with the same status (PS3.18 uses the DIMSE codes for its Failure Reason)."""
     try:
-        case = services.receive_image(trial=site.trial, site=site, data=data, source="dicom",
+        case = services.receive_image(trial=site.trial, site=site, data=data, source=source,
                                       filename=f"{sop_instance_uid}.dcm")
     except NotEnrolled as exc:
         if exc.code in dicom.EXCLUSION_CODES:

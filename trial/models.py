@@ -191,6 +191,15 @@ class Site(models.Model):
     dicom_hosts = models.JSONField(default=list, blank=True)
     # The site's time zone (IANA name): its readers' rosters are read in it.
     time_zone = models.CharField(max_length=60, default="UTC")
+    # Where its reports of record go (trial.outbox): the site's PACS by C-STORE of a DICOM SR, and its FHIR server.
+    # Nothing leaves for a destination that is not set here; PHI goes only to this site's own destinations.
+    pacs_ae_title = models.CharField(max_length=16, blank=True)
+    pacs_host = models.CharField(max_length=255, blank=True)
+    pacs_port = models.PositiveIntegerField(null=True, blank=True)
+    pacs_tls = models.BooleanField(default=False, help_text="Send over DICOM TLS (settings.CXR_DICOM_TLS_*).")
+    fhir_base_url = models.URLField(blank=True, help_text="e.g. https://fhir.hospital.example/r4")
+    # The NAME of an environment variable holding the FHIR server's bearer token: the secret stays out of the database
+    fhir_token_env = models.CharField(max_length=80, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -345,6 +354,14 @@ class CaseIdentity(models.Model):
     # study date, kept here with the identity, never in the screening log.
     patient_key = models.CharField(max_length=64, blank=True, db_index=True)
     study_date = models.DateField(null=True, blank=True)
+    # What a report sent back to the hospital needs to be filed next to the image (trial.outbox): the original series
+    # and SOP class of the image, and the patient as the PACS knows them (a PACS may refuse or quarantine an SR whose
+    # patient module contradicts the study's).
+    series_instance_uid = models.CharField(max_length=64, blank=True)
+    sop_class_uid = models.CharField(max_length=64, blank=True)
+    patient_name = models.CharField(max_length=324, blank=True)
+    patient_birth_date = models.CharField(max_length=8, blank=True)
+    patient_sex = models.CharField(max_length=16, blank=True)
 
 
 class Allocation(models.Model):
@@ -540,3 +557,93 @@ class Signature(models.Model):
 
     def __str__(self) -> str:
         return f"{self.signer_name}: {self.get_meaning_display()} ({self.signed_at:%Y-%m-%d %H:%M} UTC)"
+
+
+class SenderToken(models.Model):
+    """A hospital system's key to send images to one site (DICOMweb STOW-RS): a system, not a person, so not an
+    ApiToken. Only its SHA-256 is stored; the key is shown once."""
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="sender_tokens")
+    name = models.CharField(max_length=60, blank=True, help_text="Which system uses it, e.g. “PACS router”.")
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Release(models.Model):
+    """One version of a case's report of record, released to the hospital (the outbox's message): written in the
+    transaction of the signature that made it, never changed. A correction after release is a new version that
+    amends the one before. The SR's UIDs are fixed here, so that every retry re-sends the same instance."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="releases")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="releases")
+    version = models.PositiveIntegerField()
+    source = models.CharField(max_length=10, help_text="standard, assisted or senior (the release policy)")
+    findings = models.TextField(blank=True)
+    impression = models.TextField()
+    signed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    signer_name = models.CharField(max_length=300)
+    signed_at = models.DateTimeField()
+    created_at = models.DateTimeField()
+    sr_series_instance_uid = models.CharField(max_length=64)
+    sr_sop_instance_uid = models.CharField(max_length=64, unique=True)
+    amends = models.OneToOneField("self", on_delete=models.PROTECT, null=True, blank=True, related_name="amended_by")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["case", "version"], name="release_version_unique")]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("A released report is never changed: a correction is a new version.")
+        super().save(*args, **kwargs)
+
+
+class Delivery(models.Model):
+    """One release to one destination of its site (the site's PACS, its FHIR server), delivered at least once by a
+    Celery task with retries; the receiving side sees it once, because every attempt sends the same identifiers
+    (the SR's SOP Instance UID; a conditional create of the DiagnosticReport on its identifier)."""
+
+    class Channel(models.TextChoices):
+        DICOM_SR = "dicom_sr", "DICOM SR to the PACS"
+        FHIR = "fhir", "FHIR DiagnosticReport"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (retries exhausted; resend by hand)"
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    destination = models.CharField(max_length=300, help_text="Where it goes, as set for the site when released.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=400, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["release", "channel"], name="delivery_once_per_channel")]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+
+class DeliveryAttempt(models.Model):
+    """One try of a delivery and what the other side answered (no PHI: a status and its comment)."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.PROTECT, related_name="tries")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    answer = models.CharField(max_length=400)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                           related_name="+", help_text="Who resent it by hand; empty: the outbox task.")
+
+    class Meta:
+        ordering = ["started_at", "id"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone  # expiry is security: the real clock, never a simulation's (core.clock)
 
 from core.clock import iso
@@ -19,11 +19,14 @@ from .models import (
     ApiToken,
     Case,
     CaseIdentity,
+    Delivery,
     Deviation,
     Invitation,
     Membership,
+    Release,
     Role,
     ScreeningEntry,
+    SenderToken,
     Signature,
     Site,
     Status,
@@ -78,6 +81,12 @@ def api_token_for_key(*, key: str) -> ApiToken | None:
     """The live token (not revoked, not expired) whose key is `key`, with its user and trial; None otherwise."""
     return (ApiToken.objects.select_related("user", "trial")
             .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True, expires_at__gt=timezone.now()).first())
+
+
+def sender_token_for_key(*, key: str) -> SenderToken | None:
+    """The live sender token (not revoked) whose key is `key`, with its site and trial; None otherwise."""
+    return (SenderToken.objects.select_related("site__trial")
+            .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True).first())
 
 
 def api_tokens_of_user(*, user) -> QuerySet[ApiToken]:
@@ -311,3 +320,36 @@ def _with_roster_text(member: Membership) -> Membership:
 
 def deviation_kinds() -> list[tuple[str, str]]:
     return list(Deviation.Kind.choices)
+
+
+# ------------------------------------------------------------------------------------------ the hospital's wires
+
+
+def hospital_wires(*, access: Access) -> dict:
+    """The investigator's page of the wires to the hospital: each site's senders (DICOM AE titles, STOW-RS tokens)
+    and destinations (PACS, FHIR), and the outbox: every released report of record with its deliveries, their state,
+    attempts and last answer. No report text, no PHI, nothing by arm (the release policy names one source for the
+    whole trial)."""
+    access.require(Role.INVESTIGATOR)
+    trial = access.trial
+    sites = list(trial.sites.order_by("code").prefetch_related(
+        Prefetch("sender_tokens", queryset=SenderToken.objects.filter(revoked_at__isnull=True))))
+    releases = list(Release.objects.filter(trial=trial).select_related("case", "amends")
+                    .prefetch_related(Prefetch("deliveries", queryset=Delivery.objects.prefetch_related(
+                        "tries"))).order_by("-created_at", "-id")[:500])
+    states = dict(Delivery.objects.filter(release__trial=trial).values_list("state").annotate(n=Count("id"))
+                  .order_by("state"))
+    return {"sites": sites, "releases": releases, "states": states,
+            "failed": [d for r in releases for d in r.deliveries.all() if d.state == Delivery.State.FAILED]}
+
+
+def release_of(*, access: Access, case_code: str, version: int) -> Release | None:
+    access.require(Role.INVESTIGATOR)
+    return (Release.objects.filter(trial=access.trial, case__code=case_code, version=version)
+            .select_related("case__site", "case__trial", "case__identity", "amends").first())
+
+
+def delivery_of(*, access: Access, delivery_id: int) -> Delivery | None:
+    access.require(Role.INVESTIGATOR)
+    return Delivery.objects.filter(pk=delivery_id, release__trial=access.trial).select_related(
+        "release__trial", "release__case__site").first()

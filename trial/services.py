@@ -46,6 +46,7 @@ from .models import (
     Mode,
     Role,
     ScreeningEntry,
+    SenderToken,
     Signature,
     Site,
     SiteEnrolment,
@@ -697,6 +698,7 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
                 case=case, accession_number=record.accession_number or "", patient_id=record.patient_id or "",
                 study_instance_uid=record.study_instance_uid or "", sop_instance_uid=record.sop_instance_uid,
                 original_filename=filename[:255], patient_key=arrival.patient_key, study_date=arrival.study_date,
+                **_filing_identity(ds),
             )
             entry = ScreeningEntry.objects.create(trial=locked, site=site, received_at=now, source=source,
                                                   outcome=ScreeningEntry.Outcome.ENROLLED, case=case)
@@ -721,6 +723,18 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
         _delete_files(saved)  # nothing is kept from a refused or failed enrolment
         raise
     return case
+
+
+def _filing_identity(ds) -> dict[str, str]:
+    """What the identity key keeps from the original header so that a report sent back files next to the image: the
+    series and SOP class of the image and the patient's module (trial.outbox). Investigators only; never exported."""
+    def text(keyword: str, limit: int) -> str:
+        value = ds.get(keyword)
+        return "" if value is None else str(value).strip()[:limit]
+
+    return {"series_instance_uid": text("SeriesInstanceUID", 64), "sop_class_uid": text("SOPClassUID", 64),
+            "patient_name": text("PatientName", 324), "patient_birth_date": text("PatientBirthDate", 8),
+            "patient_sex": text("PatientSex", 16)}
 
 
 def _close_at_target(*, trial: Trial, site: Site) -> None:
@@ -856,6 +870,89 @@ def set_site_dicom_senders(*, site: Site, by, ae_titles, hosts=()) -> Site:
     site.save(update_fields=["dicom_ae_titles", "dicom_hosts"])
     audit.record(actor=by, action="site.dicom_senders_changed", obj=site, trial=trial, payload={
         "site": site.code, "before": before, "after": {"ae_titles": titles, "hosts": site.dicom_hosts}})
+    return site
+
+
+SENDER_TOKEN_PREFIX = "cxrs_"
+
+
+@transaction.atomic
+def issue_sender_token(*, site: Site, by, name: str = "") -> tuple[SenderToken, str]:
+    """A key with which a hospital system (the site's PACS or router) sends images to this site over DICOMweb
+    (STOW-RS): the token and its key, shown this once and stored only as its hash."""
+    _require_investigator(site.trial, by)
+    name = " ".join((name or "").split())[:SenderToken._meta.get_field("name").max_length]
+    key = SENDER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = SenderToken.objects.create(site=site, name=name, prefix=key[:13], key_hash=ApiToken.hash_key(key),
+                                       created_by=by)
+    audit.record(actor=by, action="site.sender_token_created", obj=token, trial=site.trial,
+                 payload={"site": site.code, "name": name, "prefix": token.prefix})
+    return token, key
+
+
+@transaction.atomic
+def revoke_sender_token(*, token: SenderToken, by) -> SenderToken:
+    token = SenderToken.objects.select_for_update().select_related("site__trial").get(pk=token.pk)
+    _require_investigator(token.site.trial, by)
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit.record(actor=by, action="site.sender_token_revoked", obj=token, trial=token.site.trial,
+                     payload={"site": token.site.code, "prefix": token.prefix})
+    return token
+
+
+def note_sender_token_use(*, token: SenderToken) -> None:
+    """When a sender token was last used, to the minute (not a write per request)."""
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        SenderToken.objects.filter(pk=token.pk).update(last_used_at=now)
+
+
+@transaction.atomic
+def set_site_destinations(*, site: Site, by, pacs_ae_title: str = "", pacs_host: str = "", pacs_port=None,
+                          pacs_tls: bool = False, fhir_base_url: str = "", fhir_token_env: str = "") -> Site:
+    """Where this site's reports of record go: its PACS (AE title, host, port; TLS or not) and its FHIR server
+    (base URL; the name of the environment variable that holds its token). Empty: not sent that way."""
+    from django.core.validators import URLValidator
+
+    _require_investigator(site.trial, by)
+    pacs_ae_title = _clean_ae_title(pacs_ae_title) if str(pacs_ae_title).strip() else ""
+    pacs_host = str(pacs_host).strip()
+    if pacs_ae_title or pacs_host or pacs_port not in (None, ""):
+        if not (pacs_ae_title and pacs_host and pacs_port not in (None, "")):
+            raise ServiceError("A PACS needs its AE title, host and port.", field="pacs_host")
+        try:
+            pacs_port = int(pacs_port)
+        except (TypeError, ValueError):
+            pacs_port = 0
+        if not 1 <= pacs_port <= 65535:
+            raise ServiceError("The PACS port is a number from 1 to 65535.", field="pacs_port")
+        if len(pacs_host) > 255 or any(c.isspace() for c in pacs_host):
+            raise ServiceError("The PACS host is a host name or an IP address.", field="pacs_host")
+    else:
+        pacs_port = None
+    fhir_base_url = str(fhir_base_url).strip().rstrip("/")
+    if fhir_base_url:
+        try:
+            URLValidator(schemes=["https", "http"])(fhir_base_url)
+        except DjangoValidationError as exc:
+            raise ServiceError("The FHIR base URL is not a URL.", field="fhir_base_url") from exc
+        if fhir_base_url.startswith("http://") and not settings.CXR_ALLOW_PLAIN_HTTP_DESTINATIONS:
+            raise ServiceError("Reports carry PHI: the FHIR server must be reached over HTTPS.", field="fhir_base_url")
+    fhir_token_env = str(fhir_token_env).strip()
+    if fhir_token_env and not fhir_token_env.replace("_", "").isalnum():
+        raise ServiceError("The token is named by an environment variable (letters, digits, _).",
+                           field="fhir_token_env")
+    site = Site.objects.select_for_update(no_key=True).select_related("trial").get(pk=site.pk)
+    fields = ("pacs_ae_title", "pacs_host", "pacs_port", "pacs_tls", "fhir_base_url", "fhir_token_env")
+    before = {f: getattr(site, f) for f in fields}
+    site.pacs_ae_title, site.pacs_host, site.pacs_port, site.pacs_tls = pacs_ae_title, pacs_host, pacs_port, \
+        bool(pacs_tls)
+    site.fhir_base_url, site.fhir_token_env = fhir_base_url, fhir_token_env
+    site.save(update_fields=list(fields))
+    audit.record(actor=by, action="site.destinations_changed", obj=site, trial=site.trial, payload={
+        "site": site.code, "before": before, "after": {f: getattr(site, f) for f in fields}})
     return site
 
 

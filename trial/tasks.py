@@ -48,3 +48,21 @@ def apply_rosters() -> int:
     from .services import apply_rosters
 
     return apply_rosters()
+
+
+@task(redeliver_if_worker_dies=True)
+def deliver_report(delivery_id: int) -> str | None:
+    """One attempt to deliver a released report to its destination (trial.outbox.deliver: under the delivery's row
+    lock, so a redelivered task never sends it twice at once; the next attempt is scheduled by the service)."""
+    from .outbox import deliver
+
+    delivery = deliver(delivery_id=delivery_id)
+    return None if delivery is None else delivery.state
+
+
+@task()
+def deliver_due_reports() -> int:
+    """For celery beat: deliveries whose next attempt is due and whose task was lost."""
+    from .outbox import deliver_due
+
+    return deliver_due()

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 from core import otp
 from core.errors import ServiceError
 
-from . import audit, selectors, services, signatures
+from . import audit, outbox, selectors, services, signatures
 from .access import access_for
 from .forms import InviteForm, SignatureForm, SignupForm, SiteForm, TrialForm, TrialSettingsForm
 from .models import Invitation, Role, Signature, SiteEnrolment, Status
@@ -418,3 +418,109 @@ def conduct_deviation(request, code):
                                   reason=request.POST.get("reason", ""))
         return "The deviation is logged."
     return _conduct_act(request, code, act)
+
+
+# ------------------------------------------------------------------------------------------ the hospital's wires
+
+
+def _hospital_page(request, code, *, new_key: str = "", status: int = 200) -> HttpResponse:
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    response = render(request, "trial/hospital.html", {
+        "trial": access.trial, "wires": selectors.hospital_wires(access=access), "new_key": new_key,
+        "dicom_listener": f"AE title {settings.CXR_DICOM_AE_TITLE}, port {settings.CXR_DICOM_PORT}",
+        "stow_url": request.build_absolute_uri(reverse("dicomweb:stow")),
+    }, status=status)
+    response["Cache-Control"] = "no-store"  # a new sender key is on this page once
+    return response
+
+
+@login_required
+@require_safe
+def hospital_page(request, code):
+    return _hospital_page(request, code)
+
+
+def _hospital_act(request, code, act) -> HttpResponse:
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    try:
+        done = act(access)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect("trial:hospital", code)
+
+
+@login_required
+@require_POST
+def hospital_destinations(request, code, site_code):
+    """Where the site's reports of record go: its PACS (a DICOM SR by C-STORE) and its FHIR server."""
+    def act(access):
+        site = _site(access, site_code)
+        post = request.POST
+        services.set_site_destinations(site=site, by=request.user, pacs_ae_title=post.get("pacs_ae_title", ""),
+                                       pacs_host=post.get("pacs_host", ""), pacs_port=post.get("pacs_port") or None,
+                                       pacs_tls=post.get("pacs_tls") == "1",
+                                       fhir_base_url=post.get("fhir_base_url", ""),
+                                       fhir_token_env=post.get("fhir_token_env", ""))
+        return f"The destinations of site {site.code} are saved."
+    return _hospital_act(request, code, act)
+
+
+@login_required
+@require_POST
+def hospital_token_issue(request, code, site_code):
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    site = _site(access, site_code)
+    try:
+        token, key = services.issue_sender_token(site=site, by=request.user, name=request.POST.get("name", ""))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("trial:hospital", code)
+    messages.success(request, f"Sender token {token.prefix}… made for site {site.code}; copy the key now: it is not "
+                              "shown again.")
+    return _hospital_page(request, code, new_key=key)
+
+
+@login_required
+@require_POST
+def hospital_token_revoke(request, code, token_id: int):
+    def act(access):
+        token = next((t for s in selectors.hospital_wires(access=access)["sites"] for t in s.sender_tokens.all()
+                      if t.pk == token_id), None)
+        if token is None:
+            raise Http404("No such sender token in this trial.")
+        services.revoke_sender_token(token=token, by=request.user)
+        return f"Sender token {token.prefix}… revoked."
+    return _hospital_act(request, code, act)
+
+
+@login_required
+@require_POST
+def hospital_resend(request, code, delivery_id: int):
+    def act(access):
+        delivery = selectors.delivery_of(access=access, delivery_id=delivery_id)
+        if delivery is None:
+            raise Http404("No such delivery in this trial.")
+        delivery = outbox.resend(delivery=delivery, by=request.user)
+        return (f"{delivery.release.case.code} v{delivery.release.version} sent again: "
+                f"{delivery.get_state_display().lower()}.")
+    return _hospital_act(request, code, act)
+
+
+@login_required
+@require_safe
+def hospital_fhir_download(request, code, case_code, version: int):
+    """A released report as a FHIR DiagnosticReport, for a site without a FHIR endpoint (the investigator hands it to
+    the hospital). It carries PHI: investigators only, audited, never cached."""
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    release = selectors.release_of(access=access, case_code=case_code, version=version)
+    if release is None:
+        raise Http404("No such released report.")
+    body = outbox.fhir_json(release=release)
+    audit.record(actor=request.user, action="report.fhir_downloaded", obj=release, trial=access.trial,
+                 payload={"case": release.case.code, "version": release.version})
+    response = HttpResponse(body, content_type="application/fhir+json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{access.trial.code}-{case_code}-v{version}.fhir.json"'
+    response["Cache-Control"] = "no-store"
+    return response
