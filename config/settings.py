@@ -198,6 +198,9 @@ CXR_FHIR_IDENTIFIER_SYSTEM = env("CXR_FHIR_IDENTIFIER_SYSTEM", default="urn:cxr-
 CXR_DICOM_TLS_CERT = env("CXR_DICOM_TLS_CERT", default="")
 CXR_DICOM_TLS_KEY = env("CXR_DICOM_TLS_KEY", default="")
 CXR_DICOM_TLS_CA = env("CXR_DICOM_TLS_CA", default="")
+# The listener speaks TLS only (no plain association) when this is set; it needs CXR_DICOM_TLS_CERT (and, for mutual
+# TLS, CXR_DICOM_TLS_CA: then only callers with a certificate that CA signed may associate).
+CXR_DICOM_LISTENER_TLS = env.bool("CXR_DICOM_LISTENER_TLS", default=False)
 # A prospective trial's worklist asks for new cases this often while it is visible (seconds).
 CXR_WORKLIST_REFRESH_SECONDS = env.int("CXR_WORKLIST_REFRESH_SECONDS", default=10)
 # API tokens (trial.ApiToken): stored hashed, scoped to one trial, and expiring after at most this many days.

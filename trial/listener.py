@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, close_old_connections
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
@@ -36,7 +37,7 @@ from pynetdicom.sop_class import (
 
 from core.errors import ServiceError, WrongStatus
 
-from . import dicom, services
+from . import dicom, services, tls
 from .errors import CaseRejected, DuplicateImage, FileTooLarge, NotEnrolled
 from .models import Site, Status
 
@@ -163,6 +164,12 @@ HANDLERS = [(evt.EVT_C_STORE, _on_store), (evt.EVT_C_ECHO, _on_echo), (evt.EVT_E
 
 
 def serve(*, host: str, port: int, ae_title: str | None = None, block: bool = True):
-    """Listen on host:port (block=False: in a thread; returns the server, whose shutdown() stops it)."""
+    """Listen on host:port (block=False: in a thread; returns the server, whose shutdown() stops it); over DICOM TLS
+    only when settings.CXR_DICOM_LISTENER_TLS (trial.tls)."""
     ae = application_entity(ae_title=ae_title)
-    return ae.start_server((host, port), block=block, evt_handlers=HANDLERS)
+    context = None
+    if settings.CXR_DICOM_LISTENER_TLS:
+        context = tls.dicom_tls_context(server=True)
+        if context is None:
+            raise ImproperlyConfigured("CXR_DICOM_LISTENER_TLS needs CXR_DICOM_TLS_CERT (and its key).")
+    return ae.start_server((host, port), block=block, evt_handlers=HANDLERS, ssl_context=context)

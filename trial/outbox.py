@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -35,7 +34,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 from core import clock
 from core.errors import ServiceError, WrongStatus
 
-from . import audit
+from . import audit, tls
 from .hospital import fhir as fhir_message
 from .hospital import sr as sr_message
 from .hospital.report import ImageRef, OutboundReport, Patient
@@ -138,20 +137,6 @@ class Answer:
     text: str
 
 
-def dicom_tls_context(*, server: bool) -> ssl.SSLContext | None:
-    """The DICOM TLS context of settings.CXR_DICOM_TLS_* (PS3.15 B.1: TLS 1.2 or later), or None when no certificate
-    is configured. A server asks the caller's certificate when a CA is set (mutual TLS)."""
-    if not settings.CXR_DICOM_TLS_CERT:
-        return None
-    purpose = ssl.Purpose.CLIENT_AUTH if server else ssl.Purpose.SERVER_AUTH
-    context = ssl.create_default_context(purpose, cafile=settings.CXR_DICOM_TLS_CA or None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.CXR_DICOM_TLS_CERT, settings.CXR_DICOM_TLS_KEY or None)
-    if server and settings.CXR_DICOM_TLS_CA:
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
-
-
 def _send_sr(site: Site, release: Release) -> Answer:
     from pynetdicom import AE
 
@@ -159,13 +144,13 @@ def _send_sr(site: Site, release: Release) -> Answer:
     ae = AE(ae_title=settings.CXR_DICOM_AE_TITLE)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.CXR_OUTBOX_TIMEOUT
     ae.add_requested_context(ds.SOPClassUID, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    tls = None
+    tls_args = None
     if site.pacs_tls:
-        context = dicom_tls_context(server=False)
+        context = tls.dicom_tls_context(server=False)
         if context is None:
             return Answer(False, "The site asks for DICOM TLS but no certificate is configured (CXR_DICOM_TLS_CERT).")
-        tls = (context, site.pacs_host)
-    assoc = ae.associate(site.pacs_host, site.pacs_port, ae_title=site.pacs_ae_title, tls_args=tls)
+        tls_args = (context, site.pacs_host)
+    assoc = ae.associate(site.pacs_host, site.pacs_port, ae_title=site.pacs_ae_title, tls_args=tls_args)
     if not assoc.is_established:
         why = "rejected the association" if assoc.is_rejected else "could not be reached"
         return Answer(False, f"The PACS {site.pacs_ae_title} at {site.pacs_host}:{site.pacs_port} {why}.")
