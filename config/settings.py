@@ -236,6 +236,11 @@ STORAGES = {
 
 # Upload limits: one radiograph rarely exceeds 30 MB; the limit protects memory and disk.
 CXR_MAX_DICOM_BYTES = env.int("CXR_MAX_DICOM_BYTES", default=64 * 1024 * 1024)
+# Images in from a hospital system (the DICOM listener, STOW-RS): per site and minute, beyond which the sender is told
+# to retry later (HTTP 429; DIMSE "out of resources"); a STOW-RS request's size and number of instances.
+CXR_INBOUND_PER_MINUTE = env.int("CXR_INBOUND_PER_MINUTE", default=600)
+CXR_STOW_MAX_INSTANCES = env.int("CXR_STOW_MAX_INSTANCES", default=20)
+CXR_STOW_MAX_BYTES = env.int("CXR_STOW_MAX_BYTES", default=4 * CXR_MAX_DICOM_BYTES)
 # Rows × columns (× samples × frames) of one radiograph, checked before anything is decoded: a 43 × 43 cm DR detector
 # at 100 µm is ~18.5 megapixels, so 25 leaves headroom while a decompression bomb is refused (trial.dicom.MAX_PIXELS).
 CXR_MAX_PIXELS = env.int("CXR_MAX_PIXELS", default=25_000_000)
@@ -322,6 +327,8 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-pending-drafts": {"task": "ai.tasks.requeue_pending", "schedule": 600},
     # Reports of record whose delivery to the hospital is due again (a retry) or whose task was lost.
     "deliver-due-reports": {"task": "trial.tasks.deliver_due_reports", "schedule": 60},
+    # Staged images (no frontal image of their study yet) whose study settled: screened out (their task was lost).
+    "settle-staged-studies": {"task": "trial.tasks.settle_staged_studies", "schedule": 60},
     # Viewer images of cases whose task was lost.
     "prepare-missing-viewer-images": {"task": "trial.tasks.prepare_missing_viewer_images", "schedule": 900},
 }

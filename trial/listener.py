@@ -9,12 +9,14 @@ host its site does not list is aborted at once. The allow-list is read from the 
 negotiated, so a site added or changed needs no restart.
 
 What the sender is told (the DIMSE status of each C-STORE, with the reason in Error Comment):
-- 0x0000 Success: the case is stored, or the image is screened out by the trial's rules, or it is already enrolled
-  (a PACS retry): it needs nothing more, and a retry would change nothing;
+- 0x0000 Success: the case is stored (or the image joined its study's case, or waits for the study's frontal image),
+  or the image is screened out by the trial's rules, or it is already enrolled (a PACS retry): it needs nothing more,
+  and a retry would change nothing;
 - 0x0124 Refused, not authorized: the trial or the site is not enrolling (paused, closed, target reached);
 - 0xC000 Error, cannot understand: the file is not a usable chest radiograph (trial.dicom's refusal codes);
-- 0xA700 Out of resources: the database or the storage is down — the PACS retries later; nothing half-written
-  remains (the enrolment is one transaction, and its files are removed when it fails);
+- 0xA700 Out of resources: the database or the storage is down, or the site sent more than CXR_INBOUND_PER_MINUTE
+  images this minute — the PACS retries later; nothing half-written remains (the enrolment is one transaction, and
+  its files are removed when it fails);
 - 0x0110 Processing failure: anything else (logged with its traceback).
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pynetdicom.sop_class import (
 
 from core.errors import ServiceError, WrongStatus
 
-from . import dicom, services, tls
+from . import dicom, ratelimit, services, tls
 from .errors import CaseRejected, DuplicateImage, FileTooLarge, NotEnrolled
 from .models import Site, Status
 
@@ -101,7 +103,10 @@ def store(*, site: Site, data: bytes, sop_instance_uid: str, source: str = "dico
     except Exception:
         logger.exception("Image %s for site %s failed", sop_instance_uid, site.code)
         return Answer(PROCESSING_FAILURE, "Processing failure")
-    logger.info("Image %s enrolled as %s/%s", sop_instance_uid, site.trial.code, case.code)
+    if case is None:  # stored and waiting for a frontal image of its study (trial.services.receive_image)
+        logger.info("Image %s for %s staged until its study has a frontal image", sop_instance_uid, site.trial.code)
+    else:
+        logger.info("Image %s enrolled in %s/%s", sop_instance_uid, site.trial.code, case.code)
     return Answer(SUCCESS)
 
 
@@ -135,6 +140,11 @@ def _on_store(event) -> Dataset:
     site = senders().get(event.assoc.requestor.ae_title.strip())
     if site is None:  # its site was removed or its trial locked during the association
         return Answer(NOT_AUTHORIZED, "Calling AE title no longer accepted").dataset()
+    limit = ratelimit.hit(f"dicom:site:{site.pk}", per_minute=settings.CXR_INBOUND_PER_MINUTE)
+    if not limit.allowed:  # one sender in a loop must not crowd out the others: the PACS retries later
+        if limit.first_refusal:
+            logger.warning("Site %s over its limit of %d images a minute over DICOM", site.code, limit.limit)
+        return Answer(OUT_OF_RESOURCES, f"Over {limit.limit} images a minute; retry in {limit.retry_after} s").dataset()
     data = event.encoded_dataset(include_meta=True)
     answer = store(site=site, data=data, sop_instance_uid=str(event.request.AffectedSOPInstanceUID))
     logger.info("C-STORE from %s: status 0x%04X in %.0f ms", event.assoc.requestor.ae_title, answer.status,

@@ -93,6 +93,15 @@ MATRIX: dict[str, str] = {
     "trial:conduct_withdraw":      "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_roster":        "302 405 405 405 405 405 405 405 405 405",
     "trial:conduct_deviation":     "302 405 405 405 405 405 405 405 405 405",
+    "trial:hospital":              "302 403 200 403 403 403 403 403 403 403",  # wires and outbox: no text, no PHI
+    "trial:hospital_destinations": "302 405 405 405 405 405 405 405 405 405",
+    "trial:hospital_token_issue":  "302 405 405 405 405 405 405 405 405 405",
+    "trial:hospital_token_revoke": "302 405 405 405 405 405 405 405 405 405",
+    "trial:hospital_resend":       "302 405 405 405 405 405 405 405 405 405",
+    "trial:hospital_fhir_download": "302 403 404 403 403 403 403 403 403 403",  # research only: nothing released
+    # DICOMweb STOW-RS: POST only, with a site's sender token (a system, not a person)
+    "dicomweb:stow":               "405 405 405 405 405 405 405 405 405 405",
+    "dicomweb:stow_study":         "405 405 405 405 405 405 405 405 405 405",
     # trial app: API
     "api-trials":                  "401 200 200 200 200 200 200 200 200 200",
     "api-trial":                   "401 403 200 200 200 200 200 200 200 200",
@@ -268,7 +277,8 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
               "read_id": read.pk, "report_id": read.reports.get().pk,
               "draft_id": AIDraft.objects.get(case=case).pk, "key": expert_pair.key,
               "version": 1, "number": 1, "name": "quality", "uidb64": "MQ", "token_id": 1,
-              "site_code": case.site.code, "pseudonym": by_arm["assisted"].pseudonym}
+              "site_code": case.site.code, "pseudonym": by_arm["assisted"].pseudonym,
+              "study_uid": "1.2.826.0.1.3680043.2.1", "delivery_id": 1}
     per_name = {name: {"key": adjudication_key}
                 for name in ("scoring:adjudicate", "scoring:adjudication_image", "api-scoring-adjudicate")}
     return {"trial": trial, "users": users, "params": params, "per_name": per_name, "experts": experts,

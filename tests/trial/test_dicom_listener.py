@@ -26,7 +26,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_listener(investigator, make_user, _media):
-    live = open_trial(investigator=investigator, make_user=make_user, code="wire")
+    live = open_trial(investigator=investigator, make_user=make_user, code="wire", settle_seconds=0)
     services.set_site_dicom_senders(site=live.sites[0], by=investigator, ae_titles=["PACS_A"])
     port = _free_port()
     server = listener.serve(host="127.0.0.1", port=port, block=False)
@@ -138,3 +138,17 @@ def test_a_sender_names_one_site_and_a_title_is_checked(investigator, make_user)
         services.set_site_dicom_senders(site=second.sites[0], by=investigator, ae_titles=["PACS_B"], hosts=["x"])
     second.sites[0].refresh_from_db()
     assert second.sites[0].dicom_ae_titles == []
+
+
+def test_a_site_over_its_rate_limit_is_told_to_retry_later(live_listener, settings, monkeypatch):
+    from django.core.cache import cache
+
+    from trial import ratelimit
+
+    live, port = live_listener
+    settings.CXR_INBOUND_PER_MINUTE = 2
+    monkeypatch.setattr(ratelimit, "_now", lambda: 1_000_020.0)  # one window, whenever the test runs
+    cache.clear()
+    statuses = [_send(port, image(30 + i)).Status for i in range(3)]
+    assert statuses == [0x0000, 0x0000, 0xA700]  # out of resources: the PACS retries later
+    assert Case.objects.filter(trial=live.trial).count() == 2
