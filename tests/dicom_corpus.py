@@ -166,8 +166,10 @@ def radiograph_dataset(
     ds.BodyPartExamined = "CHEST"
     ds.DeviceSerialNumber = PHI["device_serial"]
     ds.ViewPosition = "PA"
-    ds.StudyInstanceUID = STUDY_UID
-    ds.SeriesInstanceUID = SERIES_UID
+    # Each seed its own study (a case is a study: the images of one study join one case); seed 0 keeps the fixed
+    # UIDs. A test that wants two views of one study gives the second the first's Study and Series Instance UIDs.
+    ds.StudyInstanceUID = STUDY_UID if seed == 0 else _instance_uid(seed, "study")
+    ds.SeriesInstanceUID = SERIES_UID if seed == 0 else _instance_uid(seed, "series")
     ds.StudyID = PHI["study_id"]
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1

@@ -61,7 +61,7 @@ def open_trial(*, investigator, make_user, code: str = "live", sites=("site-a",)
 
 def image(seed: int, **header) -> bytes:
     """A small adult PA chest CR (eligible under the default rules), with `header` attributes changed (None removes
-    one). Every seed is another image (another SOP Instance UID) of the same patient (corpus.PHI)."""
+    one). Every seed is another image (another SOP Instance UID) of another study of the same patient (corpus.PHI)."""
     ds = corpus.radiograph_dataset(seed=seed, rows=160, columns=140)
     for keyword, value in header.items():
         if value is None:

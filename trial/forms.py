@@ -96,6 +96,10 @@ class TrialForm(_CrispyForm):
                                            help_text=Trial._meta.get_field("read_window_hours").help_text)
     release_policy = forms.ChoiceField(choices=ReleasePolicy.choices, initial=ReleasePolicy.RESEARCH_ONLY,
                                        required=False)
+    settle_seconds = forms.IntegerField(
+        min_value=0, max_value=3600, initial=60, required=False, label="Study settle window (seconds)",
+        help_text="A case is a study: an image that arrives before any frontal image of its study waits this long "
+                  "(after the study's last image) for one; 0: judged alone at once.")
     target_cases = forms.IntegerField(min_value=1, required=False,
                                       help_text=Trial._meta.get_field("target_cases").help_text)
     close_at_target = forms.BooleanField(required=False, initial=False,
@@ -119,7 +123,7 @@ class TrialForm(_CrispyForm):
         else:
             data["eligibility"] = None
         # left out of the form: the model's defaults
-        for name in ("mode", "draft_rule", "draft_limit_minutes", "release_policy"):
+        for name in ("mode", "draft_rule", "draft_limit_minutes", "release_policy", "settle_seconds"):
             if data.get(name) in (None, ""):
                 data[name] = Trial._meta.get_field(name).get_default()
         return data
@@ -147,7 +151,8 @@ class TrialSettingsForm(TrialForm):
             "screen": trial.eligibility is not None, "flag_urgency": trial.flag_urgency,
             "draft_rule": trial.draft_rule, "draft_limit_minutes": trial.draft_limit_minutes,
             "read_window_hours": trial.read_window_hours, "release_policy": trial.release_policy,
-            "target_cases": trial.target_cases, "close_at_target": trial.close_at_target,
+            "settle_seconds": trial.settle_seconds, "target_cases": trial.target_cases,
+            "close_at_target": trial.close_at_target,
             **{f"elig_{k}": (", ".join(v) if isinstance(v, list) else v)
                for k, v in (trial.eligibility or {}).items()},
         })
@@ -156,7 +161,7 @@ class TrialSettingsForm(TrialForm):
         if trial.status != "setup":
             for name in ("mode", "design", "ratio_assisted", "ratio_standard", "block_multiples",
                          "fixed_block_reason", "experts_per_item", "screen", "flag_urgency", "draft_rule",
-                         "draft_limit_minutes", "read_window_hours", "release_policy",
+                         "draft_limit_minutes", "read_window_hours", "release_policy", "settle_seconds",
                          *(f"elig_{n}" for n in self.RULE_FIELDS)):
                 self.fields[name].disabled = True
                 self.fields[name].help_text = "Frozen once enrolment has started."

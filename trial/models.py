@@ -112,6 +112,10 @@ class Trial(models.Model):
     # header of every arriving image; empty: every valid radiograph is enrolled (a reader study's hand-picked set).
     eligibility = models.JSONField(null=True, blank=True)
     flag_urgency = models.BooleanField(default=False, help_text="Urgent cases first on worklists.")
+    # A case is a study: the first frontal image opens the case, every other image of the study joins it. An image
+    # that arrives before any frontal image of its study waits this long after the study's last image for one, then
+    # is screened out (0: judged alone at once).
+    settle_seconds = models.PositiveIntegerField(default=60)
     routing_rule = models.CharField(max_length=20, choices=RoutingRule.choices, default=RoutingRule.FEWEST_OPEN)
     draft_rule = models.CharField(max_length=14, choices=DraftRule.choices, default=DraftRule.WAIT)
     draft_limit_minutes = models.PositiveSmallIntegerField(
@@ -329,6 +333,8 @@ class Case(models.Model):
     urgent = models.BooleanField(default=False)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawal_reason = models.CharField(max_length=300, blank=True)
+    # The study the case is: a keyed hash of its original Study Instance UID (its other images join it).
+    study_key = models.CharField(max_length=64, blank=True, db_index=True)
 
     class Meta:
         ordering = ["code"]
@@ -362,6 +368,52 @@ class CaseIdentity(models.Model):
     patient_name = models.CharField(max_length=324, blank=True)
     patient_birth_date = models.CharField(max_length=8, blank=True)
     patient_sex = models.CharField(max_length=16, blank=True)
+
+
+def image_file_path(image: CaseImage, filename: str) -> str:
+    return f"trials/{image.trial_id}/images/{image.study_key[:16]}/{image.source_fingerprint[:16]}-{filename}"
+
+
+class CaseImage(models.Model):
+    """An image of a case's study besides its primary one (the primary is on the Case itself: the frontal film the AI
+    drafts from, shown first): a lateral, a repeat. An image that arrives before any frontal image of its study waits
+    here without a case (staged) until one arrives, or is screened out when the study settles without one. Stored
+    de-identified (its Patient ID and Name: the case's code, or "STAGED" while it waits)."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="case_images")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="case_images")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="images")
+    study_key = models.CharField(max_length=64, db_index=True)
+    source_fingerprint = models.CharField(max_length=64)
+    source = models.CharField(max_length=12)
+    received_at = models.DateTimeField()
+    added_at = models.DateTimeField(null=True, blank=True, help_text="When it joined its case.")
+    dicom = models.FileField(upload_to=image_file_path, max_length=300)
+    display_image = models.FileField(upload_to=image_file_path, max_length=300)
+    thumbnail = models.FileField(upload_to=image_file_path, max_length=300)
+    values_image = models.FileField(upload_to=image_file_path, max_length=300, blank=True)
+    display_windows = models.JSONField(default=dict, blank=True)
+    modality = models.CharField(max_length=4)
+    view_position = models.CharField(max_length=16, blank=True)
+    rows = models.PositiveIntegerField()
+    columns = models.PositiveIntegerField()
+    bits_stored = models.PositiveSmallIntegerField()
+    photometric = models.CharField(max_length=16)
+    transfer_syntax = models.CharField(max_length=80)
+    display_width = models.PositiveIntegerField()
+    display_height = models.PositiveIntegerField()
+    window_center = models.FloatField()
+    window_width = models.FloatField()
+    window_source = models.CharField(max_length=40)
+    # The original UIDs (investigator-only, like CaseIdentity): the report sent back references every image.
+    original_series_instance_uid = models.CharField(max_length=64, blank=True)
+    original_sop_class_uid = models.CharField(max_length=64, blank=True)
+    original_sop_instance_uid = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["trial", "source_fingerprint"],
+                                               name="case_image_once_per_trial")]
 
 
 class Allocation(models.Model):
@@ -405,6 +457,7 @@ class ScreeningEntry(models.Model):
 
     class Outcome(models.TextChoices):
         ENROLLED = "enrolled", "Enrolled"
+        ADDED = "added", "Added to its study's case"
         NOT_ENROLLED = "not_enrolled", "Not enrolled"
 
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="screening")
@@ -416,15 +469,18 @@ class ScreeningEntry(models.Model):
     # state of the trial or site ("trial_paused", "site_closed", "target_reached", "duplicate", …): SCREENING_CODES.
     code = models.CharField(max_length=40, blank=True)
     reason = models.CharField(max_length=400, blank=True)
-    case = models.OneToOneField(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="screening")
+    # The case the image became (enrolled) or joined (added: another image of the case's study).
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, null=True, blank=True, related_name="screening")
 
     class Meta:
         ordering = ["received_at", "id"]
         indexes = [models.Index(fields=["trial", "outcome", "code"])]
         constraints = [
-            models.CheckConstraint(condition=(Q(outcome="enrolled", case__isnull=False, code="")
+            models.CheckConstraint(condition=(Q(outcome__in=["enrolled", "added"], case__isnull=False, code="")
                                               | Q(outcome="not_enrolled", case__isnull=True) & ~Q(code="")),
-                                   name="screening_outcome_consistent"),
+                                   name="screening_outcome_consistent_v2"),
+            models.UniqueConstraint(fields=["case"], condition=Q(outcome="enrolled"),
+                                    name="screening_one_enrolment_per_case"),
         ]
 
 

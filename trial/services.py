@@ -6,6 +6,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -39,6 +40,7 @@ from .models import (
     ApiToken,
     Case,
     CaseIdentity,
+    CaseImage,
     Design,
     Deviation,
     Invitation,
@@ -54,7 +56,9 @@ from .models import (
     Trial,
 )
 from .selectors import pending_unblinding_of, require_role
+from .tasks import prepare_image_values as prepare_image_values_task
 from .tasks import prepare_viewer_image as prepare_viewer_image_task
+from .tasks import settle_study as settle_study_task
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -71,7 +75,7 @@ PSEUDONYM_PREFIX = {
 # is shown, what counts as a deviation, which report is released): frozen once enrolment starts.
 DESIGN_FIELDS = ("mode", "design", "ratio_assisted", "ratio_standard", "block_multiples", "fixed_block_reason",
                  "experts_per_item", "eligibility", "routing_rule", "draft_rule", "draft_limit_minutes",
-                 "read_window_hours", "release_policy", "flag_urgency")
+                 "read_window_hours", "release_policy", "flag_urgency", "settle_seconds")
 SETTINGS_FIELDS = (
     "title", "registration_id", "findings", "allow_no_preference", "washout_days", "require_signoff",
     "second_factor_for_all", "target_cases", "close_at_target",
@@ -599,11 +603,17 @@ def enrol_case(*, trial: Trial, site: Site, by, data: bytes, filename: str = "",
 
 
 def receive_image(*, trial: Trial, site: Site, data: bytes, source: str, by=None, filename: str = "",
-                  clinical_history: str = "", urgent: bool = False) -> Case:
+                  clinical_history: str = "", urgent: bool = False) -> Case | None:
     """One image arriving for `trial` at `site` (an upload, the PACS, the arrival simulator; `by`: None for a hospital
-    system): its eligibility is checked on the original header, before de-identification, and it gets a
-    screening-log row whatever happens: enrolled, or not with the rule or refusal that decided. Returns the case;
-    raises (after logging) when the image is not enrolled: NotEnrolled, CaseRejected, FileTooLarge, DuplicateImage.
+    system). A case is a study: the first frontal image of a study (by its original Study Instance UID) that passes
+    the rules enrols the case; every other image of that study joins it (a lateral, a repeat, one arriving after the
+    case was routed: added and logged); an image with no frontal image of its study yet waits (staged, None returned)
+    until one arrives, and is screened out if its study settles (Trial.settle_seconds) without one.
+
+    Eligibility is checked on the original header, before de-identification: the image's own facts (modality, body
+    part, age) on every image; the view and the repeat rule on the study. Every image gets a screening-log row:
+    enrolled, added, or not with the rule or refusal that decided (a staged image: when its study is decided).
+    Raises (after logging) when the image is not taken: NotEnrolled, CaseRejected, FileTooLarge, DuplicateImage.
     Call it outside a transaction, so that a refusal's log row stays."""
     if site.trial_id != trial.pk:
         raise ServiceError("That site belongs to another trial.", field="site")
@@ -630,34 +640,80 @@ def receive_image(*, trial: Trial, site: Site, data: bytes, source: str, by=None
         refuse(*state)
     # A re-sent image is a duplicate, whatever the rules would say of it (not a "repeat" of its patient).
     print_ = fingerprint(trial, str(ds.SOPInstanceUID))
-    if Case.objects.filter(trial=trial, source_fingerprint=print_).exists():
+    if _already_received(trial, print_):
         refuse("duplicate", "This image (same SOP Instance UID) is already enrolled in this trial.", DuplicateImage)
     arrival = dicom.arrival_from_header(ds, secret=bytes(trial.uid_secret))
-    if trial.eligibility is not None:
+    study_uid = str(ds.get("StudyInstanceUID", "") or "").strip()
+    study = fingerprint(trial, f"study:{study_uid}") if study_uid else ""
+    case = Case.objects.filter(trial=trial, study_key=study).order_by("pk").first() if study else None
+    rules = dicom.EligibilityRules.from_dict(trial.eligibility) if trial.eligibility is not None else None
+    frontal = rules is None or not rules.view_positions or arrival.view_position in rules.view_positions
+    if rules is not None:
+        # the image's own facts on every image; the repeat rule only for the image that would open a new case (the
+        # other images of a study are not repeats of it), and the view rule on the study (frontal or not)
         earlier = (CaseIdentity.objects.filter(case__trial=trial, patient_key=arrival.patient_key,
                                                study_date__isnull=False).values_list("study_date", flat=True)
-                   if arrival.patient_key else [])
-        decision = dicom.decide(arrival, dicom.EligibilityRules.from_dict(trial.eligibility),
+                   if arrival.patient_key and case is None else [])
+        decision = dicom.decide(arrival, replace(rules, view_positions=(),
+                                                 repeat_window_days=None if case else rules.repeat_window_days),
                                 enrolled_study_dates=earlier)
         if not decision:
+            refuse(decision.code, decision.reason)
+        if case is None and not frontal and trial.settle_seconds == 0:
+            decision = dicom.decide(arrival, rules)  # nothing waits: judged alone, as the view rule says
             refuse(decision.code, decision.reason)
     summary = dicom.image_summary(ds)
     try:
         rendered = dicom.render_display(ds, max_pixels=settings.CXR_MAX_PIXELS)
     except dicom.DicomRejection as exc:
         refuse(f"dicom:{exc.code}", exc.reason, CaseRejected)
+    image = _Arrived(ds=ds, fingerprint=print_, study_key=study, summary=summary, rendered=rendered, source=source,
+                     filename=filename, arrival=arrival)
+    opening = {"trial": trial, "site": site, "by": by, "image": image, "clinical_history": clinical_history,
+               "urgent": urgent}
     try:
-        return _store_case(trial=trial, site=site, by=by, ds=ds, fingerprint_=print_, summary=summary,
-                           rendered=rendered, filename=filename, clinical_history=clinical_history, source=source,
-                           urgent=urgent, arrival=arrival)
+        # under the trial's lock each path checks again whether the study has its case (two images of one study
+        # arriving at once): the loser of the race takes the other path; cases are never deleted, so once at most
+        if case is None and frontal:
+            try:
+                return _store_case(**opening)
+            except _JoinsCase:
+                pass
+        try:
+            return _store_image(trial=trial, site=site, by=by, image=image, frontal=frontal)
+        except _OpensCase:
+            return _store_case(**opening)
     except DuplicateImage as exc:  # the same image, enrolled by a concurrent arrival
         refuse("duplicate", exc.message, DuplicateImage)
     except NotEnrolled as exc:  # paused, closed or full meanwhile
         refuse(exc.code, exc.message)
 
 
-def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filename, clinical_history, source,
-                urgent, arrival) -> Case:
+def _already_received(trial: Trial, print_: str) -> bool:
+    return (Case.objects.filter(trial=trial, source_fingerprint=print_).exists()
+            or CaseImage.objects.filter(trial=trial, source_fingerprint=print_).exists())
+
+
+@dataclass(frozen=True)
+class _Arrived:
+    """One image that passed the checks, ready to be stored: its original header and what was drawn from it."""
+
+    ds: object
+    fingerprint: str
+    study_key: str
+    summary: dict
+    rendered: object
+    source: str
+    filename: str
+    arrival: object
+
+
+# The provisional Patient ID and Name of a staged image (no case yet): replaced by the case's code when it joins one.
+STAGED_CODE = "STAGED"
+
+
+def _store_case(*, trial, site, by, image: _Arrived, clinical_history, urgent) -> Case:
+    ds, summary, rendered, source, arrival = image.ds, image.summary, image.rendered, image.source, image.arrival
     saved: list = []
     try:
         with transaction.atomic():
@@ -669,6 +725,10 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             state = _state_refusal(locked, site)  # again, under the lock: the trial may have paused or filled
             if state is not None:
                 raise NotEnrolled(state[1], code=state[0])
+            if _already_received(locked, image.fingerprint):  # the same image, stored by a concurrent arrival
+                raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.")
+            if image.study_key and Case.objects.filter(trial=locked, study_key=image.study_key).exists():
+                raise _JoinsCase  # another image of the study opened its case meanwhile: this one joins it
             locked.case_counter += 1
             locked.save(update_fields=["case_counter"])
             code = f"C{locked.case_counter:04d}"
@@ -678,8 +738,9 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             now = clock.now()
             case = Case(
                 trial=locked, site=site, code=code, clinical_history=clinical_history.strip(),
-                source_fingerprint=fingerprint_, enrolled_by=by, arrived_at=now,
+                source_fingerprint=image.fingerprint, enrolled_by=by, arrived_at=now,
                 arrival_index=locked.case_counter, urgent=bool(urgent and locked.flag_urgency),
+                study_key=image.study_key,
                 modality=summary["modality"], view_position=summary.get("view_position") or "",
                 rows=summary["rows"], columns=summary["columns"], bits_stored=summary["bits_stored"],
                 photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
@@ -697,8 +758,8 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             CaseIdentity.objects.create(
                 case=case, accession_number=record.accession_number or "", patient_id=record.patient_id or "",
                 study_instance_uid=record.study_instance_uid or "", sop_instance_uid=record.sop_instance_uid,
-                original_filename=filename[:255], patient_key=arrival.patient_key, study_date=arrival.study_date,
-                **_filing_identity(ds),
+                original_filename=image.filename[:255], patient_key=arrival.patient_key,
+                study_date=arrival.study_date, **_filing_identity(ds),
             )
             entry = ScreeningEntry.objects.create(trial=locked, site=site, received_at=now, source=source,
                                                   outcome=ScreeningEntry.Outcome.ENROLLED, case=case)
@@ -710,19 +771,171 @@ def _store_case(*, trial, site, by, ds, fingerprint_, summary, rendered, filenam
             if locked.design == Design.CASE_RANDOMIZED:
                 _allocate(trial=locked, by=by, stratum=site.code, unit_type=Allocation.Unit.CASE, case=case)
             _close_at_target(trial=locked, site=site)
+            staged = _join_staged(case=case, by=by)
             case_id = case.pk
             # robust: a broker that is down is logged and the case stays; the sweep makes the image later
             transaction.on_commit(lambda: prepare_viewer_image_task.delay(case_id), robust=True)
+            for image_id in staged:
+                transaction.on_commit(lambda i=image_id: prepare_image_values_task.delay(i), robust=True)
             events.announce(events.case_enrolled, case_id=case_id)
     except IntegrityError as exc:
         _delete_files(saved)
-        if not Case.objects.filter(trial=trial, source_fingerprint=fingerprint_).exists():
+        if not _already_received(trial, image.fingerprint):
             raise  # not the same image enrolled meanwhile: a real fault, not a duplicate
         raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.") from exc
     except BaseException:
         _delete_files(saved)  # nothing is kept from a refused or failed enrolment
         raise
     return case
+
+
+def _join_staged(*, case: Case, by) -> list[int]:
+    """The staged images of the case's study join it (their stored copy now names the case), each logged."""
+    joined = []
+    for staged in CaseImage.objects.select_for_update().filter(trial=case.trial, study_key=case.study_key,
+                                                               case__isnull=True).order_by("received_at", "pk"):
+        _rename_patient(staged, case.code)
+        staged.case, staged.added_at = case, clock.now()
+        staged.save(update_fields=["case", "added_at", "dicom"])
+        _log_added(image=staged, case=case, by=by)
+        joined.append(staged.pk)
+    return joined
+
+
+def _rename_patient(image: CaseImage, code: str) -> None:
+    """Rewrite a staged image's provisional Patient ID and Name as its case's code (one file, rewritten in place)."""
+    import pydicom
+
+    with image.dicom.open("rb") as fh:
+        ds = pydicom.dcmread(fh)
+    ds.PatientID = ds.PatientName = code
+    name = image.dicom.name
+    image.dicom.storage.delete(name)
+    image.dicom.storage.save(name, ContentFile(dicom.dicom_bytes(ds)))
+
+
+def _log_added(*, image: CaseImage, case: Case, by) -> None:
+    entry = ScreeningEntry.objects.create(trial=case.trial, site=image.site, received_at=image.received_at,
+                                          source=image.source, outcome=ScreeningEntry.Outcome.ADDED, case=case)
+    audit.record(actor=by, action="case.image_added", obj=case, trial=case.trial, payload={
+        "code": case.code, "site": image.site.code, "source": image.source, "screening": entry.pk,
+        "image": image.pk, "view_position": image.view_position,
+        "after_routing": case.reads.exists() if hasattr(case, "reads") else False})
+
+
+def _store_image(*, trial, site, by, image: _Arrived, frontal: bool) -> Case | None:
+    """Store an image that does not open a case: it joins its study's case, or is staged until its study has a
+    frontal image (or settles without one)."""
+    saved: list = []
+    try:
+        with transaction.atomic():
+            locked = _locked(trial)  # serializes with the image that would open the study's case
+            if _already_received(locked, image.fingerprint):
+                raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.")
+            case = (Case.objects.select_for_update(no_key=True, of=("self",)).filter(
+                trial=locked, study_key=image.study_key).order_by("pk").first() if image.study_key else None)
+            if case is None and frontal:
+                raise _OpensCase
+            code = case.code if case is not None else STAGED_CODE
+            clean, record = dicom.deidentify(image.ds, case_code=code, uid_secret=bytes(trial.uid_secret),
+                                             uid_root=settings.CXR_UID_ROOT)
+            summary, rendered, now = image.summary, image.rendered, clock.now()
+            row = CaseImage(
+                trial=locked, site=site, case=case, study_key=image.study_key, source_fingerprint=image.fingerprint,
+                source=image.source, received_at=now, added_at=now if case is not None else None,
+                modality=summary["modality"], view_position=summary.get("view_position") or "",
+                rows=summary["rows"], columns=summary["columns"], bits_stored=summary["bits_stored"],
+                photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
+                display_width=rendered.width, display_height=rendered.height,
+                window_center=rendered.window_center, window_width=rendered.window_width,
+                window_source=rendered.source, original_sop_instance_uid=record.sop_instance_uid or "",
+                original_series_instance_uid=str(image.ds.get("SeriesInstanceUID", "") or "")[:64],
+                original_sop_class_uid=str(image.ds.get("SOPClassUID", "") or "")[:64])
+            row.dicom.save("image.dcm", ContentFile(dicom.dicom_bytes(clean)), save=False)
+            saved.append(row.dicom)
+            row.display_image.save("display.png", ContentFile(rendered.png), save=False)
+            saved.append(row.display_image)
+            row.thumbnail.save("thumbnail.png", ContentFile(rendered.thumbnail_png), save=False)
+            saved.append(row.thumbnail)
+            row.save()
+            if case is not None:
+                _log_added(image=row, case=case, by=by)
+                row_id = row.pk
+                transaction.on_commit(lambda: prepare_image_values_task.delay(row_id), robust=True)
+            else:
+                audit.record(actor=by, action="image.staged", obj=locked, trial=locked, payload={
+                    "site": site.code, "source": image.source, "image": row.pk})
+                study, delay = image.study_key, locked.settle_seconds
+                transaction.on_commit(lambda: settle_study_task.apply_async((locked.pk, study), countdown=delay + 1),
+                                      robust=True)
+    except IntegrityError as exc:
+        _delete_files(saved)
+        if not _already_received(trial, image.fingerprint):
+            raise
+        raise DuplicateImage("This image (same SOP Instance UID) is already enrolled in this trial.") from exc
+    except BaseException:
+        _delete_files(saved)
+        raise
+    return case
+
+
+class _OpensCase(Exception):
+    """A frontal image meant to join its study's case finds none under the lock: it opens the case."""
+
+
+class _JoinsCase(Exception):
+    """An image meant to open its study's case finds, under the lock, that another image of the study opened it."""
+
+
+def settle_studies(*, trial_id: int | None = None, study_key: str | None = None) -> int:
+    """Staged images whose study settled (Trial.settle_seconds after its last image) without a frontal image are
+    screened out: the view rule decides (the study has no accepted view), each with its screening-log row; their
+    files are removed. Returns how many were screened out. For the task at each staging and the beat sweep."""
+    screened = 0
+    now = clock.now()
+    staged = CaseImage.objects.filter(case__isnull=True).select_related("trial", "site")
+    if trial_id is not None:
+        staged = staged.filter(trial_id=trial_id)
+    if study_key is not None:
+        staged = staged.filter(study_key=study_key)
+    for trial_pk, key in set(staged.values_list("trial_id", "study_key")):
+        with transaction.atomic():
+            trial = _locked(Trial.objects.get(pk=trial_pk))
+            rows = list(CaseImage.objects.select_for_update().filter(trial=trial, study_key=key, case__isnull=True))
+            if not rows or max(r.received_at for r in rows) + timedelta(seconds=trial.settle_seconds) > now:
+                continue  # gone, or still settling
+            rules = dicom.EligibilityRules.from_dict(trial.eligibility or {})
+            accepted = ", ".join(rules.view_positions) or "any"
+            for row in rows:
+                reason = (f"{dicom.EXCLUSION_CODES['view_position']}: no frontal image in the study within "
+                          f"{trial.settle_seconds} s ({row.view_position or 'none'}; accepted: {accepted}).")
+                entry = ScreeningEntry.objects.create(
+                    trial=trial, site=row.site, received_at=row.received_at, source=row.source,
+                    outcome=ScreeningEntry.Outcome.NOT_ENROLLED, code="view_position",
+                    reason=reason[:ScreeningEntry._meta.get_field("reason").max_length])
+                audit.record(actor=None, action="screening.not_enrolled", obj=entry, trial=trial,
+                             payload={"site": row.site.code, "source": row.source, "code": "view_position"})
+                files = [row.dicom, row.display_image, row.thumbnail]
+                row.delete()
+                transaction.on_commit(lambda f=files: _delete_files(f))
+                screened += 1
+    return screened
+
+
+def prepare_image_values(*, image: CaseImage) -> CaseImage:
+    """The viewer's values image and window presets of one more image of a case (as prepare_viewer_image)."""
+    if image.values_image:
+        return image
+    with image.dicom.open("rb") as fh:
+        ds = dicom.read_radiograph(fh.read(), max_pixels=settings.CXR_MAX_PIXELS)
+    values = dicom.render_values(ds, max_pixels=settings.CXR_MAX_PIXELS)
+    name = image.values_image.field.generate_filename(image, "values.png")
+    stored = image.values_image.storage.save(name, ContentFile(values.png))
+    if not CaseImage.objects.filter(pk=image.pk, values_image="").update(values_image=stored,
+                                                                       display_windows=values.windows):
+        image.values_image.storage.delete(stored)
+    image.refresh_from_db()
+    return image
 
 
 def _filing_identity(ds) -> dict[str, str]:

@@ -23,11 +23,14 @@ def verify_audit_chain() -> dict:
 @task()
 def prepare_missing_viewer_images() -> int:
     """For celery beat: the viewer images of cases whose task was lost (the broker was down at enrolment)."""
-    from .models import Case
+    from .models import Case, CaseImage
 
     count = 0
     for case_id in Case.objects.filter(values_image="").values_list("pk", flat=True)[:500]:
         prepare_viewer_image.delay(case_id)
+        count += 1
+    for image_id in CaseImage.objects.filter(values_image="", case__isnull=False).values_list("pk", flat=True)[:500]:
+        prepare_image_values.delay(image_id)
         count += 1
     return count
 
@@ -40,6 +43,33 @@ def prepare_viewer_image(case_id: int) -> None:
     case = Case.objects.filter(pk=case_id).first()
     if case is not None:
         prepare_viewer_image(case=case)
+
+
+@task(retry_on=(OSError,))
+def prepare_image_values(image_id: int) -> None:
+    """The viewer's values image of one more image of a case (a lateral, a repeat)."""
+    from .models import CaseImage
+    from .services import prepare_image_values
+
+    image = CaseImage.objects.filter(pk=image_id, case__isnull=False).first()
+    if image is not None:
+        prepare_image_values(image=image)
+
+
+@task()
+def settle_study(trial_id: int, study_key: str) -> int:
+    """A staged image's study settles: screened out if no frontal image came (trial.services.settle_studies)."""
+    from .services import settle_studies
+
+    return settle_studies(trial_id=trial_id, study_key=study_key)
+
+
+@task()
+def settle_staged_studies() -> int:
+    """For celery beat: staged images whose settle task was lost (the broker was down)."""
+    from .services import settle_studies
+
+    return settle_studies()
 
 
 @task()

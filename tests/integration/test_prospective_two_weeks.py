@@ -310,6 +310,7 @@ def _run_two_weeks(*, make_user, inv, server, wait: Waiter, started: float, fail
     trial = trial_services.create_trial(
         by=inv, code="prosp-2w", title="Two weeks in clinical practice", mode="prospective", require_signoff=True,
         draft_rule="read_without", experts_per_item=3, block_multiples=[1],
+        settle_seconds=0,  # its laterals are studies of a lateral alone: judged at once (a study's window elsewhere)
         fixed_block_reason="four readers per site: blocks of 2 keep two per arm at every site")
     sites = {code: trial_services.add_site(trial=trial, by=inv, code=code, name=code.title()) for code in SITES}
     for code, site in sites.items():

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def live(investigator, make_user):
-    live = open_trial(investigator=investigator, make_user=make_user, code="cv", target_cases=10)
+    live = open_trial(investigator=investigator, make_user=make_user, code="cv", target_cases=10, settle_seconds=0)
     arrive(live.trial, live.sites[0], image(1))
     with pytest.raises(NotEnrolled):
         arrive(live.trial, live.sites[0], image(2, ViewPosition="LL"))  # screened out, and logged

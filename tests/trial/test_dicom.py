@@ -679,6 +679,7 @@ def test_one_original_uid_maps_to_one_new_uid_across_the_files_of_a_study():
     # two views of one study: other SOP Instance UIDs, the same study and series
     pa = read_radiograph(corpus.radiograph_bytes(seed=1))
     lateral = read_radiograph(corpus.radiograph_bytes(seed=2))
+    lateral.StudyInstanceUID, lateral.SeriesInstanceUID = pa.StudyInstanceUID, pa.SeriesInstanceUID
     lateral.ReferencedImageSequence = pydicom.Sequence([pydicom.Dataset()])
     lateral.ReferencedImageSequence[0].ReferencedSOPInstanceUID = pa.SOPInstanceUID
     lateral.FrameOfReferenceUID = pa.StudyInstanceUID

@@ -242,8 +242,10 @@ def test_the_life_cycle_table_allows_work_by_status():
 
 @pytest.fixture
 def live(investigator, make_user):
+    # settle 0: a lone lateral is judged alone at once (what these tests of the screening log look at); the study
+    # window is tested in test_studies.py
     return open_trial(investigator=investigator, make_user=make_user, sites=("site-a", "site-b"),
-                      readers_per_site=2)
+                      readers_per_site=2, settle_seconds=0)
 
 
 def _only_entry_since(before: int) -> ScreeningEntry:
@@ -289,7 +291,7 @@ def test_an_eligible_arrival_is_enrolled_with_its_one_screening_row(live):
 
 def test_an_investigators_upload_is_screened_the_same_way(live, investigator):
     case = services.enrol_case(trial=live.trial, site=live.sites[0], by=investigator, data=image(1))
-    assert case.enrolled_by == investigator and case.screening.source == "upload"
+    assert case.enrolled_by == investigator and case.screening.get().source == "upload"
     with pytest.raises(NotEnrolled) as refusal:
         services.enrol_case(trial=live.trial, site=live.sites[0], by=investigator, data=image(2, ViewPosition="LL"))
     assert refusal.value.code == "view_position"
@@ -405,7 +407,7 @@ def test_a_site_target_without_close_at_target_refuses_but_leaves_the_site_open(
     ({}, {"BodyPartExamined": None}, "body_part"),         # (an abdomen is refused earlier, as dicom:not_chest)
 ])
 def test_each_eligibility_rule_logs_its_own_code(investigator, make_user, rules, header, code):
-    live = open_trial(investigator=investigator, make_user=make_user,
+    live = open_trial(investigator=investigator, make_user=make_user, settle_seconds=0,
                       eligibility={**EligibilityRules().to_dict(), **rules})
     entry = _refused(live, live.sites[0], image(1, **header), code=code)
     assert entry.reason.startswith(screening.label(code))
@@ -520,7 +522,7 @@ def test_every_arrival_gets_exactly_one_row_and_the_counts_add_up(live, investig
     assert not_enrolled == {"view_position": 1, "under_age": 1, "dicom:not_dicom": 1, "duplicate": 1,
                             "trial_paused": 1, "site_paused": 1}
     # each case has its one row, and the per-site counts add up too
-    assert all(case.screening.outcome == "enrolled" for case in Case.objects.filter(trial=live.trial))
+    assert all(case.screening.get().outcome == "enrolled" for case in Case.objects.filter(trial=live.trial))
     assert screened.filter(site=site_a).count() + screened.filter(site=site_b).count() == screened.count()
 
 
@@ -570,7 +572,7 @@ def test_a_case_randomized_trial_enrols_and_allocates_arrivals_from_the_hospital
         # allocated by the platform: no user enrolled it, and none allocated it
         assert (allocation.stratum, allocation.position, allocation.unit_type) == ("site-a", position, "case")
         assert allocation.allocated_by is None and case.enrolled_by is None
-        assert case.screening.outcome == "enrolled"
+        assert case.screening.get().outcome == "enrolled"
         event = AuditEvent.objects.get(action="allocation.made", object_id=str(allocation.pk))
         assert event.actor is None and event.payload["unit"] == case.code
     assert {a.arm for a in Allocation.objects.filter(trial=trial)} == {"assisted", "standard"}  # a block of 2
