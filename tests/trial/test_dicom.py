@@ -811,3 +811,19 @@ def test_viewer_presets_are_ordered_dark_to_bright():
     w = values.windows
     assert w["file"] is not None and set(w) == {"auto", "file", "lung", "mediastinum", "bone"}
     assert w["lung"][0] < w["mediastinum"][0] < w["bone"][0]
+
+
+def test_a_warning_from_another_thread_is_not_taken_for_damage(monkeypatch):
+    """catch_warnings is process-wide: a database connection the garbage collector closes in another thread of the
+    DICOM listener warns (ResourceWarning) while this thread decodes an image; the image is not damaged."""
+    import warnings
+
+    data = corpus.radiograph_bytes(seed=3)
+    real = pydicom.dataset.Dataset.pixel_array
+
+    def decode_while_another_thread_warns(self):
+        warnings.warn("unclosed connection <psycopg.Connection>", ResourceWarning, stacklevel=1)
+        return real.fget(self)
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(decode_while_another_thread_warns))
+    assert read_radiograph(data).Rows == 600

@@ -20,6 +20,7 @@ class CodestreamSize:
     columns: int
     components: int
     tiles: int = 1
+    precision: int = 0  # bits per sample, from a JPEG frame header (0: not read)
 
 
 # A JPEG 2000 file (JP2) wraps the codestream in boxes; DICOM asks for the bare codestream but some
@@ -96,11 +97,11 @@ def jpeg_size(data: bytes) -> CodestreamSize:
         if marker in _SOF:
             if length < 8 or position + 10 > len(data):
                 raise CodestreamError("the JPEG frame header is cut short")
-            _precision, lines, samples, components = struct.unpack(">BHHB", data[position + 4:position + 10])
+            precision, lines, samples, components = struct.unpack(">BHHB", data[position + 4:position + 10])
             if lines == 0:
                 # the height would come later, in a DNL marker: nothing to check it against before decoding
                 raise CodestreamError("the JPEG frame header leaves the number of lines to a DNL marker")
-            return CodestreamSize(rows=lines, columns=samples, components=components)
+            return CodestreamSize(rows=lines, columns=samples, components=components, precision=precision)
         if length < 2:
             raise CodestreamError("a JPEG marker segment has an impossible length")
         position += 2 + length

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+import numpy as np
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, empty_value_for_VR
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from .attributes import _text
 from .profile import (
@@ -63,8 +64,9 @@ def deidentify(
     each with the action Table E.1-1 prescribes for it: every other attribute, public or private, at any depth,
     is left behind.  Each UID is replaced by an HMAC of it under `uid_secret` (the same UID and secret always
     give the same new UID, so the files of one study still belong together); the patient is named `case_code`.
-    Pixel data are copied unchanged.  With `retain_patient_characteristics`, sex, age, size and weight are
-    kept and the Retain Patient Characteristics Option (113108) is declared.
+    Pixel values are copied unchanged (a Big Endian data set's copy is written in Explicit VR Little Endian).  With
+    `retain_patient_characteristics`, sex, age, size and weight are kept and the Retain Patient Characteristics
+    Option (113108) is declared.
     """
     _check_case_code(case_code)
     if not uid_secret:
@@ -99,6 +101,11 @@ def deidentify(
     if "SOPClassUID" not in out or "SOPInstanceUID" not in out:
         raise ValueError("deidentify expects a dataset accepted by read_radiograph (SOP Class/Instance UID missing)")
     tsyntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if _big_endian(ds, tsyntax):
+        # Explicit VR Big Endian is retired (PS3.5 A.3) and some viewers no longer read it: the copy is stored in
+        # Explicit VR Little Endian, its byte-ordered binary values turned round.
+        _to_little_endian(out, ds)
+        tsyntax = ExplicitVRLittleEndian
     out.file_meta = _file_meta(out, tsyntax or ExplicitVRLittleEndian)
     return out, record
 
@@ -229,6 +236,43 @@ def _dummy(elem: DataElement, uids: _UidMap) -> object:
     if vr in _TEXT_VRS:
         return _DUMMY_TEXT
     return _DUMMY_BY_VR.get(vr, empty_value_for_VR(vr))
+
+
+def _big_endian(ds: Dataset, tsyntax: str | None) -> bool:
+    if tsyntax is not None and UID(tsyntax).is_transfer_syntax:
+        return not UID(tsyntax).is_little_endian
+    return getattr(ds, "original_encoding", (None, None))[1] is False  # a bare data set as pydicom read it
+
+
+# Binary VRs whose values are words of this many bytes, stored in the data set's byte order (PS3.5 7.3); OB and UN
+# are single bytes, and every other VR pydicom has already turned into numbers or text.
+_WORD_BYTES: Final[Mapping[str, int]] = MappingProxyType({"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8})
+_PIXEL_DATA: Final = BaseTag(0x7FE00010)
+
+
+def _to_little_endian(out: Dataset, src: Dataset) -> None:
+    """Turn the copy of a big-endian data set little-endian: the pixels from their decoded array (pydicom has undone
+    the byte order, including 8-bit pixels stored as big-endian OW words), every other word value swapped."""
+    _swap_words(out)
+    if _PIXEL_DATA in out:
+        arr = src.pixel_array
+        out.PixelData = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+        out[_PIXEL_DATA].VR = "OW" if arr.dtype.itemsize > 1 else "OB"
+
+
+def _swap_words(ds: Dataset) -> None:
+    for elem in list(ds):
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _swap_words(item)
+            continue
+        size = _WORD_BYTES.get(elem.VR)
+        if size is None or elem.tag == _PIXEL_DATA or not isinstance(elem.value, bytes):
+            continue
+        if len(elem.value) % size:
+            del ds[elem.tag]  # not a whole number of words: damaged, and nothing to turn round
+            continue
+        elem.value = np.frombuffer(elem.value, dtype=f">u{size}").astype(f"<u{size}").tobytes()
 
 
 def _file_meta(ds: Dataset, tsyntax: str) -> FileMetaDataset:

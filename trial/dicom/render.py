@@ -144,6 +144,9 @@ def _frame(ds: Dataset, max_pixels: int) -> np.ndarray:
     arr = ds.pixel_array
     if arr.ndim != 2:
         raise ValueError(f"expected one greyscale frame, got an array of shape {arr.shape}")
+    if not arr.dtype.isnative:
+        # Explicit VR Big Endian decodes to a big-endian array (">u2"): the lookup tables index native integers
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 

@@ -25,8 +25,10 @@ from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEGExtended12Bit,
     RLELossless,
 )
 
@@ -162,7 +164,7 @@ def read_radiograph(
     """
     if max_pixels < 1:
         raise ValueError("max_pixels must be positive")
-    raw = _load(data, max_bytes)
+    raw = _restore_preamble(_load(data, max_bytes))
     has_preamble = len(raw) >= 132 and raw[128:132] == b"DICM"
     if not has_preamble:
         _refuse_non_dicom(raw)
@@ -192,6 +194,17 @@ def _load(data: bytes | bytearray | memoryview | str | os.PathLike[str], max_byt
         raise TypeError(f"expected bytes or a path, not {type(data).__name__}")
     if not raw:
         raise DicomRejection("not_dicom", "The file is empty.")
+    return raw
+
+
+def _restore_preamble(raw: bytes) -> bytes:
+    """Put back the preamble (and 'DICM') of a file whose sender dropped them but kept its file meta, so that it is
+    read like any other file: its transfer syntax from its file meta, and a deflated data set measured before
+    pydicom inflates it (a file meta at byte 0 would otherwise be read by force, past _check_inflated_size)."""
+    if raw.startswith(b"DICM"):
+        return bytes(128) + raw
+    if raw.startswith(b"\x02\x00"):  # a group 0002 tag, little-endian: only the file meta has them
+        return bytes(128) + b"DICM" + raw
     return raw
 
 
@@ -227,9 +240,10 @@ def _refuse_non_dicom(raw: bytes) -> None:
             "This is a text file, not a DICOM file. Upload the original DICOM file from the PACS "
             "or the X-ray unit.",
         )
-    # A data set written without preamble and file meta (old PACS exports) starts with a group
-    # 0002 or 0008 tag; pydicom's force=True would otherwise "parse" any bytes at all.
-    if raw[:2] not in (b"\x02\x00", b"\x08\x00"):
+    # A data set written without preamble and file meta (old PACS exports, ACR-NEMA archives) starts with a group
+    # 0008 tag, little- or big-endian (one that starts with its file meta got its preamble back in _restore_preamble);
+    # pydicom's force=True would otherwise "parse" any bytes at all.
+    if raw[:2] not in (b"\x08\x00", b"\x00\x08"):
         raise DicomRejection(
             "not_dicom",
             "The file is not DICOM: it has no 'DICM' marker at byte 128 and does not start like "
@@ -265,6 +279,12 @@ def _check_inflated_size(raw: bytes, *, limit: int) -> None:
             "too_large",
             f"The deflated DICOM data set inflates to more than {_megabytes(limit)}, more than an image "
             "within the pixel limit needs. Export the file uncompressed or with compressed pixel data.",
+        )
+    if not inflater.eof:  # every byte read and the last deflate block still to come
+        raise DicomRejection(
+            "truncated",
+            "The file is cut short: its deflated data set ends before the deflate stream does. Export or upload "
+            "the complete file again.",
         )
 
 
@@ -343,10 +363,9 @@ def _adopt_transfer_syntax(ds: FileDataset) -> None:
     if "TransferSyntaxUID" in ds.file_meta:
         return
     implicit, little = ds.original_encoding
-    if little is False:
-        raise DicomRejection(
-            "not_dicom", "The file is a big-endian DICOM data set without file meta information."
-        )
+    if little is False:  # pydicom read it big-endian, and big endian is always explicit VR
+        ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+        return
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
 
 
@@ -587,6 +606,7 @@ def _check_codestream(ds: FileDataset, tsyntax: UID) -> None:
             size = jpeg2000_size(head)
         elif str(tsyntax) in _JPEG_SYNTAXES:
             size = jpeg_size(head)
+            _check_jpeg_precision(size, tsyntax)
         else:  # a decoder we have no header reader for: nothing would bound what it allocates
             raise CodestreamError("this platform cannot check the size of such a codestream before decoding")
     except CodestreamError as exc:
@@ -596,6 +616,23 @@ def _check_codestream(ds: FileDataset, tsyntax: UID) -> None:
             "damaged; export it again.",
         ) from exc
     _compare_codestream(size, rows=rows, columns=columns, samples=samples, tsyntax=tsyntax)
+
+
+# The pydicom plugins that decode JPEG Extended with 12-bit samples: pylibjpeg (with pylibjpeg-libjpeg, GPL, so not
+# installed here); GDCM's and Pillow's plugins read 8-bit samples only, and say so only after trying.
+_TWELVE_BIT_JPEG_PLUGINS: Final = frozenset({"pylibjpeg"})
+
+
+def _check_jpeg_precision(size: CodestreamSize, tsyntax: UID) -> None:
+    if str(tsyntax) != JPEGExtended12Bit or size.precision <= 8:
+        return
+    if _TWELVE_BIT_JPEG_PLUGINS & set(get_decoder(tsyntax).available_plugins):
+        return
+    raise DicomRejection(
+        "undecodable",
+        f"The image is compressed as {_syntax_name(tsyntax)} with {size.precision}-bit samples, which this platform "
+        "cannot decode (it reads 8-bit JPEG Extended only). Export it uncompressed, as JPEG 2000 or as JPEG lossless.",
+    )
 
 
 def _first_frame_head(pixel_data: bytes) -> tuple[bytes, int]:
@@ -662,12 +699,26 @@ _NEWER_SYNTAX_NAMES: Final = MappingProxyType({
     "1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
     "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
     "1.2.840.10008.1.2.4.112": "JPEG XL",
+    "1.2.840.10008.1.2.8.1": "Deflated Image Frame Compression",
 })
 
 
 def _syntax_name(tsyntax: UID) -> str:
     name = _NEWER_SYNTAX_NAMES.get(str(tsyntax), tsyntax.name)
     return f"{name} ({tsyntax})" if name != str(tsyntax) else f"an unknown transfer syntax ({tsyntax})"
+
+
+# Where the decoders' warnings come from. catch_warnings is process-wide: in a threaded server (the DICOM listener)
+# another thread's warning may land in this block — e.g. a ResourceWarning of a database connection the garbage
+# collector closes — and must not be taken for damage in this image.
+_DECODER_PACKAGES = ("pydicom", "pylibjpeg", "openjpeg", "rle", "gdcm", "numpy")
+
+
+def _from_decoder(w: warnings.WarningMessage) -> bool:
+    if issubclass(w.category, ResourceWarning):
+        return False
+    path = (w.filename or "").replace("\\", "/")
+    return any(f"/{package}" in path for package in _DECODER_PACKAGES)
 
 
 def _decode(ds: FileDataset) -> None:
@@ -686,7 +737,7 @@ def _decode(ds: FileDataset) -> None:
             ) from exc
     for w in caught:
         message = str(w.message)
-        if any(benign in message for benign in _BENIGN_DECODE_WARNINGS):
+        if not _from_decoder(w) or any(benign in message for benign in _BENIGN_DECODE_WARNINGS):
             continue
         if "frames" in message.lower():
             raise DicomRejection(
