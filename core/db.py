@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import Field, Model
 
 
@@ -195,3 +195,9 @@ def snapshot() -> Iterator[None]:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         yield
+
+
+def close_thread_connections() -> None:
+    """Close this thread's database connections (a thread that is not a request's: the DICOM listener's association
+    threads), so that none is left for the garbage collector to close in another thread."""
+    connections.close_all()

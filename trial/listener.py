@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import (
@@ -37,6 +37,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from core.db import close_thread_connections
 from core.errors import ServiceError, WrongStatus
 
 from . import dicom, ratelimit, services, tls
@@ -95,7 +96,7 @@ def store(*, site: Site, data: bytes, sop_instance_uid: str, source: str = "dico
         return Answer(CANNOT_UNDERSTAND, exc.message)
     except WrongStatus as exc:
         return Answer(NOT_AUTHORIZED, exc.message)
-    except (DatabaseError, OSError) as exc:
+    except (OperationalError, InterfaceError, OSError) as exc:  # the database or storage down: worth a retry
         logger.warning("Image %s for site %s not received (retry later): %s", sop_instance_uid, site.code, exc)
         return Answer(OUT_OF_RESOURCES, "Storage unavailable; retry later")
     except ServiceError as exc:
@@ -170,7 +171,15 @@ def application_entity(*, ae_title: str | None = None) -> TrialAE:
     return ae
 
 
-HANDLERS = [(evt.EVT_C_STORE, _on_store), (evt.EVT_C_ECHO, _on_echo), (evt.EVT_ESTABLISHED, _on_established)]
+def _on_closed(event) -> None:
+    """An association ended: its thread's database connection is closed now, as Django does at the end of a request,
+    not left to the garbage collector, which would close it later in whatever thread runs then (and its
+    ResourceWarning would land in that thread's work, e.g. an image being decoded)."""
+    close_thread_connections()
+
+
+HANDLERS = [(evt.EVT_C_STORE, _on_store), (evt.EVT_C_ECHO, _on_echo), (evt.EVT_ESTABLISHED, _on_established),
+            (evt.EVT_RELEASED, _on_closed), (evt.EVT_ABORTED, _on_closed), (evt.EVT_CONN_CLOSE, _on_closed)]
 
 
 def serve(*, host: str, port: int, ae_title: str | None = None, block: bool = True):

@@ -316,7 +316,7 @@ class Case(models.Model):
     columns = models.PositiveIntegerField()
     bits_stored = models.PositiveSmallIntegerField()
     photometric = models.CharField(max_length=16)
-    transfer_syntax = models.CharField(max_length=80)
+    transfer_syntax = models.CharField(max_length=128)  # pydicom names JPEG Lossless SV1 in 88 characters
     display_width = models.PositiveIntegerField()
     display_height = models.PositiveIntegerField()
     window_center = models.FloatField()
@@ -399,7 +399,7 @@ class CaseImage(models.Model):
     columns = models.PositiveIntegerField()
     bits_stored = models.PositiveSmallIntegerField()
     photometric = models.CharField(max_length=16)
-    transfer_syntax = models.CharField(max_length=80)
+    transfer_syntax = models.CharField(max_length=128)  # pydicom names JPEG Lossless SV1 in 88 characters
     display_width = models.PositiveIntegerField()
     display_height = models.PositiveIntegerField()
     window_center = models.FloatField()
