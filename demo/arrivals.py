@@ -62,6 +62,8 @@ def arrive(*, trial: Trial, rng: np.random.Generator, seed: int, ineligible_shar
                                       urgent=bool(rng.random() < urgent_share))
     except ServiceError as exc:
         return Arrival(site.code, None, exc.message)
+    if case is None:  # no frontal image: it waits for one of its study (screened out when the study settles)
+        return Arrival(site.code, None, "waiting for a frontal image of its study", phantom=phantom)
     return Arrival(site.code, case, phantom=phantom)
 
 

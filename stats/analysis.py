@@ -841,8 +841,10 @@ def flow(d: _Data, analyses: Mapping[str, dict], plan: Mapping[str, Any]) -> dic
         "enrolled": len(cases),
         # the screening log (prospective trials; a reader study's uploads too): every arriving image
         "screened": len(d.screening),
+        # a case is a study: the other images of an enrolled study join its case (not a case of their own)
+        "images_added": sum(e["outcome"] == "added" for e in d.screening),
         "not_enrolled": [{"code": code, "n": n} for code, n in sorted(
-            Counter(e["code"] for e in d.screening if e["outcome"] != "enrolled").items())],
+            Counter(e["code"] for e in d.screening if e["outcome"] == "not_enrolled").items())],
         "deviations": dict(sorted(Counter(v["kind"] for v in d.deviations).items())),
         "intercurrent_events": sum(bool(v["intercurrent"]) for v in d.deviations),
         "cases_withdrawn": sum(v["kind"] == "case_withdrawn" for v in d.deviations),

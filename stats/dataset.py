@@ -195,10 +195,11 @@ ENTITIES: tuple[Entity, ...] = (
         Column("site", "string", "Site the image arrived for."),
         Column("received_at", "datetime", "When the image reached the platform (UTC)."),
         Column("source", "string", "How it arrived.", values="upload, dicom, stow-rs, simulator"),
-        Column("outcome", "string", "What became of it.", values="enrolled or not_enrolled"),
+        Column("outcome", "string", "What became of it (a case is a study: its first frontal image enrols it, the "
+               "study's other images are added to it).", values="enrolled, added or not_enrolled"),
         Column("code", "string", "Why it was not enrolled: an eligibility rule, a refusal of the image (dicom:<code>) "
                "or the state of the trial or site; empty when enrolled."),
-        Column("case", "string", "The case it became, when enrolled."),
+        Column("case", "string", "The case it became (enrolled) or joined (added)."),
     )),
     Entity("deviations", "One row per protocol deviation or intercurrent event.", ("deviation",), (
         Column("deviation", "integer", "Deviation number."),

@@ -27,6 +27,7 @@ from .serializers import (
     MembershipSerializer,
     SignatureSerializer,
     SiteSerializer,
+    StagedImageSerializer,
     TransitionSerializer,
     TrialCreateSerializer,
     TrialSerializer,
@@ -170,7 +171,8 @@ class CaseListAPI(APIView):
         access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
         return paginated(CaseSerializer, selectors.cases_for(access=access), request=request, view=self)
 
-    @extend_schema(request={"multipart/form-data": CaseUploadSerializer}, responses={201: CaseSerializer})
+    @extend_schema(request={"multipart/form-data": CaseUploadSerializer},
+                   responses={201: CaseSerializer, 202: StagedImageSerializer})
     def post(self, request, code):
         """Upload one DICOM file as a new case; a refused file gets a reason and nothing is stored."""
         access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])  # before the body is read
@@ -185,6 +187,11 @@ class CaseListAPI(APIView):
         case = services.enrol_case(trial=access.trial, site=_site(access, data["site"]), by=request.user,
                                    data=upload.read(), filename=upload.name,
                                    clinical_history=data.get("clinical_history", ""))
+        if case is None:  # a lateral (or another view) before any frontal image of its study: it waits for one
+            return Response({"staged": True, "detail": "Stored; it joins its study's case when a frontal image of "
+                                                       "the study arrives, or is screened out if none comes within "
+                                                       f"{access.trial.settle_seconds} s."},
+                            status=status.HTTP_202_ACCEPTED)
         return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 

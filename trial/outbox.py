@@ -113,8 +113,12 @@ def outbound_report(release: Release) -> OutboundReport:
         patient=Patient(id=identity.patient_id, name=identity.patient_name, birth_date=identity.patient_birth_date,
                         sex=identity.patient_sex),
         accession_number=identity.accession_number, study_instance_uid=identity.study_instance_uid,
+        # every image of the study the report is about: the primary, then the others (a lateral, a repeat)
         images=(ImageRef(series_instance_uid=identity.series_instance_uid, sop_class_uid=identity.sop_class_uid,
-                         sop_instance_uid=identity.sop_instance_uid),),
+                         sop_instance_uid=identity.sop_instance_uid),
+                *(ImageRef(series_instance_uid=i.original_series_instance_uid, sop_class_uid=i.original_sop_class_uid,
+                           sop_instance_uid=i.original_sop_instance_uid)
+                  for i in case.images.order_by("received_at", "pk"))),
         findings=release.findings, impression=release.impression, observer_name=release.signer_name,
         # the hospital reads the times in its own zone (the site's), as its other reports have them
         signed_at=release.signed_at.astimezone(ZoneInfo(case.site.time_zone)), institution=case.site.name,

@@ -112,6 +112,13 @@ class CaseSerializer(serializers.ModelSerializer):
         ]
 
 
+class StagedImageSerializer(serializers.Serializer):
+    """An uploaded image that waits for a frontal image of its study (a case is a study)."""
+
+    staged = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
 class CaseUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
     site = serializers.SlugField(help_text="Site code.")

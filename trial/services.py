@@ -820,7 +820,9 @@ def _log_added(*, image: CaseImage, case: Case, by) -> None:
     audit.record(actor=by, action="case.image_added", obj=case, trial=case.trial, payload={
         "code": case.code, "site": image.site.code, "source": image.source, "screening": entry.pk,
         "image": image.pk, "view_position": image.view_position,
-        "after_routing": case.reads.exists() if hasattr(case, "reads") else False})
+        # how long after its case opened (and, in a prospective trial, was routed) the image came
+        "seconds_after_case": round((image.received_at - case.arrived_at).total_seconds(), 1)
+        if case.arrived_at else None})
 
 
 def _store_image(*, trial, site, by, image: _Arrived, frontal: bool) -> Case | None:

@@ -40,6 +40,8 @@ if (form) {
           body = {};
         }
         if (xhr.status === 201) resolve({ ok: true, text: `Enrolled as ${body.code}` });
+        // a case is a study: another view waits for a frontal image of its study
+        else if (xhr.status === 202) resolve({ ok: true, text: body.detail });
         else resolve({ ok: false, text: body.detail || JSON.stringify(body) || `HTTP ${xhr.status}` });
       };
       xhr.onerror = () => resolve({ ok: false, text: "Network error: the file was not uploaded." });

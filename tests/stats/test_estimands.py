@@ -171,8 +171,9 @@ def test_a_plan_without_estimands_analyses_every_row_as_recorded_and_matches_the
 
     assert old_keys(new["flow"]) == old["flow"]
     assert set(new["flow"]) - set(old["flow"]) == {
-        "model_versions", "experts_per_report", "screened", "not_enrolled", "deviations", "intercurrent_events",
-        "cases_withdrawn", "readers_withdrawn", "cases_signed_complete", "cases_without_ai_draft"}
+        "model_versions", "experts_per_report", "screened", "images_added", "not_enrolled", "deviations",
+        "intercurrent_events", "cases_withdrawn", "readers_withdrawn", "cases_signed_complete",
+        "cases_without_ai_draft"}
     assert all(not e["specified"] for e in new["estimands"]["endpoints"].values())
     assert new["tipping_point"] == {"status": "not_planned"}
 

@@ -162,7 +162,8 @@ def test_import_command_enrols_a_folder_and_lists_refusals(enrolling_trial, site
     (folder / "c.dcm").write_bytes(corpus.ct_modality())
     call_command("import_cases", enrolling_trial.code, "site-a", str(folder), "--as", investigator.username)
     out = capsys.readouterr().out
-    assert "2 enrolled, 1 rejected, of 3 files" in out and "c.dcm" in out
+    assert "2 enrolled or added to their study's case, 1 rejected, 0 waiting" in out and "of 3 files" in out
+    assert "c.dcm" in out
     assert Case.objects.get(identity__original_filename="a.dcm").clinical_history == "Chest pain."
 
 

@@ -43,11 +43,15 @@ class Command(BaseCommand):
             history_file = path.with_suffix(history_suffix)
             history = history_file.read_text(encoding="utf-8") if history_file.exists() else ""
             try:
-                services.enrol_case(trial=trial_obj, site=site_obj, by=user, data=path.read_bytes(),
-                                    filename=path.name, clinical_history=history)
-                enrolled += 1
+                case = services.enrol_case(trial=trial_obj, site=site_obj, by=user, data=path.read_bytes(),
+                                           filename=path.name, clinical_history=history)
+                # a case is a study: an image joins its study's case, or waits for the study's frontal image
+                enrolled += case is not None
             except ServiceError as exc:
                 rejected.append((path, exc.message))
         for path, reason in rejected:
             self.stdout.write(f"REJECTED {path}: {reason}")
-        self.stdout.write(self.style.SUCCESS(f"{enrolled} enrolled, {len(rejected)} rejected, of {len(files)} files."))
+        waiting = len(files) - enrolled - len(rejected)
+        self.stdout.write(self.style.SUCCESS(
+            f"{enrolled} enrolled or added to their study's case, {len(rejected)} rejected, {waiting} waiting for a "
+            f"frontal image of their study, of {len(files)} files."))
