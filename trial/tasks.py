@@ -80,10 +80,11 @@ def apply_rosters() -> int:
     return apply_rosters()
 
 
-@task(redeliver_if_worker_dies=True)
+@task()
 def deliver_report(delivery_id: int) -> str | None:
     """One attempt to deliver a released report to its destination (trial.outbox.deliver: under the delivery's row
-    lock, so a redelivered task never sends it twice at once; the next attempt is scheduled by the service)."""
+    lock). A task lost with its worker needs no redelivery: the delivery stays pending, and the beat sweep
+    (deliver_due_reports) sends it again."""
     from .outbox import deliver
 
     delivery = deliver(delivery_id=delivery_id)

@@ -51,6 +51,8 @@ def test_the_beat_schedule_names_tasks_that_exist():
                                                                "ai.tasks.requeue_pending",
                                                                "trial.tasks.prepare_missing_viewer_images",
                                                                "reading.tasks.route_open_trials",
-                                                               "trial.tasks.apply_rosters"}
+                                                               "trial.tasks.apply_rosters",
+                                                               "trial.tasks.deliver_due_reports",
+                                                               "trial.tasks.settle_staged_studies"}
     for entry in schedule.values():
         assert entry["task"] in tasks
