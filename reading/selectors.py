@@ -22,7 +22,7 @@ from core.clock import iso
 from core.errors import Conflict
 from trial import lifecycle
 from trial.access import Access
-from trial.models import Arm, Case, Design, DraftRule, Membership, Role, Trial
+from trial.models import Arm, Case, CaseImage, Design, DraftRule, Membership, Role, Trial
 
 from . import events
 from .models import (
@@ -121,13 +121,18 @@ def require_available(read: Read) -> None:
 _TRIAL = ("id", "code", "title", "mode", "status", "design", "findings", "washout_days", "require_signoff",
           "draft_rule", "draft_limit_minutes", "read_window_hours")
 _CASE = ("id", "trial", "site", "code", "clinical_history", "display_image", "values_image", "display_width",
-         "display_height", "display_windows", "arrived_at")
+         "display_height", "display_windows", "view_position", "arrived_at")
+# What the viewer needs of the other images of the case's study (trial.models.CaseImage).
+_IMAGE = ("id", "display_image", "values_image", "display_windows", "view_position", "display_width",
+          "display_height")
 
 
 @cache
-def _own_read_select(saved: bool, lock: str | None, vendor: str) -> db.Select:
-    """A reader's own read by id (and the reader's user), with its trial and case, and its saved text (LEFT JOIN)
-    if asked; `lock`: None, "update" or "no_key", a row lock of the read only. Hand-written: see core.db."""
+def _own_read_select(saved: bool, images: bool, lock: str | None, vendor: str) -> db.Select:
+    """A reader's own read by id (and the reader's user), with its trial and case, its saved text (LEFT JOIN) if
+    asked, and the other images of the case's study if asked (LEFT JOIN: one row per image, in the study's order;
+    staged images have no case and so never match); `lock`: None, "update" or "no_key", a row lock of the read only.
+    Hand-written: see core.db."""
     parts = [db.Part(Read, "r", db.all_fields(Read)), db.Part(Trial, "t", _TRIAL), db.Part(Case, "c", _CASE)]
     joins = [f"INNER JOIN {db.table(Membership)} m ON m.{db.col(Membership, 'id')} = r.{db.col(Read, 'reader')}",
              f"INNER JOIN {db.table(Trial)} t ON t.{db.col(Trial, 'id')} = r.{db.col(Read, 'trial')}",
@@ -136,28 +141,47 @@ def _own_read_select(saved: bool, lock: str | None, vendor: str) -> db.Select:
         parts.append(db.Part(ReportDraft, "d", db.all_fields(ReportDraft)))
         joins.append(f"LEFT OUTER JOIN {db.table(ReportDraft)} d ON d.{db.col(ReportDraft, 'read')} = "
                      f"r.{db.col(Read, 'id')}")
+    order = ""
+    if images:
+        parts.append(db.Part(CaseImage, "i", _IMAGE))
+        joins.append(f"LEFT OUTER JOIN {db.table(CaseImage)} i ON i.{db.col(CaseImage, 'case')} = "
+                     f"c.{db.col(Case, 'id')}")
+        order = f" ORDER BY i.{db.col(CaseImage, 'received_at')}, i.{db.col(CaseImage, 'id')}"  # CaseImage.Meta
     where = (f"WHERE r.{db.col(Read, 'id')} = %s AND m.{db.col(Membership, 'user')} = %s "
              f"AND m.{db.col(Membership, 'role')} = %s")
-    return db.Select(parts, f"FROM {db.table(Read)} r {' '.join(joins)} {where}{db.lock_clause('r', lock)}")
+    return db.Select(parts, f"FROM {db.table(Read)} r {' '.join(joins)} {where}{order}{db.lock_clause('r', lock)}")
 
 
-def _own(*, read_id: int, user, saved: bool, lock: str | None) -> Read | None:
+def _own(*, read_id: int, user, saved: bool, lock: str | None, images: bool = False) -> Read | None:
     if not (getattr(user, "is_authenticated", False) and 0 < read_id < _BIGINT):
         return None
-    rows = _own_read_select(saved, lock, db.vendor()).rows([read_id, user.pk, Role.READER.value])
+    rows = _own_read_select(saved, images, lock, db.vendor()).rows([read_id, user.pk, Role.READER.value])
     if not rows:
         return None
     read, trial, case, *rest = rows[0]
     read.trial, read.case = trial, case
     if saved:
         Read.saved.related.set_cached_value(read, rest[0])  # None: no text saved yet
+    if images:
+        read._study_images = [case, *(row[-1] for row in rows if row[-1] is not None)]
     return read
 
 
+def study_images(*, read: Read) -> list:
+    """The images of the read's case's study in the order they are shown: the primary image (the case itself: the
+    frontal film the AI drafts from) first, then the case's other images (trial.models.CaseImage, as received).
+    Each has display_image, values_image (may be empty until prepared), display_windows, view_position,
+    display_width and display_height. Joined by own_read; asked for here otherwise (one query)."""
+    if not hasattr(read, "_study_images"):
+        read._study_images = [read.case, *CaseImage.objects.filter(case_id=read.case_id).only(*_IMAGE)]
+    return read._study_images
+
+
 def own_read(*, read_id: int, user, code: str | None = None) -> Read:
-    """The user's own read `read_id` (with its trial, case and saved text), available to them now; the trial named
-    by the URL (`code`), if any, must be the read's. Anything else is refused with the same message."""
-    read = _own(read_id=read_id, user=user, saved=True, lock=None)
+    """The user's own read `read_id` (with its trial, case, saved text and the images of the case's study),
+    available to them now; the trial named by the URL (`code`), if any, must be the read's. Anything else is refused
+    with the same message."""
+    read = _own(read_id=read_id, user=user, saved=True, lock=None, images=True)
     if read is None or (code is not None and read.trial.code != code):
         raise PermissionDenied(NOT_YOURS)
     require_available(read)
@@ -261,14 +285,21 @@ def worklist(*, access: Access) -> Worklist:
 # ------------------------------------------------------------------------------------- the reading screen
 
 
-def radiograph(*, read_id: int, user, kind: str):
-    """The file of the radiograph of the user's own, available read: "display" (the PNG painted first) or
-    "values" (the packed 16-bit values for window/level); None for any other kind, or a missing file."""
-    read = _own(read_id=read_id, user=user, saved=False, lock=None)
+def radiograph(*, read_id: int, user, kind: str, position: int = 1):
+    """A file of an image of the study of the user's own, available read: "display" (the PNG painted first) or
+    "values" (the packed 16-bit values for window/level) of the image at `position` in the study (1: the primary
+    image, 2 and on: the others, in study_images' order). None for any other kind or position, or a file not made
+    yet. Images are named by their position in the case, never by their database id, which is shared by all trials
+    and would tell the order of arrival across cases."""
+    read = _own(read_id=read_id, user=user, saved=False, lock=None, images=position != 1)
     if read is None:
         raise PermissionDenied(NOT_YOURS)
     require_available(read)
-    field = {"display": read.case.display_image, "values": read.case.values_image}.get(kind)
+    images = study_images(read=read) if position != 1 else [read.case]
+    if not 0 < position <= len(images):
+        return None
+    image = images[position - 1]
+    field = {"display": image.display_image, "values": image.values_image}.get(kind)
     return field if field else None
 
 
@@ -303,17 +334,19 @@ def place_of(*, read: Read) -> Place:
 
 @dataclass(frozen=True)
 class ReadScreen:
-    """Everything the reading screen shows of one read (of own_read): the draft only in the assisted arm."""
+    """Everything the reading screen shows of one read (of own_read): the draft only in the assisted arm, every
+    image of the case's study (the primary first)."""
     read: Read
     draft: AIDraft | None
     saved: ReportDraft | None
     report: Report | None
     place: Place
+    images: list
 
 
 def read_screen(*, read: Read) -> ReadScreen:
     return ReadScreen(read=read, draft=visible_draft(read=read), saved=getattr(read, "saved", None),
-                      report=latest_report(read=read), place=place_of(read=read))
+                      report=latest_report(read=read), place=place_of(read=read), images=study_images(read=read))
 
 
 # ------------------------------------------------------------------------------------- senior sign-off

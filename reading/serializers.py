@@ -100,6 +100,12 @@ class ImageSerializer(serializers.Serializer):
                                                                 max_length=2, allow_null=True))
 
 
+class StudyImageSerializer(ImageSerializer):
+    """One image of the case's study: the primary (position 1, the same as `image`) or another (a lateral...)."""
+    position = serializers.IntegerField(min_value=1, help_text="1: the primary image; then as received.")
+    view_position = serializers.CharField(allow_blank=True, help_text="DICOM View Position: PA, AP, LL…")
+
+
 class NextReadSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     api_url = serializers.CharField()
@@ -123,6 +129,7 @@ class ReadPayloadSerializer(serializers.Serializer):
     of = serializers.IntegerField()
     status = serializers.ChoiceField(choices=ReadStatus.choices)
     image = ImageSerializer()
+    images = StudyImageSerializer(many=True, help_text="Every image of the case's study, the primary (`image`) first.")
     clinical_history = serializers.CharField(allow_blank=True)
     findings = serializers.ListField(child=serializers.CharField())
     draft = DraftSerializer(allow_null=True)
@@ -145,6 +152,13 @@ class SignoffItemSerializer(ReportSerializer):
         fields = ["id", "case", "reader", *ReportSerializer.Meta.fields]
 
 
+def _image(image, *, display_url: str, values_url: str) -> dict:
+    """The viewer's description of one image (the primary is the case itself, the others trial.models.CaseImage);
+    without a values image yet, the viewer windows the display PNG's grey levels."""
+    return {"display_url": display_url, "values_url": values_url if image.values_image else None,
+            "width": image.display_width, "height": image.display_height, "windows": image.display_windows or {}}
+
+
 def read_payload(screen: ReadScreen) -> dict:
     """Everything the reading screen needs for one read (ReadPayloadSerializer's shape): the read API's answer,
     and the data embedded in the reading page (so that a click on the worklist paints the radiograph without a
@@ -152,14 +166,18 @@ def read_payload(screen: ReadScreen) -> dict:
     read, draft, saved, report, place = screen.read, screen.draft, screen.saved, screen.report, screen.place
     case, code = read.case, read.trial.code
     nxt = place.next_id
+    primary = _image(case, display_url=reverse("reading:read_image", args=[read.pk, "display"]),
+                     values_url=reverse("reading:read_image", args=[read.pk, "values"]))
+    images = [{**primary, "position": 1, "view_position": case.view_position}]
+    images += [{**_image(image, display_url=reverse("reading:study_image", args=[read.pk, n, "display"]),
+                         values_url=reverse("reading:study_image", args=[read.pk, n, "values"])),
+                "position": n, "view_position": image.view_position}
+               for n, image in enumerate(screen.images[1:], start=2)]
     return {
         "id": read.pk, "page_url": reverse("reading:read", args=[code, read.pk]),
         "case": case.code, "position": place.position, "of": place.total, "status": read.status,
-        "image": {
-            "display_url": reverse("reading:read_image", args=[read.pk, "display"]),
-            "values_url": reverse("reading:read_image", args=[read.pk, "values"]) if case.values_image else None,
-            "width": case.display_width, "height": case.display_height, "windows": case.display_windows or {},
-        },
+        "image": primary,
+        "images": images,
         "clinical_history": case.clinical_history,
         "findings": list(read.trial.findings),
         "draft": {"findings": draft.findings, "impression": draft.impression, "label": "AI draft"} if draft else None,

@@ -72,11 +72,19 @@ def read_page(request, code, read_id):
 
 @login_required
 def read_image(request, read_id, kind):
-    """The radiograph of a read, for its reader only (display PNG or the packed 16-bit values)."""
-    field = selectors.radiograph(read_id=read_id, user=request.user, kind=kind)
+    """The radiograph of a read (its study's primary image), for its reader only (display PNG or the packed 16-bit
+    values)."""
+    return study_image(request, read_id, 1, kind)
+
+
+@login_required
+def study_image(request, read_id, position, kind):
+    """An image of the read's study by its position in the case (1: the primary), for the read's reader only."""
+    field = selectors.radiograph(read_id=read_id, user=request.user, kind=kind, position=position)
     if field is None:
         raise PermissionDenied("Unknown image.")
     response = FileResponse(field.open("rb"), content_type="image/png")
+    # An image's position in its case never changes (a later image joins at the end), so caching by URL is safe.
     response["Cache-Control"] = "private, max-age=86400"
     return response
 

@@ -19,7 +19,7 @@ from ai.models import DraftStatus
 from reading.models import Read, ReadStatus, Report
 from trial import lifecycle
 from trial.access import Access
-from trial.models import Arm, Design, Membership, Role, Status, Trial
+from trial.models import Arm, CaseImage, Design, Membership, Role, Status, Trial
 
 from .models import (
     LIKERT,
@@ -164,8 +164,14 @@ def worklist(*, access: Access) -> Worklist:
     return Worklist(rows, sum(r.done for r in rows), len(rows))
 
 
+def _with_study_flag(items, case: str):
+    """Mark whether the case (at the path `case`) has images besides its primary one, so that a case with none (the
+    usual chest film alone) costs no query for them."""
+    return items.annotate(study_has_images=Exists(CaseImage.objects.filter(case_id=OuterRef(case))))
+
+
 def _assignments():
-    return Assignment.objects.select_related("item__trial", "item__case", "expert")
+    return _with_study_flag(Assignment.objects.select_related("item__trial", "item__case", "expert"), "item__case")
 
 
 def assignment_for_expert(*, access: Access, key: str) -> Assignment:
@@ -214,6 +220,47 @@ def _replacement(assignment: Assignment) -> Assignment | None:
                                       item__trial=assignment.item.trial, item__superseded_at__isnull=True).first())
 
 
+# ----------------------------------------------------------------------------- the images of a case's study
+
+
+def study_images(case, *, has_images: bool = True) -> list:
+    """The images of the case's study in the order they are shown: the primary (the case itself) first, then the
+    case's other images (trial.models.CaseImage, as received; staged images have no case and are never among them).
+    NO PERMISSION CHECK: for the item and adjudication views and images below, after their own checks."""
+    if not has_images:
+        return [case]
+    return [case, *CaseImage.objects.filter(case=case).only(
+        "id", "case", "display_image", "values_image", "display_windows", "view_position", "display_width",
+        "display_height")]
+
+
+def _study_payload(images: list, url) -> list[dict]:
+    """The viewer's description of each image, named by its position in the case (1: the primary) and never by
+    its database id (ids are shared by every trial: their order would tell the order of arrival across cases).
+    `url(position, kind)` is the image's URL; without a values image yet, the viewer windows the display PNG."""
+    return [{"position": n, "view_position": image.view_position, "display_url": url(n, "display"),
+             "values_url": url(n, "values") if image.values_image else None,
+             "width": image.display_width, "height": image.display_height, "windows": image.display_windows or {}}
+            for n, image in enumerate(images, start=1)]
+
+
+def _primary(images: list[dict]) -> dict | None:
+    """The primary image as the single-image field `image` has always described it."""
+    if not images:
+        return None
+    return {k: images[0][k] for k in ("display_url", "values_url", "width", "height", "windows")}
+
+
+def _study_file(case, *, position: int, kind: str, has_images: bool = True):
+    """The file `kind` ("display" or "values") of the image at `position` of the case's study, or a refusal."""
+    images = study_images(case, has_images=has_images and position != 1)
+    image = images[position - 1] if 0 < position <= len(images) else None
+    field_file = {"display": image.display_image, "values": image.values_image}.get(kind) if image else None
+    if not field_file:
+        raise PermissionDenied("Unknown image.")
+    return field_file
+
+
 def item_view(*, assignment: Assignment) -> dict:
     """Everything the scoring screen and the API show for one assignment: the blinded allow-list."""
     item, trial, case = assignment.item, assignment.item.trial, assignment.item.case
@@ -228,18 +275,21 @@ def item_view(*, assignment: Assignment) -> dict:
     # Not yet available (an earlier item of the same radiograph is unanswered): nothing of the case is
     # sent, so that the order image → each report → the pair holds whatever URL the expert opens.
     shown = bool(row and row.available) or answer is not None
+
+    def url(n: int, kind: str) -> str:  # the primary at its own URL, as before a study had more images
+        return (reverse("scoring:item_image", args=[trial.code, key, kind]) if n == 1
+                else reverse("scoring:item_study_image", args=[trial.code, key, n, kind]))
+
+    images = _study_payload(study_images(case, has_images=getattr(assignment, "study_has_images", True)),
+                            url) if shown else []
     return {
         "key": key, "kind": item.kind, "label": KIND_LABEL[item.kind],
         "position": row.position if row else None, "of": len(rows),
         "available": bool(row and row.available), "replaced": item.superseded_at is not None,
         "replacement_key": replacement.key if replacement else None,
         "open": trial.allows(lifecycle.SCORE),
-        "image": {
-            "display_url": reverse("scoring:item_image", args=[trial.code, key, "display"]),
-            "values_url": (reverse("scoring:item_image", args=[trial.code, key, "values"])
-                           if case.values_image else None),
-            "width": case.display_width, "height": case.display_height, "windows": case.display_windows or {},
-        } if shown else None,
+        "image": _primary(images),
+        "images": images,
         "clinical_history": case.clinical_history if shown else "",
         "reports": _shown_reports(assignment) if shown else [],
         # The pair's sections side by side in rows of equal height (the trial's presentation setting).
@@ -268,12 +318,10 @@ def opens(view: dict) -> bool:
     return view["image"] is not None and view["open"] and not view["replaced"]
 
 
-def image_for_expert(*, access: Access, key: str, kind: str):
-    case = assignment_for_expert(access=access, key=key).item.case
-    field_file = {"display": case.display_image, "values": case.values_image}.get(kind)
-    if not field_file:
-        raise PermissionDenied("Unknown image.")
-    return field_file
+def image_for_expert(*, access: Access, key: str, kind: str, position: int = 1):
+    """A file of an image of the study of the expert's own item (1: the primary image)."""
+    assignment = assignment_for_expert(access=access, key=key)
+    return _study_file(assignment.item.case, position=position, kind=kind, has_images=assignment.study_has_images)
 
 
 # ----------------------------------------------------------------------------- the adjudicator
@@ -314,7 +362,8 @@ def adjudication_queue(*, access: Access) -> list[dict]:
 
 def adjudication_item(*, access: Access, key: str) -> Item:
     _require_adjudicator(access=access)
-    item = (Item.objects.select_related("case", "trial").filter(trial=access.trial, key=key, kind=ItemKind.REFERENCE)
+    item = (_with_study_flag(Item.objects.select_related("case", "trial"), "case")
+            .filter(trial=access.trial, key=key, kind=ItemKind.REFERENCE)
             .filter(case__reference_standards__method__in=[ReferenceMethod.PENDING, ReferenceMethod.ADJUDICATED])
             .first())
     if item is None:
@@ -328,14 +377,16 @@ def adjudication_view(*, item: Item) -> dict:
     case, trial = item.case, item.trial
     own = {a.reference.finding: a.present for a in Adjudication.objects.filter(reference__case=case)
            .select_related("reference").order_by("decided_at")}
+
+    def url(n: int, kind: str) -> str:
+        return (reverse("scoring:adjudication_image", args=[trial.code, item.key, kind]) if n == 1
+                else reverse("scoring:adjudication_study_image", args=[trial.code, item.key, n, kind]))
+
+    images = _study_payload(study_images(case, has_images=getattr(item, "study_has_images", True)), url)
     return {
         "key": item.key,
-        "image": {
-            "display_url": reverse("scoring:adjudication_image", args=[trial.code, item.key, "display"]),
-            "values_url": (reverse("scoring:adjudication_image", args=[trial.code, item.key, "values"])
-                           if case.values_image else None),
-            "width": case.display_width, "height": case.display_height, "windows": case.display_windows or {},
-        },
+        "image": _primary(images),
+        "images": images,
         "clinical_history": case.clinical_history,
         "findings": [{"finding": ref.finding, "pending": ref.method == ReferenceMethod.PENDING,
                       "decision": own.get(ref.finding)}
@@ -343,12 +394,10 @@ def adjudication_view(*, item: Item) -> dict:
     }
 
 
-def adjudication_image(*, access: Access, key: str, kind: str):
-    case = adjudication_item(access=access, key=key).case
-    field_file = {"display": case.display_image, "values": case.values_image}.get(kind)
-    if not field_file:
-        raise PermissionDenied("Unknown image.")
-    return field_file
+def adjudication_image(*, access: Access, key: str, kind: str, position: int = 1):
+    """A file of an image of the study of a case in the adjudication queue (1: the primary image)."""
+    item = adjudication_item(access=access, key=key)
+    return _study_file(item.case, position=position, kind=kind, has_images=item.study_has_images)
 
 
 # ----------------------------------------------------------------------------- investigators: completion, not results

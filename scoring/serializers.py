@@ -94,6 +94,14 @@ class ScoringImageSerializer(serializers.Serializer):
                                     help_text="Window presets of the viewer: name → [centre, width].")
 
 
+class ScoringStudyImageSerializer(ScoringImageSerializer):
+    """One image of the case's study, named by its position in the case (never a database id)."""
+
+    position = serializers.IntegerField(min_value=1, help_text="1: the primary image (the same as `image`); then "
+                                                               "the study's other images as received.")
+    view_position = serializers.CharField(allow_blank=True, help_text="DICOM View Position: PA, AP, LL…")
+
+
 class ShownReportSerializer(serializers.Serializer):
     side = serializers.CharField(allow_null=True, help_text="A (left) or B (right) in a comparison; null alone.")
     label = serializers.CharField()
@@ -165,6 +173,8 @@ class ItemSerializer(serializers.Serializer):
     replacement_key = serializers.CharField(allow_null=True)
     open = serializers.BooleanField(help_text="Whether the trial takes answers now.")
     image = ScoringImageSerializer(allow_null=True, help_text="Null until the item is available.")
+    images = ScoringStudyImageSerializer(many=True, help_text="Every image of the case's study, the primary (`image`) "
+                                                              "first; empty until the item is available.")
     clinical_history = serializers.CharField(allow_blank=True)
     reports = ShownReportSerializer(many=True)
     aligned = serializers.BooleanField(help_text="pair: show the two reports' sections side by side, in rows of "
@@ -202,6 +212,7 @@ class DisputedFindingSerializer(serializers.Serializer):
 class AdjudicationViewSerializer(serializers.Serializer):
     key = serializers.CharField()
     image = ScoringImageSerializer()
+    images = ScoringStudyImageSerializer(many=True, help_text="Every image of the case's study, the primary first.")
     clinical_history = serializers.CharField(allow_blank=True)
     findings = DisputedFindingSerializer(many=True)
 

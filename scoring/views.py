@@ -95,8 +95,10 @@ def item_page(request, code, key):
 
 
 @login_required
-def item_image(request, code, key, kind):
-    return _image(selectors.image_for_expert(access=_access(request, code, Role.EXPERT), key=key, kind=kind))
+def item_image(request, code, key, kind, position=1):
+    """An image of the item's study, by its position in the case (1, the primary, also at the URL without one)."""
+    return _image(selectors.image_for_expert(access=_access(request, code, Role.EXPERT), key=key, kind=kind,
+                                             position=position))
 
 
 # ------------------------------------------------------------------------------------- adjudicator
@@ -129,8 +131,9 @@ def adjudicate_page(request, code, key):
 
 
 @login_required
-def adjudication_image(request, code, key, kind):
-    return _image(selectors.adjudication_image(access=_access(request, code, Role.EXPERT), key=key, kind=kind))
+def adjudication_image(request, code, key, kind, position=1):
+    return _image(selectors.adjudication_image(access=_access(request, code, Role.EXPERT), key=key, kind=kind,
+                                               position=position))
 
 
 # ------------------------------------------------------------------------------------- investigators

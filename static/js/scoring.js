@@ -1,7 +1,8 @@
-// The scoring and adjudication screens: show the item's radiograph in the reading viewer (viewer.js), and open
-// a scoring item. The image description comes from a JSON data block (json_script), never from inline script:
-// the pages run under a Content-Security-Policy without 'unsafe-inline'. Everything else is a plain form.
-import { create } from "./viewer.js";
+// The scoring and adjudication screens: show every image of the item's study in the reading viewer (study.js,
+// viewer.js), and open a scoring item. The images' description comes from a JSON data block (json_script), never
+// from inline script: the pages run under a Content-Security-Policy without 'unsafe-inline'. Everything else is a
+// plain form.
+import { createStudy } from "./study.js";
 
 function csrfToken(root) {
   // The cookie first: it is renewed at login, while the page's hidden input may be older.
@@ -31,7 +32,7 @@ function openItem(root) {
 }
 
 const opened = openItem(document.getElementById("score-app"));
-const data = document.getElementById("item-image");
+const data = document.getElementById("item-images");
 const box = document.getElementById("viewer");
 if (data && box) {
   const app = box.closest(".read-app");
@@ -43,13 +44,15 @@ if (data && box) {
     fit();
     window.addEventListener("resize", fit);
   }
-  const viewer = create(box, { label: "Chest radiograph" });
-  Promise.all([viewer.load(JSON.parse(data.textContent)), opened]).then(
+  // Every image of the case's study, the primary first.
+  const study = createStudy(box, { label: "Chest radiograph" });
+  Promise.all([study.load(JSON.parse(data.textContent)), opened]).then(
     () => {
-      box.dataset.shown = "true"; // for tests and for the curious: the image is on screen (and the item open)
+      box.dataset.shown = "true"; // for tests and for the curious: the primary image is on screen (and the item open)
     },
     () => {
       /* the viewer says so on screen */
     },
   );
+  window.CxrStudy = study; // for tests
 }

@@ -17,6 +17,10 @@
 // Mouse: left drag = window (horizontal: width, vertical: center); right or middle drag, or shift + drag = pan;
 // wheel = zoom at the pointer; double click = fit. Keys (when no text field has the focus): 1-5 presets,
 // + / - zoom, F fit, I invert, R or 0 reset, ? help.
+//
+// Several viewers may share a page (the images of a study side by side, study.js): each has its own window,
+// zoom and inversion, and the keys act on one of them only, the active one (the last one clicked or focused, or
+// the one activate() names). options.caption: a short label in the toolbar (the image's view position).
 export const PRESETS = [
   { name: "file", label: "File", key: "1", title: "The file's own window" },
   { name: "auto", label: "Auto", key: "2", title: "Automatic window from the image histogram" },
@@ -40,6 +44,20 @@ function isTyping(target) {
   const tag = target.tagName;
   if (tag === "INPUT") return !NOT_TEXT.includes(target.type);
   return tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable;
+}
+
+// Every viewer on the page, each with the function that shows whether it is the active one (the one the keys act
+// on). With a single viewer the keys act on it, as they always did.
+const live = new Map();
+let activeViewer = null;
+
+function activate(viewer) {
+  if (!live.has(viewer)) return;
+  activeViewer = viewer;
+  const several = live.size > 1;
+  live.forEach((mark, v) => {
+    mark(several && v === activeViewer);
+  });
 }
 
 function el(tag, className, text) {
@@ -127,9 +145,10 @@ export function create(container, options) {
   const helpHtml = "<div class='text-start small'><b>Mouse</b><br>Left drag: window (↔ width, ↕ level)<br>" +
     "Right / middle / shift drag: pan<br>Wheel: zoom · Double click: fit<br><b>Keys</b> (outside text fields)<br>" +
     "1–5: File, Auto, Lung, Mediastinum, Bone<br>+ / −: zoom · F: fit · I: invert<br>R or 0: reset · ?: this help<br>" +
-    "Ctrl+Enter: submit the report</div>";
+    "With several images: the keys act on the one last clicked<br>Ctrl+Enter: submit the report</div>";
   const helpText = "Left drag: window (horizontal width, vertical level). Right, middle or shift drag: pan. Wheel: zoom. " +
-    "Double click: fit. Keys outside text fields: 1 to 5 presets, plus and minus zoom, F fit, I invert, R or 0 reset, question mark help. Control Enter: submit.";
+    "Double click: fit. Keys outside text fields: 1 to 5 presets, plus and minus zoom, F fit, I invert, R or 0 reset, question mark help. " +
+    "With several images, the keys act on the one last clicked. Control Enter: submit.";
   let helpTip = null;
   if (window.bootstrap?.Tooltip) {
     helpTip = window.bootstrap.Tooltip.getOrCreateInstance(helpButton, {
@@ -139,7 +158,15 @@ export function create(container, options) {
   } else {
     helpButton.title = helpText;
   }
-  toolbar.append(presetGroup, viewGroup, helpButton);
+  // The image's caption (its view position), first in the toolbar; highlighted on the active one of several viewers.
+  const caption = el("span", "badge text-bg-secondary align-self-center cxr-caption");
+  caption.hidden = true;
+  function setCaption(text) {
+    caption.textContent = text || "";
+    caption.hidden = !text;
+  }
+  setCaption(options.caption);
+  toolbar.append(caption, presetGroup, viewGroup, helpButton);
 
   // Corner overlays: window/level and zoom; a status line for loading and errors.
   const overlay = el("div", "cxr-overlay");
@@ -494,7 +521,9 @@ export function create(container, options) {
   // ---- input ---------------------------------------------------------------------------------------------
   let drag = null;
 
+  canvas.addEventListener("focus", () => { activate(api); });
   canvas.addEventListener("pointerdown", (e) => {
+    activate(api);
     if (!info) return;
     canvas.focus({ preventScroll: true });
     const pan = e.button === 1 || e.button === 2 || (e.button === 0 && e.shiftKey);
@@ -545,6 +574,7 @@ export function create(container, options) {
 
   function onKey(e) {
     if (destroyed || !info || e.ctrlKey || e.metaKey || e.altKey || e.defaultPrevented) return;
+    if (live.size > 1 && activeViewer !== api) return;   // another image of the study has the keys
     if (isTyping(e.target) || document.querySelector(".modal.show")) return;
     const k = e.key;
     const preset = PRESETS.find((p) => p.key === k);
@@ -568,6 +598,9 @@ export function create(container, options) {
 
   function destroy() {
     destroyed = true;
+    live.delete(api);
+    if (activeViewer === api) activeViewer = live.keys().next().value || null;
+    if (activeViewer) activate(activeViewer);
     if (aborter) aborter.abort();
     observer.disconnect();
     window.removeEventListener("resize", resize);
@@ -576,10 +609,19 @@ export function create(container, options) {
     container.replaceChildren();
   }
 
-  return {
+  function markActive(on) {
+    caption.classList.toggle("text-bg-primary", on);
+    caption.classList.toggle("text-bg-secondary", !on);
+    container.dataset.active = String(on);
+  }
+
+  const api = {
     load: load,
     clear: () => { loadId++; if (aborter) aborter.abort(); clear(); spinner.hidden = true; setStatus(""); },
     setLabel: (text) => { canvas.setAttribute("aria-label", text); },
+    setCaption: setCaption,
+    // Make this the viewer the keys act on (with several on the page).
+    activate: () => { activate(api); },
     setPreset: setPreset,
     setWindow: (center, w) => { setWindow(center, w); },
     invert: toggleInvert,
@@ -599,4 +641,7 @@ export function create(container, options) {
       const t0 = performance.now(); winStamp++; windowed(levels[half && levels[1] ? 1 : 0]); return performance.now() - t0;
     },
   };
+  live.set(api, markActive);
+  activate(activeViewer || api);   // the first viewer of a page keeps the keys until another one is used
+  return api;
 }

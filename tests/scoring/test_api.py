@@ -14,7 +14,8 @@ from trial.models import AuditEvent, Role
 
 # Everything the item payload may carry; a new key must be added here on purpose (and be blind).
 ITEM_KEYS = {"key", "kind", "label", "position", "of", "available", "replaced", "replacement_key", "open", "image",
-             "clinical_history", "reports", "aligned", "findings", "scale", "answer", "next_key", "urls", "next_url"}
+             "images", "clinical_history", "reports", "aligned", "findings", "scale", "answer", "next_key", "urls",
+             "next_url"}
 
 
 def api_for(user):

@@ -125,6 +125,7 @@ MATRIX: dict[str, str] = {
     "reading:worklist":            "302 403 403 200 200 403 403 403 403 403",
     "reading:read":                "302 403 403 200 403 403 403 403 403 403",
     "reading:read_image":          "302 403 403 200 403 403 403 403 403 403",
+    "reading:study_image":         "302 403 403 200 403 403 403 403 403 403",  # an image of the study, by position
     "reading:duty":                "302 405 405 405 405 405 405 405 405 405",  # POST only: a reader goes on/off duty
     "reading:signoff_queue":       "302 403 403 403 403 200 403 403 403 403",
     "reading:signoff_report":      "302 403 403 403 403 200 403 403 403 403",
@@ -144,9 +145,11 @@ MATRIX: dict[str, str] = {
     "scoring:worklist":            "302 403 403 403 403 403 200 200 403 403",
     "scoring:item":                "302 403 403 403 403 403 200 403 403 403",
     "scoring:item_image":          "302 403 403 403 403 403 200 403 403 403",
+    "scoring:item_study_image":    "302 403 403 403 403 403 200 403 403 403",  # an image of the study, by position
     "scoring:adjudication":        "302 403 403 403 403 403 403 200 403 403",
     "scoring:adjudicate":          "302 403 403 403 403 403 403 200 403 403",
     "scoring:adjudication_image":  "302 403 403 403 403 403 403 200 403 403",
+    "scoring:adjudication_study_image": "302 403 403 403 403 403 403 200 403 403",
     "scoring:progress":            "302 403 200 403 403 403 403 403 403 403",
     "scoring:build":               "302 405 405 405 405 405 405 405 405 405",
     "scoring:settings":            "302 403 200 403 403 403 403 403 403 403",
@@ -277,10 +280,11 @@ def world(build_trial, investigator, make_user, outsider, django_capture_on_comm
               "read_id": read.pk, "report_id": read.reports.get().pk,
               "draft_id": AIDraft.objects.get(case=case).pk, "key": expert_pair.key,
               "version": 1, "number": 1, "name": "quality", "uidb64": "MQ", "token_id": 1,
-              "site_code": case.site.code, "pseudonym": by_arm["assisted"].pseudonym,
+              "site_code": case.site.code, "pseudonym": by_arm["assisted"].pseudonym, "position": 1,
               "study_uid": "1.2.826.0.1.3680043.2.1", "delivery_id": 1}
     per_name = {name: {"key": adjudication_key}
-                for name in ("scoring:adjudicate", "scoring:adjudication_image", "api-scoring-adjudicate")}
+                for name in ("scoring:adjudicate", "scoring:adjudication_image", "scoring:adjudication_study_image",
+                             "api-scoring-adjudicate")}
     return {"trial": trial, "users": users, "params": params, "per_name": per_name, "experts": experts,
             "readers": readers, "cases": cases, "model": model, "senior": senior, "panel": panel}
 

@@ -1,5 +1,6 @@
 // Opening a read: from the data embedded in the page or from the API; leaving the one on screen first (saved,
-// and said to be off screen); filling the screen in; choosing the text to start from; the radiograph.
+// and said to be off screen); filling the screen in; choosing the text to start from; the radiographs (every image
+// of the case's study, study.js: the primary one's paint is the "image shown" of the read's timing).
 import { api } from "./api.js";
 import { save } from "./autosave.js";
 import { showConflict } from "./conflict.js";
@@ -22,9 +23,11 @@ import { screen } from "./state.js";
 import { setSaveState } from "./status.js";
 import { dropKept, keptText } from "./storage.js";
 import { resetActivity, sendEvent } from "./timing.js";
-import { create as createViewer } from "../viewer.js";
+import { createStudy } from "../study.js";
 
-export const viewer = createViewer(byId("viewer"), { label: "Chest radiograph" });
+export const study = createStudy(byId("viewer"), { label: "Chest radiograph" });
+export const viewer = study.primary; // the primary image's viewer
+
 let loadSeq = 0;
 
 function setLoading(loading) {
@@ -93,7 +96,7 @@ export async function openRead(apiUrl, how) {
   setLoading(true); // no typing into, or double click on, the read being left
   await leaveCurrent();
   if (seq !== loadSeq) return;
-  viewer.clear(); // never show the previous radiograph next to the new case
+  study.clear(); // never show the previous case's radiographs next to the new case
   delete app.dataset.imageShownMs;
   resetPanel();
   setLoading(true);
@@ -159,8 +162,9 @@ export function show(read, how) {
     sendEvent("opened");
   }
 
-  viewer.setLabel(`Chest radiograph, case ${read.case}`);
-  viewer.load(read.image).then(
+  study.setLabel(`Chest radiograph, case ${read.case}`);
+  // The primary image first (an older payload has no "images"); the others load once it is painted.
+  study.load(read.images?.length ? read.images : [read.image]).then(
     (shown) => {
       if (c !== screen.cur) return;
       const ms = Math.round(shown.at - how.t0);

@@ -14,7 +14,7 @@
 import { autosaveTick, noteEdit, save, startAutosave } from "./autosave.js";
 import { keepMine, takeTheirs } from "./conflict.js";
 import { app, byId, correctButton, correctionCancel, correctionSubmit, confirmButton, form, nextButton, submitButton } from "./elements.js";
-import { openRead, reloadCurrent, show, viewer } from "./loader.js";
+import { openRead, reloadCurrent, show, study, viewer } from "./loader.js";
 import {
   cancelCorrection,
   confirmOpen,
@@ -133,6 +133,7 @@ if (initial?.id) {
 // For tests and benchmarks.
 window.CxrReading = {
   viewer,
+  study,
   tabId,
   current: () => {
     const c = screen.cur;
