@@ -79,9 +79,13 @@ def test_only_the_tls_proxy_is_published_and_web_trusts_forwarded_headers_from_i
     published = {name for name, service in services.items() if service.get("ports")}
     # the TLS proxy, and the DICOM listener (DICOM is not HTTP: the hospital's PACS calls it directly), which listens
     # on the loopback address unless the site names its hospital-network address (CXR_DICOM_BIND)
-    assert published == {"proxy", "dicom"}
+    # and Orthanc (the "pacs" profile: a PACS to try the whole loop on one machine), on the loopback address only
+    assert published == {"proxy", "dicom", "orthanc"}
     [dicom_port] = services["dicom"]["ports"]
     assert (dicom_port.get("host_ip") if isinstance(dicom_port, dict) else dicom_port.split(":")[0]) == "127.0.0.1"
+    for port in services["orthanc"]["ports"]:
+        assert (port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]) == "127.0.0.1"
+    assert services["orthanc"]["profiles"] == ["pacs"]
     proxy_address = services["proxy"]["networks"]["edge"]["ipv4_address"]
     web = services["web"]
     assert web["environment"]["CXR_TRUSTED_PROXIES"] == proxy_address

@@ -27,8 +27,9 @@ NOT_AUTHORIZED = 0x0124              # PS3.7 C.4: the trial or the site is not e
 # Instance UID mismatch") but Table I.2-2 gives it no code; 0xC409 is the one dcm4chee-arc uses, in the Cxxx range.
 STUDY_MISMATCH = 0xC409
 
-# RFC 2046 5.1.1: a boundary is 1 to 70 characters of this set, not ending with a space.
-_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+# RFC 2046 5.1.1: a boundary is 1 to 70 characters of this set, not ending with a space. Orthanc's DICOMweb plugin
+# sends 73 (two UUIDs): a boundary is read up to 200 characters, since refusing a longer one refuses a real PACS.
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,199}[0-9A-Za-z'()+_,\-./:=?]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 # The header block of one part: a few short lines. A part whose blank line is not found this early has none.

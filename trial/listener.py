@@ -179,7 +179,8 @@ def _on_closed(event) -> None:
 
 
 HANDLERS = [(evt.EVT_C_STORE, _on_store), (evt.EVT_C_ECHO, _on_echo), (evt.EVT_ESTABLISHED, _on_established),
-            (evt.EVT_RELEASED, _on_closed), (evt.EVT_ABORTED, _on_closed), (evt.EVT_CONN_CLOSE, _on_closed)]
+            (evt.EVT_RELEASED, _on_closed), (evt.EVT_ABORTED, _on_closed), (evt.EVT_REJECTED, _on_closed),
+            (evt.EVT_CONN_CLOSE, _on_closed)]
 
 
 def serve(*, host: str, port: int, ae_title: str | None = None, block: bool = True):
