@@ -329,6 +329,8 @@ CELERY_BEAT_SCHEDULE = {
     "deliver-due-reports": {"task": "trial.tasks.deliver_due_reports", "schedule": 60},
     # Staged images (no frontal image of their study yet) whose study settled: screened out (their task was lost).
     "settle-staged-studies": {"task": "trial.tasks.settle_staged_studies", "schedule": 60},
+    # Files an enrolment interrupted between writing them and committing its rows left behind.
+    "remove-orphan-files": {"task": "trial.tasks.remove_orphan_files", "schedule": crontab(hour=3, minute=15)},
     # Viewer images of cases whose task was lost.
     "prepare-missing-viewer-images": {"task": "trial.tasks.prepare_missing_viewer_images", "schedule": 900},
 }

@@ -982,6 +982,40 @@ def prepare_viewer_image(*, case: Case) -> Case:
     return case
 
 
+def remove_orphan_files(*, older_than: timedelta = timedelta(hours=1)) -> int:
+    """Files under trials/ that no case or image names, older than `older_than`: what an enrolment killed between
+    writing its files and committing its rows left behind (de-identified, but not the trial's). The files are written
+    before the rows on purpose — a row never names a missing file — so this sweep is their other half. Returns how
+    many were removed. For celery beat (daily)."""
+    from django.core.files.storage import default_storage
+
+    referenced: set[str] = set()
+    for model in (Case, CaseImage):
+        for row in model.objects.values_list("dicom", "display_image", "thumbnail", "values_image"):
+            referenced.update(name for name in row if name)
+    cutoff = clock.now() - older_than
+    removed = 0
+
+    def walk(folder: str) -> None:
+        nonlocal removed
+        try:
+            folders, files = default_storage.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in files:
+            path = f"{folder}/{name}"
+            if path not in referenced and default_storage.get_modified_time(path) < cutoff:
+                default_storage.delete(path)
+                removed += 1
+        for sub in folders:
+            walk(f"{folder}/{sub}")
+
+    walk("trials")
+    if removed:
+        logger.warning("Removed %d files that no case names (an enrolment interrupted before its commit)", removed)
+    return removed
+
+
 def _delete_files(files) -> None:
     for field_file in files:
         try:

@@ -97,3 +97,11 @@ def deliver_due_reports() -> int:
     from .outbox import deliver_due
 
     return deliver_due()
+
+
+@task()
+def remove_orphan_files() -> int:
+    """For celery beat: files no case names (an enrolment interrupted between its files and its commit)."""
+    from .services import remove_orphan_files
+
+    return remove_orphan_files()

@@ -53,6 +53,7 @@ def test_the_beat_schedule_names_tasks_that_exist():
                                                                "reading.tasks.route_open_trials",
                                                                "trial.tasks.apply_rosters",
                                                                "trial.tasks.deliver_due_reports",
-                                                               "trial.tasks.settle_staged_studies"}
+                                                               "trial.tasks.settle_staged_studies",
+                                                               "trial.tasks.remove_orphan_files"}
     for entry in schedule.values():
         assert entry["task"] in tasks

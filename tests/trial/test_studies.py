@@ -158,3 +158,26 @@ def test_two_images_of_one_study_arriving_at_once_make_one_case(investigator, ma
     case = Case.objects.get(trial=live.trial)
     assert results == [case, case] and case.images.count() == 1
     assert Read.objects.filter(case=case).count() in (0, 2)  # routed once (events run on commit, elsewhere)
+
+
+def test_files_no_case_names_are_removed_once_old(live, settings):
+    """What an enrolment killed between writing its files and committing leaves behind (tests/integration/
+    test_listener_killed.py kills the listener for real); a file just written may belong to an enrolment in progress."""
+    import os
+    import time
+    from pathlib import Path
+
+    case = arrive(live.trial, live.sites[0], image(17))
+    media = Path(settings.MEDIA_ROOT)
+    orphan = media / "trials" / str(live.trial.pk) / "cases" / "C9999" / "image.dcm"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"left behind")
+    fresh = orphan.with_name("display.png")
+    fresh.write_bytes(b"being written")
+    old = time.time() - 2 * 3600
+    os.utime(orphan, (old, old))
+    for field in (case.dicom, case.display_image, case.thumbnail):
+        os.utime(media / field.name, (old, old))
+    assert services.remove_orphan_files() == 1
+    assert not orphan.exists() and fresh.exists()
+    assert all((media / f.name).exists() for f in (case.dicom, case.display_image, case.thumbnail))
