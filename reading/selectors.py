@@ -375,6 +375,26 @@ def report_for_senior(*, access: Access, report_id: int) -> Report:
     return report
 
 
+def signoff_images(*, report: Report) -> list:
+    """The images of the study of a report in the senior's queue (from report_for_senior, which is the check), in the
+    order they are shown: the primary image (the case itself) first, then the case's other images as received; staged
+    images (no case yet) never. One query beyond the report's own."""
+    return study_images(read=report.read)
+
+
+def signoff_image(*, access: Access, report_id: int, position: int, kind: str):
+    """A file of an image of the study of a report that the senior may sign now (the sign-off page's own check):
+    "display" or "values" of the image at `position` (1: the primary image, then as in signoff_images). None for any
+    other kind or position, or a file not made yet; a report not in the senior's queue is refused."""
+    report = report_for_senior(access=access, report_id=report_id)
+    images = signoff_images(report=report) if position != 1 else [report.read.case]
+    if not 0 < position <= len(images):
+        return None
+    image = images[position - 1]
+    field = {"display": image.display_image, "values": image.values_image}.get(kind)
+    return field if field else None
+
+
 # ------------------------------------------------------------------------------------- dashboard
 
 

@@ -132,8 +132,7 @@ def signoff_report(request, code, report_id):
     report = selectors.report_for_senior(access=access, report_id=report_id)
     continuing = request.session.get(SIGNING_SESSION_KEY) == request.user.pk
     context = {"trial": trial, "report": report, "typed": None, "continuing": continuing,
-               "meaning": Signature.Meaning.SIGN_OFF.label,
-               "image_url": reverse("reading:senior_image", args=[trial.code, report.pk])}
+               "meaning": Signature.Meaning.SIGN_OFF.label, "images": _signoff_images(trial.code, report)}
     if request.method == "POST":
         try:
             # re-authentication first, outside the signing's transaction (a wrong code counts against the throttle)
@@ -157,11 +156,38 @@ def signoff_report(request, code, report_id):
     return render(request, "reading/signoff_report.html", context)
 
 
+def _signoff_images(code: str, report) -> list[dict]:
+    """The viewer's description of every image of the report's study (the reading API's "images" shape: position,
+    view_position, display_url, values_url, width, height, windows), each named by its position in the case and
+    served by senior_study_image; without a values image yet, the viewer windows the display PNG's grey levels."""
+    def url(position: int, kind: str) -> str:
+        return reverse("reading:senior_study_image", args=[code, report.pk, position, kind])
+
+    return [{"position": n, "view_position": image.view_position, "display_url": url(n, "display"),
+             "values_url": url(n, "values") if image.values_image else None,
+             "width": image.display_width, "height": image.display_height, "windows": image.display_windows or {}}
+            for n, image in enumerate(selectors.signoff_images(report=report), start=1)]
+
+
 @login_required
 def senior_image(request, code, report_id):
+    """The primary image's display PNG of a report in the senior's queue (the address the page used before a case
+    had more images)."""
+    return senior_study_image(request, code, report_id, 1, "display")
+
+
+@login_required
+def senior_study_image(request, code, report_id, position, kind):
+    """An image of the study of a report that the senior may sign, by its position in the case (1: the primary):
+    the same check as the sign-off page's."""
     access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
-    report = selectors.report_for_senior(access=access, report_id=report_id)
-    return FileResponse(report.read.case.display_image.open("rb"), content_type="image/png")
+    field = selectors.signoff_image(access=access, report_id=report_id, position=position, kind=kind)
+    if field is None:
+        raise PermissionDenied("Unknown image.")
+    response = FileResponse(field.open("rb"), content_type="image/png")
+    # private: the senior's own; short, since the report leaves the queue once it is signed
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @login_required

@@ -76,3 +76,37 @@ def arrive(trial: Trial, site: Site, data: bytes, *, source: str = "dicom", by=N
     """One image from the hospital (no user: `by` None), with what its commit sets off."""
     with committed():
         return services.receive_image(trial=trial, site=site, data=data, source=source, by=by, urgent=urgent)
+
+
+def another_view(seed: int, *, of: bytes, view: str = "LL", **header) -> bytes:
+    """Another image (`seed`) of the study of the image `of`: a lateral by default (a case is a study)."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(of), stop_before_pixels=True)
+    return image(seed, ViewPosition=view, StudyInstanceUID=ds.StudyInstanceUID,
+                 SeriesInstanceUID=ds.SeriesInstanceUID, **header)
+
+
+def case_with_lateral(trial: Trial, site: Site, *, seed: int = 1) -> tuple[Case, Case]:
+    """A case whose study has a frontal film and a lateral (seeds `seed`, `seed` + 1), and a case with a frontal film
+    only (`seed` + 2), as from the PACS; the first with its lateral's viewer image made (the eager task)."""
+    frontal = image(seed)
+    case = arrive(trial, site, frontal)
+    assert arrive(trial, site, another_view(seed + 1, of=frontal)) == case
+    single = arrive(trial, site, image(seed + 2))
+    case.refresh_from_db()
+    return case, single
+
+
+def assert_refused_to(client, users, urls) -> None:
+    """Each of `users` is refused each of `urls` (403, never an image), and nobody logged in is sent to log in."""
+    for user in users:
+        client.force_login(user)
+        for url in urls:
+            response = client.get(url)
+            assert response.status_code == 403, (user.username, url)
+            assert response.get("Content-Type") != "image/png"
+    client.logout()
+    assert all(client.get(url).status_code == 302 for url in urls)  # to the login page

@@ -5,6 +5,8 @@ once per request) and check roles in memory; they never ask the database who the
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch, QuerySet
@@ -19,6 +21,7 @@ from .models import (
     ApiToken,
     Case,
     CaseIdentity,
+    CaseImage,
     Delivery,
     Deviation,
     Invitation,
@@ -145,6 +148,46 @@ def case_image_for(*, access: Access, code: str, kind: str):
     """The file of a case image. Investigators now; the reading and scoring apps add their own routes."""
     case = case_for(access=access, code=code)
     return {"display": case.display_image, "thumbnail": case.thumbnail}[kind]
+
+
+@dataclass(frozen=True)
+class StudyImage:
+    """One image of a case's study as its investigator sees it: `image` is the case itself for the primary image
+    (the frontal film the AI drafts from), a CaseImage for the others."""
+    position: int             # its place in the case (1: the primary), the name its files are served by
+    image: Case | CaseImage
+    received_at: datetime | None  # when it reached the platform
+    added_at: datetime | None     # when it joined its case (a lateral that came first waited until its frontal film)
+
+    @property
+    def primary(self) -> bool:
+        return self.position == 1
+
+
+def case_images(*, access: Access, case: Case) -> list[StudyImage]:
+    """Every image of the case's study, the primary first, then the others as received (CaseImage.Meta's order);
+    staged images (no case yet) never. Investigators only."""
+    access.require(Role.INVESTIGATOR)
+    if case.trial_id != access.trial.pk:
+        raise PermissionDenied("No such case in this trial.")
+    primary = StudyImage(1, case, case.arrived_at or case.enrolled_at, case.enrolled_at)
+    return [primary, *(StudyImage(n, image, image.received_at, image.added_at)
+                       for n, image in enumerate(CaseImage.objects.filter(case=case), start=2))]
+
+
+def case_study_image_for(*, access: Access, code: str, position: int, kind: str):
+    """The file `kind` ("display" or "thumbnail") of the image at `position` of a case's study (1: the primary, as
+    in case_images): investigators only; an unknown position or kind is refused."""
+    case = case_for(access=access, code=code)
+    if position == 1:  # the primary: no need to ask for the others
+        image = case
+    else:
+        images = case_images(access=access, case=case)
+        image = images[position - 1].image if 1 < position <= len(images) else None
+    field_file = {"display": image.display_image, "thumbnail": image.thumbnail}.get(kind) if image else None
+    if not field_file:
+        raise PermissionDenied("Unknown image.")
+    return field_file
 
 
 def identity_rows(*, access: Access) -> list[dict]:

@@ -18,6 +18,8 @@ urlpatterns = [
     path("t/<slug:code>/cases/upload/", views.case_upload, name="case_upload"),
     path("t/<slug:code>/cases/<str:case_code>/", views.case_detail, name="case_detail"),
     path("t/<slug:code>/cases/<str:case_code>/<str:kind>.png", views.case_image, name="case_image"),
+    path("t/<slug:code>/cases/<str:case_code>/<int:position>/<str:kind>.png", views.case_study_image,
+         name="case_study_image"),
     path("t/<slug:code>/audit/", views.audit_log, name="audit_log"),
     path("t/<slug:code>/conduct/", views.conduct_page, name="conduct"),
     path("t/<slug:code>/conduct/sites/<slug:site_code>/", views.conduct_site, name="conduct_site"),

@@ -200,7 +200,8 @@ def case_detail(request, code, case_code):
     access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
     case = selectors.case_for(access=access, code=case_code)
     identity = selectors.case_identity(access=access, case=case)
-    return render(request, "trial/case_detail.html", {"trial": access.trial, "case": case, "identity": identity})
+    return render(request, "trial/case_detail.html", {"trial": access.trial, "case": case, "identity": identity,
+                                                      "images": selectors.case_images(access=access, case=case)})
 
 
 @login_required
@@ -209,6 +210,16 @@ def case_image(request, code, case_code, kind):
     if kind not in ("display", "thumbnail"):
         raise PermissionDenied("Unknown image.")
     field_file = selectors.case_image_for(access=access, code=case_code, kind=kind)
+    response = FileResponse(field_file.open("rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+def case_study_image(request, code, case_code, position, kind):
+    """An image of a case's study by its position in the case (1: the primary), for investigators only."""
+    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
+    field_file = selectors.case_study_image_for(access=access, code=case_code, position=position, kind=kind)
     response = FileResponse(field_file.open("rb"), content_type="image/png")
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -2,7 +2,7 @@
 // viewer.js), and open a scoring item. The images' description comes from a JSON data block (json_script), never
 // from inline script: the pages run under a Content-Security-Policy without 'unsafe-inline'. Everything else is a
 // plain form.
-import { createStudy } from "./study.js";
+import { createStudy, fillWindow } from "./study.js";
 
 function csrfToken(root) {
   // The cookie first: it is renewed at login, while the page's hidden input may be older.
@@ -35,15 +35,7 @@ const opened = openItem(document.getElementById("score-app"));
 const data = document.getElementById("item-images");
 const box = document.getElementById("viewer");
 if (data && box) {
-  const app = box.closest(".read-app");
-  if (app) {
-    // Fill the window under the navbar, as the reading screen does.
-    const fit = () => {
-      app.style.height = `${window.innerHeight - app.getBoundingClientRect().top - 8}px`;
-    };
-    fit();
-    window.addEventListener("resize", fit);
-  }
+  fillWindow(box);
   // Every image of the case's study, the primary first.
   const study = createStudy(box, { label: "Chest radiograph" });
   Promise.all([study.load(JSON.parse(data.textContent)), opened]).then(

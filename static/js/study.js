@@ -206,3 +206,15 @@ export function createStudy(container, options) {
     layout: () => layout(),
   };
 }
+
+// A screen built around the viewer fills the window under the navbar (and any message above it), as the reading
+// screen does, and keeps filling it when the window is resized.
+export function fillWindow(box) {
+  const app = box.closest(".read-app");
+  if (!app) return;
+  const fit = () => {
+    app.style.height = `${window.innerHeight - app.getBoundingClientRect().top - 8}px`;
+  };
+  fit();
+  window.addEventListener("resize", fit);
+}

@@ -50,7 +50,7 @@ def test_senior_signs_one_report_as_written_and_edits_another_with_a_reason(page
     # 1. Sign as written: no new version, signed by the senior.
     first = Report.objects.order_by("created_at", "pk").first()
     page.click(f"a[href='/t/{trial.code}/signoff/{first.pk}/']")
-    page.wait_for_selector("img.case-image")
+    page.wait_for_selector("#viewer[data-shown=true]")
     assert page.input_value("#impression") == first.impression
     # the first signing of the session: the password and a code of the authenticator again
     page.fill("[data-testid=signature] input[name=password]", PASSWORD)
@@ -67,7 +67,7 @@ def test_senior_signs_one_report_as_written_and_edits_another_with_a_reason(page
     second = Report.objects.filter(signed_at__isnull=True).order_by("created_at", "pk").first()
     original_impression = second.impression
     page.click(f"a[href='/t/{trial.code}/signoff/{second.pk}/']")
-    page.wait_for_selector("img.case-image")
+    page.wait_for_selector("#viewer[data-shown=true]")
     page.fill("#impression", "Small right apical pneumothorax.")
     page.fill("#reason", "Missed pneumothorax at the right apex.")
     assert page.locator("[data-testid=signature] input[name=code]").count() == 0  # later: the password alone

@@ -3,28 +3,20 @@ study's other images (a lateral), each served to the read's reader only, by its 
 (no case yet) never; a study whose other image has no values image yet falls back to its display PNG."""
 from __future__ import annotations
 
-import io
 import json
 import re
 
-import pydicom
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from reading.models import Read
-from tests.live import arrive, image, open_trial
+from tests.live import another_view, arrive, assert_refused_to, case_with_lateral, image, open_trial
 from trial.models import CaseImage
 
 pytestmark = pytest.mark.django_db
 
 IMAGE_KEYS = {"display_url", "values_url", "width", "height", "windows"}
-
-
-def _lateral(seed: int, frontal: bytes, view: str = "LL") -> bytes:
-    ds = pydicom.dcmread(io.BytesIO(frontal), stop_before_pixels=True)
-    return image(seed, ViewPosition=view, StudyInstanceUID=ds.StudyInstanceUID,
-                 SeriesInstanceUID=ds.SeriesInstanceUID)
 
 
 @pytest.fixture
@@ -36,12 +28,7 @@ def live(investigator, make_user):
 @pytest.fixture
 def study(live):
     """A case with a lateral (its standard read is available at once: no draft to wait for) and a case without."""
-    site = live.sites[0]
-    frontal = image(1)
-    case = arrive(live.trial, site, frontal)
-    assert arrive(live.trial, site, _lateral(2, frontal)) == case
-    single = arrive(live.trial, site, image(3))
-    case.refresh_from_db()  # its values image was made after it arrived (the task, run eagerly)
+    case, single = case_with_lateral(live.trial, live.sites[0])
     read = Read.objects.select_related("reader__user").get(case=case, arm="standard")
     other = Read.objects.select_related("reader__user").get(case=case, arm="assisted")
     return {"case": case, "lateral": case.images.get(), "read": read, "other": other, "single": single,
@@ -96,14 +83,7 @@ def test_a_case_without_other_images_has_its_primary_alone(study, client):
 def test_every_image_is_refused_to_anyone_but_the_reader_of_the_read(study, client, investigator, make_user):
     read, other = study["read"], study["other"]
     urls = [f"/r/{read.pk}/{n}/{kind}.png" for n in (1, 2) for kind in ("display", "values")]
-    for user in (other.reader.user, investigator, make_user("stranger")):
-        client.force_login(user)
-        for url in urls:
-            response = client.get(url)
-            assert response.status_code == 403, (user.username, url)
-            assert response.get("Content-Type") != "image/png"
-    client.logout()
-    assert all(client.get(url).status_code == 302 for url in urls)  # to the login page
+    assert_refused_to(client, (other.reader.user, investigator, make_user("stranger")), urls)
     # the reader: beyond the study, at position 0, or a kind that is no file: refused
     client.force_login(read.reader.user)
     for url in (f"/r/{read.pk}/3/display.png", f"/r/{read.pk}/0/display.png", f"/r/{read.pk}/2/dicom.png",
@@ -133,7 +113,7 @@ def test_the_study_opens_to_the_assisted_reader_with_its_draft(study, client, in
 def test_a_staged_image_is_never_shown(study, client):
     live, read = study["live"], study["read"]
     # a lateral whose study has no frontal image yet waits without a case
-    assert arrive(live.trial, live.sites[0], _lateral(4, image(5))) is None
+    assert arrive(live.trial, live.sites[0], another_view(4, of=image(5))) is None
     staged = CaseImage.objects.get(case__isnull=True)
     # and one of the reader's own study, as if it had not joined its case (case None): never shown either
     CaseImage.objects.filter(pk=study["lateral"].pk).update(case=None)

@@ -85,6 +85,7 @@ MATRIX: dict[str, str] = {
     "trial:case_upload":           "302 403 200 403 403 403 403 403 403 403",
     "trial:case_detail":           "302 403 200 403 403 403 403 403 403 403",
     "trial:case_image":            "302 403 200 403 403 403 403 403 403 403",
+    "trial:case_study_image":      "302 403 200 403 403 403 403 403 403 403",  # an image of the study, by position
     "trial:audit_log":             "302 403 200 403 403 403 403 403 403 403",
     "trial:conduct":               "302 403 200 403 403 403 403 403 403 403",  # the live trial's conduct
     "trial:conduct_site":          "302 405 405 405 405 405 405 405 405 405",
@@ -131,6 +132,7 @@ MATRIX: dict[str, str] = {
     "reading:signoff_report":      "302 403 403 403 403 200 403 403 403 403",
     "reading:write_record":        "302 405 405 405 405 405 405 405 405 405",  # POST only: a senior's signed act
     "reading:senior_image":        "302 403 403 403 403 200 403 403 403 403",
+    "reading:senior_study_image":  "302 403 403 403 403 200 403 403 403 403",  # an image of the study, by position
     "reading:dashboard":           "302 403 200 403 403 403 403 403 403 403",
     "reading:route":               "302 405 405 405 405 405 405 405 405 405",
     "api-worklist":                "401 403 403 200 200 403 403 403 403 403",

@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from scoring import selectors, services
 from scoring.serializers import AdjudicationViewSerializer, ItemSerializer
 from tests import dicom_corpus as corpus
-from tests.live import image
+from tests.live import assert_refused_to, image
 from tests.scoring.conftest import add_experts, submit_all_reads
 from tests.scoring.helpers import answer, answer_before, mine
 from trial import services as trial_services
@@ -128,14 +128,7 @@ def test_every_image_is_refused_to_anyone_but_the_items_expert(study, client, in
     assert all(client.get(url).status_code == 200 for url in urls)
     others = [u for u in study["panel"] if u != expert] + [study["adjudicator"], investigator, outsider,
                                                            *study["readers"]]
-    for user in others:
-        client.force_login(user)
-        for url in urls:
-            response = client.get(url)
-            assert response.status_code == 403, (user.username, url)
-            assert response.get("Content-Type") != "image/png"
-    client.logout()
-    assert all(client.get(url).status_code == 302 for url in urls)
+    assert_refused_to(client, others, urls)
     # the expert: beyond the study, position 0, a kind that is no file, another expert's key: refused
     client.force_login(expert)
     theirs = mine(study["panel"][1], kind="pair", case=study["cases"][0])[0]

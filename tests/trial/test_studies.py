@@ -14,7 +14,7 @@ from django.db import connection
 
 from core import clock
 from reading.models import Read
-from tests.live import arrive, committed, image, open_trial
+from tests.live import another_view, arrive, committed, image, open_trial
 from trial import services
 from trial.errors import DuplicateImage
 from trial.models import AuditEvent, Case, CaseImage, ScreeningEntry
@@ -27,10 +27,6 @@ def _study_of(data: bytes) -> dict:
     return {"StudyInstanceUID": ds.StudyInstanceUID, "SeriesInstanceUID": ds.SeriesInstanceUID}
 
 
-def _lateral(seed: int, frontal: bytes) -> bytes:
-    return image(seed, ViewPosition="LL", **_study_of(frontal))
-
-
 @pytest.fixture
 def live(investigator, make_user):
     return open_trial(investigator=investigator, make_user=make_user, code="study", settle_seconds=60)
@@ -41,7 +37,7 @@ def test_a_lateral_after_its_frontal_joins_the_case_after_routing_and_is_logged(
     frontal = image(1)
     case = arrive(live.trial, site, frontal)
     assert case.reads.count() == 2  # routed at arrival
-    joined = arrive(live.trial, site, _lateral(2, frontal))
+    joined = arrive(live.trial, site, another_view(2, of=frontal))
     assert joined == case
     (lateral,) = case.images.all()
     assert lateral.view_position == "LL" and lateral.added_at is not None
@@ -51,7 +47,7 @@ def test_a_lateral_after_its_frontal_joins_the_case_after_routing_and_is_logged(
     primary = pydicom.dcmread(case.dicom.open("rb"))
     assert stored.PatientID == case.code and stored.StudyInstanceUID == primary.StudyInstanceUID
     assert stored.SOPInstanceUID != primary.SOPInstanceUID
-    assert lateral.original_sop_instance_uid == pydicom.dcmread(io.BytesIO(_lateral(2, frontal))).SOPInstanceUID
+    assert lateral.original_sop_instance_uid == pydicom.dcmread(io.BytesIO(another_view(2, of=frontal))).SOPInstanceUID
     entries = ScreeningEntry.objects.filter(trial=live.trial).order_by("id")
     assert [(e.outcome, e.case_id) for e in entries] == [("enrolled", case.pk), ("added", case.pk)]
     event = AuditEvent.objects.get(action="case.image_added")
@@ -62,7 +58,7 @@ def test_a_lateral_after_its_frontal_joins_the_case_after_routing_and_is_logged(
 def test_a_lateral_before_its_frontal_waits_then_joins_under_the_cases_code(live):
     site = live.sites[0]
     frontal = image(3)
-    assert arrive(live.trial, site, _lateral(4, frontal)) is None  # staged
+    assert arrive(live.trial, site, another_view(4, of=frontal)) is None  # staged
     staged = CaseImage.objects.get()
     assert staged.case is None and pydicom.dcmread(staged.dicom.open("rb")).PatientID == services.STAGED_CODE
     assert not ScreeningEntry.objects.exists() and not Case.objects.exists()
@@ -77,8 +73,8 @@ def test_a_lateral_before_its_frontal_waits_then_joins_under_the_cases_code(live
 def test_a_study_without_a_frontal_image_is_screened_out_when_it_settles(live):
     site = live.sites[0]
     frontal = image(5)  # never sent
-    assert arrive(live.trial, site, _lateral(6, frontal)) is None
-    assert arrive(live.trial, site, _lateral(7, frontal)) is None
+    assert arrive(live.trial, site, another_view(6, of=frontal)) is None
+    assert arrive(live.trial, site, another_view(7, of=frontal)) is None
     assert services.settle_studies() == 0  # still within the window
     CaseImage.objects.update(received_at=clock.now() - timedelta(seconds=61))
     with committed():
@@ -93,7 +89,7 @@ def test_a_resent_lateral_is_a_duplicate_and_another_study_is_another_case(live)
     site = live.sites[0]
     frontal = image(8)
     case = arrive(live.trial, site, frontal)
-    lateral = _lateral(9, frontal)
+    lateral = another_view(9, of=frontal)
     arrive(live.trial, site, lateral)
     with pytest.raises(DuplicateImage):
         arrive(live.trial, site, lateral)
@@ -120,11 +116,11 @@ def test_the_report_sent_back_references_every_image_of_the_study(live):
     site = live.sites[0]
     frontal = image(13)
     case = arrive(live.trial, site, frontal)
-    arrive(live.trial, site, _lateral(14, frontal))
+    arrive(live.trial, site, another_view(14, of=frontal))
     release = Release(case=case, version=1, source="standard", findings="f", impression="i", signer_name="Dr S",
                       signed_at=clock.now(), sr_series_instance_uid="2.25.1", sr_sop_instance_uid="2.25.2")
     message = outbox.outbound_report(release)
-    originals = {pydicom.dcmread(io.BytesIO(d)).SOPInstanceUID for d in (frontal, _lateral(14, frontal))}
+    originals = {pydicom.dcmread(io.BytesIO(d)).SOPInstanceUID for d in (frontal, another_view(14, of=frontal))}
     assert {i.sop_instance_uid for i in message.images} == originals
     assert message.study_instance_uid == _study_of(frontal)["StudyInstanceUID"]
 
