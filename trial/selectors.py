@@ -342,6 +342,8 @@ def conduct(*, access: Access, days: int = 14) -> dict:
     return {
         "sites": sites, "n_cases": n_cases, "target": target,
         "screened": entries.count(), "not_enrolled": by_code,
+        "added": entries.filter(outcome=ScreeningEntry.Outcome.ADDED).count(),
+        "staged": trial.case_images.filter(case__isnull=True).count(),
         "days": [{"day": str(first + timedelta(days=i)),
                   "sites": [per_day.get(str(first + timedelta(days=i)), {}).get(s.code, 0) for s in sites],
                   "enrolled": daily[i]} for i in range(days)],

@@ -177,3 +177,15 @@ def test_files_no_case_names_are_removed_once_old(live, settings):
     assert services.remove_orphan_files() == 1
     assert not orphan.exists() and fresh.exists()
     assert all((media / f.name).exists() for f in (case.dicom, case.display_image, case.thumbnail))
+
+
+def test_the_conduct_page_counts_images_added_and_waiting(live, client, investigator):
+    frontal = image(18)
+    arrive(live.trial, live.sites[0], frontal)
+    arrive(live.trial, live.sites[0], another_view(19, of=frontal))
+    arrive(live.trial, live.sites[0], another_view(20, of=image(21)))  # its frontal film never comes
+    client.force_login(investigator)
+    page = client.get(f"/t/{live.trial.code}/conduct/").content.decode()
+    # the waiting image has no screening row yet: its study is decided when a frontal film comes or it settles
+    assert "2 images screened, 1 of them added to their study&#x27;s case" in page
+    assert "1 waiting for a frontal image of their study" in page
