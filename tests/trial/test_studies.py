@@ -187,5 +187,5 @@ def test_the_conduct_page_counts_images_added_and_waiting(live, client, investig
     client.force_login(investigator)
     page = client.get(f"/t/{live.trial.code}/conduct/").content.decode()
     # the waiting image has no screening row yet: its study is decided when a frontal film comes or it settles
-    assert "2 images screened, 1 of them added to their study&#x27;s case" in page
+    assert "2 images screened, 1 of them added to their study's case" in page
     assert "1 waiting for a frontal image of their study" in page
