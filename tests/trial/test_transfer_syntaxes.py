@@ -677,3 +677,32 @@ def test_a_private_transfer_syntax_is_refused_at_negotiation(wire):
     assert assoc.is_aborted and not assoc.is_established
     assert [cx.result for cx in assoc.rejected_contexts] == [0x04]
     assert not handed
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("name", list(SYNTAXES))
+def test_stow_rs_answers_each_encoding_with_a_case_or_a_failure_and_its_reason(name, live_server, investigator,
+                                                                               make_user, _media):
+    """The other way in from a PACS: the same film in each encoding as one part of a STOW-RS request."""
+    import requests
+
+    from tests.live import open_trial
+    from trial import services
+
+    live = open_trial(investigator=investigator, make_user=make_user, code="stow-syntax")
+    _, key = services.issue_sender_token(site=live.sites[0], by=investigator)
+    boundary = "syntax-test"
+    body = (f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + _encoded(name)
+            + f"\r\n--{boundary}--\r\n".encode())
+    response = requests.post(live_server.url + "/dicomweb/studies", data=body, timeout=60, headers={
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+        "Authorization": f"Bearer {key}", "Accept": "application/dicom+json"})
+    variant = VARIANTS[name]
+    _assert_answered(trial=live.trial, name=name, variant=variant, source="stow-rs")
+    if variant.outcome == "refused":
+        assert response.status_code == 409, response.content
+        (failed,) = response.json()["00081198"]["Value"]
+        assert failed["00081197"]["Value"] == [0xC000]
+    else:
+        assert response.status_code == 200, response.content
+        assert len(response.json()["00081199"]["Value"]) == 1
