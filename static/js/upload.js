@@ -64,4 +64,5 @@ if (form) {
     summary.textContent = `${enrolled} of ${files.length} files enrolled; ${files.length - enrolled} refused.`;
     button.disabled = false;
   });
+  form.dataset.ready = "true"; // uploads go through the API from now on (a click before this submits nothing useful)
 }

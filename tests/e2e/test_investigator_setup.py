@@ -37,6 +37,7 @@ def test_investigator_creates_a_trial_and_uploads_cases_with_progress(page, inve
         path.write_bytes(data)
         files.append(str(path))
     page.get_by_role("link", name="Upload cases").click()
+    page.wait_for_selector("#upload-form[data-ready=true]")  # the module has taken over the form (a deferred script)
     page.set_input_files("#files", files)
     page.fill("#history", "Cough for two weeks.")
     page.click("#upload-button")
