@@ -295,20 +295,11 @@ def case_file_path(case: Case, filename: str) -> str:
     return f"trials/{case.trial_id}/cases/{case.code}/{filename}"
 
 
-class Case(models.Model):
-    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="cases")
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="cases")
-    code = models.CharField(max_length=20, help_text="The case's pseudonymous code, e.g. C0007.")
-    clinical_history = models.TextField(blank=True)
-    # Keyed hash (HMAC with the trial's uid_secret) of the original SOP Instance UID: detects a second
-    # upload of the same image without keeping the identifying UID itself.
-    source_fingerprint = models.CharField(max_length=64)
-    dicom = models.FileField(upload_to=case_file_path, max_length=300)
-    display_image = models.FileField(upload_to=case_file_path, max_length=300)
-    thumbnail = models.FileField(upload_to=case_file_path, max_length=300)
-    # The viewer's real window/level: modality values at display size packed 16-bit in an RGB PNG, and
-    # the window presets (file, auto, lung, mediastinum, bone) in those units.
-    values_image = models.FileField(upload_to=case_file_path, max_length=300, blank=True)
+class RenderedImage(models.Model):
+    """What a stored radiograph looks like to the viewer, the same for a case's primary image (on Case) and its study's
+    other images (CaseImage): its header summary, its display size and file window, and the viewer's window presets
+    (file, auto, lung, mediastinum, bone) in the units of its values image. Each model keeps its own files."""
+
     display_windows = models.JSONField(default=dict, blank=True)
     modality = models.CharField(max_length=4)
     view_position = models.CharField(max_length=16, blank=True)
@@ -322,6 +313,25 @@ class Case(models.Model):
     window_center = models.FloatField()
     window_width = models.FloatField()
     window_source = models.CharField(max_length=40)
+
+    class Meta:
+        abstract = True
+
+
+class Case(RenderedImage):
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="cases")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="cases")
+    code = models.CharField(max_length=20, help_text="The case's pseudonymous code, e.g. C0007.")
+    clinical_history = models.TextField(blank=True)
+    # Keyed hash (HMAC with the trial's uid_secret) of the original SOP Instance UID: detects a second
+    # upload of the same image without keeping the identifying UID itself.
+    source_fingerprint = models.CharField(max_length=64)
+    dicom = models.FileField(upload_to=case_file_path, max_length=300)
+    display_image = models.FileField(upload_to=case_file_path, max_length=300)
+    thumbnail = models.FileField(upload_to=case_file_path, max_length=300)
+    # The viewer's real window/level: modality values at display size packed 16-bit in an RGB PNG (presets: the
+    # display_windows of RenderedImage).
+    values_image = models.FileField(upload_to=case_file_path, max_length=300, blank=True)
     # None: an image that arrived from a hospital system (the PACS), not an upload.
     enrolled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
                                     related_name="+")
@@ -374,7 +384,7 @@ def image_file_path(image: CaseImage, filename: str) -> str:
     return f"trials/{image.trial_id}/images/{image.study_key[:16]}/{image.source_fingerprint[:16]}-{filename}"
 
 
-class CaseImage(models.Model):
+class CaseImage(RenderedImage):
     """An image of a case's study besides its primary one (the primary is on the Case itself: the frontal film the AI
     drafts from, shown first): a lateral, a repeat. An image that arrives before any frontal image of its study waits
     here without a case (staged) until one arrives, or is screened out when the study settles without one. Stored
@@ -392,19 +402,6 @@ class CaseImage(models.Model):
     display_image = models.FileField(upload_to=image_file_path, max_length=300)
     thumbnail = models.FileField(upload_to=image_file_path, max_length=300)
     values_image = models.FileField(upload_to=image_file_path, max_length=300, blank=True)
-    display_windows = models.JSONField(default=dict, blank=True)
-    modality = models.CharField(max_length=4)
-    view_position = models.CharField(max_length=16, blank=True)
-    rows = models.PositiveIntegerField()
-    columns = models.PositiveIntegerField()
-    bits_stored = models.PositiveSmallIntegerField()
-    photometric = models.CharField(max_length=16)
-    transfer_syntax = models.CharField(max_length=128)  # pydicom names JPEG Lossless SV1 in 88 characters
-    display_width = models.PositiveIntegerField()
-    display_height = models.PositiveIntegerField()
-    window_center = models.FloatField()
-    window_width = models.FloatField()
-    window_source = models.CharField(max_length=40)
     # The original UIDs (investigator-only, like CaseIdentity): the report sent back references every image.
     original_series_instance_uid = models.CharField(max_length=64, blank=True)
     original_sop_class_uid = models.CharField(max_length=64, blank=True)

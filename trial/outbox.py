@@ -183,8 +183,9 @@ def _send_fhir(site: Site, release: Release) -> Answer:
         if not token:
             return Answer(False, f"The FHIR token's environment variable {site.fhir_token_env} is not set.")
         headers["Authorization"] = f"Bearer {token}"
+    body = fhir_message.diagnostic_report_json(report, identifier_system=settings.CXR_FHIR_IDENTIFIER_SYSTEM)
     try:
-        response = requests.post(f"{site.fhir_base_url}/DiagnosticReport", data=fhir_json(release=release).encode(),
+        response = requests.post(f"{site.fhir_base_url}/DiagnosticReport", data=body.encode(),
                                  headers=headers, timeout=settings.CXR_OUTBOX_TIMEOUT, allow_redirects=False)
     except requests.RequestException as exc:
         return Answer(False, f"The FHIR server could not be reached: {type(exc).__name__}.")

@@ -712,6 +712,26 @@ class _Arrived:
 STAGED_CODE = "STAGED"
 
 
+def _rendered_fields(summary: dict, rendered) -> dict:
+    """The RenderedImage fields of a stored image (a case's primary, or another image of its study)."""
+    return {"modality": summary["modality"], "view_position": summary.get("view_position") or "",
+            "rows": summary["rows"], "columns": summary["columns"], "bits_stored": summary["bits_stored"],
+            "photometric": summary["photometric"], "transfer_syntax": summary["transfer_syntax"],
+            "display_width": rendered.width, "display_height": rendered.height,
+            "window_center": rendered.window_center, "window_width": rendered.window_width,
+            "window_source": rendered.source}
+
+
+def _save_files(row, clean_bytes: bytes, rendered, saved: list) -> None:
+    """Write a stored image's files (de-identified DICOM, display PNG, thumbnail) before its row, noting each in
+    `saved` so that a failed enrolment removes them."""
+    files = ((row.dicom, "image.dcm", clean_bytes), (row.display_image, "display.png", rendered.png),
+             (row.thumbnail, "thumbnail.png", rendered.thumbnail_png))
+    for field, name, content in files:
+        field.save(name, ContentFile(content), save=False)
+        saved.append(field)
+
+
 def _store_case(*, trial, site, by, image: _Arrived, clinical_history, urgent) -> Case:
     ds, summary, rendered, source, arrival = image.ds, image.summary, image.rendered, image.source, image.arrival
     saved: list = []
@@ -741,19 +761,9 @@ def _store_case(*, trial, site, by, image: _Arrived, clinical_history, urgent) -
                 source_fingerprint=image.fingerprint, enrolled_by=by, arrived_at=now,
                 arrival_index=locked.case_counter, urgent=bool(urgent and locked.flag_urgency),
                 study_key=image.study_key,
-                modality=summary["modality"], view_position=summary.get("view_position") or "",
-                rows=summary["rows"], columns=summary["columns"], bits_stored=summary["bits_stored"],
-                photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
-                display_width=rendered.width, display_height=rendered.height,
-                window_center=rendered.window_center, window_width=rendered.window_width,
-                window_source=rendered.source,
+                **_rendered_fields(summary, rendered),
             )
-            case.dicom.save("image.dcm", ContentFile(clean_bytes), save=False)
-            saved.append(case.dicom)
-            case.display_image.save("display.png", ContentFile(rendered.png), save=False)
-            saved.append(case.display_image)
-            case.thumbnail.save("thumbnail.png", ContentFile(rendered.thumbnail_png), save=False)
-            saved.append(case.thumbnail)
+            _save_files(case, clean_bytes, rendered, saved)
             case.save()
             CaseIdentity.objects.create(
                 case=case, accession_number=record.accession_number or "", patient_id=record.patient_id or "",
@@ -845,20 +855,10 @@ def _store_image(*, trial, site, by, image: _Arrived, frontal: bool) -> Case | N
             row = CaseImage(
                 trial=locked, site=site, case=case, study_key=image.study_key, source_fingerprint=image.fingerprint,
                 source=image.source, received_at=now, added_at=now if case is not None else None,
-                modality=summary["modality"], view_position=summary.get("view_position") or "",
-                rows=summary["rows"], columns=summary["columns"], bits_stored=summary["bits_stored"],
-                photometric=summary["photometric"], transfer_syntax=summary["transfer_syntax"],
-                display_width=rendered.width, display_height=rendered.height,
-                window_center=rendered.window_center, window_width=rendered.window_width,
-                window_source=rendered.source, original_sop_instance_uid=record.sop_instance_uid or "",
+                **_rendered_fields(summary, rendered), original_sop_instance_uid=record.sop_instance_uid or "",
                 original_series_instance_uid=str(image.ds.get("SeriesInstanceUID", "") or "")[:64],
                 original_sop_class_uid=str(image.ds.get("SOPClassUID", "") or "")[:64])
-            row.dicom.save("image.dcm", ContentFile(dicom.dicom_bytes(clean)), save=False)
-            saved.append(row.dicom)
-            row.display_image.save("display.png", ContentFile(rendered.png), save=False)
-            saved.append(row.display_image)
-            row.thumbnail.save("thumbnail.png", ContentFile(rendered.thumbnail_png), save=False)
-            saved.append(row.thumbnail)
+            _save_files(row, dicom.dicom_bytes(clean), rendered, saved)
             row.save()
             if case is not None:
                 _log_added(image=row, case=case, by=by)
@@ -926,18 +926,7 @@ def settle_studies(*, trial_id: int | None = None, study_key: str | None = None)
 
 def prepare_image_values(*, image: CaseImage) -> CaseImage:
     """The viewer's values image and window presets of one more image of a case (as prepare_viewer_image)."""
-    if image.values_image:
-        return image
-    with image.dicom.open("rb") as fh:
-        ds = dicom.read_radiograph(fh.read(), max_pixels=settings.CXR_MAX_PIXELS)
-    values = dicom.render_values(ds, max_pixels=settings.CXR_MAX_PIXELS)
-    name = image.values_image.field.generate_filename(image, "values.png")
-    stored = image.values_image.storage.save(name, ContentFile(values.png))
-    if not CaseImage.objects.filter(pk=image.pk, values_image="").update(values_image=stored,
-                                                                       display_windows=values.windows):
-        image.values_image.storage.delete(stored)
-    image.refresh_from_db()
-    return image
+    return _write_values(image)
 
 
 def _filing_identity(ds) -> dict[str, str]:
@@ -967,19 +956,25 @@ def _close_at_target(*, trial: Trial, site: Site) -> None:
 def prepare_viewer_image(*, case: Case) -> Case:
     """Write the viewer's 16-bit values image and window presets (a second, slower rendering that the
     upload need not wait for: the reading screen paints the display image first). Idempotent."""
-    if case.values_image:
-        return case
-    with case.dicom.open("rb") as fh:
+    return _write_values(case)
+
+
+def _write_values(row):
+    """The values image and window presets of a stored image (a Case's primary or a CaseImage), made once: when two
+    workers race, the first one's stays and the other's file is removed."""
+    if row.values_image:
+        return row
+    with row.dicom.open("rb") as fh:
         ds = dicom.read_radiograph(fh.read(), max_pixels=settings.CXR_MAX_PIXELS)
     values = dicom.render_values(ds, max_pixels=settings.CXR_MAX_PIXELS)
-    name = case.values_image.field.generate_filename(case, "values.png")
-    stored = case.values_image.storage.save(name, ContentFile(values.png))
-    updated = Case.objects.filter(pk=case.pk, values_image="").update(values_image=stored,
-                                                                      display_windows=values.windows)
+    name = row.values_image.field.generate_filename(row, "values.png")
+    stored = row.values_image.storage.save(name, ContentFile(values.png))
+    updated = type(row).objects.filter(pk=row.pk, values_image="").update(values_image=stored,
+                                                                          display_windows=values.windows)
     if not updated:  # another worker finished first: keep theirs, drop ours
-        case.values_image.storage.delete(stored)
-    case.refresh_from_db()
-    return case
+        row.values_image.storage.delete(stored)
+    row.refresh_from_db()
+    return row
 
 
 def remove_orphan_files(*, older_than: timedelta = timedelta(hours=1)) -> int:

@@ -331,8 +331,9 @@ def conduct_page(request, code):
     })
 
 
-def _conduct_act(request, code, act) -> HttpResponse:
-    """Run one investigator's act of the conduct page; its refusal is shown, nothing changes."""
+def _conduct_act(request, code, act, *, back: str = "trial:conduct") -> HttpResponse:
+    """Run one investigator's act of the conduct page (or of the page `back` names); its refusal is shown, nothing
+    changes."""
     access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
     try:
         done = act(access)
@@ -340,7 +341,7 @@ def _conduct_act(request, code, act) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, done)
-    return redirect("trial:conduct", code)
+    return redirect(back, code)
 
 
 def _site(access, code: str):
@@ -452,14 +453,7 @@ def hospital_page(request, code):
 
 
 def _hospital_act(request, code, act) -> HttpResponse:
-    access = access_for(user=request.user, code=code, roles=[Role.INVESTIGATOR])
-    try:
-        done = act(access)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, done)
-    return redirect("trial:hospital", code)
+    return _conduct_act(request, code, act, back="trial:hospital")
 
 
 @login_required
