@@ -51,3 +51,14 @@ def purge_broker(url: str) -> None:
             client.delete(*names)
     except Exception as exc:  # noqa: BLE001 - best effort
         print(f"(could not empty the broker's queues at {url}: {exc})")
+
+
+def close_django_connections() -> None:
+    """Close this process's database connections before the bench drops its database (a no-op where Django was never
+    set up)."""
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # noqa: BLE001 - Django may not be set up
+        pass

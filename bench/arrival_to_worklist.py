@@ -63,7 +63,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._measure import pct, purge_broker  # noqa: E402
+from bench._measure import close_django_connections, pct, purge_broker  # noqa: E402
 
 HOST, PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 SITES = (("site-a", "Hospital A"), ("site-b", "Hospital B"), ("site-c", "Hospital C"))
@@ -426,12 +426,7 @@ def main() -> int:
         if poller is not None:
             poller.stop.set()
         stop_worker(worker)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001
-            pass
+        close_django_connections()
         purge_broker(args.broker)
         if created and not args.keep:
             world_mod.drop_database(host=HOST, port=PORT, user=PG_USER, name=args.db)

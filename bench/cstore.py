@@ -95,7 +95,7 @@ from urllib.parse import unquote, urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._measure import machine_cpu, pct, proc_cpu_seconds, purge_broker  # noqa: E402
+from bench._measure import close_django_connections, machine_cpu, pct, proc_cpu_seconds, purge_broker  # noqa: E402
 
 SITES = (("site-a", "Hospital A", "BENCH_PACS_A"), ("site-b", "Hospital B", "BENCH_PACS_B"),
          ("site-c", "Hospital C", "BENCH_PACS_C"))
@@ -765,12 +765,7 @@ def main() -> int:
             server.stop()
         if sampler is not None:
             sampler.stopped.set()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up
-            pass
+        close_django_connections()
         purge_broker(args.broker)
         if created and not args.keep:
             db.drop()

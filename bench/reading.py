@@ -62,7 +62,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._measure import machine_cpu, pct, proc_cpu_seconds  # noqa: E402
+from bench._measure import close_django_connections, machine_cpu, pct, proc_cpu_seconds  # noqa: E402
 
 
 def _cpu_with_children(pid: int) -> float:
@@ -878,12 +878,7 @@ def capacity(args, env: dict, tmp: Path, levels: list[int], pg: tuple[str, int, 
     finally:
         for server in servers.values():
             server.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up
-            pass
+        close_django_connections()
         for name in created:
             world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=name)
         if args.cache != "none":
@@ -1060,12 +1055,7 @@ def main() -> int:
             print_table(rows)
         if server is not None:
             server.stop()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up
-            pass
+        close_django_connections()
         if created:
             world_mod.drop_database(host=pg_host, port=pg_port, user=pg_user, name=args.db)
         if args.cache != "none":

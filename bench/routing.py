@@ -85,7 +85,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._measure import machine_cpu, pct, proc_cpu_seconds, purge_broker  # noqa: E402
+from bench._measure import close_django_connections, machine_cpu, pct, proc_cpu_seconds, purge_broker  # noqa: E402
 
 HOST, PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 SITES = ("site-a", "site-b", "site-c")
@@ -605,12 +605,7 @@ def main() -> int:
                      for s in summaries)
         return 1 if failed else 0
     finally:
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up
-            pass
+        close_django_connections()
         purge_broker(args.broker)
         if created and not args.keep:
             world_mod.drop_database(host=HOST, port=PORT, user=PG_USER, name=args.db)
