@@ -17,13 +17,10 @@ import pytest
 import requests
 
 from core import clock
-from reading import services as reading_services
-from reading.models import Read
 from tests.dicom_corpus import PHI
 from tests.live import committed, image, open_trial
 from tests.pacs import AE_TITLE, free_port, orthanc, send_from_modality  # noqa: F401  (orthanc: the fixture)
-from tests.signing import proof
-from tests.trial.test_outbox import FakeFhir, _read, _sign
+from tests.trial.test_outbox import FakeFhir, _correct_and_sign, _read, _sign
 from trial import listener, services
 from trial.models import Case, CaseImage, Delivery, Release, Role, ScreeningEntry
 
@@ -154,11 +151,8 @@ def test_fifty_studies_through_orthanc_and_their_reports_back(orthanc, investiga
             assert referenced == expected and len(expected) == 1 + case.images.count()
 
         # a correction after release: a new SR in the same study, referencing the first
-        read = Read.objects.get(case=first_pair, arm="standard")
-        with committed():
-            reading_services.correct_and_sign(read_id=read.pk, by=senior, findings="standard findings",
-                                              impression="Small right pleural effusion.", finding_flags={},
-                                              reason="Effusion seen on the lateral", proof=proof(senior))
+        _correct_and_sign(first_pair, senior, impression="Small right pleural effusion.",
+                          reason="Effusion seen on the lateral")
         first, second = Release.objects.filter(case=first_pair).order_by("version")
         reports = {str(ds.SOPInstanceUID): ds for ds in _sr_in_study(pacs, first_pair.identity.study_instance_uid)}
         assert set(reports) == {first.sr_sop_instance_uid, second.sr_sop_instance_uid}

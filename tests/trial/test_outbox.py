@@ -140,6 +140,15 @@ def _read(case, *, arms=("standard", "assisted")) -> dict[str, object]:
     return reports
 
 
+def _correct_and_sign(case, senior, *, impression: str, reason: str):
+    """The senior corrects the case's standard report after release and signs the new version."""
+    read = Read.objects.get(case=case, arm="standard")
+    with committed():
+        reading_services.correct_and_sign(read_id=read.pk, by=senior, findings="standard findings",
+                                          impression=impression, finding_flags={}, reason=reason,
+                                          proof=proof(senior))
+
+
 def _sign(report, senior):
     with committed():
         return reading_services.sign_report(report=report, by=senior, proof=proof(senior))
@@ -182,11 +191,7 @@ def test_a_correction_after_release_is_an_amendment_referencing_the_first(releas
     live, senior, case = released_trial
     reports = _read(case, arms=("standard",))
     _sign(reports["standard"], senior)
-    read = Read.objects.get(case=case, arm="standard")
-    with committed():
-        reading_services.correct_and_sign(read_id=read.pk, by=senior, findings="standard findings",
-                                          impression="Small left pleural effusion.", finding_flags={},
-                                          reason="Effusion missed", proof=proof(senior))
+    _correct_and_sign(case, senior, impression="Small left pleural effusion.", reason="Effusion missed")
     first, second = Release.objects.filter(case=case).order_by("version")
     assert second.amends == first and second.impression == "Small left pleural effusion."
     assert second.sr_sop_instance_uid != first.sr_sop_instance_uid
