@@ -21,14 +21,14 @@ import tempfile
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from core.security import client_address
 
-from . import audit, dicomweb, listener, ratelimit, selectors, services
+from . import dicomweb, listener, ratelimit, selectors, services
 
 logger = logging.getLogger(__name__)
 
@@ -222,11 +222,6 @@ def _body(request):
 
 
 def _audit(site, token, payload: dict) -> None:
-    """The request in the audit log, in its own transaction once its instances are done (each image was audited
-    as it was enrolled or screened out). A database that is down here must not turn the answer into an error."""
-    try:
-        with transaction.atomic():
-            audit.record(actor=None, action="dicomweb.stow", obj=site, trial=site.trial,
-                         payload={"site": site.code, "token": token.prefix, **payload})
-    except DatabaseError:
-        logger.error("STOW-RS for site %s not audited: the database is unavailable", site.code, exc_info=True)
+    """The request in the audit log once its instances are done (each image was audited as it was enrolled or
+    screened out)."""
+    listener.audit_inbound(site, "dicomweb.stow", {"token": token.prefix, **payload})

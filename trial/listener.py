@@ -18,16 +18,24 @@ What the sender is told (the DIMSE status of each C-STORE, with the reason in Er
   images this minute — the PACS retries later; nothing half-written remains (the enrolment is one transaction, and
   its files are removed when it fails);
 - 0x0110 Processing failure: anything else (logged with its traceback).
+
+In the audit log (as STOW-RS requests are): each association of a known sender that sent images, when it ends
+("dicom.association": how many images, stored, failed by status code; never a UID or a name), and a known title
+refused for its host ("dicom.refused", once a minute per site and address). Each image is audited besides, as it is
+enrolled or screened out. An unknown caller is logged, not audited: the audit log is the trials', it has none, and
+a stranger knocking must not fill it. Associations that only echo (a PACS checking the link) are not audited.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, transaction
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import (
@@ -40,7 +48,7 @@ from pynetdicom.sop_class import (
 from core.db import close_thread_connections
 from core.errors import ServiceError, WrongStatus
 
-from . import dicom, ratelimit, services, tls
+from . import audit, dicom, ratelimit, services, tls
 from .errors import CaseRejected, DuplicateImage, FileTooLarge, NotEnrolled
 from .models import Site, Status
 
@@ -69,6 +77,58 @@ class Answer:
         if self.comment:
             ds.ErrorComment = self.comment[:COMMENT_LIMIT]
         return ds
+
+
+def audit_inbound(site: Site, action: str, payload: dict) -> None:
+    """One inbound message (an association, a STOW-RS request) in the audit log, in its own transaction once its
+    images are done. A database that is down here must not turn the answer to the sender into an error."""
+    try:
+        with transaction.atomic():
+            audit.record(actor=None, action=action, obj=site, trial=site.trial, payload={"site": site.code, **payload})
+    except DatabaseError:
+        logger.error("%s for site %s not audited: the database is unavailable", action, site.code, exc_info=True)
+
+
+@dataclass
+class _Tally:
+    """What one association of a known sender sent, for its audit event when the association ends."""
+
+    site: Site
+    calling_ae: str
+    instances: int = 0
+    stored: int = 0
+    rate_limited: int = 0
+    first_rate_refusal: bool = False
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def add(self, answer: Answer) -> None:
+        self.instances += 1
+        if answer.status == SUCCESS:
+            self.stored += 1
+        else:
+            code = f"{answer.status:04X}"
+            self.failures[code] = self.failures.get(code, 0) + 1
+
+    def worth_auditing(self) -> bool:
+        # A sender over its limit that keeps opening associations is audited once a window, not once per try.
+        all_refused_for_rate = self.instances and self.rate_limited == self.instances
+        return bool(self.instances) and (not all_refused_for_rate or self.first_rate_refusal)
+
+    def payload(self, ended: str) -> dict:
+        return {"calling_ae": self.calling_ae, "instances": self.instances, "stored": self.stored,
+                "failed": self.instances - self.stored, "failures": dict(sorted(self.failures.items())),
+                "ended": ended}
+
+
+# pynetdicom runs each association in its own thread: the lock guards the map between them; entries go with their
+# association (weak keys) if it ends without an event we handle.
+_tallies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_tallies_lock = threading.Lock()
+
+
+def _tally(assoc) -> _Tally | None:
+    with _tallies_lock:
+        return _tallies.get(assoc)
 
 
 def senders() -> dict[str, Site]:
@@ -127,27 +187,44 @@ class TrialAE(AE):
 def _on_established(event) -> None:
     """A known AE title calling from a host its site does not list: aborted before anything is sent."""
     close_old_connections()
-    site = senders().get(event.assoc.requestor.ae_title.strip())
+    calling = event.assoc.requestor.ae_title.strip()
+    site = senders().get(calling)
     address = event.assoc.requestor.address
     if site is None or (site.dicom_hosts and address not in site.dicom_hosts):
-        logger.warning("Association from %s at %s aborted: not an allowed host", event.assoc.requestor.ae_title,
-                       address)
+        logger.warning("Association from %s at %s aborted: not an allowed host", calling, address)
         event.assoc.abort()
+        if site is not None and ratelimit.hit(f"dicom-refused:{site.pk}:{address}", per_minute=1).allowed:
+            audit_inbound(site, "dicom.refused", {"calling_ae": calling, "address": address,
+                                                  "refused": "host_not_allowed"})
+        return
+    with _tallies_lock:
+        _tallies[event.assoc] = _Tally(site=site, calling_ae=calling)
 
 
 def _on_store(event) -> Dataset:
     close_old_connections()
     started = time.monotonic()
     site = senders().get(event.assoc.requestor.ae_title.strip())
+    tally = _tally(event.assoc)
     if site is None:  # its site was removed or its trial locked during the association
-        return Answer(NOT_AUTHORIZED, "Calling AE title no longer accepted").dataset()
+        answer = Answer(NOT_AUTHORIZED, "Calling AE title no longer accepted")
+        if tally is not None:
+            tally.add(answer)
+        return answer.dataset()
     limit = ratelimit.hit(f"dicom:site:{site.pk}", per_minute=settings.CXR_INBOUND_PER_MINUTE)
     if not limit.allowed:  # one sender in a loop must not crowd out the others: the PACS retries later
         if limit.first_refusal:
             logger.warning("Site %s over its limit of %d images a minute over DICOM", site.code, limit.limit)
-        return Answer(OUT_OF_RESOURCES, f"Over {limit.limit} images a minute; retry in {limit.retry_after} s").dataset()
+        answer = Answer(OUT_OF_RESOURCES, f"Over {limit.limit} images a minute; retry in {limit.retry_after} s")
+        if tally is not None:
+            tally.add(answer)
+            tally.rate_limited += 1
+            tally.first_rate_refusal |= limit.first_refusal
+        return answer.dataset()
     data = event.encoded_dataset(include_meta=True)
     answer = store(site=site, data=data, sop_instance_uid=str(event.request.AffectedSOPInstanceUID))
+    if tally is not None:
+        tally.add(answer)
     logger.info("C-STORE from %s: status 0x%04X in %.0f ms", event.assoc.requestor.ae_title, answer.status,
                 1000 * (time.monotonic() - started))
     return answer.dataset()
@@ -174,7 +251,13 @@ def application_entity(*, ae_title: str | None = None) -> TrialAE:
 def _on_closed(event) -> None:
     """An association ended: its thread's database connection is closed now, as Django does at the end of a request,
     not left to the garbage collector, which would close it later in whatever thread runs then (and its
-    ResourceWarning would land in that thread's work, e.g. an image being decoded)."""
+    ResourceWarning would land in that thread's work, e.g. an image being decoded). An association that sent images
+    goes into the audit log first, once (a release is followed by the connection's close)."""
+    with _tallies_lock:
+        tally = _tallies.pop(event.assoc, None)
+    if tally is not None and tally.worth_auditing():
+        ended = {evt.EVT_RELEASED: "released", evt.EVT_ABORTED: "aborted"}.get(event.event, "connection_closed")
+        audit_inbound(tally.site, "dicom.association", tally.payload(ended))
     close_thread_connections()
 
 
