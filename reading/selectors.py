@@ -173,8 +173,41 @@ def study_images(*, read: Read) -> list:
     Each has display_image, values_image (may be empty until prepared), display_windows, view_position,
     display_width and display_height. Joined by own_read; asked for here otherwise (one query)."""
     if not hasattr(read, "_study_images"):
-        read._study_images = [read.case, *CaseImage.objects.filter(case_id=read.case_id).only(*_IMAGE)]
+        read._study_images = case_images(case=read.case)
     return read._study_images
+
+
+def case_images(*, case) -> list:
+    """The images of a case's study as study_images orders them (the case, its primary image, first); one query."""
+    return [case, *CaseImage.objects.filter(case_id=case.pk).only(*_IMAGE)]
+
+
+def viewer_images(images: list, url) -> list[dict]:
+    """The viewer's description of each image (study.js; the API's "images" shape), named by its position in the case
+    (1: the primary) and never by its database id (ids are shared by every trial: their order would tell the order
+    of arrival across cases). `url(position, kind)` is the image's URL; without a values image yet, the viewer
+    windows the display PNG's grey levels."""
+    return [{"position": n, "view_position": image.view_position, "display_url": url(n, "display"),
+             "values_url": url(n, "values") if image.values_image else None,
+             "width": image.display_width, "height": image.display_height, "windows": image.display_windows or {}}
+            for n, image in enumerate(images, start=1)]
+
+
+def primary_image(images: list[dict]) -> dict | None:
+    """The primary image of viewer_images as the single-image field `image` has always described it."""
+    if not images:
+        return None
+    return {k: images[0][k] for k in ("display_url", "values_url", "width", "height", "windows")}
+
+
+def image_file(images: list, *, position: int, kind: str):
+    """The "display" or "values" file of the image at `position` (1-based) of `images`; None for any other kind or
+    position, or a file not made yet."""
+    if not 0 < position <= len(images):
+        return None
+    image = images[position - 1]
+    field = {"display": image.display_image, "values": image.values_image}.get(kind)
+    return field if field else None
 
 
 def own_read(*, read_id: int, user, code: str | None = None) -> Read:
@@ -296,11 +329,7 @@ def radiograph(*, read_id: int, user, kind: str, position: int = 1):
         raise PermissionDenied(NOT_YOURS)
     require_available(read)
     images = study_images(read=read) if position != 1 else [read.case]
-    if not 0 < position <= len(images):
-        return None
-    image = images[position - 1]
-    field = {"display": image.display_image, "values": image.values_image}.get(kind)
-    return field if field else None
+    return image_file(images, position=position, kind=kind)
 
 
 def visible_draft(*, read: Read) -> AIDraft | None:
@@ -388,11 +417,7 @@ def signoff_image(*, access: Access, report_id: int, position: int, kind: str):
     other kind or position, or a file not made yet; a report not in the senior's queue is refused."""
     report = report_for_senior(access=access, report_id=report_id)
     images = signoff_images(report=report) if position != 1 else [report.read.case]
-    if not 0 < position <= len(images):
-        return None
-    image = images[position - 1]
-    field = {"display": image.display_image, "values": image.values_image}.get(kind)
-    return field if field else None
+    return image_file(images, position=position, kind=kind)
 
 
 # ------------------------------------------------------------------------------------- dashboard
@@ -604,3 +629,20 @@ def record_queue(*, access: Access) -> list[dict]:
         out.append({"case": pair[0].read.case, "reports": [
             {"label": str(i + 1), "findings": r.findings, "impression": r.impression} for i, r in enumerate(pair)]})
     return out
+
+
+def record_item(*, access: Access, case_code: str) -> dict:
+    """The record_queue item of one case (its two signed reports as 1 and 2): the check of the page on which the
+    senior writes its report of record, and of that page's images."""
+    item = next((item for item in record_queue(access=access) if item["case"].code == case_code), None)
+    if item is None:
+        raise PermissionDenied("This case has no report of record for you to write.")
+    return item
+
+
+def record_image(*, access: Access, case_code: str, position: int, kind: str):
+    """A file of an image of the study of a case whose report of record the senior may write now (record_item's
+    check), by its position in the case as case_images orders them; None for an unknown position or kind."""
+    case = record_item(access=access, case_code=case_code)["case"]
+    images = case_images(case=case) if position != 1 else [case]
+    return image_file(images, position=position, kind=kind)

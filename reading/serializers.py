@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from . import timing
 from .models import CORRECTION_REASON_LIMIT, REPORT_TEXT_LIMIT, TAB_ID_LENGTH, ReadEvent, ReadStatus, Report
-from .selectors import ReadScreen
+from .selectors import ReadScreen, primary_image, viewer_images
 
 # ------------------------------------------------------------------------------------------ input
 
@@ -152,13 +152,6 @@ class SignoffItemSerializer(ReportSerializer):
         fields = ["id", "case", "reader", *ReportSerializer.Meta.fields]
 
 
-def _image(image, *, display_url: str, values_url: str) -> dict:
-    """The viewer's description of one image (the primary is the case itself, the others trial.models.CaseImage);
-    without a values image yet, the viewer windows the display PNG's grey levels."""
-    return {"display_url": display_url, "values_url": values_url if image.values_image else None,
-            "width": image.display_width, "height": image.display_height, "windows": image.display_windows or {}}
-
-
 def read_payload(screen: ReadScreen) -> dict:
     """Everything the reading screen needs for one read (ReadPayloadSerializer's shape): the read API's answer,
     and the data embedded in the reading page (so that a click on the worklist paints the radiograph without a
@@ -166,13 +159,14 @@ def read_payload(screen: ReadScreen) -> dict:
     read, draft, saved, report, place = screen.read, screen.draft, screen.saved, screen.report, screen.place
     case, code = read.case, read.trial.code
     nxt = place.next_id
-    primary = _image(case, display_url=reverse("reading:read_image", args=[read.pk, "display"]),
-                     values_url=reverse("reading:read_image", args=[read.pk, "values"]))
-    images = [{**primary, "position": 1, "view_position": case.view_position}]
-    images += [{**_image(image, display_url=reverse("reading:study_image", args=[read.pk, n, "display"]),
-                         values_url=reverse("reading:study_image", args=[read.pk, n, "values"])),
-                "position": n, "view_position": image.view_position}
-               for n, image in enumerate(screen.images[1:], start=2)]
+
+    def url(position: int, kind: str) -> str:   # the primary keeps the address it had before a case had more images
+        if position == 1:
+            return reverse("reading:read_image", args=[read.pk, kind])
+        return reverse("reading:study_image", args=[read.pk, position, kind])
+
+    images = viewer_images(screen.images, url)
+    primary = primary_image(images)
     return {
         "id": read.pk, "page_url": reverse("reading:read", args=[code, read.pk]),
         "case": case.code, "position": place.position, "of": place.total, "status": read.status,

@@ -12,6 +12,8 @@ urlpatterns = [
     path("t/<slug:code>/signoff/", views.signoff_queue, name="signoff_queue"),
     path("t/<slug:code>/signoff/<int:report_id>/", views.signoff_report, name="signoff_report"),
     path("t/<slug:code>/signoff/record/<str:case_code>/", views.write_record, name="write_record"),
+    path("t/<slug:code>/signoff/record/<str:case_code>/<int:position>/<str:kind>.png", views.record_image,
+         name="record_image"),
     path("t/<slug:code>/signoff/<int:report_id>/image.png", views.senior_image, name="senior_image"),
     path("t/<slug:code>/signoff/<int:report_id>/<int:position>/<str:kind>.png", views.senior_study_image,
          name="senior_study_image"),

@@ -81,11 +81,16 @@ def read_image(request, read_id, kind):
 def study_image(request, read_id, position, kind):
     """An image of the read's study by its position in the case (1: the primary), for the read's reader only."""
     field = selectors.radiograph(read_id=read_id, user=request.user, kind=kind, position=position)
+    # An image's position in its case never changes (a later image joins at the end), so caching by URL is safe.
+    return _private_png(field, max_age=86400)
+
+
+def _private_png(field, *, max_age: int) -> FileResponse:
+    """An image file (a display or values PNG) for the user who may see it, cached by their browser only."""
     if field is None:
         raise PermissionDenied("Unknown image.")
     response = FileResponse(field.open("rb"), content_type="image/png")
-    # An image's position in its case never changes (a later image joins at the end), so caching by URL is safe.
-    response["Cache-Control"] = "private, max-age=86400"
+    response["Cache-Control"] = f"private, max-age={max_age}"
     return response
 
 
@@ -98,31 +103,44 @@ def signoff_queue(request, code):
     })
 
 
+@never_cache  # the page may carry what the senior typed (a refusal): "back" must not show an old copy of it
 @login_required
-@require_POST
 def write_record(request, code, case_code):
-    """A senior writes and signs the report of record of a case from its two signed reports (release policy
-    "senior"); what they typed comes back with a refusal."""
+    """A senior writes and signs the report of record of a case (release policy "senior"), looking at every image of
+    its study beside its two signed reports (as 1 and 2, never by arm); what they typed comes back with a refusal."""
     access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
-    case = next((item["case"] for item in selectors.record_queue(access=access) if item["case"].code == case_code),
-                None)
-    if case is None:
-        raise PermissionDenied("This case has no report of record for you to write.")
+    item = selectors.record_item(access=access, case_code=case_code)
+    context = {"trial": access.trial, "item": item, "typed": None, "meaning": Signature.Meaning.RECORD_REPORT.label,
+               "images": _record_images(code, case_code, item["case"])}
+    if request.method != "POST":
+        return render(request, "reading/record.html", context)
     try:
         proof = signatures.reauthenticate(user=request.user,
                                           credentials=signatures.Credentials.from_data(request.POST))
-        services.write_report_of_record(case_id=case.pk, by=request.user, proof=proof,
+        services.write_report_of_record(case_id=item["case"].pk, by=request.user, proof=proof,
                                         findings=request.POST.get("findings", ""),
                                         impression=request.POST.get("impression", ""))
     except ServiceError as exc:
         messages.error(request, exc.message)
-        return render(request, "reading/signoff_queue.html", {
-            "trial": access.trial, "reports": selectors.signoff_queue(access=access),
-            "records": selectors.record_queue(access=access),
-            "typed": {"case": case_code, "findings": request.POST.get("findings", ""),
-                      "impression": request.POST.get("impression", "")}}, status=400)
+        context["typed"] = {"findings": request.POST.get("findings", ""),
+                            "impression": request.POST.get("impression", "")}
+        return render(request, "reading/record.html", context, status=400)
     messages.success(request, f"The report of record of {case_code} is signed.")
     return redirect("reading:signoff_queue", code)
+
+
+def _record_images(code: str, case_code: str, case) -> list[dict]:
+    return selectors.viewer_images(
+        selectors.case_images(case=case),
+        lambda position, kind: reverse("reading:record_image", args=[code, case_code, position, kind]))
+
+
+@login_required
+def record_image(request, code, case_code, position, kind):
+    """An image of the study of a case whose report of record the senior may write now (the record page's check)."""
+    access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
+    field = selectors.record_image(access=access, case_code=case_code, position=position, kind=kind)
+    return _private_png(field, max_age=3600)  # short: the case leaves the queue once its record is signed
 
 
 @login_required
@@ -157,16 +175,10 @@ def signoff_report(request, code, report_id):
 
 
 def _signoff_images(code: str, report) -> list[dict]:
-    """The viewer's description of every image of the report's study (the reading API's "images" shape: position,
-    view_position, display_url, values_url, width, height, windows), each named by its position in the case and
-    served by senior_study_image; without a values image yet, the viewer windows the display PNG's grey levels."""
-    def url(position: int, kind: str) -> str:
-        return reverse("reading:senior_study_image", args=[code, report.pk, position, kind])
-
-    return [{"position": n, "view_position": image.view_position, "display_url": url(n, "display"),
-             "values_url": url(n, "values") if image.values_image else None,
-             "width": image.display_width, "height": image.display_height, "windows": image.display_windows or {}}
-            for n, image in enumerate(selectors.signoff_images(report=report), start=1)]
+    """Every image of the report's study for the viewer, served by senior_study_image by its position in the case."""
+    return selectors.viewer_images(
+        selectors.signoff_images(report=report),
+        lambda position, kind: reverse("reading:senior_study_image", args=[code, report.pk, position, kind]))
 
 
 @login_required
@@ -182,12 +194,7 @@ def senior_study_image(request, code, report_id, position, kind):
     the same check as the sign-off page's."""
     access = access_for(user=request.user, code=code, roles=[Role.SENIOR])
     field = selectors.signoff_image(access=access, report_id=report_id, position=position, kind=kind)
-    if field is None:
-        raise PermissionDenied("Unknown image.")
-    response = FileResponse(field.open("rb"), content_type="image/png")
-    # private: the senior's own; short, since the report leaves the queue once it is signed
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return _private_png(field, max_age=3600)  # short: the report leaves the queue once it is signed
 
 
 @login_required

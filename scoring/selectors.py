@@ -17,6 +17,7 @@ from django.urls import reverse
 from ai import selectors as ai_selectors
 from ai.models import DraftStatus
 from reading.models import Read, ReadStatus, Report
+from reading.selectors import case_images, image_file, primary_image, viewer_images
 from trial import lifecycle
 from trial.access import Access
 from trial.models import Arm, CaseImage, Design, Membership, Role, Status, Trial
@@ -227,36 +228,14 @@ def study_images(case, *, has_images: bool = True) -> list:
     """The images of the case's study in the order they are shown: the primary (the case itself) first, then the
     case's other images (trial.models.CaseImage, as received; staged images have no case and are never among them).
     NO PERMISSION CHECK: for the item and adjudication views and images below, after their own checks."""
-    if not has_images:
-        return [case]
-    return [case, *CaseImage.objects.filter(case=case).only(
-        "id", "case", "display_image", "values_image", "display_windows", "view_position", "display_width",
-        "display_height")]
-
-
-def _study_payload(images: list, url) -> list[dict]:
-    """The viewer's description of each image, named by its position in the case (1: the primary) and never by
-    its database id (ids are shared by every trial: their order would tell the order of arrival across cases).
-    `url(position, kind)` is the image's URL; without a values image yet, the viewer windows the display PNG."""
-    return [{"position": n, "view_position": image.view_position, "display_url": url(n, "display"),
-             "values_url": url(n, "values") if image.values_image else None,
-             "width": image.display_width, "height": image.display_height, "windows": image.display_windows or {}}
-            for n, image in enumerate(images, start=1)]
-
-
-def _primary(images: list[dict]) -> dict | None:
-    """The primary image as the single-image field `image` has always described it."""
-    if not images:
-        return None
-    return {k: images[0][k] for k in ("display_url", "values_url", "width", "height", "windows")}
+    return case_images(case=case) if has_images else [case]
 
 
 def _study_file(case, *, position: int, kind: str, has_images: bool = True):
     """The file `kind` ("display" or "values") of the image at `position` of the case's study, or a refusal."""
     images = study_images(case, has_images=has_images and position != 1)
-    image = images[position - 1] if 0 < position <= len(images) else None
-    field_file = {"display": image.display_image, "values": image.values_image}.get(kind) if image else None
-    if not field_file:
+    field_file = image_file(images, position=position, kind=kind)
+    if field_file is None:
         raise PermissionDenied("Unknown image.")
     return field_file
 
@@ -280,7 +259,7 @@ def item_view(*, assignment: Assignment) -> dict:
         return (reverse("scoring:item_image", args=[trial.code, key, kind]) if n == 1
                 else reverse("scoring:item_study_image", args=[trial.code, key, n, kind]))
 
-    images = _study_payload(study_images(case, has_images=getattr(assignment, "study_has_images", True)),
+    images = viewer_images(study_images(case, has_images=getattr(assignment, "study_has_images", True)),
                             url) if shown else []
     return {
         "key": key, "kind": item.kind, "label": KIND_LABEL[item.kind],
@@ -288,7 +267,7 @@ def item_view(*, assignment: Assignment) -> dict:
         "available": bool(row and row.available), "replaced": item.superseded_at is not None,
         "replacement_key": replacement.key if replacement else None,
         "open": trial.allows(lifecycle.SCORE),
-        "image": _primary(images),
+        "image": primary_image(images),
         "images": images,
         "clinical_history": case.clinical_history if shown else "",
         "reports": _shown_reports(assignment) if shown else [],
@@ -382,10 +361,10 @@ def adjudication_view(*, item: Item) -> dict:
         return (reverse("scoring:adjudication_image", args=[trial.code, item.key, kind]) if n == 1
                 else reverse("scoring:adjudication_study_image", args=[trial.code, item.key, n, kind]))
 
-    images = _study_payload(study_images(case, has_images=getattr(item, "study_has_images", True)), url)
+    images = viewer_images(study_images(case, has_images=getattr(item, "study_has_images", True)), url)
     return {
         "key": item.key,
-        "image": _primary(images),
+        "image": primary_image(images),
         "images": images,
         "clinical_history": case.clinical_history,
         "findings": [{"finding": ref.finding, "pending": ref.method == ReferenceMethod.PENDING,

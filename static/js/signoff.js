@@ -1,6 +1,6 @@
-// The senior's sign-off screen: every image of the report's study in the reading viewer (study.js, viewer.js), the
-// primary first, each with its own window/level, beside the report and its signature (a plain form). The images'
-// description comes from a JSON data block (json_script), never from inline script: the page runs under a
+// The senior's sign-off screen and report-of-record page: every image of the study in the reading viewer (study.js,
+// viewer.js), the primary first, each with its own window/level, beside the report and its signature (a plain form).
+// The images' description comes from a JSON data block (json_script), never from inline script: the page runs under a
 // Content-Security-Policy without 'unsafe-inline'.
 import { createStudy, fillWindow } from "./study.js";
 

@@ -130,7 +130,9 @@ MATRIX: dict[str, str] = {
     "reading:duty":                "302 405 405 405 405 405 405 405 405 405",  # POST only: a reader goes on/off duty
     "reading:signoff_queue":       "302 403 403 403 403 200 403 403 403 403",
     "reading:signoff_report":      "302 403 403 403 403 200 403 403 403 403",
-    "reading:write_record":        "302 405 405 405 405 405 405 405 405 405",  # POST only: a senior's signed act
+    # the report of record is the senior's to write only under release policy "senior" (this trial: research only)
+    "reading:write_record":        "302 403 403 403 403 403 403 403 403 403",
+    "reading:record_image":        "302 403 403 403 403 403 403 403 403 403",
     "reading:senior_image":        "302 403 403 403 403 200 403 403 403 403",
     "reading:senior_study_image":  "302 403 403 403 403 200 403 403 403 403",  # an image of the study, by position
     "reading:dashboard":           "302 403 200 403 403 403 403 403 403 403",
