@@ -143,3 +143,36 @@ def test_the_expert_sees_every_image_of_the_study_on_the_pair(page, build_trial,
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "expert-study-pair.png"))
     assert not problems, problems
+
+
+def test_the_senior_writes_the_report_of_record_looking_at_every_image(page, investigator, make_user):
+    from reading.models import RecordReport
+    from tests.e2e.conftest import next_code
+    from tests.live import case_with_lateral, open_trial
+    from tests.reading.test_report_of_record import _read_and_sign
+    from trial.models import Role
+
+    live = open_trial(investigator=investigator, make_user=make_user, code="e2rec", release_policy="senior",
+                      require_signoff=True, draft_rule="read_without", settle_seconds=60)
+    senior = make_user("e2rec-senior")
+    trial_services.add_member(trial=live.trial, by=investigator, user=senior, role=Role.SENIOR)
+    case, _ = case_with_lateral(live.trial, live.sites[0])
+    _read_and_sign(case, senior)
+    login(page, senior.username, PASSWORD)
+    requests, problems = _watch(page)
+    page.goto(f"/t/{live.trial.code}/signoff/")
+    page.get_by_role("link", name="Write").click()
+    page.wait_for_selector("#viewer[data-shown=true]")
+    page.wait_for_selector("#viewer[data-images-shown='2']")
+    _each_image_has_its_own_window(page, "window.CxrStudy")
+    assert page.locator("[data-testid=signed-report]").count() == 2
+    assert any(u.endswith(f"/signoff/record/{case.code}/2/display.png") for u in requests), requests
+    page.fill("#impression", "Small left pleural effusion, seen on the lateral.")
+    page.fill("[data-testid=signature] input[name=password]", PASSWORD)
+    page.fill("[data-testid=signature] input[name=code]", next_code(senior.username))
+    page.get_by_role("button", name="Sign as the report of record").click()
+    page.wait_for_selector(f"text=The report of record of {case.code} is signed.")
+    assert RecordReport.objects.get(case=case).impression == "Small left pleural effusion, seen on the lateral."
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "senior-report-of-record.png"))
+    assert not problems, problems
