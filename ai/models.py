@@ -70,6 +70,8 @@ class AIDraft(models.Model):
     impression = models.TextField(blank=True)
     finding_scores = models.JSONField(default=dict, blank=True)
     score_source = models.CharField(max_length=20, blank=True)
+    images = models.PositiveSmallIntegerField(
+        default=1, help_text="How many images of the case's study the model was given (the frontal film first).")
     generated_tokens = models.PositiveIntegerField(null=True, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Why the draft failed, in words.")

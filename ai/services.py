@@ -61,6 +61,8 @@ def register_model(*, by, name: str, backend: str, path: str = "", url: str = ""
         raise ServiceError(f"Generation settings are not valid: {exc}", field="generation") from exc
     sha256, n_parameters = "", None
     if backend == Backend.JANUS:
+        if settings.images != 1:
+            raise ServiceError(backends.ONE_IMAGE_ONLY, field="generation")
         if not path:
             raise ServiceError("A janus model needs the path of its checkpoint folder.", field="path")
         path = os.path.abspath(path)
@@ -77,7 +79,10 @@ def register_model(*, by, name: str, backend: str, path: str = "", url: str = ""
                            registered_by=by)
     if check:
         try:
-            backend_for(version).generate([backends.DraftRequest(image_png=_blank_png())], findings=["pneumothorax"])
+            # asked as a case will ask it: as many images as the model takes
+            blank = _blank_png()
+            request = backends.DraftRequest(image_png=blank, more_images_png=(blank,) * (settings.images - 1))
+            backend_for(version).generate([request], findings=["pneumothorax"])
         except backends.ModelError as exc:
             raise ServiceError(f"The model could not produce a draft: {exc}", field="path") from exc
     version.save()
@@ -141,7 +146,28 @@ def _enqueue(draft: AIDraft) -> None:
     draft_id = draft.pk
     case = draft.case  # the caller's case (request_draft) or joined (requeue_pending): no query of its own
     priority = draft_priority(prospective=case.trial.is_prospective, urgent=case.urgent)
-    transaction.on_commit(lambda: generate_draft_task.apply_async(args=[draft_id], priority=priority), robust=True)
+    # A model that reads several images of the study drafts once the study has settled (its lateral has come): the
+    # trial's settle window after the case arrived. A model of one image drafts at once from the frontal film.
+    countdown = case.trial.settle_seconds if images_per_draft(draft.model_version) > 1 else 0
+    transaction.on_commit(lambda: generate_draft_task.apply_async(args=[draft_id], priority=priority,
+                                                                  countdown=countdown), robust=True)
+
+
+def images_per_draft(model_version: ModelVersion) -> int:
+    """How many images of a case's study the model version takes (GenerationSettings.images)."""
+    return backends.GenerationSettings.from_dict(model_version.generation).images
+
+
+def _study_images_png(case: Case, *, limit: int) -> tuple[bytes, ...]:
+    """The display PNGs of up to `limit` of the study's other images (a lateral), as they arrived; an image whose
+    display PNG is not made yet is left out (the draft records how many images it was given)."""
+    if limit <= 0:
+        return ()
+    out = []
+    for image in case.images.exclude(display_image="").order_by("pk")[:limit]:
+        with image.display_image.open("rb") as f:
+            out.append(f.read())
+    return tuple(out)
 
 
 # A pending draft older than this with no task working on it lost its message (the broker was down): sent again.
@@ -156,7 +182,7 @@ def requeue_pending() -> int:
     now = clock.now()
     stale = AIDraft.objects.filter(Q(status=DraftStatus.PENDING, claimed_by="", created_at__lt=now - PENDING_TOO_LONG)
                                    | Q(status=DraftStatus.RUNNING, started_at__lt=now - STALE_CLAIM)
-                                   ).select_related("case__trial")
+                                   ).select_related("case__trial", "model_version")
     count = 0
     for draft in stale.iterator():
         _enqueue(draft)
@@ -192,20 +218,23 @@ def generate_draft(*, draft_id: int, task_id: str = "inline") -> AIDraft | None:
         return None
     case = draft.case
     with case.display_image.open("rb") as image:
-        request = backends.DraftRequest(image_png=image.read(), clinical_history=case.clinical_history)
+        primary = image.read()
+    more = _study_images_png(case, limit=images_per_draft(draft.model_version) - 1)
+    request = backends.DraftRequest(image_png=primary, clinical_history=case.clinical_history, more_images_png=more)
     try:
         result = backend_for(draft.model_version).generate([request], findings=list(case.trial.findings))[0]
     except backends.PermanentModelError as exc:
         mark_failed(draft_id=draft_id, task_id=task_id, reason=str(exc))
         return None
-    return _store(draft_id=draft_id, task_id=task_id, result=result)
+    return _store(draft_id=draft_id, task_id=task_id, result=result, images=len(request.images_png))
 
 
 @transaction.atomic
-def _store(*, draft_id: int, task_id: str, result) -> AIDraft | None:
+def _store(*, draft_id: int, task_id: str, result, images: int = 1) -> AIDraft | None:
     draft = AIDraft.objects.select_for_update().get(pk=draft_id)
     if draft.status == DraftStatus.READY or draft.claimed_by != task_id:
         return None  # someone else finished or took over; exactly one result is kept
+    draft.images = images
     draft.text, draft.findings, draft.impression = result.text, result.findings, result.impression
     draft.finding_scores = {k: float(v) for k, v in result.finding_scores.items()}
     draft.score_source = getattr(result, "score_source", "") or ""
@@ -214,7 +243,7 @@ def _store(*, draft_id: int, task_id: str, result) -> AIDraft | None:
     draft.save()
     audit.record(actor=None, action="draft.ready", obj=draft, trial=draft.case.trial, payload={
         "case": draft.case.code, "model": draft.model_version.name, "attempts": draft.attempts,
-        "tokens": draft.generated_tokens, "seconds": round(draft.seconds or 0, 3),
+        "images": draft.images, "tokens": draft.generated_tokens, "seconds": round(draft.seconds or 0, 3),
     })
     return draft
 

@@ -12,6 +12,7 @@ import threading
 
 from .base import (
     DEFAULT_PROMPT,
+    ONE_IMAGE_ONLY,
     Backend,
     CheckpointInfo,
     Draft,
@@ -25,7 +26,8 @@ from .base import (
 )
 
 __all__ = [
-    "DEFAULT_PROMPT", "Backend", "CheckpointInfo", "Draft", "DraftRequest", "GenerationSettings", "ModelError",
+    "DEFAULT_PROMPT", "ONE_IMAGE_ONLY", "Backend", "CheckpointInfo", "Draft", "DraftRequest", "GenerationSettings",
+    "ModelError",
     "PermanentModelError", "TransientModelError", "split_report", "get_backend", "inspect_checkpoint",
     "clear_backends", "KINDS",
 ]

@@ -26,6 +26,11 @@ class PermanentModelError(ModelError):
     """Trying again will not help: an image the model cannot take, a bad checkpoint, garbage answers."""
 
 
+MAX_IMAGES = 4   # a chest examination is one to a few films
+ONE_IMAGE_ONLY = ("The janus backend drafts from one image (images = 1): Janus-Pro-CXR was fine-tuned on single "
+                  "frontal films. Serve a model that reads several images through the http backend.")
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """How a model version is asked for a draft; stored as JSON on the model version, so it must round-trip."""
@@ -46,6 +51,9 @@ class GenerationSettings:
     guided_report: bool = False
     guide_template: str = "Findings to report: {findings}."
     guide_threshold: float = 0.5
+    # How many images of the study the model takes: 1, the frontal film (the paper's model), or more: the frontal film
+    # first, then the study's other images as they arrived (a lateral). A draft waits for the study to settle then.
+    images: int = 1
 
     def __post_init__(self):
         for name in ("prompt", "user_role", "assistant_role", "history_template", "finding_question", "guide_template"):
@@ -68,6 +76,8 @@ class GenerationSettings:
         if isinstance(self.guide_threshold, bool) or not isinstance(self.guide_threshold, (int, float)) \
                 or not 0.0 < self.guide_threshold < 1.0:
             raise ValueError("guide_threshold must be a number between 0 and 1 (exclusive).")
+        if not isinstance(self.images, int) or isinstance(self.images, bool) or not 1 <= self.images <= MAX_IMAGES:
+            raise ValueError(f"images must be a whole number between 1 and {MAX_IMAGES}.")
         if self.guided_report and not self.score_findings:
             raise ValueError("A guided report needs the finding scores (score_findings).")
 
@@ -107,6 +117,12 @@ class GenerationSettings:
 class DraftRequest:
     image_png: bytes                 # the 8-bit display image the reader sees (PNG, or any format Pillow reads)
     clinical_history: str = ""
+    # the study's other images (same form), for a model that takes more than one (GenerationSettings.images)
+    more_images_png: tuple[bytes, ...] = ()
+
+    @property
+    def images_png(self) -> tuple[bytes, ...]:
+        return (self.image_png, *self.more_images_png)
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ class HttpBackend:
         if not requests:
             return []
         for i, request in enumerate(requests):
-            if not request.image_png:
+            if not all(request.images_png):
                 raise PermanentModelError(f"Image {i + 1} is empty.")
         if len(requests) == 1 or self.concurrency == 1:
             return [self._draft(r, list(findings)) for r in requests]
@@ -71,25 +71,27 @@ class HttpBackend:
 
     def _draft(self, request: DraftRequest, findings: list[str]) -> Draft:
         started = time.perf_counter()
-        image_url = "data:image/png;base64," + base64.b64encode(request.image_png).decode("ascii")
+        # the primary (frontal) image first, then as many of the study's others as the model takes
+        image_urls = ["data:image/png;base64," + base64.b64encode(png).decode("ascii")
+                      for png in request.images_png[:self.settings.images]]
         question = self.settings.question(request.clinical_history)
-        answer = self._complete(question, image_url, max_tokens=self.settings.max_new_tokens, what="report")
+        answer = self._complete(question, image_urls, max_tokens=self.settings.max_new_tokens, what="report")
         text = answer["text"].strip()
         found, impression = split_report(text)
         scores, sources = {}, set()
         if self.settings.score_findings:
             for finding in findings:
-                scores[finding], source = self._score(finding, image_url)
+                scores[finding], source = self._score(finding, image_urls)
                 sources.add(source)
         source = "none" if not sources else ("logprobs" if sources == {"logprobs"} else "text")
         return Draft(text=text, findings=found, impression=impression, finding_scores=scores,
                      generated_tokens=answer["tokens"], seconds=time.perf_counter() - started,
                      score_source=source, prompt=question)
 
-    def _score(self, finding: str, image_url: str) -> tuple[float, str]:
+    def _score(self, finding: str, image_urls: list[str]) -> tuple[float, str]:
         question = self.settings.finding_prompt(finding)
         if self._logprobs_supported is not False:
-            answer = self._complete(question, image_url, max_tokens=1, what=f"the {finding} question",
+            answer = self._complete(question, image_urls, max_tokens=1, what=f"the {finding} question",
                                     logprobs=True)
             score = _yes_probability(answer["top_logprobs"])
             if score is not None:
@@ -101,17 +103,17 @@ class HttpBackend:
             word = _yes_no(answer["text"])
             if word is not None:
                 return word, "text"
-        answer = self._complete(question, image_url, max_tokens=8, what=f"the {finding} question")
+        answer = self._complete(question, image_urls, max_tokens=8, what=f"the {finding} question")
         word = _yes_no(answer["text"])
         return (0.5 if word is None else word), "text"
 
     # -- one request, with retries ---------------------------------------------------------------------------
 
-    def _complete(self, question: str, image_url: str, *, max_tokens: int, what: str,
+    def _complete(self, question: str, image_urls: list[str], *, max_tokens: int, what: str,
                   logprobs: bool = False) -> dict:
         body = {
             "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": image_url}},
+                *({"type": "image_url", "image_url": {"url": url}} for url in image_urls),
                 {"type": "text", "text": question},
             ]}],
             "max_tokens": max_tokens,

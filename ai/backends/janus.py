@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import (
+    ONE_IMAGE_ONLY,
     CheckpointInfo,
     Draft,
     DraftRequest,
@@ -75,6 +76,8 @@ class JanusBackend:
                  batch_size: int | None = None, question_rows: int | None = None, ignore_eos: bool = False):
         if quantize not in ("auto", "none", "int8"):
             raise ValueError("quantize must be 'auto', 'none' or 'int8'.")
+        if settings.images != 1:  # and the shared-prefix cache below is one image's
+            raise ValueError(ONE_IMAGE_ONLY)
         self.path = path
         self.settings = settings
         self.device_option, self.dtype_option, self.quantize = device, dtype, quantize

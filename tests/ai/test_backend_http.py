@@ -23,7 +23,7 @@ REPORT = "FINDINGS: Small left pleural effusion. No pneumothorax.\n\nIMPRESSION:
 
 
 def is_question(body) -> bool:
-    return "Answer yes or no" in body["messages"][0]["content"][1]["text"]
+    return "Answer yes or no" in body["messages"][0]["content"][-1]["text"]
 
 
 def backend(url, **options) -> HttpBackend:
@@ -163,3 +163,40 @@ def test_get_backend_caches_one_backend_per_configuration(fake_server):
 def test_guided_drafting_is_refused_for_a_server():
     with pytest.raises(ValueError, match="guided_report"):
         HttpBackend("http://127.0.0.1:1/v1", GenerationSettings(guided_report=True))
+
+
+def _images_sent(body) -> list[str]:
+    return [p["image_url"]["url"] for p in body["messages"][0]["content"] if p["type"] == "image_url"]
+
+
+def test_a_model_of_two_images_is_asked_with_the_frontal_then_the_lateral(fake_server, png):
+    server = fake_server(lambda body, n: (200, completion("No") if is_question(body) else completion(REPORT), 0))
+    frontal, lateral, third = png(1), png(2), png(3)
+    settings = GenerationSettings(images=2, score_findings=True)
+    HttpBackend(server.url, settings, retries=0).generate(
+        [DraftRequest(frontal, more_images_png=(lateral, third))], findings=["pneumothorax"])
+    urls = ["data:image/png;base64," + base64.b64encode(i).decode() for i in (frontal, lateral)]
+    assert len(server.requests) == 2                              # the report and the finding question
+    assert all(_images_sent(body) == urls for body in server.requests)  # both, in order; the third left out
+    assert all(body["messages"][0]["content"][-1]["type"] == "text" for body in server.requests)
+
+
+def test_a_model_of_one_image_is_asked_with_the_frontal_alone(fake_server, png):
+    server = fake_server(lambda body, n: (200, completion(REPORT), 0))
+    HttpBackend(server.url, GenerationSettings(score_findings=False), retries=0).generate(
+        [DraftRequest(png(1), more_images_png=(png(2),))], findings=[])
+    assert _images_sent(server.requests[0]) == ["data:image/png;base64," + base64.b64encode(png(1)).decode()]
+
+
+def test_an_empty_image_of_the_study_is_refused(fake_server, png):
+    server = fake_server(lambda body, n: (200, completion(REPORT), 0))
+    with pytest.raises(PermanentModelError, match="empty"):
+        HttpBackend(server.url, GenerationSettings(images=2), retries=0).generate(
+            [DraftRequest(png(1), more_images_png=(b"",))], findings=[])
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("images", [0, 5, "2", True, 1.5])
+def test_the_number_of_images_is_a_whole_number_from_one_to_four(images):
+    with pytest.raises(ValueError, match="images must be"):
+        GenerationSettings(images=images)

@@ -210,9 +210,10 @@ def test_a_live_trials_drafts_go_before_a_reader_studys(ai_trial, site, investig
     assert services.draft_priority(prospective=True, urgent=False) == PRIORITY_LIVE
     assert services.draft_priority(prospective=False, urgent=True) == PRIORITY_BATCH  # no urgency in a batch
     sent = []
-    monkeypatch.setattr(tasks.generate_draft, "apply_async", lambda args, priority: sent.append((args, priority)))
+    monkeypatch.setattr(tasks.generate_draft, "apply_async",
+                        lambda args, priority, countdown: sent.append((args, priority, countdown)))
     case = _enrol(ai_trial, site, investigator, 12, django_capture_on_commit_callbacks)  # a reader study
-    assert sent == [([AIDraft.objects.get(case=case).pk], PRIORITY_BATCH)]
+    assert sent == [([AIDraft.objects.get(case=case).pk], PRIORITY_BATCH, 0)]  # a model of one image: at once
 
 
 def test_a_draft_left_running_by_a_dead_task_is_sent_again(ai_trial, site, investigator, fake, monkeypatch,
@@ -237,3 +238,67 @@ def test_a_draft_left_running_by_a_dead_task_is_sent_again(ai_trial, site, inves
         assert services.requeue_pending() == 1
     draft.refresh_from_db()
     assert draft.status == DraftStatus.READY and fake.calls == 1
+
+
+class RecordingBackend(FakeBackend):
+    """A fake model that keeps the requests it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.requests = []
+
+    def generate(self, requests, *, findings):
+        self.requests += requests
+        return super().generate(requests, findings=findings)
+
+
+@pytest.mark.parametrize("images", [1, 2])
+def test_a_model_of_two_images_drafts_from_the_frontal_and_the_lateral_once_the_study_settled(
+        trial, site, investigator, monkeypatch, django_capture_on_commit_callbacks, images):
+    """The paper's model takes the frontal film alone and drafts at once; a model that takes two images gets the
+    frontal film and then the lateral, and its draft waits for the study to settle (the trial's settle window);
+    the draft records how many images the model was given."""
+    import io
+
+    import pydicom
+
+    from ai import tasks
+    from tests.live import image
+
+    version = ModelVersion.objects.create(name=f"two-{images}", backend="http", url="http://127.0.0.1:9/v1",
+                                          generation={"images": images})
+    services.assign_model(trial=trial, by=investigator, model_version=version)
+    trial = trial_services.update_trial_settings(trial=trial, by=investigator, settle_seconds=90)
+    trial = trial_services.transition_trial(trial=trial, by=investigator, to="enrolling")
+    sent = []
+    monkeypatch.setattr(tasks.generate_draft, "apply_async", lambda args, priority, countdown: sent.append(countdown))
+    frontal = image(1)
+    ds = pydicom.dcmread(io.BytesIO(frontal), stop_before_pixels=True)
+    lateral = image(2, ViewPosition="LL", StudyInstanceUID=ds.StudyInstanceUID, SeriesInstanceUID=ds.SeriesInstanceUID)
+    with django_capture_on_commit_callbacks(execute=True):
+        case = trial_services.enrol_case(trial=trial, site=site, by=investigator, data=frontal)
+    assert sent == [90 if images == 2 else 0]
+    with django_capture_on_commit_callbacks(execute=True):  # the lateral joins the case within the window
+        assert trial_services.enrol_case(trial=trial, site=site, by=investigator, data=lateral) == case
+    backend = RecordingBackend()
+    monkeypatch.setattr(services, "backend_for", lambda model_version: backend)
+    draft = services.generate_draft(draft_id=AIDraft.objects.get(case=case).pk)
+    [request] = backend.requests
+    assert request.image_png == case.display_image.open("rb").read()
+    if images == 2:
+        assert request.more_images_png == (case.images.get().display_image.open("rb").read(),)
+    else:
+        assert request.more_images_png == ()
+    assert draft.images == images
+    assert AuditEvent.objects.get(action="draft.ready").payload["images"] == images
+
+
+def test_a_janus_model_of_two_images_is_refused(tmp_path, db):
+    with pytest.raises(ServiceError, match="one image"):
+        services.register_model(by=None, name="janus-two", backend="janus", path=str(tmp_path),
+                                generation={"images": 2})
+    assert not ModelVersion.objects.exists()
+    with pytest.raises(ValueError, match="one image"):
+        from ai.backends.janus import JanusBackend
+
+        JanusBackend(str(tmp_path), backends.GenerationSettings(images=2))
