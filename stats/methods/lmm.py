@@ -513,9 +513,13 @@ class _REML:
 # --------------------------------------------------------------------------------------------
 # Numerical derivatives: central differences with Richardson extrapolation (as numDeriv does it).
 
+# numDeriv's zero.tol: a coordinate smaller than this is stepped by `eps` (a variance component at the boundary).
+ZERO_TOL = math.sqrt(np.finfo(float).eps / 7e-7)
+
 
 def _steps(x: np.ndarray, d: float, zero_tol: float, eps: float) -> np.ndarray:
-    return np.where(np.abs(x) < zero_tol, eps, d * np.abs(x))
+    """numDeriv's first step: d·|x|, plus eps where |x| < zero_tol."""
+    return d * np.abs(x) + np.where(np.abs(x) < zero_tol, eps, 0.0)
 
 
 def _richardson(estimates: list[np.ndarray]) -> np.ndarray:
@@ -527,7 +531,7 @@ def _richardson(estimates: list[np.ndarray]) -> np.ndarray:
 
 
 def richardson_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, *, d: float = 1e-3,
-                        r: int = 4, zero_tol: float = 1e-6, eps: float = 1e-4) -> np.ndarray:
+                        r: int = 4, zero_tol: float = ZERO_TOL, eps: float = 1e-4) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     h0 = _steps(x, d, zero_tol, eps)
     levels = []
@@ -543,7 +547,7 @@ def richardson_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, *, d: f
 
 
 def richardson_hessian(f: Callable[[np.ndarray], float], x: np.ndarray, *, d: float = 1e-2,
-                       r: int = 4, zero_tol: float = 1e-6, eps: float = 1e-4) -> np.ndarray:
+                       r: int = 4, zero_tol: float = ZERO_TOL, eps: float = 1e-4) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     k = x.size
     f0 = f(x)
@@ -650,8 +654,13 @@ def newton_minimize(f: Callable[[np.ndarray], float], x0: np.ndarray, *, max_ite
 
 
 def _vcov_varpar(problem: _REML, varpar: np.ndarray, tol: float = 1e-8) -> np.ndarray:
-    """A = 2 H⁻¹, the asymptotic covariance of φ̂ = (θ, σ): H the Hessian of the REML deviance (lmerTest)."""
-    H = richardson_hessian(problem.deviance, varpar, d=1e-3, r=2)
+    """A = 2 H⁻¹, the asymptotic covariance of φ̂ = (θ, σ): H the Hessian of the REML deviance (lmerTest).
+
+    The steps are numDeriv::hessian's, which lmerTest uses: a first step of a tenth of each parameter, four
+    Richardson levels. Smaller first steps drown the second differences in rounding: the deviance is known to
+    ~1e-13 (of ~10²–10³), and with the steps used before (1e-3·θ, two levels) a θ near 0.1 carried enough of that
+    noise to move the df by 1e-6 relative from lmerTest's (docs/statistics.md, "The R script")."""
+    H = richardson_hessian(problem.deviance, varpar, d=0.1, r=4)
     H = (H + H.T) / 2.0
     evals, evecs = np.linalg.eigh(H)
     pos = evals > tol
