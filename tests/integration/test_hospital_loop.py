@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.live import committed, image, open_trial
 from tests.pacs import AE_TITLE, free_port, orthanc, send_from_modality  # noqa: F401  (orthanc: the fixture)
 from tests.trial.test_outbox import FakeFhir, _correct_and_sign, _read, _sign
 from trial import listener, services
-from trial.models import Case, CaseImage, Delivery, Release, Role, ScreeningEntry
+from trial.models import AuditEvent, Case, CaseImage, Delivery, Release, Role, ScreeningEntry
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -124,6 +125,27 @@ def test_fifty_studies_through_orthanc_and_their_reports_back(orthanc, investiga
         with committed():
             assert services.settle_studies() == len(lone_laterals)
         assert entries.filter(outcome="not_enrolled", code="view_position").count() == len(lone_laterals)
+
+        # every inbound message in the audit log with its counts and no UID: one event per association and per
+        # STOW-RS request (an association's is written by the listener as it ends: waited for)
+        by_cstore = [f for i, st in enumerate(studies) if i % 2 == 0 for f in st] + under_age + lone_laterals
+        by_stow = [f for i, st in enumerate(studies) if i % 2 == 1 for f in st]
+        events = AuditEvent.objects.filter(trial=live.trial, action__in=["dicom.association", "dicomweb.stow"])
+
+        def counted(action: str, key: str) -> int:
+            return sum(e.payload[key] for e in events.filter(action=action))
+
+        deadline = time.monotonic() + 10
+        while counted("dicom.association", "instances") < len(by_cstore) + 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert counted("dicom.association", "instances") == len(by_cstore) + 1        # and the CT
+        assert counted("dicom.association", "stored") == len(by_cstore)
+        assert [e.payload["failures"] for e in events.filter(action="dicom.association", payload__failed=1)] == [
+            {"C000": 1}]
+        assert counted("dicomweb.stow", "instances") == counted("dicomweb.stow", "stored") == len(by_stow)
+        logged = " ".join(str(e.payload) for e in events)
+        for film in films:
+            assert all(uid not in logged for uid in _uids(film).values())
 
         # no PHI stored: every stored file is named by its case's code and holds none of the header's identifiers
         media = Path(settings.MEDIA_ROOT)
