@@ -148,16 +148,9 @@ def test_the_expert_sees_every_image_of_the_study_on_the_pair(page, build_trial,
 def test_the_senior_writes_the_report_of_record_looking_at_every_image(page, investigator, make_user):
     from reading.models import RecordReport
     from tests.e2e.conftest import next_code
-    from tests.live import case_with_lateral, open_trial
-    from tests.reading.test_report_of_record import _read_and_sign
-    from trial.models import Role
+    from tests.reading.test_record_page import record_to_write
 
-    live = open_trial(investigator=investigator, make_user=make_user, code="e2rec", release_policy="senior",
-                      require_signoff=True, draft_rule="read_without", settle_seconds=60)
-    senior = make_user("e2rec-senior")
-    trial_services.add_member(trial=live.trial, by=investigator, user=senior, role=Role.SENIOR)
-    case, _ = case_with_lateral(live.trial, live.sites[0])
-    _read_and_sign(case, senior)
+    live, senior, case, _ = record_to_write(investigator, make_user, "e2rec")
     login(page, senior.username, PASSWORD)
     requests, problems = _watch(page)
     page.goto(f"/t/{live.trial.code}/signoff/")

@@ -19,14 +19,21 @@ from trial.models import Role
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def world(investigator, make_user):
-    live = open_trial(investigator=investigator, make_user=make_user, code="rec", release_policy="senior",
+def record_to_write(investigator, make_user, code: str):
+    """A live trial whose senior writes the reports of record, a case with a lateral whose two reports that senior
+    signed, and a case with a frontal film only, not read yet: (live, senior, case, single)."""
+    live = open_trial(investigator=investigator, make_user=make_user, code=code, release_policy="senior",
                       require_signoff=True, draft_rule="read_without", settle_seconds=60)
-    senior = make_user("rec-senior")
+    senior = make_user(f"{code}-senior")
     trial_services.add_member(trial=live.trial, by=investigator, user=senior, role=Role.SENIOR)
     case, single = case_with_lateral(live.trial, live.sites[0])
     _read_and_sign(case, senior)
+    return live, senior, case, single
+
+
+@pytest.fixture
+def world(investigator, make_user):
+    live, senior, case, single = record_to_write(investigator, make_user, "rec")
     return {"trial": live.trial, "senior": senior, "case": case, "lateral": case.images.get(), "single": single,
             "investigator": investigator,
             "readers": [r.reader.user for r in Read.objects.filter(case=case).select_related("reader__user")]}
