@@ -184,6 +184,15 @@ def _df_tolerance(r: dict, analysis: str, floor: float) -> float:
     return max(floor, 3.0 * r[(analysis, "df_spread")])
 
 
+def _df_context(r: dict, analyses: dict, analysis: str) -> str:
+    """What a df failure needs for a diagnosis (the fixture's data are new each run): lmerTest's spread and the
+    fitted variance components, where a small one is the usual suspect."""
+    result = analyses[analysis]["result"]
+    return (f"{analysis} df: ours {result['df']!r}, lmerTest {r[(analysis, 'df')]!r}, lmerTest's own spread over row "
+            f"orders {r[(analysis, 'df_spread')]:.2e}; variance components {result.get('variance_components')}, "
+            f"residual {result.get('residual_variance')}")
+
+
 # A standard error of the preference log-odds above this (odds multiplied or divided by e**10 per SE) marks a
 # separated fit: the votes of the decisive cases all, or nearly all, one way.
 SEPARATED_SE = 10.0
@@ -213,12 +222,14 @@ def test_the_exported_r_script_reproduces_the_primary_and_the_key_secondaries(ex
     primary = a["quality.lmm"]["result"]
     for key in ("estimate", "se"):
         assert primary[key] == pytest.approx(r[("quality.lmm", key)], rel=1e-6), key
-    assert primary["df"] == pytest.approx(r[("quality.lmm", "df")], rel=_df_tolerance(r, "quality.lmm", 1e-6))
+    assert primary["df"] == pytest.approx(r[("quality.lmm", "df")], rel=_df_tolerance(r, "quality.lmm", 1e-6)), \
+        _df_context(r, a, "quality.lmm")
     assert primary["pvalue"] == pytest.approx(r[("quality.lmm", "pvalue")], rel=1e-5)
     for key in ("radpeer.lmm", "reading_time.lmm"):
         for q in ("estimate", "se"):
             assert a[key]["result"][q] == pytest.approx(r[(key, q)], rel=1e-5), (key, q)
-        assert a[key]["result"]["df"] == pytest.approx(r[(key, "df")], rel=_df_tolerance(r, key, 1e-5)), (key, "df")
+        assert a[key]["result"]["df"] == pytest.approx(r[(key, "df")], rel=_df_tolerance(r, key, 1e-5)), \
+            _df_context(r, a, key)
     assert a["reading_time.lmm"]["summary"]["difference_seconds"] == pytest.approx(
         r[("reading_time.lmm", "difference_seconds")], rel=1e-5)
     # the Laplace fits: glmer run to convergence (its PIRLS too) maximises the same likelihood as we do; clmm's
