@@ -164,7 +164,7 @@ def _study_images_png(case: Case, *, limit: int) -> tuple[bytes, ...]:
     if limit <= 0:
         return ()
     out = []
-    for image in case.images.exclude(display_image="").order_by("pk")[:limit]:
+    for image in case.images.exclude(display_image="")[:limit]:   # CaseImage's order: as received, as the viewer
         with image.display_image.open("rb") as f:
             out.append(f.read())
     return tuple(out)
@@ -230,7 +230,7 @@ def generate_draft(*, draft_id: int, task_id: str = "inline") -> AIDraft | None:
 
 
 @transaction.atomic
-def _store(*, draft_id: int, task_id: str, result, images: int = 1) -> AIDraft | None:
+def _store(*, draft_id: int, task_id: str, result, images: int) -> AIDraft | None:
     draft = AIDraft.objects.select_for_update().get(pk=draft_id)
     if draft.status == DraftStatus.READY or draft.claimed_by != task_id:
         return None  # someone else finished or took over; exactly one result is kept

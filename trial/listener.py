@@ -101,8 +101,12 @@ class _Tally:
     first_rate_refusal: bool = False
     failures: dict[str, int] = field(default_factory=dict)
 
-    def add(self, answer: Answer) -> None:
+    def add(self, answer: Answer, *, limit: ratelimit.Hit | None = None) -> None:
+        """Count one C-STORE's answer; `limit`: the rate-limit count it was checked against, if any."""
         self.instances += 1
+        if limit is not None and not limit.allowed:
+            self.rate_limited += 1
+            self.first_rate_refusal |= limit.first_refusal
         if answer.status == SUCCESS:
             self.stored += 1
         else:
@@ -203,31 +207,30 @@ def _on_established(event) -> None:
 
 def _on_store(event) -> Dataset:
     close_old_connections()
+    answer, limit = _answer_store(event)
+    tally = _tally(event.assoc)
+    if tally is not None:
+        tally.add(answer, limit=limit)
+    return answer.dataset()
+
+
+def _answer_store(event) -> tuple[Answer, ratelimit.Hit | None]:
+    """The answer to one C-STORE, and the rate-limit count it was checked against (None when the caller is no longer
+    a sender)."""
     started = time.monotonic()
     site = senders().get(event.assoc.requestor.ae_title.strip())
-    tally = _tally(event.assoc)
     if site is None:  # its site was removed or its trial locked during the association
-        answer = Answer(NOT_AUTHORIZED, "Calling AE title no longer accepted")
-        if tally is not None:
-            tally.add(answer)
-        return answer.dataset()
+        return Answer(NOT_AUTHORIZED, "Calling AE title no longer accepted"), None
     limit = ratelimit.hit(f"dicom:site:{site.pk}", per_minute=settings.CXR_INBOUND_PER_MINUTE)
     if not limit.allowed:  # one sender in a loop must not crowd out the others: the PACS retries later
         if limit.first_refusal:
             logger.warning("Site %s over its limit of %d images a minute over DICOM", site.code, limit.limit)
-        answer = Answer(OUT_OF_RESOURCES, f"Over {limit.limit} images a minute; retry in {limit.retry_after} s")
-        if tally is not None:
-            tally.add(answer)
-            tally.rate_limited += 1
-            tally.first_rate_refusal |= limit.first_refusal
-        return answer.dataset()
+        return Answer(OUT_OF_RESOURCES, f"Over {limit.limit} images a minute; retry in {limit.retry_after} s"), limit
     data = event.encoded_dataset(include_meta=True)
     answer = store(site=site, data=data, sop_instance_uid=str(event.request.AffectedSOPInstanceUID))
-    if tally is not None:
-        tally.add(answer)
     logger.info("C-STORE from %s: status 0x%04X in %.0f ms", event.assoc.requestor.ae_title, answer.status,
                 1000 * (time.monotonic() - started))
-    return answer.dataset()
+    return answer, limit
 
 
 def _on_echo(event) -> int:
