@@ -421,6 +421,14 @@ def _preference_glmm(d: _Data, level: float, cases=None) -> dict:
     out = res.to_dict(level)
     if not res.converged:
         notes.append("the optimizer reported no convergence: read with care")
+    if res.deciding_terms:
+        term = max(res.deciding_terms, key=lambda t: res.variance_components[t])
+        notes.append(
+            f"the votes are all but decided by the {term.replace('_', ' ')} (its SD on the log-odds scale is "
+            f"{math.sqrt(res.variance_components[term]):.0f}; with few experts, the votes of most cases agree): the "
+            f"model's probability for a typical case, {res.estimate:.4f}, is far from the share of decisive votes for "
+            f"{d.t} ({res.n_treatment} of {res.n_votes}) and its interval spans nearly all of (0, 1); the case "
+            "majorities (preference.binomial) say more here")
     n_cases = len({v["case"] for v, _ in kept})
     denominator = (f"{res.n_votes} decisive votes of {res.n_votes + res.n_ties} votes on {n_cases} cases "
                    f"({res.n_ties} votes preferred neither report and are not in the model)")

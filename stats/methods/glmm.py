@@ -258,6 +258,16 @@ class BinomialGLMMResult:
         }
 
 
+# A random-intercept SD above this on the log-odds scale (one SD multiplies the odds by e**10 ≈ 22 000) says the votes
+# are all but decided by that term's level: with few experts per case, typically, the votes of most cases agree. The
+# fit is still glmer's (a finite optimum, to the digits R gives), but its estimand, the probability for a typical
+# case, then sits near 0 or 1 whatever the share of the votes, and its interval spans nearly all of (0, 1). On the
+# 2-site reproduction fixture (24 cases, 3 experts; bench/reproduce_sweep.py) such fits had case SDs of 11 to 45 and a
+# typical case's probability of 0.9996 to 0.9999999 for shares of 62 to 74 % of the votes. The analysis says so
+# in a note and points to the case majorities; it does not change the fit.
+DECIDING_SD = 10.0
+
+
 @dataclass(frozen=True)
 class PreferenceGLMMResult:
     """P(an expert prefers the treatment report) for a typical case, expert and pair of readers; ties left out.
@@ -296,6 +306,12 @@ class PreferenceGLMMResult:
     def se(self) -> float:
         return self.standard_error
 
+    @property
+    def deciding_terms(self) -> list[str]:
+        """The random terms whose SD is above DECIDING_SD: the votes are all but decided by their levels, and a
+        typical case's probability is near 0 or 1 whatever the share of the votes (DECIDING_SD). Usually empty."""
+        return [t for t, v in self.variance_components.items() if math.sqrt(v) > DECIDING_SD]
+
     def log_odds_confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         _check_level(confidence_level)
         q = float(stats.t.ppf(0.5 + confidence_level / 2, self.df))
@@ -324,6 +340,7 @@ class PreferenceGLMMResult:
             "n_reference": self.n_reference,
             "n_ties": self.n_ties,
             "variance_components": dict(self.variance_components),
+            "deciding_terms": self.deciding_terms,
             "log_likelihood": self.log_likelihood,
             "n_groups": dict(self.n_groups),
             "converged": self.converged,
