@@ -228,3 +228,28 @@ def test_a_crossover_runs_its_default_plan_with_reader_by_arm_and_period():
     assert set(g["result"]["variance_components"]) == {"case", "expert", "reader"}     # one reader per pair
     b = res["analyses"]["preference.binomial"]
     assert b["status"] == "ok" and b["n"]["cases"] == 24 * 6 and "pairs (case, reader)" in b["summary"]["denominator"]
+
+
+def test_a_preference_fit_whose_votes_the_case_all_but_decides_says_so(snapshot):
+    """Where the experts of a case (nearly) always agree, the case SD runs off and the GLMM's probability for a typical
+    case sits near 0 or 1 whatever the share of the votes: the run keeps glmer's fit and says so in a note."""
+    facts, rows, _ = snapshot
+    plan = plan_schema.validate(plan_schema.default_plan())
+    regular = _run(snapshot, plan)["analyses"]["preference.glmm"]
+    assert regular["status"] == "ok" and regular["result"]["deciding_terms"] == []
+    assert not any("all but decided" in n for n in regular["notes"])
+    # every decisive vote of a case as its first expert's (ties stay ties): unanimous cases
+    first = {}
+    for p in rows["preferences"]:
+        if p["preferred"] != "none":
+            first.setdefault(p["case"], p["preferred"])
+    unanimous = dict(rows, preferences=[dict(p, preferred=first[p["case"]]) if p["preferred"] != "none" else p
+                                        for p in rows["preferences"]])
+    res = _run((facts, unanimous, dataset.build_snapshot(trial=facts, rows=unanimous)), plan)
+    g = res["analyses"]["preference.glmm"]
+    assert g["status"] == "ok" and g["result"]["deciding_terms"] == ["case"]
+    assert g["result"]["variance_components"]["case"] > 100
+    share = g["result"]["n_treatment"] / g["result"]["n_votes"]
+    assert 0.2 < share < 0.8 and abs(g["result"]["estimate"] - 0.5) > 0.45      # far from the share of votes
+    (note,) = [n for n in g["notes"] if "all but decided by the case" in n]
+    assert f"({g['result']['n_treatment']} of {g['result']['n_votes']})" in note and "preference.binomial" in note
