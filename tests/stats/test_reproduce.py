@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 import zipfile
@@ -47,7 +48,9 @@ def _unzip(data: bytes, where: Path) -> Path:
 
 # The trial's randomization seed, which decides who reads which case in which arm and so every number the R script
 # refits. Fixed, so that a failure here is reproduced by running the test again; `CXR_REPRODUCE_SEED=N` draws another
-# trial (bench/reproduce_sweep.py runs many and reports the largest difference over tolerance of each quantity).
+# trial (bench/reproduce_sweep.py runs many and reports the largest difference over tolerance of each quantity). The
+# server's other draws that reach the export are fixed with it: the run's coin toss of which arm is X, and the
+# shuffles and worklist keys that order the reads (the rows' order moves R's last digits).
 REPRODUCE_SEED = int(os.environ.get("CXR_REPRODUCE_SEED", "1"))
 
 
@@ -55,8 +58,11 @@ REPRODUCE_SEED = int(os.environ.get("CXR_REPRODUCE_SEED", "1"))
 def exported(complete_trial, django_capture_on_commit_callbacks, tmp_path, monkeypatch):
     """A finished run of a 2-site trial (6 readers per site; reader, case and expert effects) and its masked
     export, unzipped."""
+    from core import keys
     from trial import randomization
     monkeypatch.setattr(randomization, "new_seed", lambda: REPRODUCE_SEED.to_bytes(randomization.SEED_BYTES, "big"))
+    monkeypatch.setattr(keys, "system_random", random.Random(REPRODUCE_SEED))
+    monkeypatch.setattr(services.secrets, "randbelow", lambda n: REPRODUCE_SEED % n)
     sim = complete_trial(n_cases=24, readers_per_site=6, sites=("site-a", "site-b"), reader_sd=0.3, case_sd=0.6,
                          expert_sd=0.3, code="rr")
     freeze_default_plan(sim)
