@@ -80,6 +80,9 @@ class AIDraft(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the case was first sent to an assisted reader: from then on the draft "
+                                         "is what that reader was shown, and is never made again.")
 
     class Meta:
         ordering = ["case__code"]

@@ -11,3 +11,15 @@ def draft_on_enrolment(sender, *, case_id: int, **kwargs) -> None:
     case = Case.objects.filter(pk=case_id).first()
     if case is not None:
         request_draft(case=case)
+
+
+def redraft_on_added_image(sender, *, case_id: int, **kwargs) -> None:
+    """A later image of the study (a lateral after the settle window) may be wanted by the trial's model: the ready
+    draft is made again from it, as long as no assisted reader has been sent the case (services.request_redraft)."""
+    from trial.models import Case
+
+    from .services import request_redraft
+
+    case = Case.objects.filter(pk=case_id).select_related("trial").first()
+    if case is not None:
+        request_redraft(case=case)

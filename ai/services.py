@@ -20,6 +20,7 @@ from trial.selectors import require_role
 from . import backends
 from .models import AIDraft, Backend, DraftStatus, ModelVersion, TrialModel
 from .tasks import generate_draft as generate_draft_task
+from .tasks import redraft as redraft_task
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +208,15 @@ def _claim(*, draft_id: int, task_id: str) -> AIDraft | None:
         return draft
 
 
+def _request_for(draft: AIDraft) -> backends.DraftRequest:
+    """What the model is given: the frontal film and, for a model of several images, the study's others."""
+    case = draft.case
+    with case.display_image.open("rb") as image:
+        primary = image.read()
+    more = _study_images_png(case, limit=images_per_draft(draft.model_version) - 1)
+    return backends.DraftRequest(image_png=primary, clinical_history=case.clinical_history, more_images_png=more)
+
+
 def generate_draft(*, draft_id: int, task_id: str = "inline") -> AIDraft | None:
     """Produce the draft outside any transaction (it takes seconds), then store it once.
 
@@ -216,17 +226,86 @@ def generate_draft(*, draft_id: int, task_id: str = "inline") -> AIDraft | None:
     draft = _claim(draft_id=draft_id, task_id=task_id)
     if draft is None:
         return None
-    case = draft.case
-    with case.display_image.open("rb") as image:
-        primary = image.read()
-    more = _study_images_png(case, limit=images_per_draft(draft.model_version) - 1)
-    request = backends.DraftRequest(image_png=primary, clinical_history=case.clinical_history, more_images_png=more)
+    request = _request_for(draft)
     try:
-        result = backend_for(draft.model_version).generate([request], findings=list(case.trial.findings))[0]
+        result = backend_for(draft.model_version).generate([request], findings=list(draft.case.trial.findings))[0]
     except backends.PermanentModelError as exc:
         mark_failed(draft_id=draft_id, task_id=task_id, reason=str(exc))
         return None
     return _store(draft_id=draft_id, task_id=task_id, result=result, images=len(request.images_png))
+
+
+# A study's later image (a lateral sent after the settle window) for a model that takes several images. The ready
+# draft stays as it is, and is what a reader sees, until the new one is stored; the new one is stored only if no
+# assisted reader has been sent the case by then (AIDraft.delivered_at, stamped by reading when it first sends the
+# case): a reader's draft never changes under them, and a draft made again never leaves a read without one (the
+# trial's draft time limit counts from arrival). A draft still pending reads the study when its task runs; one that
+# is running when the image comes is looked at again when this task runs, the settle window later.
+
+
+def _behind(draft: AIDraft) -> bool:
+    """Ready, not yet sent to a reader, and made from fewer images than its model takes."""
+    return (draft.status == DraftStatus.READY and draft.delivered_at is None
+            and draft.images < images_per_draft(draft.model_version))
+
+
+def request_redraft(*, case: Case) -> None:
+    """An image joined the case: if the trial's model takes several images, look at its draft once the study has
+    settled again (the trial's settle window); redraft then makes it again if it is behind the study."""
+    assignment = TrialModel.objects.filter(trial_id=case.trial_id).select_related("model_version").first()
+    if assignment is None or images_per_draft(assignment.model_version) <= 1:
+        return
+    draft = AIDraft.objects.filter(case=case, model_version=assignment.model_version).first()
+    if draft is None or draft.delivered_at is not None:
+        return
+    draft_id, countdown = draft.pk, case.trial.settle_seconds
+    priority = draft_priority(prospective=case.trial.is_prospective, urgent=case.urgent)
+    transaction.on_commit(lambda: redraft_task.apply_async(args=[draft_id], priority=priority, countdown=countdown),
+                          robust=True)
+
+
+def redraft(*, draft_id: int) -> AIDraft | None:
+    """Make a ready draft again from the study's images if it was made from fewer than its model takes and the case
+    has not been sent to an assisted reader; stored only if that is still so once the model has answered. A model
+    that refuses leaves the ready draft as it was (logged and audited). Returns the draft made again, or None."""
+    draft = AIDraft.objects.select_related("case__trial", "model_version").get(pk=draft_id)
+    if not _behind(draft):
+        return None
+    request = _request_for(draft)
+    if len(request.images_png) <= draft.images:
+        return None           # the study has no image the draft was not given (its lateral's PNG is not made yet)
+    try:
+        result = backend_for(draft.model_version).generate([request], findings=list(draft.case.trial.findings))[0]
+    except backends.PermanentModelError as exc:
+        logger.warning("draft %s not made again from %d images: %s", draft_id, len(request.images_png), exc)
+        audit.record(actor=None, action="draft.redraft_failed", obj=draft, trial=draft.case.trial, payload={
+            "case": draft.case.code, "model": draft.model_version.name, "images": len(request.images_png),
+            "reason": str(exc)[:500]})
+        return None
+    return _store_redraft(draft_id=draft_id, result=result, images=len(request.images_png))
+
+
+@transaction.atomic
+def _store_redraft(*, draft_id: int, result, images: int) -> AIDraft | None:
+    draft = AIDraft.objects.select_for_update(of=("self",)).select_related("case__trial", "model_version").get(
+        pk=draft_id)
+    if not _behind(draft) or images <= draft.images:
+        # sent to a reader meanwhile (the reader keeps what they were shown), or made again by another task
+        audit.record(actor=None, action="draft.redraft_discarded", obj=draft, trial=draft.case.trial, payload={
+            "case": draft.case.code, "model": draft.model_version.name, "images": images,
+            "reason": "sent to a reader first" if draft.delivered_at else "made again already"})
+        return None
+    before = draft.images
+    draft.images = images
+    draft.text, draft.findings, draft.impression = result.text, result.findings, result.impression
+    draft.finding_scores = {k: float(v) for k, v in result.finding_scores.items()}
+    draft.score_source = getattr(result, "score_source", "") or ""
+    draft.generated_tokens, draft.seconds, draft.finished_at = result.generated_tokens, result.seconds, clock.now()
+    draft.save()
+    audit.record(actor=None, action="draft.redrafted", obj=draft, trial=draft.case.trial, payload={
+        "case": draft.case.code, "model": draft.model_version.name, "images_before": before, "images": images,
+        "tokens": draft.generated_tokens, "seconds": round(draft.seconds or 0, 3)})
+    return draft
 
 
 @transaction.atomic

@@ -30,6 +30,22 @@ def generate_draft(self, draft_id: int) -> None:
         raise
 
 
+@task(queue=AI_QUEUE, bind=True, retry_on=(TransientModelError,), max_retries=MAX_RETRIES,
+      redeliver_if_worker_dies=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=SOFT_TIME_LIMIT + 60)
+def redraft(self, draft_id: int) -> None:
+    """A ready draft made again from the study's later image (services.redraft). Giving up keeps the ready draft."""
+    from .services import redraft as make_again
+
+    try:
+        make_again(draft_id=draft_id)
+    except SoftTimeLimitExceeded:
+        return
+    except TransientModelError:
+        if self.request.retries >= MAX_RETRIES:
+            return
+        raise
+
+
 @task()
 def requeue_pending() -> int:
     """For celery beat: drafts whose task was lost (the broker was down when they were requested) are sent again."""

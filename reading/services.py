@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Q
 
+from ai.models import AIDraft
 from core import clock, keys
 from core.errors import Conflict, ServiceError, WrongStatus
 from core.text import clean_text
@@ -223,13 +224,17 @@ def note_delivery(*, read: Read) -> None:
     starts there, whatever the client reports later. This is the one write a GET makes in this project (a
     measurement, not a change the user asked for): once per read, only while the read is open and the trial is
     reading, by a conditional UPDATE that a concurrent submit cannot turn into a stamp of a submitted read; nothing
-    when it is already stamped (no query)."""
+    when it is already stamped (no query). An assisted read also stamps the case's draft (AIDraft.delivered_at),
+    before the page reads it: from then on it is what the reader is shown, and the ai app never makes it again."""
     if read.delivered_at is not None or read.status not in OPEN_READ_STATUSES or not read.trial.allows(lifecycle.READ):
         return
     now = clock.now()
-    if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status__in=_READING_STATUSES,
-                           status__in=OPEN_READ_STATUSES).update(delivered_at=now):
-        read.delivered_at = now
+    with transaction.atomic():
+        if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status__in=_READING_STATUSES,
+                               status__in=OPEN_READ_STATUSES).update(delivered_at=now):
+            read.delivered_at = now
+            if read.arm == Arm.ASSISTED:
+                AIDraft.objects.filter(case_id=read.case_id, delivered_at__isnull=True).update(delivered_at=now)
 
 
 def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client_time: datetime | None = None,

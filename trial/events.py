@@ -16,6 +16,10 @@ logger = logging.getLogger(__name__)
 # A case was enrolled (validated, de-identified, stored). Arguments: case_id.
 case_enrolled = Signal()
 
+# An image joined an enrolled case (a lateral or a repeat of its study, also one staged before the frontal film).
+# Arguments: case_id, image_id.
+case_image_added = Signal()
+
 # A trial moved from one status to another. Arguments: trial_id, status (the new one), previous.
 trial_status_changed = Signal()
 

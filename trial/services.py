@@ -833,6 +833,7 @@ def _log_added(*, image: CaseImage, case: Case, by) -> None:
         # how long after its case opened (and, in a prospective trial, was routed) the image came
         "seconds_after_case": round((image.received_at - case.arrived_at).total_seconds(), 1)
         if case.arrived_at else None})
+    events.announce(events.case_image_added, case_id=case.pk, image_id=image.pk)
 
 
 def _store_image(*, trial, site, by, image: _Arrived, frontal: bool) -> Case | None:

@@ -302,3 +302,114 @@ def test_a_janus_model_of_two_images_is_refused(tmp_path, db):
         from ai.backends.janus import JanusBackend
 
         JanusBackend(str(tmp_path), backends.GenerationSettings(images=2))
+
+
+class ImagesBackend(RecordingBackend):
+    """A fake model whose draft says how many images it was given; `during` runs while it 'thinks'."""
+
+    def __init__(self, during=None, refuse=False):
+        super().__init__()
+        self.during, self.refuse = during, refuse
+
+    def generate(self, requests, *, findings):
+        self.requests += requests
+        if self.during:
+            self.during()
+        if self.refuse:
+            raise backends.PermanentModelError("the model refused the lateral")
+        n = len(requests[0].images_png)
+        return [backends.Draft(text=f"FINDINGS: From {n}.\nIMPRESSION: Normal.", findings=f"From {n}.",
+                               impression="Normal.", finding_scores={f: 0.1 * n for f in findings},
+                               generated_tokens=7, seconds=0.01)]
+
+
+@pytest.fixture
+def late_lateral(trial, site, investigator, monkeypatch, django_capture_on_commit_callbacks):
+    """A model of `images` images whose draft was made from the frontal film alone, before the study's lateral came
+    (after the settle window); the lateral then joins the case. Returns (make, sent): make(images) -> (case, draft),
+    and the countdowns of the redraft tasks sent."""
+    import io
+
+    import pydicom
+
+    from ai import tasks
+    from tests.live import image
+
+    sent = []
+    monkeypatch.setattr(tasks.generate_draft, "apply_async", lambda args, priority, countdown: None)
+    monkeypatch.setattr(tasks.redraft, "apply_async", lambda args, priority, countdown: sent.append((args, countdown)))
+
+    def make(images: int):
+        version = ModelVersion.objects.create(name=f"late-{images}", backend="http", url="http://127.0.0.1:9/v1",
+                                              generation={"images": images})
+        services.assign_model(trial=trial, by=investigator, model_version=version)
+        t = trial_services.update_trial_settings(trial=trial, by=investigator, settle_seconds=90)
+        t = trial_services.transition_trial(trial=t, by=investigator, to="enrolling")
+        frontal = image(1)
+        ds = pydicom.dcmread(io.BytesIO(frontal), stop_before_pixels=True)
+        with django_capture_on_commit_callbacks(execute=True):
+            case = trial_services.enrol_case(trial=t, site=site, by=investigator, data=frontal)
+        monkeypatch.setattr(services, "backend_for", lambda model_version: ImagesBackend())
+        draft = services.generate_draft(draft_id=AIDraft.objects.get(case=case).pk)
+        assert draft.images == 1 and draft.findings == "From 1."
+        lateral = image(2, ViewPosition="LL", StudyInstanceUID=ds.StudyInstanceUID,
+                        SeriesInstanceUID=ds.SeriesInstanceUID)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert trial_services.enrol_case(trial=t, site=site, by=investigator, data=lateral) == case
+        return case, draft
+
+    return make, sent
+
+
+def test_a_lateral_after_the_draft_is_drafted_again_from_both_images_before_any_reader_sees_it(late_lateral,
+                                                                                                monkeypatch):
+    make, sent = late_lateral
+    case, draft = make(2)
+    assert sent == [([draft.pk], 90)]          # once the study has settled again
+    backend = ImagesBackend()
+    monkeypatch.setattr(services, "backend_for", lambda model_version: backend)
+    again = services.redraft(draft_id=draft.pk)
+    assert again.pk == draft.pk and again.images == 2 and again.findings == "From 2."
+    [request] = backend.requests
+    assert request.more_images_png == (case.images.get().display_image.open("rb").read(),)
+    event = AuditEvent.objects.get(action="draft.redrafted")
+    assert event.payload["images_before"] == 1 and event.payload["images"] == 2
+    assert services.redraft(draft_id=draft.pk) is None and len(backend.requests) == 1    # done once
+
+
+def test_a_one_image_model_is_not_asked_again_for_a_lateral(late_lateral):
+    make, sent = late_lateral
+    make(1)
+    assert sent == []
+
+
+def test_a_draft_sent_to_a_reader_is_never_made_again(late_lateral, monkeypatch):
+    make, _ = late_lateral
+    case, draft = make(2)
+    AIDraft.objects.filter(pk=draft.pk).update(delivered_at=clock.now())
+    backend = ImagesBackend()
+    monkeypatch.setattr(services, "backend_for", lambda model_version: backend)
+    assert services.redraft(draft_id=draft.pk) is None and backend.requests == []
+    draft.refresh_from_db()
+    assert draft.findings == "From 1." and draft.images == 1
+
+
+def test_a_reader_sent_the_case_while_the_model_works_keeps_the_draft_they_were_shown(late_lateral, monkeypatch):
+    make, _ = late_lateral
+    case, draft = make(2)
+    backend = ImagesBackend(during=lambda: AIDraft.objects.filter(pk=draft.pk).update(delivered_at=clock.now()))
+    monkeypatch.setattr(services, "backend_for", lambda model_version: backend)
+    assert services.redraft(draft_id=draft.pk) is None and len(backend.requests) == 1
+    draft.refresh_from_db()
+    assert draft.findings == "From 1." and draft.images == 1
+    assert AuditEvent.objects.get(action="draft.redraft_discarded").payload["reason"] == "sent to a reader first"
+
+
+def test_a_model_that_refuses_the_lateral_leaves_the_ready_draft(late_lateral, monkeypatch):
+    make, _ = late_lateral
+    case, draft = make(2)
+    monkeypatch.setattr(services, "backend_for", lambda model_version: ImagesBackend(refuse=True))
+    assert services.redraft(draft_id=draft.pk) is None
+    draft.refresh_from_db()
+    assert draft.status == DraftStatus.READY and draft.findings == "From 1." and draft.images == 1
+    assert "refused the lateral" in AuditEvent.objects.get(action="draft.redraft_failed").payload["reason"]

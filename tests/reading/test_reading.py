@@ -547,6 +547,29 @@ def test_the_sign_off_queue_names_no_arm_and_never_a_case_on_the_seniors_own_wor
         services.sign_report(report=other_case_report, by=reader, proof=proof(reader))
 
 
+def test_the_first_delivery_to_the_assisted_reader_fixes_the_draft_they_are_shown(build_trial, client):
+    """From the moment the case is first sent to its assisted reader, the ai app never makes its draft again (a
+    lateral that comes later): the draft's delivered_at is stamped then, and not by the standard arm."""
+    from ai.models import AIDraft
+    from core import clock
+
+    trial, _, _, _ = build_trial(readers_per_site=2, n_cases=2)
+    standard = Read.objects.filter(trial=trial, arm="standard").select_related("reader__user").first()
+    client.force_login(standard.reader.user)
+    assert client.get(f"/t/{trial.code}/read/{standard.pk}/").status_code == 200
+    assert AIDraft.objects.get(case=standard.case).delivered_at is None
+    assisted = Read.objects.get(trial=trial, arm="assisted", case=standard.case)
+    client.force_login(assisted.reader.user)
+    t0 = timezone.now()
+    with clock.simulated(lambda: t0):
+        assert client.get(f"/api/reads/{assisted.pk}/").status_code == 200
+    with clock.simulated(lambda: t0 + timedelta(seconds=5)):
+        assert client.get(f"/t/{trial.code}/read/{assisted.pk}/").status_code == 200
+    assert AIDraft.objects.get(case=standard.case).delivered_at == t0
+    other = AIDraft.objects.exclude(case=standard.case).get(case__trial=trial)
+    assert other.delivered_at is None
+
+
 def test_reading_time_starts_at_the_servers_first_delivery(build_trial, client):
     from core import clock
 
