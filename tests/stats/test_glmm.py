@@ -239,6 +239,53 @@ def test_preference_glmm_is_glmers_fit_of_the_decisive_votes(tmp_path):
     assert ours.pvalue_z == pytest.approx(r["tight"]["p.(Intercept)"], rel=1e-3)
 
 
+def _votes_with_two_maxima() -> dict[str, np.ndarray]:
+    import csv
+
+    with open(Path(__file__).parent / "data" / "preference_two_maxima.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+
+# glmer's fit of the votes, and lme4's Laplace deviance (its deviance function, PIRLS to 1e-13) at our estimates
+_R_DEVIANCE_AT = _R_HEADER + r"""
+suppressPackageStartupMessages(library(lme4))
+f <- y ~ 1 + (1 | case) + (1 | expert) + (1 | treatment_reader) + (1 | reference_reader)
+ctl <- glmerControl(optimizer = "nloptwrap", tolPwrss = 1e-13,
+                    optCtrl = list(xtol_abs = 1e-12, ftol_abs = 1e-14, xtol_rel = 1e-12, ftol_rel = 1e-15,
+                                   maxeval = 1e5))
+m <- glmer(f, data = d, family = binomial, control = ctl)
+out("glmer.loglik", as.numeric(logLik(m)))
+out("glmer.log_odds", fixef(m)[[1]])
+dfun <- glmer(f, data = d, family = binomial, control = ctl, devFunOnly = TRUE)
+sd <- c({sds})
+out("at_ours.deviance", dfun(c(unname(sd[sub("[.].*$", "", names(getME(m, "theta")))]), {log_odds!r})))
+"""
+
+
+@pytest.mark.r_oracle
+def test_preference_glmm_finds_the_higher_of_two_maxima(tmp_path, monkeypatch):
+    """With three votes a case the likelihood can have a second, higher maximum far out in the case SD. glmer, from
+    its one start, stops at the lower one here (as our fit did from its first start); the fit runs from both starts
+    (BINOMIAL_START_SDS) and keeps the higher, and lme4's own deviance at our estimates says it is higher."""
+    from stats.methods import glmm
+
+    require_r_packages("lme4")
+    votes = _votes_with_two_maxima()
+    ours = fit_preference_glmm(votes, treatment="treatment", reference="reference")
+    decisive = dict(votes, y=(votes["preferred"] == "treatment").astype(int))
+    sds = ", ".join(f"{t} = {v ** 0.5!r}" for t, v in ours.variance_components.items())
+    r = parse_tagged(run_r(_R_DEVIANCE_AT.format(csv=write_csv(decisive, tmp_path / "votes.csv").as_posix(), sds=sds,
+                                                 log_odds=ours.log_odds), timeout=180))
+    assert r["at_ours"]["deviance"] == pytest.approx(-2.0 * ours.log_likelihood, abs=1e-6)
+    assert ours.log_likelihood > r["glmer"]["loglik"] + 0.5 and ours.variance_components["case"] > 150
+    # from the first start alone our fit stops where glmer does
+    monkeypatch.setattr(glmm, "BINOMIAL_START_SDS", (0.5,))
+    lower = fit_preference_glmm(votes, treatment="treatment", reference="reference")
+    assert lower.log_likelihood == pytest.approx(r["glmer"]["loglik"], abs=1e-6)
+    assert lower.log_odds == pytest.approx(r["glmer"]["log_odds"], abs=1e-3)
+
+
 # --------------------------------------------------------------------------------------------
 # The engine: structured factorization and exact gradient
 
