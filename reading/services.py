@@ -229,12 +229,13 @@ def note_delivery(*, read: Read) -> None:
     if read.delivered_at is not None or read.status not in OPEN_READ_STATUSES or not read.trial.allows(lifecycle.READ):
         return
     now = clock.now()
-    with transaction.atomic():
-        if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status__in=_READING_STATUSES,
-                               status__in=OPEN_READ_STATUSES).update(delivered_at=now):
-            read.delivered_at = now
-            if read.arm == Arm.ASSISTED:
-                AIDraft.objects.filter(case_id=read.case_id, delivered_at__isnull=True).update(delivered_at=now)
+    if Read.objects.filter(pk=read.pk, delivered_at__isnull=True, trial__status__in=_READING_STATUSES,
+                           status__in=OPEN_READ_STATUSES).update(delivered_at=now):
+        read.delivered_at = now
+        if read.arm == Arm.ASSISTED:
+            # its own statement, committed before the page reads the draft: it waits for a redraft being stored (which
+            # holds the draft's row), or makes that store give way (ai.services._store_redraft)
+            AIDraft.objects.filter(case_id=read.case_id, delivered_at__isnull=True).update(delivered_at=now)
 
 
 def _add_event(read: Read, kind: str, tab_id: str, server_time: datetime, client_time: datetime | None = None,

@@ -405,13 +405,14 @@ def test_reading_page_of_another_trial_says_nothing_more(build_trial, client):
 # for its draft, and the submit reads the draft to measure how much of it survived. The page's trial and role come
 # from one query (trial.access). (The hand-written SQL of session 3 took the same counts, one fewer for the
 # heartbeat; session 1: worklist 8, read API 11-14, autosave 12, submit 19-22.)
-# The first delivery of a read (here the read page) also stamps it (reading time starts there): one UPDATE, once.
+# The first delivery of a read (here the read page) also stamps it (reading time starts there): one UPDATE, once; an
+# assisted read's also stamps its case's draft (from then on never made again): one more UPDATE, once.
 # The submit's audit event reads the report back (with its read's times) for its state hash: one SELECT (trial.audit;
 # after the commit, in production, one more reads the head for the anchor file).
 STEP_QUERIES = {
     "standard": {"worklist": 4, "worklist api": 4, "read page": 5, "read api": 4, "image": 3, "opened": 10,
                  "heartbeat": 6, "autosave": 8, "submit": 14},
-    "assisted": {"worklist": 4, "worklist api": 4, "read page": 6, "read api": 5, "image": 4, "opened": 11,
+    "assisted": {"worklist": 4, "worklist api": 4, "read page": 7, "read api": 5, "image": 4, "opened": 11,
                  "heartbeat": 6, "autosave": 8, "submit": 15},
 }
 
