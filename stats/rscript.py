@@ -13,7 +13,7 @@ R settings: lmer with BOBYQA run to tolerances of 1e-14 (lme4's defaults stop sh
 optimum by 1e-4 to 1e-3 in the Satterthwaite df, see docs/statistics.md); glmer likewise, with its
 inner PIRLS iterations converged to 1e-13 (with lme4's default tolPwrss = 1e-7 its Laplace deviance
 was off ours by up to 2.5e-4 at the same parameters, which moved a flat optimum by up to 0.7 % of
-the SE; converged, the two deviances agree to 3e-9, and to 1e-7–5e-7 where a case SD is above 10),
+the SE; converged, the two deviances agree to 3e-9, and to 1e-7–4e-6 where the likelihood is flat),
 and the best of three optimizers kept: with a variance on the boundary one R process in four stopped
 BOBYQA at a log-likelihood 0.011 below the optimum, and where the likelihood has two maxima (a second
 one far out in the case SD) one optimizer alone can stop at the lower; clmm with its defaults

@@ -228,7 +228,7 @@ def _check(checks: list, name: str, ours: float, theirs: float, tolerance: float
 # ways: by glmer's own deviance function (PIRLS to 1e-13, as the script's fits), and by a plain damped Newton
 # iteration for the conditional modes on lme4's model matrices (base R, dense), run until the gradient is below 1e-10.
 # lme4's PIRLS stops short of the modes where the likelihood is flat: over 80 trials of the fixture its deviance was
-# up to 2e-6 above the Newton value, which ours matches to 1e-9 (bench/reproduce_sweep.py). Then the standard error of
+# up to 4e-6 above the Newton value, which ours matches to 5e-10 (bench/reproduce_sweep.py). Then the standard error of
 # β₀ from the Hessian of the Newton deviance at our estimates, taken by numDeriv (Richardson extrapolation, as
 # lmerTest takes its own) over the parameters off the boundary, as ours is: of lme4's deviance, PIRLS's noise made it
 # 0.6 % off on one trial; glmer's own vcov rests on lme4's one-step finite-difference Hessian (deriv12), which was
