@@ -296,11 +296,7 @@ def _store_redraft(*, draft_id: int, result, images: int) -> AIDraft | None:
             "reason": "sent to a reader first" if draft.delivered_at else "made again already"})
         return None
     before = draft.images
-    draft.images = images
-    draft.text, draft.findings, draft.impression = result.text, result.findings, result.impression
-    draft.finding_scores = {k: float(v) for k, v in result.finding_scores.items()}
-    draft.score_source = getattr(result, "score_source", "") or ""
-    draft.generated_tokens, draft.seconds, draft.finished_at = result.generated_tokens, result.seconds, clock.now()
+    _fill(draft, result, images=images)
     draft.save()
     audit.record(actor=None, action="draft.redrafted", obj=draft, trial=draft.case.trial, payload={
         "case": draft.case.code, "model": draft.model_version.name, "images_before": before, "images": images,
@@ -308,17 +304,22 @@ def _store_redraft(*, draft_id: int, result, images: int) -> AIDraft | None:
     return draft
 
 
+def _fill(draft: AIDraft, result, *, images: int) -> None:
+    """The model's answer on the draft row (saved by the caller, in its transaction)."""
+    draft.images = images
+    draft.text, draft.findings, draft.impression = result.text, result.findings, result.impression
+    draft.finding_scores = {k: float(v) for k, v in result.finding_scores.items()}
+    draft.score_source = getattr(result, "score_source", "") or ""
+    draft.generated_tokens, draft.seconds, draft.finished_at = result.generated_tokens, result.seconds, clock.now()
+
+
 @transaction.atomic
 def _store(*, draft_id: int, task_id: str, result, images: int) -> AIDraft | None:
     draft = AIDraft.objects.select_for_update().get(pk=draft_id)
     if draft.status == DraftStatus.READY or draft.claimed_by != task_id:
         return None  # someone else finished or took over; exactly one result is kept
-    draft.images = images
-    draft.text, draft.findings, draft.impression = result.text, result.findings, result.impression
-    draft.finding_scores = {k: float(v) for k, v in result.finding_scores.items()}
-    draft.score_source = getattr(result, "score_source", "") or ""
-    draft.generated_tokens, draft.seconds = result.generated_tokens, result.seconds
-    draft.status, draft.finished_at = DraftStatus.READY, clock.now()
+    _fill(draft, result, images=images)
+    draft.status = DraftStatus.READY
     draft.save()
     audit.record(actor=None, action="draft.ready", obj=draft, trial=draft.case.trial, payload={
         "case": draft.case.code, "model": draft.model_version.name, "attempts": draft.attempts,

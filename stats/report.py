@@ -262,8 +262,9 @@ def _preference_tables(results, labels) -> list[dict]:
              f"{r['n_treatment']} / {r['n_reference']} / {r['n_ties']}"],
             ["Variance components (logit scale)", ", ".join(f"{k}: {num(v)}" for k, v in
                                                             r["variance_components"].items())],
-        ], "One estimand: the probability that an expert who prefers one of the two reports prefers the X report, "
-           "for a typical case, expert and pair of readers; its interval and test are of that probability."))
+        ], "; ".join(["One estimand: the probability that an expert who prefers one of the two reports prefers the X "
+                      "report, for a typical case, expert and pair of readers; its interval and test are of that "
+                      "probability", *g.get("notes", [])])))
     a = _analysis(results, "preference.binomial")
     if not a:
         return tables

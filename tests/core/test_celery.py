@@ -19,7 +19,8 @@ def test_every_project_task_is_late_acknowledged_and_the_long_ones_redelivered_w
             "trial.tasks.verify_audit_chain", "trial.tasks.prepare_viewer_image"} <= set(tasks)
     for task in tasks.values():
         assert task.acks_late, task.name
-        assert task.reject_on_worker_lost == (task.name in ("ai.tasks.generate_draft", "stats.tasks.run_analysis"))
+        assert task.reject_on_worker_lost == (task.name in ("ai.tasks.generate_draft", "ai.tasks.redraft",
+                                                            "stats.tasks.run_analysis"))
 
 
 def test_a_fresh_process_routes_the_model_task_to_the_ai_queue_by_name():

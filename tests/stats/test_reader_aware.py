@@ -253,3 +253,8 @@ def test_a_preference_fit_whose_votes_the_case_all_but_decides_says_so(snapshot)
     assert 0.2 < share < 0.8 and abs(g["result"]["estimate"] - 0.5) > 0.45      # far from the share of votes
     (note,) = [n for n in g["notes"] if "all but decided by the case" in n]
     assert f"({g['result']['n_treatment']} of {g['result']['n_votes']})" in note and "preference.binomial" in note
+    doc = report.build_report(res, labels={"X": "arm X", "Y": "arm Y"}, meta={})   # the report shows it
+    assert "all but decided by the case" in json.dumps(doc, ensure_ascii=False)
+    assert "all but decided" not in json.dumps(report.build_report(_run(snapshot, plan), labels={"X": "arm X",
+                                                                                                  "Y": "arm Y"},
+                                                                   meta={}), ensure_ascii=False)
