@@ -141,17 +141,19 @@ def draft_priority(*, prospective: bool, urgent: bool) -> int:
     return PRIORITY_URGENT if urgent else PRIORITY_LIVE
 
 
-def _enqueue(draft: AIDraft) -> None:
-    """The draft's task, sent once the transaction commits, with its priority (draft_priority); a broker that is
-    down is logged, not raised (the write stands; requeue_pending sends the task again later)."""
+def _enqueue(draft: AIDraft, *, task=generate_draft_task) -> None:
+    """The draft's task (generate_draft, or redraft), sent once the transaction commits, with its priority
+    (draft_priority); a broker that is down is logged, not raised (the write stands; requeue_pending sends a lost
+    generate_draft again later, a lost redraft leaves the ready draft)."""
     draft_id = draft.pk
-    case = draft.case  # the caller's case (request_draft) or joined (requeue_pending): no query of its own
+    case = draft.case  # the caller's case (request_draft, request_redraft) or joined (requeue_pending): no query
     priority = draft_priority(prospective=case.trial.is_prospective, urgent=case.urgent)
     # A model that reads several images of the study drafts once the study has settled (its lateral has come): the
-    # trial's settle window after the case arrived. A model of one image drafts at once from the frontal film.
+    # trial's settle window after the case arrived, or after a later image came. A model of one image drafts at once
+    # from the frontal film.
     countdown = case.trial.settle_seconds if images_per_draft(draft.model_version) > 1 else 0
-    transaction.on_commit(lambda: generate_draft_task.apply_async(args=[draft_id], priority=priority,
-                                                                  countdown=countdown), robust=True)
+    transaction.on_commit(lambda: task.apply_async(args=[draft_id], priority=priority, countdown=countdown),
+                          robust=True)
 
 
 def images_per_draft(model_version: ModelVersion) -> int:
@@ -258,10 +260,8 @@ def request_redraft(*, case: Case) -> None:
     draft = AIDraft.objects.filter(case=case, model_version=assignment.model_version).first()
     if draft is None or draft.delivered_at is not None:
         return
-    draft_id, countdown = draft.pk, case.trial.settle_seconds
-    priority = draft_priority(prospective=case.trial.is_prospective, urgent=case.urgent)
-    transaction.on_commit(lambda: redraft_task.apply_async(args=[draft_id], priority=priority, countdown=countdown),
-                          robust=True)
+    draft.case, draft.model_version = case, assignment.model_version
+    _enqueue(draft, task=redraft_task)
 
 
 def redraft(*, draft_id: int) -> AIDraft | None:
